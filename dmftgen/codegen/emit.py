@@ -1,0 +1,233 @@
+"""Emit the text of ``generated/<model>.py`` from a SymbolicSystem (pure: no I/O but templates).
+
+Module layout (docs/kernels.md): header with the source hash, module constants, the stable
+helpers, one row kernel per derived quantity (sectioned bodies: inputs, canonical-CSE
+intermediates, outputs), batch kernels over samples, then the template bodies (hot loops of the
+simulator and the DMFT solver), which call the row kernels directly so numba inlines ℓ and ∇ℓ.
+
+Determinism: every set is sorted, CSE order is canonical with counter-named temporaries, floats
+are printed by ``repr``, and nothing host- or time-dependent is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy as sp
+
+from ..model import MODELS_DIR, REPO_ROOT, Model, theta
+from ..symbolic import SymbolicSystem
+from .printer import count_ops, print_expr
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_MARKER = "# --- template body ---"
+DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy")'
+
+HELPERS = '''
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sigmoid(x):
+    """Logistic function without overflow: branch on the sign of x."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), finite for every finite x."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+'''
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One row kernel: a name, its array arguments, and (target, expression) outputs."""
+
+    name: str
+    args: tuple          # array argument names, in order
+    doc: str
+    outputs: tuple       # ((lhs, expr), ...); lhs None means "return expr"
+
+
+def template_texts() -> list[tuple[str, str]]:
+    """(file name, body) of every template, sorted by name for deterministic output."""
+    out = []
+    for path in sorted(TEMPLATE_DIR.glob("*.py")):
+        text = path.read_text()
+        if TEMPLATE_MARKER not in text:
+            continue
+        out.append((path.name, text.split(TEMPLATE_MARKER, 1)[1].strip("\n") + "\n"))
+    return out
+
+
+def _input_map(model: Model) -> list[tuple[sp.Symbol, str]]:
+    """Symbol -> array element, in the fixed role order of docs/kernels.md."""
+    rows = [(s, f"rv[{a}]") for a, s in enumerate(model.student)]
+    rows += [(s, f"sv[{j}]") for j, s in enumerate(model.teacher)]
+    rows += [(s, f"zv[{j}]") for j, s in enumerate(model.noise_symbols)]
+    rows += [(s, f"pv[{j}]") for j, s in enumerate(model.param_symbols)]
+    rows += [(s, f"thv[{a}]") for a, s in enumerate(theta(model.m))]
+    return rows
+
+
+def specify(system: SymbolicSystem) -> list[KernelSpec]:
+    """The row kernels of a model, in emission order."""
+    mod = system.model
+    m, k = mod.m, mod.k
+    sample = ("rv", "sv", "zv", "pv")
+    ell = [(f"out[{a}]", system.ell[a]) for a in range(m)]
+    jac = [(f"out[{a}, {b}]", system.jac_ell[a, b]) for a in range(m) for b in range(m)]
+    loss = system.loss if system.loss is not None else sp.nan
+    specs = [
+        KernelSpec("ell_row", sample + ("out",), "ell = dL/dr, out shape (M,).", tuple(ell)),
+        KernelSpec("jac_ell_row", sample + ("out",), "out[a, b] = d ell_a / d r_b, shape (M, M).", tuple(jac)),
+        KernelSpec("ell_jac_row", sample + ("g", "J"), "ell into g (M,) and its Jacobian into J (M, M), shared CSE.",
+                   tuple((lhs.replace("out", "g"), e) for lhs, e in ell)
+                   + tuple((lhs.replace("out", "J"), e) for lhs, e in jac)),
+        KernelSpec("dell_ds_row", sample + ("out",),
+                   "out[a, j] = d ell_a / d s_j (pathwise, a.e.; jumps ignored), shape (M, K).",
+                   tuple((f"out[{a}, {j}]", system.dell_ds[a, j]) for a in range(m) for j in range(k))),
+        KernelSpec("loss_row", sample, "Per-sample loss L (NaN if only ell was declared).", ((None, loss),)),
+        KernelSpec("metrics_row", sample + ("out",), "Declared metrics, out shape (NMET,).",
+                   tuple((f"out[{q}]", e) for q, (_, e) in enumerate(system.metrics))),
+        KernelSpec("h_row", ("thv", "pv", "out"), "Gradient of the declared regulariser H (ridge not included).",
+                   tuple((f"out[{a}]", system.h[a]) for a in range(m))),
+        KernelSpec("jac_h_row", ("thv", "pv", "out"), "Jacobian of h, shape (M, M).",
+                   tuple((f"out[{a}, {b}]", system.jac_h[a, b]) for a in range(m) for b in range(m))),
+    ]
+    return specs
+
+
+def emit_kernel(spec: KernelSpec, model: Model) -> str:
+    """Text of one row kernel: inputs, canonical-CSE intermediates, outputs."""
+    exprs = [sp.sympify(e) for _, e in spec.outputs]
+    temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"), optimizations=None, order="canonical")
+    used = set()
+    for e in [t[1] for t in temps] + reduced:
+        used |= e.free_symbols
+    lines = [DECORATOR, f"def {spec.name}({', '.join(spec.args)}):", f'    """{spec.doc}"""']
+    lines.append(f"    # Total ops: {count_ops([t[1] for t in temps] + reduced)}")
+    inputs = [(s, src) for s, src in _input_map(model) if s in used and src.split("[")[0] in spec.args]
+    if inputs:
+        lines.append("    # Inputs")
+        lines += [f"    {s.name} = {src}" for s, src in inputs]
+    if temps:
+        lines.append(f"    # Intermediate terms ({len(temps)})")
+        lines += [f"    {t} = {print_expr(e, f'kernel {spec.name} of model {model.name}')}" for t, e in temps]
+    lines.append("    # Outputs")
+    for (lhs, _), e in zip(spec.outputs, reduced):
+        code = print_expr(e, f"kernel {spec.name} of model {model.name}")
+        lines.append(f"    return {code}" if lhs is None else f"    {lhs} = {code}")
+    if not spec.outputs:
+        lines.append("    pass")
+    return "\n".join(lines) + "\n"
+
+
+BATCH = '''
+{dec}
+def ell_batch(r, s, z, p, out):
+    """ell for every sample: r (n, M), s (n, K), z (n, NZ) -> out (n, M)."""
+    for i in range(r.shape[0]):
+        ell_row(r[i], s[i], z[i], p, out[i])
+
+
+{dec}
+def jac_ell_batch(r, s, z, p, out):
+    """Jacobian of ell for every sample -> out (n, M, M)."""
+    for i in range(r.shape[0]):
+        jac_ell_row(r[i], s[i], z[i], p, out[i])
+
+
+{dec}
+def loss_batch(r, s, z, p, out):
+    """Per-sample loss -> out (n,)."""
+    for i in range(r.shape[0]):
+        out[i] = loss_row(r[i], s[i], z[i], p)
+
+
+{dec}
+def metrics_batch(r, s, z, p, out):
+    """Declared metrics for every sample -> out (n, NMET)."""
+    for i in range(r.shape[0]):
+        metrics_row(r[i], s[i], z[i], p, out[i])
+
+
+{dec}
+def h_batch(th, p, out):
+    """Regulariser gradient for every row of theta: th (d, M) -> out (d, M)."""
+    for j in range(th.shape[0]):
+        h_row(th[j], p, out[j])
+'''.format(dec=DECORATOR)
+
+
+def _short(expr, limit=300) -> str:
+    text = sp.sstr(expr)
+    return text if len(text) <= limit else text[: limit - 5] + " ..."
+
+
+def regenerate_command(model: Model) -> str:
+    src = Path(model.source).resolve()
+    if src.parent == MODELS_DIR.resolve():
+        return f"python -m dmftgen generate {model.name}"
+    return f"python -m dmftgen generate {src.name}  (from the directory of the model file)"
+
+
+def source_label(model: Model) -> str:
+    src = Path(model.source).resolve()
+    try:
+        return str(src.relative_to(REPO_ROOT))
+    except ValueError:
+        return src.name  # no absolute paths in generated files
+
+
+def emit_module(system: SymbolicSystem, source_hash: str) -> str:
+    """The full, deterministic text of ``generated/<model>.py``."""
+    mod = system.model
+    rule = "# " + "-" * 97
+    doc_lines = [f"    ell[{a}] = {_short(e)}" for a, e in enumerate(system.ell)]
+    doc_lines += [f"    labels = {_short(mod.labels)}"] if mod.labels is not None else []
+    doc_lines += [f"    DMFT route for nu: {system.route}"]
+    head = [
+        rule,
+        f"# Generated by dmftgen from {source_label(mod)} -- do NOT edit by hand.",
+        f"# Regenerate:  {regenerate_command(mod)}",
+        f"# Source hash: {source_hash}",
+        rule,
+        f'"""Numba kernels for model `{mod.name}` (M = {mod.m} student, K = {mod.k} teacher columns).',
+        "",
+        *doc_lines,
+        '"""',
+        "import math",
+        "",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f'MODEL = "{mod.name}"',
+        f'SOURCE_HASH = "{source_hash}"',
+        f"M = {mod.m}",
+        f"K = {mod.k}",
+        f"NZ = {len(mod.noise)}",
+        f"NP = {len(mod.params)}",
+        f"NMET = {len(mod.metrics)}",
+        f"PARAMS = {tuple(mod.param_names)!r}",
+        f"NOISE = {tuple(mod.noise_laws)!r}",
+        f"METRICS = {tuple(mod.metrics)!r}",
+        f"LINEAR_ELL = {system.linear_ell}",
+        f"DISCONTINUOUS = {system.discontinuous}",
+        f"HAS_LOSS = {system.loss is not None}",
+        f"HAS_REG = {mod.regularizer is not None}",
+        "",
+        "# " + "=" * 40 + " stable helpers",
+        HELPERS.strip("\n"),
+        "",
+        "",
+        "# " + "=" * 40 + " row kernels (one sample)",
+    ]
+    parts = ["\n".join(head)]
+    for spec in specify(system):
+        parts.append(emit_kernel(spec, mod))
+    parts.append("# " + "=" * 40 + " batch kernels (loop over samples)" + BATCH.rstrip("\n") + "\n")
+    for name, body in template_texts():
+        parts.append("# " + "=" * 40 + f" template {name}\n" + body)
+    return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

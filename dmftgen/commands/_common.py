@@ -1,0 +1,55 @@
+"""Options shared by the run commands (simulate, solve, compare, sweep): one definition each."""
+from __future__ import annotations
+
+import argparse
+
+from ..config import Settings
+from ..errors import SettingsError
+
+
+def add_model_arg(parser: argparse.ArgumentParser, nargs=None) -> None:
+    parser.add_argument("model", metavar="MODEL", nargs=nargs,
+                        help="built-in model name (see `dmftgen list`) or path to a model file")
+
+
+def add_settings_args(parser: argparse.ArgumentParser, *, T: float = 5.0, dt: float = 0.05,
+                      delta: float = 2.0, tau: float = 0.5) -> None:
+    """--delta --tau --lam --T --dt --seed --param NAME=VALUE."""
+    g = parser.add_argument_group("run settings")
+    g.add_argument("--delta", type=float, default=delta, help=f"sample ratio n/d (default {delta})")
+    g.add_argument("--tau", type=float, default=tau, help=f"temperature eta/B; 0 = gradient flow (default {tau})")
+    g.add_argument("--lam", type=float, default=0.0, help="ridge strength lambda (default 0)")
+    g.add_argument("--T", type=float, default=T, help=f"horizon in SGF time t = k*eta/d (default {T})")
+    g.add_argument("--dt", type=float, default=dt, help=f"time step of the grid (default {dt})")
+    g.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
+    g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a model parameter (repeatable)")
+
+
+def parse_params(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise SettingsError(f"--param expects NAME=VALUE, got {item!r} (e.g. --param beta=3).")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise SettingsError(f"--param {name.strip()}: value {value!r} is not a number.") from None
+    return out
+
+
+def settings_from_args(args, model=None) -> Settings:
+    """Validated Settings from parsed options; parameter names are checked against ``model``."""
+    s = Settings(delta=args.delta, tau=args.tau, lam=args.lam, T=args.T, dt=args.dt, seed=args.seed,
+                 params=parse_params(args.param))
+    if model is not None:
+        model.param_vector(s.params)  # raises SettingsError naming the unknown parameter
+    return s
+
+
+def progress_enabled() -> bool:
+    """Progress bars only on an interactive terminal (never in CI logs or pipes)."""
+    import sys
+
+    return sys.stderr.isatty()

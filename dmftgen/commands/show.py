@@ -1,0 +1,47 @@
+"""`dmftgen show MODEL`: the derived ell, Jacobian, labels, DMFT route and kernel op counts."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("show", help="show what dmftgen derives from a model")
+    p.add_argument("model", metavar="MODEL", help="built-in name or path to a model file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import sympy as sp
+
+    from ..codegen import generated_path
+    from ..codegen.emit import specify
+    from ..codegen.hashing import source_hash
+    from ..codegen.printer import count_ops
+    from ..model import load_model
+    from ..symbolic import derive
+
+    model = load_model(args.model)
+    sysm = derive(model)
+    print(f"model      {model.name}  ({model.display_source})")
+    if model.description:
+        print(f"           {model.description}")
+    print(f"width      m = {model.m} student, k = {model.k} teacher columns")
+    print("noise      " + (", ".join(f"{s.name} ~ {law}" for s, law in zip(model.noise_symbols, model.noise_laws))
+                           or "none"))
+    print("params     " + (", ".join(f"{s.name} = {v:g}" for s, v in model.params.items()) or "none"))
+    print(f"init       theta0 ~ N(0, {model.init_std}^2), theta* ~ N(0, {model.teacher_std}^2)")
+    if model.labels is not None:
+        print(f"labels     y = {sp.sstr(model.labels)}")
+    if model.loss is not None:
+        print(f"loss       L = {sp.sstr(model.loss)}")
+    for a, e in enumerate(sysm.ell):
+        print(f"ell[{a}]     {sp.sstr(e)}")
+    for a in range(model.m):
+        for b in range(model.m):
+            print(f"jac[{a},{b}]   {sp.sstr(sysm.jac_ell[a, b])}")
+    for name, e in sysm.metrics:
+        print(f"metric     {name} = {sp.sstr(e)}")
+    if model.regularizer is not None:
+        print(f"regulariser H = {sp.sstr(model.regularizer)}")
+    print(f"DMFT       tangents {'deterministic (jac_ell constant)' if sysm.linear_ell else 'per path'}; "
+          f"nu route: {sysm.route}" + (f" [{sysm.discontinuity_reason}]" if sysm.discontinuous else ""))
+    print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
+    print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    return 0

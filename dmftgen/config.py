@@ -1,0 +1,97 @@
+"""Run settings shared by the simulator, the DMFT solver and the comparison layer."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from .errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated run settings.
+
+    Parameters
+    ----------
+    delta : float
+        Sample ratio delta = n / d > 0.
+    tau : float
+        Temperature tau = eta / B >= 0 of the stochastic gradient flow (0 is gradient flow).
+    lam : float
+        Ridge strength lambda >= 0; the regulariser gradient is h(theta) = lam*theta + grad H.
+    T : float
+        Horizon in SGF time t = k*eta/d.
+    dt : float
+        Time step of the Euler-Maruyama grid t_k = k*dt (shared by simulation and DMFT).
+    seed : int
+        Root of every random stream (numpy SeedSequence).
+    params : mapping
+        Overrides of model parameters by name; checked against the model by ``Model.param_vector``.
+    """
+
+    delta: float = 2.0
+    tau: float = 0.5
+    lam: float = 0.0
+    T: float = 5.0
+    dt: float = 0.05
+    seed: int = 0
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        def finite(name):
+            v = getattr(self, name)
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise SettingsError(f"`{name}` must be a number, got {v!r}.") from None
+            if not math.isfinite(v):
+                raise SettingsError(f"`{name}` must be finite, got {v!r}.")
+            object.__setattr__(self, name, v)
+            return v
+
+        if finite("delta") <= 0:
+            raise SettingsError(f"`delta` (= n/d) must be > 0, got {self.delta}. Use e.g. --delta 2.")
+        if finite("tau") < 0:
+            raise SettingsError(f"`tau` (= eta/B) must be >= 0, got {self.tau}. Use --tau 0 for gradient flow.")
+        if finite("lam") < 0:
+            raise SettingsError(f"`lam` (ridge strength) must be >= 0, got {self.lam}.")
+        if finite("dt") <= 0:
+            raise SettingsError(f"`dt` (time step) must be > 0, got {self.dt}. Use e.g. --dt 0.05.")
+        if finite("T") <= 0:
+            raise SettingsError(f"`T` (horizon) must be > 0, got {self.T}.")
+        if self.T < self.dt:
+            raise SettingsError(f"`T` = {self.T} is shorter than one step `dt` = {self.dt}.")
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise SettingsError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
+        object.__setattr__(self, "seed", int(self.seed))
+        clean = {}
+        for k, v in dict(self.params).items():
+            try:
+                clean[str(k)] = float(v)
+            except (TypeError, ValueError):
+                raise SettingsError(f"parameter `{k}` must be a number, got {v!r}.") from None
+        object.__setattr__(self, "params", MappingProxyType(dict(sorted(clean.items()))))
+
+    @property
+    def n_steps(self) -> int:
+        """Number of Euler steps N = round(T / dt); the grid has N + 1 points."""
+        return max(1, int(round(self.T / self.dt)))
+
+    @property
+    def times(self) -> np.ndarray:
+        """Grid t_k = k dt, k = 0..N."""
+        return self.dt * np.arange(self.n_steps + 1)
+
+    def replace(self, **changes) -> "Settings":
+        d = self.as_dict()
+        d.update(changes)
+        return Settings(**d)
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("delta", "tau", "lam", "T", "dt", "seed")}
+        d["params"] = dict(self.params)
+        return d
