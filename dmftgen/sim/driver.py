@@ -1,0 +1,250 @@
+"""``simulate``: finite-size ground truth (SGF or minibatch SGD) averaged over seeds."""
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+
+import numpy as np
+
+from ..errors import SettingsError
+from .data import DATA_KINDS, DYNAMICS, draw_data, stream
+from .sgd import run_sgd, sgd_step_indices
+from .sgf import run_sgf
+
+METHODS = ("sgf", "sgd")
+
+
+def _as_int(name, v, lo, hint):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise SettingsError(f"`{name}` must be an integer, got {v!r}. {hint}")
+    v = int(v)
+    if v < lo:
+        raise SettingsError(f"`{name}` must be >= {lo}, got {v}. {hint}")
+    return v
+
+
+def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data, theta_rows):
+    """Validate the simulator options; returns (d, n, seeds, method, batch, eta, theta_rows, p).
+
+    Raises
+    ------
+    SettingsError
+        With a message naming the option and the fix.
+    """
+    from ..config import Settings
+    if not isinstance(settings, Settings):
+        raise SettingsError(f"`settings` must be a dmftgen.Settings, got {type(settings).__name__}.")
+    d = _as_int("d", d, 2, "The dimension d is the number of rows of theta; use e.g. --d 1024.")
+    seeds = _as_int("seeds", seeds, 1, "Use e.g. --seeds 4.")
+    if method not in METHODS:
+        raise SettingsError(f"unknown method `{method}`; use one of {', '.join(METHODS)}.")
+    if data not in DATA_KINDS:
+        raise SettingsError(f"unknown data law `{data}`; use one of {', '.join(DATA_KINDS)}.")
+    # settings.delta > 0, tau >= 0, dt > 0 are checked by Settings itself; re-check cheaply in
+    # case a caller built the object around its validation.
+    if not settings.delta > 0:
+        raise SettingsError(f"`delta` (= n/d) must be > 0, got {settings.delta}.")
+    if not settings.tau >= 0:
+        raise SettingsError(f"`tau` (= eta/B) must be >= 0, got {settings.tau}.")
+    if not settings.dt > 0:
+        raise SettingsError(f"`dt` (time step) must be > 0, got {settings.dt}.")
+    n = int(round(settings.delta * d))
+    if n < 1:
+        raise SettingsError(f"n = round(delta * d) = round({settings.delta} * {d}) = {n} samples; "
+                            f"increase --d or --delta.")
+    theta_rows = _as_int("theta_rows", theta_rows, 0, "It is the number of rows of theta to record.")
+    if theta_rows > d:
+        raise SettingsError(f"`theta_rows` = {theta_rows} exceeds d = {d}.")
+    p = model.param_vector(settings.params)  # SettingsError on unknown parameter names
+    if method == "sgf":
+        if batch is not None or eta is not None:
+            raise SettingsError("`batch` and `eta` only apply to --method sgd; the SGF is set by "
+                                "tau and dt alone.")
+        return d, n, seeds, method, None, None, theta_rows, p
+    # -- SGD: tau = eta / B
+    tau = settings.tau
+    if batch is not None:
+        batch = _as_int("batch", batch, 1, "It is the minibatch size B.")
+        if batch > n:
+            raise SettingsError(f"`batch` = {batch} exceeds the number of samples n = {n} "
+                                f"(= round(delta * d)); use a batch <= n.")
+    if eta is not None:
+        eta = float(eta)
+        if not (math.isfinite(eta) and eta > 0):
+            raise SettingsError(f"`eta` (learning rate) must be > 0, got {eta}.")
+    if tau == 0:
+        raise SettingsError("SGD needs tau = eta/B > 0; for gradient flow (tau = 0) use --method sgf.")
+    if batch is None and eta is None:
+        batch = 1
+    if eta is None:
+        eta = tau * batch
+    elif batch is None:
+        batch = int(round(eta / tau))
+        if batch < 1 or abs(eta / batch - tau) > 1e-9 * tau:
+            raise SettingsError(f"`eta` = {eta} is not tau * B for an integer batch B (tau = {tau}); "
+                                f"give --batch too, or set eta = tau * B.")
+        if batch > n:
+            raise SettingsError(f"`eta`/tau = {batch} exceeds the number of samples n = {n}.")
+    elif abs(eta / batch - tau) > 1e-9 * tau:
+        raise SettingsError(f"eta / batch = {eta}/{batch} = {eta / batch:g} differs from tau = {tau}; "
+                            f"SGD has temperature tau = eta/B: drop one of --eta/--batch or fix --tau.")
+    return d, n, seeds, method, batch, eta, theta_rows, p
+
+
+def _versions() -> dict:
+    import numba
+    import scipy
+
+    from .. import __version__
+    return {"dmftgen": __version__, "numpy": np.__version__, "numba": numba.__version__,
+            "scipy": scipy.__version__, "python": platform.python_version()}
+
+
+def _mean_sem(a: np.ndarray):
+    """Mean over axis 0 and its standard error std(ddof=1)/sqrt(S) (NaN for a single seed)."""
+    S = a.shape[0]
+    mean = a.mean(axis=0)
+    if S < 2:
+        return mean, np.full_like(mean, np.nan)
+    return mean, a.std(axis=0, ddof=1) / math.sqrt(S)
+
+
+def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=None,
+             replace=True, data="gaussian", theta_rows=0, progress=False):
+    r"""Simulate SGF (Euler--Maruyama) or minibatch SGD of ``model`` and average over seeds.
+
+    Parameters
+    ----------
+    model : dmftgen.model.Model
+        The declared model; its generated kernels are loaded with ``load_kernels``.
+    settings : dmftgen.Settings
+        delta, tau, lam, T, dt, seed, params. n = round(delta d); records at t_k = k dt.
+    d : int
+        Dimension (rows of theta), >= 2.
+    seeds : int
+        Independent runs (data and dynamics); seed index i uses streams
+        ``SeedSequence(settings.seed, spawn_key=(i, role))``.
+    method : {"sgf", "sgd"}
+        ``sgf``: Euler--Maruyama of math.md eq. (3) with step dt. ``sgd``: minibatch SGD with
+        learning rate eta and batch B, tau = eta/B, clock t = k eta/d; the state is recorded at the
+        steps nearest to the grid times (actual times in ``meta["t_actual"]``).
+    batch, eta : int, float, optional
+        SGD only. Default B = 1 and eta = tau B.
+    replace : bool
+        SGD minibatches with replacement (i.i.d. indices) or without (uniform B-subsets).
+    data : {"gaussian", "rademacher"}
+        Law of the entries of X (variance 1/d).
+    theta_rows : int
+        Also record the first ``theta_rows`` rows of theta (array ``theta_rows`` of shape
+        (seeds, T+1, theta_rows, m)) for distribution comparisons.
+    progress : bool
+        Show a tqdm progress bar on stderr.
+
+    Returns
+    -------
+    dmftgen.results.Result
+        Arrays ``t``, ``train_loss``, ``test_loss``, ``train_<metric>``, ``test_<metric>``,
+        ``Q`` (T+1, m, m), ``M`` (T+1, m, k), each with ``*_sem``; ``meta``; ``status`` "ok" or
+        "diverged" (then the arrays stop at the last time finished by every seed run so far).
+
+    Notes
+    -----
+    Train observables are means over the n training samples of the generated ``loss_row`` /
+    ``metrics_row`` at r = X theta; test observables are Gaussian expectations at
+    (Q, M, rho_hat = theta*^T theta*/d) per seed (``dmftgen.observables.test_observables``, exact
+    for Gaussian inputs). The SGF uses delta = n/d of the drawn data, so that its drift is exactly
+    the gradient of the empirical risk (1/n) sum_i L_i.
+    """
+    from ..codegen import load_kernels
+    from ..observables import test_observables
+
+    d, n, seeds, method, batch, eta, theta_rows, p = resolve_run(
+        model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=replace,
+        data=data, theta_rows=theta_rows)
+    kern = load_kernels(model)
+    times = settings.times
+    N = len(times) - 1
+    delta_eff = n / d
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=seeds * N, desc=f"{method} {model.name} d={d}", unit="step" if method == "sgf"
+                   else "rec", file=sys.stderr, leave=False, mininterval=0.5)
+
+    paths = []
+    tests = []
+    rhos = []
+    status, message = "ok", ""
+    t0 = time.perf_counter()
+    for i in range(seeds):
+        D = draw_data(model, p, n, d, settings.seed, i, data)
+        rng = stream(settings.seed, i, DYNAMICS)
+        tick = (lambda _k: bar.update(1)) if bar is not None else None
+        if method == "sgf":
+            path, _ = run_sgf(kern, D, p, delta=delta_eff, tau=settings.tau, lam=settings.lam,
+                              dt=settings.dt, n_steps=N, rng=rng, theta_rows=theta_rows, tick=tick)
+        else:
+            path, _ = run_sgd(kern, D, p, lam=settings.lam, eta=eta, batch=batch, replace=replace,
+                              times=times, rng=rng, theta_rows=theta_rows, tick=tick)
+        nd = path.n_done
+        rhos.append(D.rho.tolist())
+        te_loss, te_met = test_observables(kern, model, path.Q[:nd], path.M[:nd], D.rho, p)
+        paths.append(path)
+        tests.append((np.asarray(te_loss, dtype=float).reshape(nd),
+                      np.asarray(te_met, dtype=float).reshape(nd, int(kern.NMET))))
+        if path.status != "ok":
+            status = path.status
+            message = (f"seed index {i} of {seeds}: {path.message}. Kept the first {nd} recorded "
+                       f"times (t <= {times[nd - 1]:.6g})" if nd else
+                       f"seed index {i} of {seeds}: {path.message}. No time was finished.")
+            break
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+
+    R = min(pp.n_done for pp in paths)
+    S = len(paths)
+    arrays = {"t": times[:R].copy()}
+
+    def put(name, stack):
+        mean, sem = _mean_sem(stack)
+        arrays[name] = mean
+        arrays[name + "_sem"] = sem
+
+    put("train_loss", np.stack([pp.train_loss[:R] for pp in paths]))
+    put("test_loss", np.stack([te[0][:R] for te in tests]))
+    for q, name in enumerate(kern.METRICS):
+        put(f"train_{name}", np.stack([pp.train_metrics[:R, q] for pp in paths]))
+        put(f"test_{name}", np.stack([te[1][:R, q] for te in tests]))
+    put("Q", np.stack([pp.Q[:R] for pp in paths]))
+    put("M", np.stack([pp.M[:R] for pp in paths]))
+    if theta_rows:
+        arrays["theta_rows"] = np.stack([pp.rows[:R] for pp in paths])
+
+    meta = {
+        "kind": "simulation",
+        "model": model.name,
+        "source_hash": kern.SOURCE_HASH,
+        "settings": settings.as_dict(),
+        "d": d, "n": n, "delta_eff": delta_eff,
+        "seeds": seeds, "seeds_run": S,
+        "method": method, "batch": batch, "eta": eta,
+        "replace": bool(replace) if method == "sgd" else None,
+        "data": data, "theta_rows": theta_rows,
+        "params": dict(zip(model.param_names, map(float, p))),
+        "rho_hat": rhos,
+        "wall_s": wall,
+        "versions": _versions(),
+    }
+    if method == "sgd":
+        t_act = paths[0].t[:R]
+        meta["steps"] = int(sgd_step_indices(times[-1:], eta, d)[0])
+        if np.any(np.abs(t_act - arrays["t"]) > 1e-12 * max(1.0, times[-1])):
+            meta["t_actual"] = t_act.tolist()
+    from ..results import Result
+    return Result(arrays=arrays, meta=meta, status=status, message=message)
