@@ -97,12 +97,10 @@ def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data,
 
 
 def _versions() -> dict:
-    import numba
-    import scipy
-
-    from .. import __version__
-    return {"dmftgen": __version__, "numpy": np.__version__, "numba": numba.__version__,
-            "scipy": scipy.__version__, "python": platform.python_version()}
+    from ..results import versions
+    v = versions()
+    v["python"] = platform.python_version()
+    return v
 
 
 def _mean_sem(a: np.ndarray):
@@ -193,10 +191,8 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
                               times=times, rng=rng, theta_rows=theta_rows, tick=tick)
         nd = path.n_done
         rhos.append(D.rho.tolist())
-        te_loss, te_met = test_observables(kern, model, path.Q[:nd], path.M[:nd], D.rho, p)
         paths.append(path)
-        tests.append((np.asarray(te_loss, dtype=float).reshape(nd),
-                      np.asarray(te_met, dtype=float).reshape(nd, int(kern.NMET))))
+        tests.append(test_observables(kern, model, path.Q[:nd], path.M[:nd], D.rho, p) if nd else {})
         if path.status != "ok":
             status = path.status
             message = (f"seed index {i} of {seeds}: {path.message}. Kept the first {nd} recorded "
@@ -217,10 +213,10 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         arrays[name + "_sem"] = sem
 
     put("train_loss", np.stack([pp.train_loss[:R] for pp in paths]))
-    put("test_loss", np.stack([te[0][:R] for te in tests]))
+    put("test_loss", np.stack([te["test_loss"][:R] if R else np.zeros(0) for te in tests]))
     for q, name in enumerate(kern.METRICS):
         put(f"train_{name}", np.stack([pp.train_metrics[:R, q] for pp in paths]))
-        put(f"test_{name}", np.stack([te[1][:R, q] for te in tests]))
+        put(f"test_{name}", np.stack([te[f"test_{name}"][:R] if R else np.zeros(0) for te in tests]))
     put("Q", np.stack([pp.Q[:R] for pp in paths]))
     put("M", np.stack([pp.M[:R] for pp in paths]))
     if theta_rows:
@@ -247,4 +243,4 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         if np.any(np.abs(t_act - arrays["t"]) > 1e-12 * max(1.0, times[-1])):
             meta["t_actual"] = t_act.tolist()
     from ..results import Result
-    return Result(arrays=arrays, meta=meta, status=status, message=message)
+    return Result(arrays, meta, status=status, message=message)
