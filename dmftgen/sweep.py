@@ -1,0 +1,641 @@
+r"""Parameter sweeps on Dask: one independent task per grid point, one labelled dataset.
+
+    spec = SweepSpec("logistic", "solve", Settings(T=2, dt=0.1),
+                     grid={"delta": [1, 2], "tau": [0.1, 0.5]}, options={"paths": 2000})
+    ds = run_sweep(spec, "phase.nc")            # LocalCluster; scheduler="tcp://..." for a cluster
+
+Every grid point is a pure task :func:`run_point` ``(model_ref, settings_dict, what, options) ->
+dict`` that loads the model and its generated kernels **by name/path inside the worker** (numba
+dispatchers are never pickled: unpickling one recompiles it and bypasses the disk cache, see
+design/numba-sympy-notes.md section 4).  ``load_kernels`` keeps the imported module in
+``sys.modules``, so each worker process imports (and numba compiles or loads from its disk cache)
+the kernels once; later tasks on the same worker reuse the compiled dispatchers.  Each result
+records ``meta["worker"]["new_overloads"]``, the number of dispatcher specialisations the task
+added, which is the evidence (0 for every task but the first on a worker).
+
+Storage and resume
+------------------
+A finished point is written at once, atomically, to ``FILE.parts/<key>.npz`` (a regular
+:class:`dmftgen.results.Result` file: arrays, meta, status).  ``key`` is a hash of everything that
+determines the numbers: the model's source hash and resolved parameter values, the full settings,
+``what`` and the options (see :func:`point_key`).  A re-run of the same command skips every point
+whose part exists and computes the rest; a point whose settings changed gets a new key and is
+recomputed.  At the end (and on Ctrl-C, and on every resume) the parts of the current grid are
+combined into ``FILE``: an xarray Dataset (netCDF, h5netcdf engine) with dims
+``(*grid parameters, t, component dims)``, the variables of the single-run results, per-point
+``status``/``message``/``point_meta`` (JSON) strings, and the run metadata as a JSON string
+attribute ``meta`` (netCDF attributes cannot hold nested dicts or booleans).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .config import Settings
+from .errors import SettingsError
+
+WHATS = ("solve", "simulate", "compare")
+#: Settings fields that may be swept.  T and dt are not: they change the time axis.
+SETTINGS_GRID = ("delta", "tau", "lam", "seed")
+#: Integer options that may be swept, per task kind (finite-size / Monte Carlo studies).
+OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths")}
+#: Names of the component axes of the single-run arrays (docs/kernels.md, results.py).
+COMPONENT_DIMS = {"Q": ("a", "b"), "M": ("a", "j")}
+SUFFIXES = ("_sem", "_err")
+PART_SUFFIX = ".npz"
+
+
+# ----------------------------------------------------------------------------------------------
+# Grid specification
+# ----------------------------------------------------------------------------------------------
+def parse_grid_item(item: str) -> tuple[str, list[float]]:
+    """``"delta=1,2,4"`` -> ("delta", [1.0, 2.0, 4.0]); ``"tau=0:1:5"`` -> 5 values linspace(0, 1).
+
+    Raises
+    ------
+    SettingsError
+        Malformed item, non-numeric or repeated values.
+    """
+    name, eq, rest = str(item).partition("=")
+    name = name.strip()
+    if not eq or not name or not rest.strip():
+        raise SettingsError(f"--grid expects NAME=V1,V2,... or NAME=START:STOP:NUM, got {item!r} "
+                            f"(e.g. --grid delta=1,2,4).")
+    try:
+        if ":" in rest:
+            a, b, n = rest.split(":")
+            n = int(n)
+            if n < 1:
+                raise ValueError
+            values = np.linspace(float(a), float(b), n).tolist()
+        else:
+            values = [float(v) for v in rest.split(",") if v.strip()]
+    except ValueError:
+        raise SettingsError(f"--grid {name}: could not read {rest!r}; give numbers V1,V2,... or "
+                            f"START:STOP:NUM (e.g. --grid {name}=0.1,0.5).") from None
+    if not values:
+        raise SettingsError(f"--grid {name}: no values given.")
+    if len(set(values)) != len(values):
+        raise SettingsError(f"--grid {name}: repeated values in {values}; each value once.")
+    if not all(math.isfinite(v) for v in values):
+        raise SettingsError(f"--grid {name}: values must be finite, got {values}.")
+    return name, values
+
+
+def _canonical(obj) -> str:
+    """Deterministic JSON (sorted keys, exact float repr) for hashing."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: its index in the grid, coordinates, full settings/options, and key."""
+
+    index: tuple
+    coords: dict
+    settings: dict
+    options: dict
+    key: str
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep.
+
+    Parameters
+    ----------
+    model_ref : str
+        Built-in model name or path of a model file (made absolute, so workers can load it).
+    what : {"solve", "simulate", "compare"}
+        The single-run function called at every point.
+    base : Settings
+        Settings shared by all points; the grid overrides some of them.
+    grid : mapping name -> sequence of values
+        Axes of the sweep, in dimension order.  Names: a settings field (delta, tau, lam, seed),
+        a model parameter (e.g. beta), or an integer option of ``what`` (d, seeds, paths).
+    options : mapping
+        Keyword arguments passed to the single-run function (e.g. ``{"paths": 2000}``).
+    """
+
+    model_ref: str
+    what: str
+    base: Settings
+    grid: Mapping[str, Sequence[float]]
+    options: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        ref = str(self.model_ref)
+        p = Path(ref)
+        if ref.endswith(".py") or "/" in ref or p.is_file():
+            ref = str(p.resolve())
+        object.__setattr__(self, "model_ref", ref)
+        if self.what not in WHATS:
+            raise SettingsError(f"unknown --what `{self.what}`; use one of {', '.join(WHATS)}.")
+        if not isinstance(self.base, Settings):
+            raise SettingsError(f"`base` must be a dmftgen.Settings, got {type(self.base).__name__}.")
+        if not self.grid:
+            raise SettingsError("a sweep needs at least one --grid NAME=V1,V2,... axis.")
+        grid = {}
+        for name, values in dict(self.grid).items():
+            values = list(values)
+            if not values:
+                raise SettingsError(f"grid axis `{name}` has no values.")
+            grid[str(name)] = values
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "options", {k: v for k, v in sorted(dict(self.options).items())})
+
+    # -- points ---------------------------------------------------------------------------------
+    def model(self):
+        from .model import load_model
+        return load_model(self.model_ref)
+
+    def axis_kind(self, name: str, model=None) -> str:
+        """'settings', 'param' or 'option'; SettingsError for anything else."""
+        model = model or self.model()
+        if name in SETTINGS_GRID:
+            return "settings"
+        if name in model.param_names:
+            return "param"
+        if name in OPTION_GRID[self.what]:
+            return "option"
+        if name in ("T", "dt"):
+            raise SettingsError(f"--grid {name}: the horizon T and step dt cannot be swept (they change the "
+                                f"time axis t shared by all points); run one sweep per {name}.")
+        allowed = list(SETTINGS_GRID) + list(model.param_names) + list(OPTION_GRID[self.what])
+        raise SettingsError(f"--grid {name}: not a sweepable name for model `{model.name}` with --what "
+                            f"{self.what}. Use one of: {', '.join(allowed)}.")
+
+    def points(self) -> list[Point]:
+        """All grid points in C order of the grid axes, validated (bad values fail here, early)."""
+        model = self.model()
+        kinds = {name: self.axis_kind(name, model) for name in self.grid}
+        for name, kind in kinds.items():
+            if kind == "option" or name == "seed":
+                for v in self.grid[name]:
+                    if float(v) != int(v):
+                        raise SettingsError(f"--grid {name}: values must be integers, got {v}.")
+        ident = model_identity(model)
+        names = list(self.grid)
+        out = []
+        for index in product(*(range(len(self.grid[n])) for n in names)):
+            coords = {n: self.grid[n][i] for n, i in zip(names, index)}
+            changes, params, options = {}, dict(self.base.params), dict(self.options)
+            for n, v in coords.items():
+                if kinds[n] == "settings":
+                    changes[n] = int(v) if n == "seed" else float(v)
+                elif kinds[n] == "param":
+                    params[n] = float(v)
+                else:
+                    options[n] = int(v)
+            settings = self.base.replace(params=params, **changes)  # validates delta > 0 etc.
+            model.param_vector(settings.params)
+            sd = settings.as_dict()
+            out.append(Point(index=index, coords=coords, settings=sd, options=options,
+                             key=point_key(ident, sd, self.what, options)))
+        return out
+
+
+def model_identity(model) -> dict:
+    """What of the model determines the numbers: generated-code hash, parameter defaults, inits."""
+    import sympy as sp
+
+    from .codegen.hashing import source_hash
+    from . import __version__
+
+    return {"source_hash": source_hash(model),
+            "param_defaults": {k: float(v) for k, v in zip(model.param_names, model.param_vector())},
+            "init_std": sp.srepr(sp.sympify(model.init_std)),
+            "teacher_std": sp.srepr(sp.sympify(model.teacher_std)),
+            "dmftgen": __version__}
+
+
+def point_key(identity: dict, settings: dict, what: str, options: dict) -> str:
+    """sha256 (first 20 hex digits) of model identity + full settings + what + options."""
+    blob = _canonical({"model": identity, "settings": settings, "what": what, "options": options})
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+# ----------------------------------------------------------------------------------------------
+# The task
+# ----------------------------------------------------------------------------------------------
+def _task_threads(threads: int | None) -> int:
+    """Threads one task may use: the option, else the Dask worker's (one task per thread slot)."""
+    if threads:
+        return int(threads)
+    try:
+        from distributed import get_worker
+        w = get_worker()
+    except (ImportError, ValueError):
+        return 0  # not in a Dask worker: leave the caller's configuration alone
+    n = getattr(getattr(w, "state", w), "nthreads", 1)
+    # A worker with n thread slots runs n tasks at once: give each task one thread, never n*n.
+    return 1 if n > 1 else int(n)
+
+
+def _set_threads(n: int) -> dict:
+    """numba (per calling thread) and, if threadpoolctl is installed, BLAS threads -> n."""
+    import numba
+
+    info = {"threads": n}
+    n = max(1, min(int(n), int(numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(n)
+    info["numba_threads"] = int(numba.get_num_threads())
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        # Dask's nanny starts workers with OMP/OPENBLAS/MKL_NUM_THREADS=1 already.
+        info["blas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+    else:
+        threadpool_limits(n)
+        info["blas_threads"] = n
+    return info
+
+
+def _overloads(kern) -> tuple[int, int, int]:
+    """(compiled specialisations, disk-cache hits, cache misses) over the kernel module's dispatchers."""
+    from numba.core.registry import CPUDispatcher
+
+    n = hits = misses = 0
+    for v in vars(kern).values():
+        if isinstance(v, CPUDispatcher):
+            n += len(v.overloads)
+            st = v.stats
+            hits += sum(st.cache_hits.values())
+            misses += sum(st.cache_misses.values())
+    return n, hits, misses
+
+
+def _call(what, model, settings, options):
+    if what == "simulate":
+        from .sim import simulate
+        return simulate(model, settings, progress=False, **options)
+    if what == "solve":
+        from .dmft import solve
+        return solve(model, settings, **options)
+    from .compare import compare
+    return compare(model, settings, **options)
+
+
+def run_point(model_ref: str, settings_dict: dict, what: str, options: dict) -> dict:
+    """Run one grid point; pure (same inputs -> same numbers) and picklable by name.
+
+    Parameters
+    ----------
+    model_ref : str
+        Built-in model name or absolute path; the model and its generated kernels are loaded here,
+        in the worker, through the per-process caches of ``load_model``/``load_kernels``.
+    settings_dict : dict
+        ``Settings.as_dict()`` of this point.
+    what : {"solve", "simulate", "compare"}
+    options : dict
+        Keyword arguments of the single-run function; ``threads`` (optional) sets the numba/BLAS
+        threads of this task (default: 1 per Dask worker thread slot).
+
+    Returns
+    -------
+    dict
+        ``{"data": {name: ndarray}, "meta": dict, "status": str, "message": str}`` -- a
+        :class:`Result` as plain data; ``meta["worker"]`` has pid, host, thread settings, whether
+        this task imported the kernels, and the dispatcher specialisations it added.
+    """
+    import socket
+
+    from .codegen import PACKAGE, load_kernels
+    from .model import load_model
+
+    options = dict(options)
+    threads = _task_threads(options.pop("threads", None))
+    tinfo = _set_threads(threads) if threads else {}
+    t0 = time.perf_counter()
+    model = load_model(model_ref)
+    imported = f"{PACKAGE}.{model.name}" not in sys.modules
+    kern = load_kernels(model)
+    before, hits0, miss0 = _overloads(kern)
+    res = _call(what, model, Settings(**settings_dict), options)
+    after, hits1, miss1 = _overloads(kern)
+    meta = dict(res.meta)
+    meta["worker"] = {"pid": os.getpid(), "host": socket.gethostname(), **tinfo,
+                      "kernels_imported": imported, "new_overloads": after - before,
+                      "cache_hits": hits1 - hits0, "cache_misses": miss1 - miss0,
+                      "task_s": time.perf_counter() - t0}
+    return {"data": dict(res.data), "meta": meta, "status": res.status, "message": res.message}
+
+
+# ----------------------------------------------------------------------------------------------
+# Parts
+# ----------------------------------------------------------------------------------------------
+def parts_dir(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def part_path(out, key: str) -> Path:
+    return parts_dir(out) / f"{key}{PART_SUFFIX}"
+
+
+def save_part(out, point: Point, payload: dict, run_id: str) -> Path:
+    """Write one finished point atomically as a Result file with ``meta["sweep_point"]``."""
+    from .results import Result
+
+    meta = dict(payload["meta"])
+    meta["sweep_point"] = {"key": point.key, "coords": point.coords, "settings": point.settings,
+                           "options": point.options, "run_id": run_id, "written": time.time()}
+    res = Result(payload["data"], meta, payload["status"], payload["message"])
+    return res.save(part_path(out, point.key))
+
+
+def load_part(out, point: Point):
+    """The Result of a finished point, or None if absent/unreadable/of another key."""
+    from .results import Result
+
+    path = part_path(out, point.key)
+    if not path.is_file():
+        return None
+    try:
+        res = Result.load(path)
+    except Exception:  # a damaged part (e.g. disk full) is recomputed, never trusted
+        return None
+    if res.meta.get("sweep_point", {}).get("key") != point.key:
+        return None
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Combine
+# ----------------------------------------------------------------------------------------------
+def _dims_for(name: str, shape: tuple, nt: int) -> tuple:
+    base = name
+    for suf in SUFFIXES:
+        if name.endswith(suf):
+            base = name[: -len(suf)]
+    comp = COMPONENT_DIMS.get(base)
+    extra = shape[1:]
+    if comp is not None and len(comp) == len(extra):
+        return ("t",) + comp
+    dims = ["t"]
+    for i, n in enumerate(extra):
+        dims.append("s" if (i == 0 and n == nt and len(extra) >= 1 and base in ("C", "R", "C_theta", "R_theta"))
+                    else f"{base}_dim{i + 1}")
+    return tuple(dims)
+
+
+def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta: dict | None = None):
+    """Build the labelled Dataset of the current grid from ``FILE.parts/`` (missing points: NaN).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``(*grid, t, ...)``; coordinates the grid values and t; data variables the float
+        arrays of the single runs (time series padded with NaN after a blow-up), ``status``
+        ("missing" for points without a part), ``message``, ``key`` and ``point_meta`` (JSON).
+    """
+    import xarray as xr
+
+    points = spec.points() if points is None else points
+    names = list(spec.grid)
+    gshape = tuple(len(spec.grid[n]) for n in names)
+    t = Settings(**points[0].settings).times
+    nt = len(t)
+    results = {p.key: load_part(out, p) for p in points}
+    # variable layout from the parts (union, first appearance wins)
+    layout = {}
+    for res in results.values():
+        if res is None:
+            continue
+        ntp = len(res.t) if "t" in res else 0
+        for k, v in res.data.items():
+            if k == "t" or k in layout or not np.issubdtype(np.asarray(v).dtype, np.number):
+                continue
+            v = np.asarray(v)
+            if v.ndim >= 1 and v.shape[0] == ntp:
+                layout[k] = ("time", _dims_for(k, v.shape, nt), (nt,) + v.shape[1:])
+            else:
+                layout[k] = ("static", tuple(f"{k}_dim{i}" for i in range(v.ndim)), v.shape)
+    arrays = {k: np.full(gshape + shape, np.nan) for k, (_, _, shape) in layout.items()}
+    status = np.full(gshape, "missing", dtype=object)
+    message = np.full(gshape, "", dtype=object)
+    keys = np.full(gshape, "", dtype=object)
+    pmeta = np.full(gshape, "", dtype=object)
+    first_meta = None
+    for p in points:
+        keys[p.index] = p.key
+        res = results[p.key]
+        if res is None:
+            continue
+        first_meta = first_meta or res.meta
+        status[p.index] = res.status
+        message[p.index] = res.message
+        pmeta[p.index] = json.dumps(res.meta, allow_nan=False, default=str)
+        for k, (kind, _, shape) in layout.items():
+            if k not in res:
+                continue
+            v = np.asarray(res[k], dtype=float)
+            if kind == "time":
+                if v.shape[1:] != shape[1:]:
+                    continue
+                arrays[k][p.index][: min(len(v), nt)] = v[:nt]
+            elif v.shape == shape:
+                arrays[k][p.index] = v
+    coords = {n: np.asarray(spec.grid[n], dtype=float) for n in names}
+    coords["t"] = t
+    if "s" in {d for _, dims, _ in layout.values() for d in dims}:
+        coords["s"] = t
+    data_vars = {k: (tuple(names) + dims, arrays[k]) for k, (_, dims, _) in layout.items()}
+    data_vars.update(status=(tuple(names), status.astype(str)), message=(tuple(names), message.astype(str)),
+                     key=(tuple(names), keys.astype(str)), point_meta=(tuple(names), pmeta.astype(str)))
+    model = spec.model()
+    meta = {"kind": "sweep", "what": spec.what, "model": model.name, "model_ref": spec.model_ref,
+            "source_hash": model_identity(model)["source_hash"], "settings": spec.base.as_dict(),
+            "grid": {n: list(map(float, v)) for n, v in spec.grid.items()}, "options": dict(spec.options),
+            "points": len(points), "done": int(sum(r is not None for r in results.values())),
+            "parts": str(parts_dir(out).name)}
+    if first_meta is not None:
+        for k in ("kind", "method", "versions", "d", "seeds", "paths"):
+            if k in first_meta:
+                meta[f"run_{k}" if k == "kind" else k] = first_meta[k]
+    meta.update(run_meta or {})
+    ds = xr.Dataset(data_vars, coords=coords)
+    ds.attrs = {"dmftgen": "sweep", "what": spec.what, "model": model.name,
+                "meta": json.dumps(meta, allow_nan=False, default=str)}
+    return ds
+
+
+def write_dataset(ds, out) -> Path:
+    """Write ``ds`` to ``out`` (netCDF, h5netcdf engine) atomically: temp file + os.replace."""
+    import tempfile
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def load_sweep(path):
+    """Open a sweep file as an (in-memory) xarray Dataset; ``sweep_meta(ds)`` gives its metadata."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"sweep file {path} does not exist (make it with `dmftgen sweep ... --out {path}`).")
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    if ds.attrs.get("dmftgen") != "sweep":
+        raise SettingsError(f"{path} is not a dmftgen sweep file (no attribute dmftgen='sweep').")
+    return ds
+
+
+def sweep_meta(ds) -> dict:
+    return json.loads(ds.attrs["meta"])
+
+
+def point_meta(ds, **coords) -> dict:
+    """The full single-run metadata of one point, e.g. ``point_meta(ds, delta=1, tau=0.5)``."""
+    s = ds["point_meta"].sel(coords).values
+    return json.loads(str(s)) if str(s) else {}
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------
+def _check_out(out) -> Path:
+    out = Path(out)
+    if out.suffix not in (".nc", ".nc4", ".h5"):
+        raise SettingsError(f"--out {out}: a sweep is stored as netCDF; the file must end in .nc.")
+    return out
+
+
+def local_cluster(workers: int | None = None, threads_per_task: int = 1):
+    """LocalCluster of ``workers`` processes, one thread slot each, no dashboard, quiet logs."""
+    import dask
+    from distributed import LocalCluster
+
+    workers = int(workers or os.cpu_count() or 1)
+    env = {"OMP_NUM_THREADS": threads_per_task, "MKL_NUM_THREADS": threads_per_task,
+           "OPENBLAS_NUM_THREADS": threads_per_task, "NUMBA_NUM_THREADS": max(1, threads_per_task)}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                          "distributed.worker.daemon": True}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                            dashboard_address=None, silence_logs=40)
+
+
+def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: int | None = None,
+              client=None, threads_per_task: int | None = None, progress: bool = False,
+              log=None):
+    """Run (or resume) a sweep; returns the combined Dataset, also written to ``out``.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    out : path ending in .nc
+        Combined dataset; finished points go to ``out.parts/`` as they complete.
+    scheduler : str, optional
+        Address of an existing Dask scheduler (``tcp://host:8786``); default a LocalCluster.
+    workers : int, optional
+        Workers of the LocalCluster (default: CPU count).  ``0`` runs the points serially in
+        this process (no Dask; for debugging).
+    client : distributed.Client, optional
+        Use this client (tests); overrides ``scheduler``/``workers``.
+    threads_per_task : int, optional
+        numba/BLAS threads per task (default 1 per Dask thread slot).
+    progress : bool
+        tqdm bar on stderr.
+    log : callable, optional
+        Called with one-line status messages (default: nothing).
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`combine`; ``meta["failed"]`` lists points whose task raised (not written, so a
+        resume retries them).
+    """
+    out = _check_out(out)
+    log = log or (lambda msg: None)
+    points = spec.points()
+    todo = [p for p in points if load_part(out, p) is None]
+    done0 = len(points) - len(todo)
+    run_id = uuid.uuid4().hex[:12]
+    log(f"{len(points)} points, {done0} already done in {parts_dir(out)}, computing {len(todo)}")
+    parts_dir(out).mkdir(parents=True, exist_ok=True)
+    failed = {}
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(points), initial=done0, desc=f"sweep {spec.what}", unit="pt", file=sys.stderr)
+    options = dict(spec.options)
+    if threads_per_task:
+        options["threads"] = int(threads_per_task)
+
+    def finished(p, payload):
+        save_part(out, p, payload, run_id)
+        if bar is not None:
+            bar.update(1)
+
+    own_client = own_cluster = None
+    try:
+        if todo and workers == 0 and client is None and scheduler is None:
+            for p in todo:
+                try:
+                    finished(p, run_point(spec.model_ref, p.settings, spec.what, {**p.options, **_thr(options)}))
+                except Exception as exc:  # noqa: BLE001 -- reported per point, the sweep goes on
+                    failed[p.key] = f"{type(exc).__name__}: {exc}"
+        elif todo:
+            from distributed import Client, as_completed
+            if client is None:
+                if scheduler:
+                    own_client = client = Client(scheduler, timeout="30s")
+                else:
+                    own_cluster = local_cluster(workers, threads_per_task or 1)
+                    own_client = client = Client(own_cluster)
+            futures = {}
+            for p in todo:
+                f = client.submit(run_point, spec.model_ref, p.settings, spec.what,
+                                  {**p.options, **_thr(options)}, key=f"dmftgen-point-{p.key}", pure=False)
+                futures[f] = p
+            for f in as_completed(futures):
+                p = futures[f]
+                try:
+                    payload = f.result()
+                except Exception as exc:  # noqa: BLE001
+                    failed[p.key] = f"{type(exc).__name__}: {exc}"
+                    continue
+                finally:
+                    f.release()
+                finished(p, payload)
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+        wall = time.perf_counter() - t0
+        run_meta = {"run_id": run_id, "computed": len(todo) - len(failed), "reused": done0,
+                    "failed": failed, "wall_s": wall}
+        ds = combine(spec, out, points, run_meta=run_meta)
+        write_dataset(ds, out)
+    for key, msg in failed.items():
+        log(f"point {key} failed: {msg}")
+    return ds
+
+
+def _thr(options: dict) -> dict:
+    """The options of run_point that are not part of a point's identity (thread count)."""
+    return {"threads": options["threads"]} if "threads" in options else {}
