@@ -1,0 +1,188 @@
+"""DMFT r-side path sweep, copied into every generated module (docs/kernels.md, "Templates").
+
+Everything after the template-body marker line is pasted verbatim into ``generated/<model>.py``
+after the row kernels, so ``ell_jac_row``, ``dell_ds_row``, ``loss_row`` and ``metrics_row`` are
+inlined. The lines above the marker only make this file readable and lintable on its own.
+
+The discrete-time effective r-process (math.md section 5.3, exact large-d limit of the
+Euler--Maruyama SGF at step dt; Ito, left-point evaluation, one Brownian increment per step)::
+
+    r_k  = w_k - (1/delta) sum_{m<k} R_theta[k, m] dL_m,
+    dL_k = ell(r_k; s, z) (dt + sqrt(tau delta) dB_k),            dB_k ~ N(0, dt),
+    w_k  = wpre_k + sum_{m<k} W[k, m] eta_m                         (Gaussian input, see below)
+
+with per-path tangents (for the response kernel K_ell) computed by the *adjoint* recursion of
+J = dr/dw = (I + R A / delta)^{-1}, A = diag(a_m), a_m = grad ell(r_m) (dt + sqrt(tau delta) dB_m):
+the row Z_l = grad ell(r_k) J[k, l] solves, backwards from Z_k = grad ell(r_k),
+
+    Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) a_l,          l = k-1, ..., 0,
+
+so that K_ell[k, l] = < Z_l > needs only the path's own a_0..a_{k-1}: O(K) memory per path instead
+of the O(K^2) of the forward tangent (same O(k^2) work per step). The teacher tangent
+psi_k = dr_k/dr* (pathwise route for nu, continuous labels) is propagated forward:
+
+    psi_k = -(1/delta) sum_{m<k} R_theta[k, m] b_m,   b_m = (d_s ell_m + grad ell_m psi_m)(dt + sqrt(tau delta) dB_m).
+
+Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column l*M + b):
+
+* ``R`` ((N+1)M, (N+1)M): R_theta (strictly block-lower-triangular); ``RT`` its transpose.
+* ``W`` ((N+1)M, N M): the causal Gaussian factor, w_k = wpre_k + W[k, :k] eta_{:k} (``use_W``).
+* ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
+* ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
+* ``a_hist`` (n_tangent_paths, N, M, M); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
+* Accumulators, one slot per path group g (batch means; no races between prange iterations):
+  ``loss_sum`` (G, N+1), ``met_sum`` (G, N+1, NMET), ``gam_sum`` (G, N+1, M, M),
+  ``kl_sum`` (G, (N+1)M, (N+1)M) (tangent paths only), ``ells_sum`` (G, N+1, M, K) (ell s^T),
+  ``dsl_sum`` (G, N+1, M, K) (d_s ell + grad ell psi), ``su_sum`` (G, N M, N M) (dL_k dL_l^T, l<=k),
+  ``rl_sum`` (G, N+1, M, M) (r ell^T), ``ll_sum`` (G, N+1, M, M) (ell ell^T), ``bad`` (G,) first
+  non-finite step (N+1 if none).
+"""
+
+import math  # noqa: F401
+
+import numpy as np
+from numba import njit, prange
+
+M = K = NMET = 1
+
+
+def ell_jac_row(r, s, z, p, g, J):  # pragma: no cover - stand-ins, replaced by the generated kernels
+    raise NotImplementedError
+
+
+def dell_ds_row(r, s, z, p, out):  # pragma: no cover
+    raise NotImplementedError
+
+
+def loss_row(r, s, z, p):  # pragma: no cover
+    raise NotImplementedError
+
+
+def metrics_row(r, s, z, p, out):  # pragma: no cover
+    raise NotImplementedError
+
+
+# --- template body ---
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R, RT, s, z, dB, p,
+               do_psi, dL, a_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
+               su_sum, rl_sum, ll_sum, bad):
+    """Advance every DMFT r-path over the steps k0 <= k < k1 and accumulate the kernels.
+
+    The forward sweep calls it with k1 = k0 + 1 (R_theta row k known, later rows not yet); the
+    fixed-point iteration calls it with (0, N + 1) and the whole R_theta of the current iterate.
+    Paths are split in groups ``bounds[g]:bounds[g+1]``; group g is one prange iteration with its
+    own scratch and its own accumulator slots. The first ``n_tan_g`` paths of each group also run
+    the adjoint tangent (``n_tan_g = 0`` when the tangents are deterministic, LINEAR_ELL).
+    See the module docstring for the equations and the array layout.
+    """
+    G = bounds.shape[0] - 1
+    inv_delta = 1.0 / delta
+    NN = (N + 1) * M
+    for g in prange(G):
+        r = np.empty(M)
+        ell = np.empty(M)
+        jac = np.empty((M, M))
+        ds = np.empty((M, K))
+        psi = np.empty((M, K))
+        q = np.empty((M, K))
+        met = np.empty(NMET)
+        Z = np.zeros((M, NN))
+        acc = np.empty((M, M))
+        for i in range(bounds[g], bounds[g + 1]):
+            ti = i - bounds[g]
+            tix = g * n_tan_g + ti
+            tangent = ti < n_tan_g
+            si = s[i]
+            zi = z[i]
+            for k in range(k0, k1):
+                # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
+                kM = k * M
+                finite = True
+                for a in range(M):
+                    row = kM + a
+                    v = wpre[i, k, a]
+                    if use_W:
+                        for j in range(kM):
+                            v += W[row, j] * eta[i, j]
+                    mem = 0.0
+                    for j in range(kM):
+                        mem += R[row, j] * dL[i, j]
+                    v -= inv_delta * mem
+                    r[a] = v
+                    if not (abs(v) < 1e150):
+                        finite = False
+                if not finite:
+                    if k < bad[g]:
+                        bad[g] = k
+                    break
+                ell_jac_row(r, si, zi, p, ell, jac)
+                loss_sum[g, k] += loss_row(r, si, zi, p)
+                if NMET > 0:
+                    metrics_row(r, si, zi, p, met)
+                    for c in range(NMET):
+                        met_sum[g, k, c] += met[c]
+                for a in range(M):
+                    for b in range(M):
+                        gam_sum[g, k, a, b] += jac[a, b]
+                        rl_sum[g, k, a, b] += r[a] * ell[b]
+                        ll_sum[g, k, a, b] += ell[a] * ell[b]
+                    for j in range(K):
+                        ells_sum[g, k, a, j] += ell[a] * si[j]
+                if do_psi:
+                    for a in range(M):
+                        for j in range(K):
+                            t = 0.0
+                            for m in range(k):
+                                for b in range(M):
+                                    t += R[kM + a, m * M + b] * b_hist[i, m, b, j]
+                            psi[a, j] = -inv_delta * t
+                    dell_ds_row(r, si, zi, p, ds)
+                    for a in range(M):
+                        for j in range(K):
+                            t = ds[a, j]
+                            for b in range(M):
+                                t += jac[a, b] * psi[b, j]
+                            q[a, j] = t
+                            dsl_sum[g, k, a, j] += t
+                if k < N:
+                    # --- increment dL_k (Ito: ell at the left point, the path's own dB_k)
+                    fac = dt + sq * dB[i, k]
+                    for a in range(M):
+                        dL[i, kM + a] = ell[a] * fac
+                    if do_psi:
+                        for a in range(M):
+                            for j in range(K):
+                                b_hist[i, k, a, j] = q[a, j] * fac
+                    # S_U row k (times delta * P): the full second moment, white part and cross terms
+                    for a in range(M):
+                        x = dL[i, kM + a]
+                        for j in range(kM + M):
+                            su_sum[g, kM + a, j] += x * dL[i, j]
+                    if tangent:
+                        for a in range(M):
+                            for b in range(M):
+                                a_hist[tix, k, a, b] = jac[a, b] * fac
+                if tangent and k > 0:
+                    # --- adjoint tangent row: Z_l = grad ell(r_k) J[k, l], l = k-1 .. 0
+                    for a in range(M):
+                        for b in range(M):
+                            Z[a, kM + b] = jac[a, b]
+                    for l in range(k - 1, -1, -1):
+                        j0 = (l + 1) * M
+                        j1 = kM + M
+                        for a in range(M):
+                            for c in range(M):
+                                t = 0.0
+                                for j in range(j0, j1):
+                                    t += Z[a, j] * RT[l * M + c, j]
+                                acc[a, c] = t
+                        for a in range(M):
+                            for b in range(M):
+                                t = 0.0
+                                for c in range(M):
+                                    t += acc[a, c] * a_hist[tix, l, c, b]
+                                Z[a, l * M + b] = -inv_delta * t
+                                kl_sum[g, kM + a, l * M + b] += -inv_delta * t

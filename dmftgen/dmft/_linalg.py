@@ -1,0 +1,87 @@
+"""Model-independent linear algebra of the DMFT solver (numba/numpy, O(K^2)-O(K^3) per solve).
+
+* :func:`chol_append` -- one block row of the incremental, pivot-clipped Cholesky factor of S_U
+  (the causal Gaussian sampler of the forward sweep).
+* :func:`det_tangent_row` -- the deterministic response row K_ell[k, :k] for models whose
+  Jacobian grad ell is one constant matrix A (LINEAR_ELL): E J obeys the noiseless recursion
+  because the Ito increment dB_m is independent of J[m, l] (math.md section 4.2).
+* :func:`psd_sqrt` -- symmetric PSD square root by eigh with clipping (fixed-point sampler).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def chol_append(L, S, i0, i1, tol):
+    """Append rows i0 <= i < i1 to the lower-triangular factor L of the PSD matrix S (in place).
+
+    Scalar Cholesky row by row, L[i, j] = (S[i, j] - sum_{q<j} L[i, q] L[j, q]) / L[j, j], with
+    zero pivots allowed: if the Schur complement d_i = S[i, i] - |L[i, :i]|^2 is below
+    ``tol * S[i, i]`` (rank deficiency, e.g. theta^0 = 0, or a smooth tau = 0 path) the pivot is
+    set to 0 and the corresponding standard normal is simply not used; a column with a zero pivot
+    gets zero entries below it. L L^T then equals S up to ``tol`` relative on the diagonal.
+    Returns the number of clipped pivots.
+    """
+    nclip = 0
+    for i in range(i0, i1):
+        for j in range(i):
+            if L[j, j] > 0.0:
+                t = S[i, j]
+                for q in range(j):
+                    t -= L[i, q] * L[j, q]
+                L[i, j] = t / L[j, j]
+            else:
+                L[i, j] = 0.0
+        d = S[i, i]
+        for q in range(i):
+            d -= L[i, q] * L[i, q]
+        if d > tol * S[i, i] and d > 0.0:
+            L[i, i] = np.sqrt(d)
+        else:
+            L[i, i] = 0.0
+            nclip += 1
+    return nclip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def det_tangent_row(k, RT, A, Adt, delta, out):
+    """Deterministic K_ell[k, l] = A Jbar[k, l] for l < k (flat block layout, M = A.shape[0]).
+
+    Adjoint recursion with a_l = A dt (the mean of A (dt + sqrt(tau delta) dB_l)):
+    Z_k = A, Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) A dt, written to out[:, l*M:(l+1)*M].
+    """
+    Mm = A.shape[0]
+    Z = np.zeros((Mm, (k + 1) * Mm))
+    for a in range(Mm):
+        for b in range(Mm):
+            Z[a, k * Mm + b] = A[a, b]
+    acc = np.empty((Mm, Mm))
+    for l in range(k - 1, -1, -1):
+        for a in range(Mm):
+            for c in range(Mm):
+                t = 0.0
+                for j in range((l + 1) * Mm, (k + 1) * Mm):
+                    t += Z[a, j] * RT[l * Mm + c, j]
+                acc[a, c] = t
+        for a in range(Mm):
+            for b in range(Mm):
+                t = 0.0
+                for c in range(Mm):
+                    t += acc[a, c] * Adt[c, b]
+                Z[a, l * Mm + b] = -t / delta
+                out[a, l * Mm + b] = -t / delta
+
+
+def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
+    """Symmetric square root V sqrt(max(lambda, 0)) V^T of a (numerically) PSD matrix.
+
+    Eigenvalues below ``rel_tol * max(lambda)`` are set to zero: for a smooth (tau = 0) path
+    covariance they are round-off, and their square roots would only inject noise.
+    """
+    S = 0.5 * (S + S.T)
+    lam, V = np.linalg.eigh(S)
+    top = max(float(lam.max(initial=0.0)), 0.0)
+    lam = np.where(lam > rel_tol * top, lam, 0.0)
+    return (V * np.sqrt(lam)) @ V.T

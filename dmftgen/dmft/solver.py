@@ -1,0 +1,642 @@
+"""Orchestration of the discrete-time DMFT solve (math.md sections 2, 5.3): sweep and fixed point.
+
+The scheme is the exact large-d limit of the Euler--Maruyama SGF at the same step dt.
+
+Gaussian input of the r-process (the "PSD-by-construction" representation)
+--------------------------------------------------------------------------
+For h = lam*theta the theta-side is linear, theta_k = Phi0[k] theta^0 + Phis[k] theta* +
+sum_{m<k} R_theta[k, m] dU_m with dU ~ N(0, S_U) independent of (theta^0, theta*). The r-side
+Gaussian w (covariance C_theta, cross-covariance M with r*) is therefore sampled as
+
+    w_k = Phi0[k] g0 + Phis[k] r* + sum_{m<k} R_theta[k, m] xi_m,     xi ~ N(0, S_U),
+
+per path, with g0 ~ N(0, Sigma0), r* ~ N(0, rho) and xi independent; its covariance is C_theta
+by construction. xi is drawn from S_U, not from C_theta: with xi = L eta and L the incremental
+(pivot-clipped) Cholesky factor of S_U, the new row m needs only S_U[m, <=m], which the paths
+have just produced (causal). The conditioning is governed by the white part
+tau * dt * <ell ell^T> of S_U's Schur complements, bounded below for every tau > 0, whereas the
+Cholesky of C_theta (the smoothed path) overflows at small tau (math.md 5.3 pitfalls). At
+tau = 0, S_U is the Gram matrix of smooth paths; clipped pivots keep L L^T = S_U up to
+``pivot_tol`` and the damped fixed point with the symmetric square root (``method="fixed-point"``)
+is the cross-check.
+
+Teacher drift nu (m x k) by Stein's lemma in discrete time [derived here]
+--------------------------------------------------------------------------
+(w, r*) is jointly Gaussian; write w_l = M[l] rho^{-1} r* + w_perp_l with w_perp independent of
+r*. For ell_k as a function of r* at fixed (w_perp, z, dB), Stein's identity (valid for a
+distributional derivative, so label jumps count) gives E[ell_k r*^T] = E[D_{r*} ell_k] rho with
+the total derivative D_{r*} ell_k = d ell_k/d r*|_w + sum_{l<=k} (d ell_k / d w_l) M[l] rho^{-1}.
+The first term averages to nu[k] (teacher drift at fixed w, memory included), the second to
+sum_l K_ell[k, l] M[l] rho^{-1}. Hence
+
+    nu[k] = ( E[ell_k r*^T] - sum_{l<=k} K_ell[k, l] M[l] ) rho^{-1}.
+
+Only the Gaussianity of (w, r*) is used (theta^0 independent of theta* is not needed here, and
+holds for all built-in models). For continuous labels the pathwise estimator
+nu[k] = E[d_s ell_k + grad ell_k psi_k] is used (lower variance).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..errors import SettingsError, UnsupportedModelError
+from ..results import Result, versions
+from ._linalg import chol_append, psd_sqrt
+from .theta import ThetaSide
+
+_OPTIONS = {
+    "groups": 20,            # independent path groups (batch means; prange iterations)
+    "tangent_paths": None,   # paths carrying the adjoint tangent (None: automatic budget)
+    "tangent_budget": 4e10,  # multiply-adds allowed for the tangents when automatic
+    "pivot_tol": 1e-11,      # relative pivot clipping of the incremental Cholesky of S_U
+    "nu": "auto",            # "auto" | "stein" | "pathwise"
+    "damping": 0.3,          # fixed point: new <- (1 - damping) * new + damping * old
+    "max_iter": 200,
+    "tol": 1e-8,             # fixed point: max relative change of the kernels
+    "sampler": "eigh",       # fixed point: "eigh" (symmetric sqrt of S_U) or "cholesky" (causal)
+    "blowup": 1e10,          # train loss / <ell ell> / Q beyond this counts as diverged
+    "threads": None,         # numba threads (None: numba default)
+    "jackknife": True,       # error bars of Q, M, test observables by group jackknife
+}
+
+
+def _check_options(options):
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise SettingsError(f"unknown solve option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}.")
+    opts = dict(_OPTIONS)
+    opts.update(options)
+    if opts["nu"] not in ("auto", "stein", "pathwise"):
+        raise SettingsError(f"option nu={opts['nu']!r}: use 'auto', 'stein' or 'pathwise'.")
+    if opts["sampler"] not in ("eigh", "cholesky"):
+        raise SettingsError(f"option sampler={opts['sampler']!r}: use 'eigh' or 'cholesky'.")
+    if not 0.0 <= float(opts["damping"]) < 1.0:
+        raise SettingsError(f"option damping={opts['damping']}: must be in [0, 1).")
+    return opts
+
+
+class _Solver:
+    """One DMFT solve: random numbers, path arrays, theta-side, kernels, observables."""
+
+    def __init__(self, model, settings, paths, method, theta_samples, progress, opts):
+        from ..codegen import load_kernels
+
+        self.t_start = time.perf_counter()
+        self.model, self.settings, self.opts = model, settings, opts
+        self.kern = kern = load_kernels(model)
+        if getattr(kern, "HAS_REG", False):
+            raise UnsupportedModelError(
+                f"model `{model.name}` declares a nonlinear regulariser H; the DMFT solver supports "
+                "h = lam*theta only (Monte Carlo theta-paths are not implemented). Use --lam for ridge.")
+        if not hasattr(kern, "dmft_paths"):
+            raise UnsupportedModelError(
+                f"generated/{model.name}.py has no DMFT sweep kernel; run: python -m dmftgen generate {model.name}")
+        if method not in ("sweep", "fixed-point"):
+            raise SettingsError(f"method {method!r}: use 'sweep' or 'fixed-point'.")
+        paths = int(paths)
+        G = int(opts["groups"])
+        if G < 2:
+            raise SettingsError(f"option groups={G}: need at least 2 path groups for error bars.")
+        if paths < 2 * G:
+            raise SettingsError(f"paths={paths} is too few for {G} path groups; use paths >= {2 * G} "
+                                "(typically 10^4 or more).")
+        if int(theta_samples) < 0:
+            raise SettingsError(f"theta_samples={theta_samples} must be >= 0.")
+        if opts["threads"]:
+            import numba
+            numba.set_num_threads(int(opts["threads"]))
+        self.p = model.param_vector(settings.params)
+        self.method, self.P, self.G = method, paths, G
+        self.theta_samples, self.progress = int(theta_samples), progress
+        self.m, self.kk, self.nz = int(kern.M), int(kern.K), int(kern.NZ)
+        self.N = N = settings.n_steps
+        self.dt, self.delta, self.tau, self.lam = settings.dt, settings.delta, settings.tau, settings.lam
+        self.sq = math.sqrt(self.tau * self.delta)
+        self.init_std = model.init_std_value(self.p)
+        self.teacher_std = model.teacher_std_value(self.p)
+        self.sigma0 = self.init_std ** 2 * np.eye(self.m)
+        self.rho = self.teacher_std ** 2 * np.eye(self.kk)
+        self.bounds = np.linspace(0, paths, G + 1).round().astype(np.int64)
+        self._draw()
+        self._modes()
+
+    # -- random numbers (common to every fixed-point iterate) -------------------------------------
+    def _draw(self):
+        P, N, m, kk = self.P, self.N, self.m, self.kk
+        ss = np.random.SeedSequence([self.settings.seed, 4])  # stream 4: the DMFT solver
+        r_static, r_eta, r_dB, r_theta = (np.random.default_rng(c) for c in ss.spawn(4))
+        self.s = np.ascontiguousarray(self.teacher_std * r_static.standard_normal((P, kk)))
+        self.g0 = self.init_std * r_static.standard_normal((P, m))
+        z = np.empty((P, self.nz))
+        for j, law in enumerate(self.model.noise.values()):
+            z[:, j] = law.sample(r_static, P)
+        self.z = np.ascontiguousarray(z)
+        self.eta = r_eta.standard_normal((P, N * m))
+        self.dB = math.sqrt(self.dt) * r_dB.standard_normal((P, N))
+        self.rng_theta = r_theta
+
+    # -- what the symbolic layer knows -----------------------------------------------------------
+    def _modes(self):
+        kern, m, kk = self.kern, self.m, self.kk
+        n = min(self.P, 512)
+        self.A = None
+        self.D = None
+        if kern.LINEAR_ELL:
+            # Deterministic tangents need one constant Jacobian (it may still depend on s or z).
+            J = np.empty((n, m, m))
+            r0 = np.zeros((n, m))
+            kern.jac_ell_batch(r0, self.s[:n], self.z[:n], self.p, J)
+            if np.allclose(J, J[0], rtol=1e-12, atol=1e-14):
+                self.A = np.ascontiguousarray(J[0])
+        if kk == 0:
+            self.nu_mode = "none"
+        elif self.opts["nu"] != "auto":
+            self.nu_mode = self.opts["nu"]
+        else:
+            self.nu_mode = "stein" if kern.DISCONTINUOUS else "pathwise"
+        if self.nu_mode == "pathwise" and self.A is not None:
+            ds = np.empty((n, m, kk))
+            out = np.empty((m, kk))
+            rng = np.random.default_rng(1)
+            for i in range(n):
+                kern.dell_ds_row(rng.standard_normal(m), self.s[i], self.z[i], self.p, out)
+                ds[i] = out
+            if np.allclose(ds, ds[0], rtol=1e-12, atol=1e-14):
+                self.D = ds[0].copy()
+                self.nu_mode = "deterministic"
+        N, G = self.N, self.G
+        if self.A is not None:
+            self.n_tan_g = 0
+        else:
+            nt = self.opts["tangent_paths"]
+            if nt is None:
+                cost = max(N, 1) ** 3 * m ** 3 / 6.0
+                nt = max(50 * G, int(self.opts["tangent_budget"] / cost))
+            nt = min(int(nt), self.P)
+            if nt < G:
+                raise SettingsError(f"option tangent_paths={nt}: need at least one per path group ({G}).")
+            self.n_tan_g = min(int(np.ceil(nt / G)), int(np.diff(self.bounds).min()))
+        self.do_psi = self.nu_mode == "pathwise"
+
+    # -- arrays of one pass ----------------------------------------------------------------------
+    def _alloc(self):
+        P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
+        NN, NI = (N + 1) * m, N * m
+        self.dL = np.zeros((P, NI))
+        self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
+        self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk))
+        self.loss_sum = np.zeros((G, N + 1))
+        self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
+        self.gam_sum = np.zeros((G, N + 1, m, m))
+        self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
+        self.ells_sum = np.zeros((G, N + 1, m, kk))
+        self.dsl_sum = np.zeros((G, N + 1, m, kk))
+        self.su_sum = np.zeros((G, NI, NI))
+        self.rl_sum = np.zeros((G, N + 1, m, m))
+        self.ll_sum = np.zeros((G, N + 1, m, m))
+        self.bad = np.full(G, N + 1, dtype=np.int64)
+
+    def _run_paths(self, k0, k1, wpre, W, use_W, R, RT):
+        self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
+                             wpre, W, use_W, self.eta, R, RT, self.s, self.z, self.dB, self.p,
+                             self.do_psi, self.dL, self.a_hist, self.b_hist, self.loss_sum,
+                             self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
+                             self.su_sum, self.rl_sum, self.ll_sum, self.bad)
+
+    def _theta(self):
+        return ThetaSide(self.N, self.m, self.kk, self.lam, self.dt, self.delta, self.rho, self.sigma0,
+                         A=self.A, D=self.D)
+
+    # -- kernel estimates from group sums (optionally leaving group `drop` out) -------------------
+    def _kernels(self, drop=None, upto=None):
+        P, G, m = self.P, self.G, self.m
+        sizes = np.diff(self.bounds).astype(float)
+        w = np.ones(G)
+        if drop is not None:
+            w[drop] = 0.0
+        npath = float(sizes @ w)
+        ntan = float(self.n_tan_g * w.sum())
+
+        def avg(arr, n):
+            return np.tensordot(w, arr, axes=1) / n
+
+        out = {"gamma": avg(self.gam_sum, npath), "ells": avg(self.ells_sum, npath),
+               "dsl": avg(self.dsl_sum, npath),
+               "S_U": None}
+        S = avg(self.su_sum, npath * self.delta)
+        S = np.tril(S) + np.tril(S, -1).T
+        out["S_U"] = S
+        out["kl"] = avg(self.kl_sum, ntan) if self.n_tan_g else None
+        return out
+
+    def _set_row(self, th, k, kern):
+        m = self.m
+        rk = slice(k * m, (k + 1) * m)
+        kw = {"gamma": kern["gamma"][k], "ells": None, "dsl": None}
+        if kern["kl"] is not None:
+            kw["kl_off"] = kern["kl"][rk, : k * m]
+        if self.nu_mode == "stein":
+            kw["ells"] = kern["ells"][k]
+        elif self.nu_mode == "pathwise":
+            kw["dsl"] = kern["dsl"][k]
+        th.set_kernels(k, **kw)
+
+    def _theta_full(self, kern, upto=None):
+        th = self._theta()
+        N = self.N if upto is None else upto
+        for k in range(N + 1):
+            self._set_row(th, k, kern)
+            if k < self.N:
+                th.advance(k)
+        return th
+
+    # -- the causal forward sweep ----------------------------------------------------------------
+    def sweep(self):
+        P, N, m, kk = self.P, self.N, self.m, self.kk
+        NN, NI = (N + 1) * m, N * m
+        self._alloc()
+        th = self._theta()
+        L = np.zeros((NI, NI))
+        S = np.zeros((NI, NI))
+        W = np.zeros((NN, max(NI, 1)))
+        wpre = np.zeros((P, N + 1, m))
+        self.n_clipped = 0
+        reached = N + 1
+        bar = _bar(self.progress, N + 1, "DMFT sweep")
+        t_paths = t_theta = 0.0
+        inv_dP = 1.0 / (self.delta * P)
+        for k in range(N + 1):
+            t0 = time.perf_counter()
+            rk = slice(k * m, (k + 1) * m)
+            if k > 0:
+                self.n_clipped += chol_append(L, S, (k - 1) * m, k * m, float(self.opts["pivot_tol"]))
+                W[rk, : k * m] = th.R[rk, : k * m] @ L[: k * m, : k * m]
+            wpre[:, k, :] = self.g0 @ th.Phi0[rk].T
+            if kk:
+                wpre[:, k, :] += self.s @ th.Phis[rk].T
+            t1 = time.perf_counter()
+            self._run_paths(k, k + 1, wpre, W, True, th.R, th.RT)
+            t2 = time.perf_counter()
+            t_paths += t2 - t1
+            if self.bad.min() <= k:
+                reached = k
+                break
+            gam = self.gam_sum[:, k].sum(0) / P
+            kw = {"gamma": gam}
+            if self.n_tan_g:
+                kw["kl_off"] = self.kl_sum[:, rk, : k * m].sum(0) / (self.n_tan_g * self.G)
+            if self.nu_mode == "stein":
+                kw["ells"] = self.ells_sum[:, k].sum(0) / P
+            elif self.nu_mode == "pathwise":
+                kw["dsl"] = self.dsl_sum[:, k].sum(0) / P
+            th.set_kernels(k, **kw)
+            if k < N:
+                row = self.su_sum[:, rk, : (k + 1) * m].sum(0) * inv_dP
+                S[rk, : (k + 1) * m] = row
+                S[: (k + 1) * m, rk] = row.T
+                th.advance(k)
+            if not self._finite_row(k, th):
+                reached = k
+                break
+            t_theta += time.perf_counter() - t2 + (t1 - t0)
+            bar.update(1)
+        bar.close()
+        self.th, self.S_U, self.L_S = th, S, L
+        self.timing = {"paths_s": t_paths, "theta_s": t_theta}
+        self.residuals = []
+        return reached
+
+    def _finite_row(self, k, th):
+        m = self.m
+        rk = slice(k * m, (k + 1) * m)
+        lossk = self.loss_sum[:, k].sum() / self.P
+        llk = np.trace(self.ll_sum[:, k].sum(0)) / self.P
+        big = float(self.opts["blowup"])
+        vals = [th.Kl[rk].ravel(), th.nu[k].ravel(), np.array([llk])]
+        if np.isfinite(lossk):
+            vals.append(np.array([lossk]))
+        v = np.concatenate(vals)
+        return bool(np.all(np.isfinite(v)) and np.all(np.abs(v) < big))
+
+    # -- damped fixed point over whole trajectories ------------------------------------------------
+    def fixed_point(self):
+        P, N, m, kk = self.P, self.N, self.m, self.kk
+        NI = N * m
+        opts = self.opts
+        alpha, tol, max_iter = float(opts["damping"]), float(opts["tol"]), int(opts["max_iter"])
+        cur = {"gamma": np.zeros((N + 1, m, m)), "ells": np.zeros((N + 1, m, kk)),
+               "dsl": np.zeros((N + 1, m, kk)), "S_U": np.zeros((NI, NI)),
+               "kl": np.zeros(((N + 1) * m,) * 2) if self.n_tan_g else None}
+        self.residuals = []
+        self.n_clipped = 0
+        bar = _bar(self.progress, max_iter, "DMFT fixed point")
+        t_paths = t_theta = 0.0
+        reached = N + 1
+        converged = False
+        for it in range(max_iter):
+            t0 = time.perf_counter()
+            th = self._theta_full(cur)
+            if opts["sampler"] == "cholesky":
+                L = np.zeros((NI, NI))
+                self.n_clipped = chol_append(L, cur["S_U"], 0, NI, float(opts["pivot_tol"]))
+            else:
+                L = psd_sqrt(cur["S_U"])
+            Wf = th.R[:, :NI] @ L
+            wflat = (self.g0 @ th.Phi0.T) + self.eta @ Wf.T
+            if kk:
+                wflat += self.s @ th.Phis.T
+            wpre = np.ascontiguousarray(wflat.reshape(P, N + 1, m))
+            self._alloc()
+            t1 = time.perf_counter()
+            self._run_paths(0, N + 1, wpre, np.zeros((1, 1)), False, th.R, th.RT)
+            t2 = time.perf_counter()
+            t_paths += t2 - t1
+            if self.bad.min() <= N:
+                reached = int(self.bad.min())
+                self.th, self.S_U, self.L_S = th, cur["S_U"], L
+                break
+            new = self._kernels()
+            res = 0.0
+            for key in ("gamma", "kl", "ells", "dsl", "S_U"):
+                if new[key] is None:
+                    continue
+                scale = max(float(np.abs(new[key]).max(initial=0.0)), 1e-300)
+                res = max(res, float(np.abs(new[key] - cur[key]).max(initial=0.0)) / scale)
+                if it > 0:
+                    new[key] = (1.0 - alpha) * new[key] + alpha * cur[key]
+            cur = new
+            self.residuals.append(res)
+            t_theta += time.perf_counter() - t2 + (t1 - t0)
+            bar.update(1)
+            if res < tol:
+                converged = True
+                break
+        bar.close()
+        self.timing = {"paths_s": t_paths, "theta_s": t_theta, "iterations": len(self.residuals)}
+        if reached <= N:
+            return reached
+        # theta-side consistent with the last path pass (its kernels are `cur` up to tol)
+        self.th = self._theta_full(cur)
+        self.S_U = cur["S_U"]
+        self.L_S = None
+        self.converged = converged
+        return reached
+
+    # -- observables and result ------------------------------------------------------------------
+    def result(self, reached, status, message):
+        from ..observables import test_observables
+
+        model, kern = self.model, self.kern
+        N, m, kk, G, P = self.N, self.m, self.kk, self.G, self.P
+        n = reached  # number of finished grid points
+        th = self.th
+        sizes = np.diff(self.bounds).astype(float)
+        data = {"t": self.settings.times[:n]}
+
+        def batch(arr):
+            gm = arr / sizes.reshape((-1,) + (1,) * (arr.ndim - 1))
+            mean = arr.sum(0) / P
+            err = gm.std(0, ddof=1) / math.sqrt(G)
+            return mean, err
+
+        loss, loss_err = batch(self.loss_sum[:, :n])
+        data["train_loss"], data["train_loss_err"] = loss, loss_err
+        for q, name in enumerate(model.metrics):
+            v, e = batch(self.met_sum[:, :n, q])
+            data[f"train_{name}"], data[f"train_{name}_err"] = v, e
+        S_U = self.S_U
+        NI = N * m
+        if n == N + 1:
+            Q = th.Q_diag(S_U)
+            C = th.C_theta_flat(S_U)
+        else:
+            C = th.C_theta_flat(S_U[: max(n - 1, 0) * m, : max(n - 1, 0) * m] if n > 1 else np.zeros((0, 0)), n)
+            Q = np.stack([C[k * m:(k + 1) * m, k * m:(k + 1) * m] for k in range(n)]) if n else np.zeros((0, m, m))
+        Mo = th.M_overlap()[:n]
+        data["Q"], data["M"] = Q[:n], Mo
+        rho = self.rho
+        tst = test_observables(kern, model, Q[:n], Mo, rho, self.p) if n else {}
+        for key, v in tst.items():
+            if key != "test_loss_mc":
+                data[key] = v
+        # error bars of theta-side quantities: group jackknife through the theta-side map
+        Q_err = np.zeros_like(Q[:n])
+        M_err = np.zeros_like(Mo)
+        if self.opts["jackknife"] and n == N + 1:
+            reps_Q, reps_M = [], []
+            for g in range(G):
+                kg = self._kernels(drop=g)
+                tg = self._theta_full(kg)
+                reps_Q.append(tg.Q_diag(kg["S_U"]))
+                reps_M.append(tg.M_overlap())
+            reps_Q, reps_M = np.array(reps_Q), np.array(reps_M)
+            Q_err = np.sqrt((G - 1) * reps_Q.var(0))
+            M_err = np.sqrt((G - 1) * reps_M.var(0))
+            dev = np.concatenate([(reps_Q - reps_Q.mean(0)).reshape(G, n, -1),
+                                  (reps_M - reps_M.mean(0)).reshape(G, n, -1)], axis=2)
+            cov = (G - 1) / G * np.einsum("gki,gkj->kij", dev, dev)
+            grads = self._test_gradients(Q, Mo, tst)
+            for key, gr in grads.items():
+                data[key + "_err"] = np.sqrt(np.maximum(np.einsum("ki,kij,kj->k", gr, cov, gr), 0.0))
+        else:
+            for key in tst:
+                if key != "test_loss_mc":
+                    data[key + "_err"] = np.full(n, np.nan)
+        data["Q_err"], data["M_err"] = Q_err, M_err
+        # order parameters
+        NNn = n * m
+        Kl = th.Kl[:NNn, :NNn].reshape(n, m, n, m).transpose(0, 2, 1, 3)
+        data["C_theta"] = C[:NNn, :NNn].reshape(n, m, n, m).transpose(0, 2, 1, 3)
+        data["R_theta"] = th.R[:NNn, :NNn].reshape(n, m, n, m).transpose(0, 2, 1, 3)
+        data["K_ell"] = Kl
+        data["Gamma"] = np.stack([Kl[k, k] for k in range(n)]) if n else np.zeros((0, m, m))
+        Rl = Kl / self.dt
+        for k in range(n):
+            Rl[k, k] = 0.0
+        data["R_ell"] = Rl
+        data["nu"] = th.nu[:n]
+        ni = min(n, N) * m
+        data["S_U"] = S_U[:ni, :ni].reshape(ni // m, m, ni // m, m).transpose(0, 2, 1, 3)
+        data["Phi0"] = th.Phi0[:NNn].reshape(n, m, m)
+        data["Phi_star"] = th.Phis[:NNn].reshape(n, m, kk)
+        data["rho"] = rho
+        data["E_r_ell"] = self.rl_sum[:, :n].sum(0) / P
+        data["E_ell_ell"] = self.ll_sum[:, :n].sum(0) / P
+        if self.theta_samples and n == N + 1:
+            data.update(self._theta_samples())
+        meta = {
+            "model": model.name, "source_hash": kern.SOURCE_HASH, "settings": self.settings.as_dict(),
+            "paths": P, "groups": G, "method": self.method, "nu_estimator": self.nu_mode,
+            "tangents": "deterministic" if self.A is not None else f"adjoint on {self.n_tan_g * G} paths",
+            "n_steps": N, "reached_steps": n, "t_reached": float(self.settings.times[n - 1]) if n else 0.0,
+            "timings": dict(self.timing, total_s=time.perf_counter() - self.t_start),
+            "residuals": list(self.residuals), "clipped_pivots": int(self.n_clipped),
+            "options": {k: v for k, v in self.opts.items()},
+            "versions": versions(),
+            "errors": "r-side averages: batch means over path groups; Q, M, test observables: group "
+                      "jackknife through the theta-side map (first order, ignores the feedback of "
+                      "kernel errors into later paths)",
+        }
+        return Result(data, meta, status=status, message=message)
+
+    def _test_gradients(self, Q, Mo, base):
+        """d(test observable)/d(Q, M entries) by central differences on the common sample."""
+        from ..observables import test_observables
+
+        m, kk = self.m, self.kk
+        n = Q.shape[0]
+        keys = [k for k in base if k != "test_loss_mc"]
+        npar = m * m + m * kk
+        grads = {key: np.zeros((n, npar)) for key in keys}
+        scale = max(float(np.abs(Q).max(initial=0.0)), 1e-3)
+        h = 1e-4 * scale
+        for i in range(npar):
+            outs = []
+            for sgn in (1.0, -1.0):
+                Qp, Mp = Q.copy(), Mo.copy()
+                if i < m * m:
+                    a, b = divmod(i, m)
+                    Qp[:, a, b] += sgn * h
+                    if a != b:
+                        Qp[:, b, a] += sgn * h  # symmetric perturbation of the pair
+                else:
+                    a, j = divmod(i - m * m, kk)
+                    Mp[:, a, j] += sgn * h
+                outs.append(test_observables(self.kern, self.model, Qp, Mp, self.rho, self.p))
+            for key in keys:
+                d = (outs[0][key] - outs[1][key]) / (2 * h)
+                if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:
+                    d = 0.5 * d  # the pair (a,b),(b,a) was moved together; both entries get half
+                grads[key][:, i] = np.nan_to_num(d)
+        return grads
+
+    def _theta_samples(self):
+        """S samples of the law of a theta row at every time (exact Gaussian representation)."""
+        N, m, kk, S = self.N, self.m, self.kk, self.theta_samples
+        NI = N * m
+        rng = self.rng_theta
+        th0 = self.init_std * rng.standard_normal((S, m))
+        ths = self.teacher_std * rng.standard_normal((S, kk))
+        L = self.L_S if self.L_S is not None else psd_sqrt(self.S_U)
+        dU = rng.standard_normal((S, NI)) @ L.T
+        flat = th0 @ self.th.Phi0.T + dU @ self.th.R[:, :NI].T
+        if kk:
+            flat += ths @ self.th.Phis.T
+        return {"theta_samples": flat.reshape(S, N + 1, m).transpose(1, 0, 2),
+                "theta_star_samples": ths, "theta0_samples": th0}
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(enabled, total, desc):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="step" if "sweep" in desc else "it", leave=False)
+
+
+def solve(model, settings, *, paths: int = 20000, method: str = "sweep", theta_samples: int = 0,
+          progress: bool = False, richardson: bool = False, **options) -> Result:
+    """Solve the discrete-time DMFT of the SGF of ``model`` on the grid of ``settings``.
+
+    Parameters
+    ----------
+    model : dmftgen.model.Model
+    settings : dmftgen.config.Settings
+        delta, tau, lam, T, dt, seed, params; grid t_k = k dt, k = 0..N.
+    paths : int
+        Monte Carlo r-paths P (the solver's error bars scale as P^{-1/2}).
+    method : {"sweep", "fixed-point"}
+        "sweep": causal forward sweep (each time row uses earlier rows only; no iteration).
+        "fixed-point": damped iteration over whole trajectories on common random numbers
+        (``damping``, ``tol``, ``max_iter``, ``sampler``), a cross-check and the gradient-flow
+        fallback.
+    theta_samples : int
+        If > 0, also return ``theta_samples`` (N+1, S, m): S draws of the law of a theta row at
+        every time (with ``theta_star_samples`` (S, k)), for W2 comparisons.
+    progress : bool
+        tqdm progress bar.
+    richardson : bool
+        Solve at dt and dt/2 and return the Richardson combination (see :func:`richardson`).
+    **options
+        groups (20), tangent_paths (auto), tangent_budget (4e10), pivot_tol (1e-11),
+        nu ("auto" | "stein" | "pathwise"), damping (0.3), max_iter (200), tol (1e-8),
+        sampler ("eigh" | "cholesky"), blowup (1e10), threads, jackknife (True).
+
+    Returns
+    -------
+    dmftgen.results.Result
+        t, train_loss, test_loss, train_/test_<metric> (each with *_err), Q, M (with _err),
+        C_theta, R_theta, K_ell, Gamma, R_ell, nu, S_U, Phi0, Phi_star, E_r_ell, E_ell_ell, and
+        optionally theta_samples; status "ok" / "diverged" / "not-converged".
+    """
+    if richardson:
+        return globals()["richardson"](model, settings, paths=paths, method=method,
+                                       progress=progress, **options)
+    opts = _check_options(options)
+    sv = _Solver(model, settings, paths, method, theta_samples, progress, opts)
+    N = sv.N
+    if method == "sweep":
+        reached = sv.sweep()
+        conv = True
+    else:
+        reached = sv.fixed_point()
+        conv = getattr(sv, "converged", False)
+    if reached <= N:
+        t_r = settings.times[reached - 1] if reached else 0.0
+        status = "diverged"
+        message = (f"the DMFT dynamics blew up at t = {settings.times[reached]:g} (step {reached}); "
+                   f"results are kept up to t = {t_r:g}.")
+    elif not conv:
+        status = "not-converged"
+        message = (f"fixed point did not converge in {len(sv.residuals)} iterations "
+                   f"(last relative change {sv.residuals[-1]:.3g} > tol {opts['tol']:g}).")
+    else:
+        status, message = "ok", ""
+    return sv.result(reached, status, message)
+
+
+def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", progress: bool = False,
+               **options) -> Result:
+    """Richardson extrapolation in dt: 2 f(dt/2) - f(dt) on the grid of ``settings``.
+
+    The discrete scheme is first order in dt (Euler--Maruyama on the SGF, left-point kernels), so
+    f(dt) = f(0) + c dt + O(dt^2) and 2 f(dt/2) - f(dt) = f(0) + O(dt^2). Both solves use the same
+    seed. Errors: ``*_err`` combines the Monte Carlo errors, sqrt(4 e(dt/2)^2 + e(dt)^2);
+    ``*_disc`` = |f(dt/2) - f(dt)| estimates the discretisation error removed (the error of the
+    half-step solve itself), reported alongside.
+    """
+    coarse = solve(model, settings, paths=paths, method=method, progress=progress, **options)
+    fine = solve(model, settings.replace(dt=settings.dt / 2), paths=paths, method=method,
+                 progress=progress, **options)
+    n = min(len(coarse.t), (len(fine.t) + 1) // 2)
+    data = {"t": coarse.t[:n]}
+    keys = ["train_loss", "test_loss"] + [f"{p}_{q}" for q in model.metrics for p in ("train", "test")]
+    for key in keys + ["Q", "M"]:
+        if key not in coarse or key not in fine:
+            continue
+        fc, ff = coarse[key][:n], fine[key][: 2 * n - 1: 2]
+        data[key] = 2.0 * ff - fc
+        ec = coarse.get(key + "_err")
+        ef = fine.get(key + "_err")
+        if ec is not None and ef is not None:
+            data[key + "_err"] = np.sqrt(4.0 * ef[: 2 * n - 1: 2] ** 2 + ec[:n] ** 2)
+        data[key + "_disc"] = np.abs(ff - fc)
+    status = "ok" if coarse.ok and fine.ok else (fine.status if not fine.ok else coarse.status)
+    meta = {"richardson": True, "coarse": coarse.meta, "fine": fine.meta,
+            "settings": settings.as_dict(), "method": method, "paths": paths}
+    msg = "; ".join(x for x in (coarse.message if not coarse.ok else "",
+                                fine.message if not fine.ok else "") if x)
+    return Result(data, meta, status=status, message=msg)
