@@ -18,18 +18,21 @@ Distances (exact for empirical measures):
   ``scipy.optimize.linear_sum_assignment`` on the squared-distance cost (:func:`w2_assignment`).
 
 Sampling bias.  Even a perfect i.i.d. sample of size d from Law(theta^t) is at distance
-:math:`O(d^{-1/2})` (m <= 2, up to logs) from the law, and the DMFT sample itself is finite.  For
-every d we therefore draw, from the DMFT sample, two *disjoint* subsamples A and B of size d and
-report
+:math:`O(d^{-1/2})` (m <= 2, up to logs) from the law, and the DMFT sample (size S) is finite.
+For every d we report (:func:`w2_against_dmft`)
 
-* ``w2``    = W2(simulated rows, A)      -- the Theorem 2 quantity, estimated;
-* ``floor`` = W2(B, A)                   -- the same estimator for an exact i.i.d. sample of the
-  DMFT law: what ``w2`` would be if the simulation followed the DMFT law exactly;
-* ``excess`` = sqrt(max(w2^2 - floor^2, 0)) -- the part of the distance not explained by
-  sampling (for independent samples, E W2^2 splits approximately into the squared law
-  mismatch plus the sampling term, so the difference of squares estimates the mismatch).
+* ``w2``    -- the Theorem 2 quantity, estimated: m = 1: W2(rows, all S DMFT points) (S >> d, so
+  the DMFT sample stands in for the law); m > 1: W2(rows, A) for a random DMFT subsample A of
+  size d (the assignment solver needs equal sizes);
+* ``floor`` -- the same estimator applied to an exact i.i.d. sample of the DMFT law (a DMFT
+  subsample B of size d, disjoint from the reference points): what ``w2`` would be if the
+  simulation followed the DMFT law exactly;
+* ``excess`` = sqrt(max(mean w2^2 - mean floor^2, 0)) -- the part not explained by sampling
+  (for independent samples E W2^2 splits approximately into the squared law mismatch plus the
+  sampling term, so the difference of squares estimates the mismatch).
 
-Both ``w2`` and ``floor`` decay with d; Theorem 2 predicts ``w2`` -> 0 and ``excess`` -> 0.
+Both ``w2`` and ``floor`` decay with d; Theorem 2 predicts ``w2`` -> 0, and a DMFT that is exact
+for the simulated dynamics gives ``w2`` ~ ``floor`` at every d.
 """
 from __future__ import annotations
 
@@ -144,8 +147,17 @@ def w2(x, y) -> float:
     return w2_assignment(x, y)
 
 
-def w2_against_dmft(rows, dmft_sample, rng) -> dict:
+def w2_against_dmft(rows, dmft_sample, rng, floor_reps: int = 4) -> dict:
     """W2 of the simulated rows against the DMFT sample, with its sampling floor.
+
+    m = 1: ``w2`` = W2(rows, whole DMFT sample) by the exact quantile formula (any sizes; with
+    S >> d this is W2(empirical law of the rows, Law) up to O(S^{-1/2})); ``floor`` = W2(B, rest)
+    for a random subsample B of size d and the remaining S - d points, i.e. the same estimator
+    applied to an exact i.i.d. sample of the DMFT law, averaged over ``floor_reps`` draws.
+
+    m > 1: equal sizes are needed for the assignment solver: ``w2`` = W2(rows, A) and ``floor``
+    = W2(B, A) for disjoint random subsamples A, B of size d (``floor_reps`` draws of (A, B); the
+    first A is the one used for ``w2``).
 
     Parameters
     ----------
@@ -154,11 +166,11 @@ def w2_against_dmft(rows, dmft_sample, rng) -> dict:
     dmft_sample : array (S, m)
         Samples of the DMFT theta-process at the same time; S >= 2 d.
     rng : numpy.random.Generator
-        Draws the two disjoint subsamples A, B of size d (see the module docstring).
+    floor_reps : int
 
     Returns
     -------
-    dict with ``w2``, ``floor``, ``excess``.
+    dict with ``w2`` and ``floor`` (float), ``floor_all`` (list).
     """
     rows = np.asarray(rows, dtype=float).reshape(len(rows), -1)
     sample = np.asarray(dmft_sample, dtype=float).reshape(len(dmft_sample), -1)
@@ -166,11 +178,22 @@ def w2_against_dmft(rows, dmft_sample, rng) -> dict:
     if S < 2 * d:
         raise SettingsError(f"the DMFT sample has {S} points but the floor needs 2 d = {2 * d}; "
                             f"raise --theta-samples to at least {2 * d}.")
-    perm = rng.permutation(S)
-    A, B = sample[perm[:d]], sample[perm[d:2 * d]]
-    a = w2(rows, A)
-    f = w2(B, A)
-    return {"w2": a, "floor": f, "excess": math.sqrt(max(a * a - f * f, 0.0))}
+    floors = []
+    if rows.shape[1] == 1:
+        a = w2_1d(rows[:, 0], sample[:, 0])
+        for _ in range(floor_reps):
+            perm = rng.permutation(S)
+            floors.append(w2_1d(sample[perm[:d], 0], sample[perm[d:], 0]))
+    else:
+        perm = rng.permutation(S)
+        A = sample[perm[:d]]
+        a = w2_assignment(rows, A)
+        for i in range(floor_reps):
+            if i:
+                perm = rng.permutation(S)
+                A = sample[perm[:d]]
+            floors.append(w2_assignment(sample[perm[d:2 * d]], A))
+    return {"w2": a, "floor": float(np.mean(floors)), "floor_all": floors}
 
 
 def loglog_slope(d, values) -> float:
@@ -183,8 +206,9 @@ def loglog_slope(d, values) -> float:
     return float(np.polyfit(np.log(d[ok]), np.log(v[ok]), 1)[0])
 
 
-def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=2, method="sgf",
-            batch=None, eta=None, paths=20000, theta_samples=None, dmft=None, progress=False):
+def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4, method="sgf",
+            batch=None, eta=None, paths=20000, theta_samples=None, dmft=None, floor_reps=4,
+            progress=False):
     r"""W2(rows of theta^t, DMFT law of theta^t) against d at chosen times (Theorem 2).
 
     Parameters
@@ -197,6 +221,8 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=2
         Times at which W2 is evaluated (snapped to the grid); default (T/2, T).
     seeds : int
         Simulations per d; W2 values are averaged over seeds (standard error reported).
+    floor_reps : int
+        Draws of the sampling floor per seed (see :func:`w2_against_dmft`).
     method : {"sgf", "sgd"}
         The simulated dynamics (Theorem 2 is about the SGF).
     paths : int
@@ -209,9 +235,10 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=2
     Returns
     -------
     dict
-        ``d`` (D,), ``t`` (K,), ``w2``, ``w2_sem``, ``floor``, ``floor_sem``, ``excess`` (K, D)
-        (means over seeds), ``slope``, ``floor_slope``, ``excess_slope`` (K,), ``status``,
-        ``messages``.
+        ``d`` (D,), ``t`` (K,), ``w2``, ``w2_sem``, ``floor``, ``floor_sem`` (K, D) (means and
+        standard errors over seeds / floor draws), ``excess`` (K, D) = sqrt(max(mean w2^2 -
+        mean floor^2, 0)), ``slope``, ``floor_slope``, ``excess_slope`` (K,) (log-log least
+        squares), ``status``, ``messages``.
     """
     dims = sorted({int(d) for d in dims})
     if not dims or dims[0] < 2:
@@ -248,7 +275,8 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=2
     from .sim import simulate
 
     K, D = len(idx), len(dims)
-    raw = {k: np.full((K, D, seeds), np.nan) for k in ("w2", "floor", "excess")}
+    w2v = np.full((K, D, seeds), np.nan)
+    flo = [[[] for _ in range(D)] for _ in range(K)]
     for j, d in enumerate(dims):
         sim = simulate(model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta,
                        theta_rows=d, progress=progress)
@@ -261,20 +289,34 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=2
                 continue
             for i in range(rows.shape[0]):
                 rng = np.random.default_rng(np.random.SeedSequence(settings.seed, spawn_key=(7, j, q, i)))
-                out = w2_against_dmft(rows[i, k], TS[k], rng)
-                for key in raw:
-                    raw[key][q, j, i] = out[key]
+                out = w2_against_dmft(rows[i, k], TS[k], rng, floor_reps=floor_reps)
+                w2v[q, j, i] = out["w2"]
+                flo[q][j] += out["floor_all"]
 
     def mean_sem(a):
-        mean = np.nanmean(a, axis=-1) if np.isfinite(a).any() else np.full(a.shape[:-1], np.nan)
-        cnt = np.isfinite(a).sum(-1)
-        sd = np.nanstd(a, axis=-1, ddof=1) if (cnt > 1).all() else np.full(a.shape[:-1], np.nan)
-        return mean, sd / np.sqrt(np.maximum(cnt, 1))
+        a = np.asarray(a, dtype=float)
+        a = a[np.isfinite(a)]
+        if a.size == 0:
+            return np.nan, np.nan
+        return float(a.mean()), (float(a.std(ddof=1) / math.sqrt(a.size)) if a.size > 1 else np.nan)
 
+    res_w2 = np.full((K, D), np.nan)
+    res_w2s = np.full((K, D), np.nan)
+    res_f = np.full((K, D), np.nan)
+    res_fs = np.full((K, D), np.nan)
+    res_x = np.full((K, D), np.nan)
+    for q in range(K):
+        for j in range(D):
+            res_w2[q, j], res_w2s[q, j] = mean_sem(w2v[q, j])
+            res_f[q, j], res_fs[q, j] = mean_sem(flo[q][j])
+            # excess from mean squares: E W2^2(sim) - E W2^2(exact sample) ~ squared law mismatch
+            ms_w = np.nanmean(w2v[q, j] ** 2) if np.isfinite(w2v[q, j]).any() else np.nan
+            ms_f = np.mean(np.square(flo[q][j])) if flo[q][j] else np.nan
+            res_x[q, j] = math.sqrt(max(ms_w - ms_f, 0.0)) if np.isfinite(ms_w - ms_f) else np.nan
     res = {"d": np.array(dims), "t": grid[idx], "method": method, "seeds": seeds,
-           "theta_samples": int(TS.shape[1]), "status": status, "messages": messages}
-    for key in raw:
-        res[key], res[key + "_sem"] = mean_sem(raw[key])
+           "theta_samples": int(TS.shape[1]), "status": status, "messages": messages,
+           "w2": res_w2, "w2_sem": res_w2s, "floor": res_f, "floor_sem": res_fs, "excess": res_x}
+    for key in ("w2", "floor", "excess"):
         res[key + "_slope"] = np.array([loglog_slope(dims, res[key][q]) for q in range(K)])
     res["slope"] = res.pop("w2_slope")
     return res
