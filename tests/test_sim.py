@@ -114,7 +114,7 @@ def test_em_train_loss_matches_exact_em_moments(linreg):
     1/delta of the simulator; the Monte Carlo error is estimated from the paths themselves.
     """
     model, kern, p = linreg
-    n, d, dt, N, tau, lam = 48, 24, 0.1, 10, 1.0, 0.2
+    n, d, dt, N, tau, lam = 48, 24, 0.1, 10, 0.5, 0.2
     delta = n / d
     D = draw_data(model, p, n, d, seed=11, index=0)
     y = D.s[:, 0] + p[0] * D.z[:, 0]
@@ -132,18 +132,22 @@ def test_em_train_loss_matches_exact_em_moments(linreg):
             + tau * delta * dt / delta ** 2 * (X.T * e2) @ X
         mvec = Am + b
     exact = np.array(exact)
-    P = 400
+    # The loss under multiplicative noise is right-skewed: 400 paths gave up to 3-5 "standard
+    # errors" on some data sets, 4000 paths <= 1.4, so use 2000 (measured max: 1.9, 2.2, 0.6
+    # standard errors on data seeds 11, 13, 12).
+    P = 2000
     sims = np.array([run_sgf(kern, D, p, delta=delta, tau=tau, lam=lam, dt=dt, n_steps=N,
                              rng=np.random.default_rng(1000 + j))[0].train_loss for j in range(P)])
     mean, sem = sims.mean(0), sims.std(0, ddof=1) / math.sqrt(P)
-    # 4 standard errors: a 6e-5 two-sided normal tail per time, 11 times -> false alarm < 1e-3
-    # (and the seeds are fixed, so the test is deterministic).
-    assert np.all(np.abs(mean - exact) <= 4 * sem + 1e-14), (mean, exact, sem)
+    # 4 standard errors: a 6e-5 two-sided normal tail per time, 10 times -> false alarm < 1e-3
+    # (and the seeds are fixed, so the test is deterministic). k = 0 is deterministic.
+    assert np.all(np.abs(mean - exact)[1:] <= 4 * sem[1:]), (mean, exact, sem)
+    assert abs(mean[0] - exact[0]) < 1e-12
     # the noise must matter here, or the check above would be vacuous: EM with tau = 0 differs
     # from tau = 1 by several standard errors at the end
     gd = run_sgf(kern, D, p, delta=delta, tau=0.0, lam=lam, dt=dt, n_steps=N,
                  rng=np.random.default_rng(0))[0].train_loss
-    assert abs(gd[-1] - exact[-1]) > 5 * sem[-1]   # measured: 8 standard errors
+    assert abs(gd[-1] - exact[-1]) > 10 * sem[-1]   # measured: 34 standard errors
 
 
 def _endpoints(kern, D, p, tau, T, fine, levels, paths, seed):
@@ -290,6 +294,24 @@ def test_data_laws():
     assert stream(1, 0, 4).random() != stream(1, 1, 4).random()
 
 
+def test_inputs_do_not_depend_on_n_or_storage():
+    """X is drawn in blocks of rows from per-block streams: a prefix for smaller n, and the
+    matrix-free SGF (X regenerated every step) gives the stored-X numbers up to rounding."""
+    from dmftgen.sim.data import BLOCK_ROWS, draw_inputs
+    for law in ("gaussian", "rademacher"):
+        big = draw_inputs(3, 1, 3 * BLOCK_ROWS + 7, 50, law)
+        small = draw_inputs(3, 1, BLOCK_ROWS + 5, 50, law)
+        np.testing.assert_array_equal(small, big[:BLOCK_ROWS + 5])
+    model = load_model("committee")
+    s = Settings(delta=1.7, tau=0.6, lam=0.05, T=0.5, dt=0.1, seed=2)
+    a = simulate(model, s, d=100, seeds=2, theta_rows=2)               # n = 170: 3 blocks
+    b = simulate(model, s, d=100, seeds=2, theta_rows=2, matrix_free=True)
+    assert b.meta["matrix_free"] and a.keys() == b.keys()
+    for key in a.keys():
+        # blockwise X^T G sums in a different order: relative differences ~1e-16 per step
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-10, atol=1e-13, err_msg=key)
+
+
 def test_divergence_is_a_status(linreg):
     """Least squares at tau = 3 > 2 (beyond the stability limit, math.md section 7) blows up."""
     model = linreg[0]
@@ -318,6 +340,7 @@ def test_divergence_is_a_status(linreg):
     ({}, dict(data="uniform"), "unknown data law"),
     ({}, dict(batch=4), "only apply to --method sgd"),
     ({}, dict(seeds=0), "`seeds` must be >= 1"),
+    ({}, dict(method="sgd", matrix_free=True), "matrix-free mode is implemented for --method sgf"),
     (dict(params={"nope": 1.0}), {}, "no parameter `nope`"),
 ])
 def test_bad_settings_are_named(linreg, settings_kw, kw, pattern):

@@ -30,6 +30,9 @@ def add_parser(sub):
                    help="law of the entries of X, variance 1/d (default gaussian)")
     g.add_argument("--theta-rows", type=int, default=0, metavar="R",
                    help="also record the first R rows of theta at every time")
+    g.add_argument("--matrix-free", action="store_true",
+                   help="SGF only: regenerate X block by block from the seed at every step instead "
+                        "of storing it (for very large d; slower)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
     p.set_defaults(func=run)
 
@@ -49,7 +52,8 @@ def run(args) -> int:
     settings = settings_from_args(args, model)
     res = simulate(model, settings, d=args.d, seeds=args.seeds, method=args.method,
                    batch=args.batch, eta=args.eta, replace=args.replace, data=args.data,
-                   theta_rows=args.theta_rows, progress=progress_enabled())
+                   theta_rows=args.theta_rows, progress=progress_enabled(),
+                   matrix_free=args.matrix_free)
     res.save(out)
     t = res.t
     if res.ok:

@@ -48,41 +48,94 @@ class SimData:
         Per-sample noise, column q drawn from the model's q-th noise law.
     rho : ndarray (k, k)
         Empirical teacher overlap theta*^T theta* / d.
+    seed, index : int
+        Where X comes from (see ``input_block``).
+    law : str
+        Law of the entries of X.
+    matrix_free : bool
+        X is not stored (``X is None``); ``blocks()`` regenerates it from the seed.
     """
 
-    X: np.ndarray
+    X: np.ndarray | None
     thsT: np.ndarray
     th0T: np.ndarray
     s: np.ndarray
     z: np.ndarray
     rho: np.ndarray
+    seed: int = 0
+    index: int = 0
+    law: str = "gaussian"
 
     @property
     def n(self) -> int:
-        return self.X.shape[0]
+        return self.s.shape[0]
 
     @property
     def d(self) -> int:
-        return self.X.shape[1]
+        return self.th0T.shape[1]
+
+    @property
+    def matrix_free(self) -> bool:
+        return self.X is None
+
+    def blocks(self):
+        """Yield (row slice, X rows): all of X at once when stored, else block by block regenerated
+        from the seed (matrix-free)."""
+        n, d = self.n, self.d
+        if self.X is not None:
+            yield slice(0, n), self.X
+            return
+        for b in range(n_blocks(n)):
+            sl = block_rows(n, b)
+            yield sl, input_block(self.seed, self.index, b, sl.stop - sl.start, d, self.law)
 
 
-def draw_inputs(rng: np.random.Generator, n: int, d: int, data: str = "gaussian") -> np.ndarray:
-    """X (n, d) with i.i.d. N(0, 1/d) (``gaussian``) or uniform +-1/sqrt(d) (``rademacher``) entries."""
+#: rows of X per random stream: X is drawn (and, matrix-free, regenerated) in blocks of this many
+#: rows, block b from its own stream, so X depends on (seed, index, d, law) and not on n or on how
+#: it is stored.
+BLOCK_ROWS = 64
+
+
+def input_block(seed: int, index: int, b: int, rows: int, d: int, data: str = "gaussian") -> np.ndarray:
+    """Rows [b*BLOCK_ROWS, b*BLOCK_ROWS + rows) of X, i.i.d. entries of variance 1/d.
+
+    ``gaussian``: N(0, 1/d); ``rademacher``: uniform on {-1/sqrt(d), +1/sqrt(d)}. Block b comes from
+    ``SeedSequence(seed, spawn_key=(index, X_STREAM, b))``; a shorter last block is a prefix of
+    the full one (numpy draws row-major), so n only decides where X stops.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), X_STREAM, int(b))))
     if data == "gaussian":
-        X = rng.standard_normal((n, d))
+        X = rng.standard_normal((rows, d))
         X *= 1.0 / np.sqrt(d)
         return X
     if data == "rademacher":
-        B = rng.integers(0, 2, size=(n, d), dtype=np.int8)
-        X = B.astype(np.float64)
+        X = rng.integers(0, 2, size=(rows, d), dtype=np.int8).astype(np.float64)
         X *= 2.0 / np.sqrt(d)
         X -= 1.0 / np.sqrt(d)
         return X
     raise SettingsError(f"unknown data law `{data}`; known: {', '.join(DATA_KINDS)}.")
 
 
+def n_blocks(n: int) -> int:
+    return -(-n // BLOCK_ROWS)
+
+
+def block_rows(n: int, b: int) -> slice:
+    """Row range of block b."""
+    return slice(b * BLOCK_ROWS, min(n, (b + 1) * BLOCK_ROWS))
+
+
+def draw_inputs(seed: int, index: int, n: int, d: int, data: str = "gaussian") -> np.ndarray:
+    """The whole X (n, d), assembled from its blocks (see ``input_block``)."""
+    X = np.empty((n, d))
+    for b in range(n_blocks(n)):
+        sl = block_rows(n, b)
+        X[sl] = input_block(seed, index, b, sl.stop - sl.start, d, data)
+    return X
+
+
 def draw_data(model, p: np.ndarray, n: int, d: int, seed: int, index: int,
-              data: str = "gaussian") -> SimData:
+              data: str = "gaussian", matrix_free: bool = False) -> SimData:
     """Draw the data of seed index ``index`` (see module docstring for the streams).
 
     Parameters
@@ -98,9 +151,13 @@ def draw_data(model, p: np.ndarray, n: int, d: int, seed: int, index: int,
         Root seed and seed index.
     data : {"gaussian", "rademacher"}
         Law of the entries of X.
+    matrix_free : bool
+        Do not keep X (memory O((n + d) m) instead of O(n d)); the simulator regenerates it block
+        by block at every step. Same X, so same numbers up to summation order.
     """
+    if data not in DATA_KINDS:
+        raise SettingsError(f"unknown data law `{data}`; known: {', '.join(DATA_KINDS)}.")
     m, k = model.m, model.k
-    X = draw_inputs(stream(seed, index, X_STREAM), n, d, data)
     t_std = float(model.teacher_std_value(p))
     i_std = float(model.init_std_value(p))
     thsT = stream(seed, index, TEACHER_STREAM).standard_normal((k, d)) * t_std
@@ -110,7 +167,13 @@ def draw_data(model, p: np.ndarray, n: int, d: int, seed: int, index: int,
     z = np.empty((n, len(laws)))
     for q, law in enumerate(laws):
         z[:, q] = law.sample(rng, (n,))
-    s = np.ascontiguousarray(X @ thsT.T) if k else np.zeros((n, 0))
-    rho = thsT @ thsT.T / d
-    return SimData(X=X, thsT=np.ascontiguousarray(thsT), th0T=np.ascontiguousarray(th0T),
-                   s=s, z=np.ascontiguousarray(z), rho=rho)
+    thsT = np.ascontiguousarray(thsT)
+    data_ = SimData(X=None, thsT=thsT, th0T=np.ascontiguousarray(th0T), s=np.zeros((n, k)),
+                    z=np.ascontiguousarray(z), rho=thsT @ thsT.T / d, seed=int(seed), index=int(index),
+                    law=data)
+    if not matrix_free:
+        data_.X = draw_inputs(seed, index, n, d, data)
+    if k:  # frozen teacher pre-activations r* = X theta*, one pass
+        for sl, Xb in data_.blocks():
+            data_.s[sl] = Xb @ thsT.T
+    return data_

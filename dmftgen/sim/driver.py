@@ -28,7 +28,8 @@ def _as_int(name, v, lo, hint):
     return v
 
 
-def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data, theta_rows):
+def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data, theta_rows,
+                matrix_free=False):
     """Validate the simulator options; returns (d, n, seeds, method, batch, eta, theta_rows, p).
 
     Raises
@@ -61,6 +62,9 @@ def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data,
     if theta_rows > d:
         raise SettingsError(f"`theta_rows` = {theta_rows} exceeds d = {d}.")
     p = model.param_vector(settings.params)  # SettingsError on unknown parameter names
+    if matrix_free and method != "sgf":
+        raise SettingsError("matrix-free mode is implemented for --method sgf only (SGD touches a "
+                            "few rows per step; store X, or use the SGF at the same tau).")
     if method == "sgf":
         if batch is not None or eta is not None:
             raise SettingsError("`batch` and `eta` only apply to --method sgd; the SGF is set by "
@@ -113,7 +117,7 @@ def _mean_sem(a: np.ndarray):
 
 
 def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=None,
-             replace=True, data="gaussian", theta_rows=0, progress=False):
+             replace=True, data="gaussian", theta_rows=0, progress=False, matrix_free=False):
     r"""Simulate SGF (Euler--Maruyama) or minibatch SGD of ``model`` and average over seeds.
 
     Parameters
@@ -142,6 +146,10 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         (seeds, T+1, theta_rows, m)) for distribution comparisons.
     progress : bool
         Show a tqdm progress bar on stderr.
+    matrix_free : bool
+        SGF only: do not store X; regenerate it block by block from the seed at every step
+        (memory O((n + d) m), time dominated by drawing n d normals per step). Same X as the
+        stored mode, so the same numbers up to floating-point summation order.
 
     Returns
     -------
@@ -163,7 +171,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
 
     d, n, seeds, method, batch, eta, theta_rows, p = resolve_run(
         model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=replace,
-        data=data, theta_rows=theta_rows)
+        data=data, theta_rows=theta_rows, matrix_free=matrix_free)
     kern = load_kernels(model)
     times = settings.times
     N = len(times) - 1
@@ -180,7 +188,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
     status, message = "ok", ""
     t0 = time.perf_counter()
     for i in range(seeds):
-        D = draw_data(model, p, n, d, settings.seed, i, data)
+        D = draw_data(model, p, n, d, settings.seed, i, data, matrix_free=matrix_free)
         rng = stream(settings.seed, i, DYNAMICS)
         tick = (lambda _k: bar.update(1)) if bar is not None else None
         if method == "sgf":
@@ -231,7 +239,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         "seeds": seeds, "seeds_run": S,
         "method": method, "batch": batch, "eta": eta,
         "replace": bool(replace) if method == "sgd" else None,
-        "data": data, "theta_rows": theta_rows,
+        "data": data, "theta_rows": theta_rows, "matrix_free": bool(matrix_free),
         "params": dict(zip(model.param_names, map(float, p))),
         "rho_hat": rhos,
         "wall_s": wall,

@@ -19,7 +19,9 @@ midpoint rule),
 Per step: two BLAS products (``thT @ X.T`` and ``GT @ X``) and two generated kernels
 (``sim_sgf_increment``: ell, the noise multiply and the train observables of the current state in
 one pass over the n samples; ``sim_apply_update``: the update and the overlaps Q, M of the new
-state in one pass over the d rows).
+state in one pass over the d rows). Matrix-free data (``data.X is None``) runs the same step
+block by block, regenerating each block of rows of X from the seed: one pass over X per step,
+memory O(BLOCK_ROWS d) instead of O(n d).
 """
 from __future__ import annotations
 
@@ -65,8 +67,8 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
         The record and the final parameters (m, d). On divergence the record is cut at the last
         sane state (``path.n_done``) and ``path.status == "diverged"``.
     """
-    X, s, z, thsT = data.X, data.s, data.z, data.thsT
-    n, d = X.shape
+    s, z, thsT = data.s, data.z, data.thsT
+    n, d = data.n, data.d
     m = data.th0T.shape[0]
     k = thsT.shape[0]
     nmet = int(kern.NMET)
@@ -83,9 +85,8 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
     times = dt * np.arange(n_steps + 1)
     path = Path.empty(times, m, k, nmet, theta_rows)
     thT = data.th0T.copy()
-    RT = np.empty((m, n))
-    GT = np.empty((m, n))
     gradT = np.empty((m, d))
+    gtmp = np.empty((m, d)) if data.matrix_free else None
     Q = np.empty((m, m))
     Mo = np.empty((m, k))
     met = np.zeros(nmet)
@@ -93,7 +94,35 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
     inv_delta = 1.0 / delta
     inv_n, inv_d = 1.0 / n, 1.0 / d
     limit = blowup_limit(thT, thsT)
-    XT = X.T
+    bufs = {}
+
+    def buffers(rows):
+        if rows not in bufs:
+            bufs[rows] = (np.empty((m, rows)), np.empty((m, rows)))
+        return bufs[rows]
+
+    def sweep(dB, obs, grad):
+        """One pass over the samples (all of X, or block by block when matrix-free):
+        r = X theta, G = ell (dt + c dB), train observables, and X^T G into gradT."""
+        met[:] = 0.0
+        loss_sum, nbad = 0.0, 0
+        first = True
+        for sl, Xb in data.blocks():
+            RT, GT = buffers(sl.stop - sl.start)
+            np.matmul(thT, Xb.T, out=RT)
+            if grad:
+                ls, nb = kern.sim_sgf_increment(RT, s[sl], z[sl], p, dB[sl], dt, c, GT, met, obs)
+                nbad += nb
+                if first:
+                    np.matmul(GT, Xb, out=gradT)
+                else:  # matrix-free: accumulate the blocks' X_b^T G_b
+                    np.matmul(GT, Xb, out=gtmp)
+                    np.add(gradT, gtmp, out=gradT)
+            else:
+                ls = kern.sim_train_observables(RT, s[sl], z[sl], p, met)
+            loss_sum += ls
+            first = False
+        return loss_sum, nbad
 
     amax = kern.sim_overlaps(thT, thsT, Q, Mo)
     why = check_state(Q * inv_d, amax, limit)
@@ -103,9 +132,7 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
     path.Q[0] = Q * inv_d
     path.M[0] = Mo * inv_d
     for step in range(n_steps):
-        np.matmul(thT, XT, out=RT)
-        met[:] = 0.0
-        loss_sum, nbad = kern.sim_sgf_increment(RT, s, z, p, increments(step), dt, c, GT, met, record)
+        loss_sum, nbad = sweep(increments(step), record, True)
         if record:
             path.train_loss[step] = loss_sum * inv_n
             path.train_metrics[step] = met * inv_n
@@ -116,7 +143,6 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
             path.diverge(times[step], f"ell is NaN/inf for {nbad} sample(s)")
             return path, thT
         path.n_done = step + 1
-        np.matmul(GT, X, out=gradT)
         amax = kern.sim_apply_update(thT, gradT, p, lam, dt, inv_delta, thsT, Q, Mo)
         Qn = Q * inv_d
         why = check_state(Qn, amax, limit)
@@ -128,9 +154,8 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
         if tick is not None:
             tick(step)
     # train observables of the final state
-    np.matmul(thT, XT, out=RT)
-    met[:] = 0.0
-    path.train_loss[n_steps] = kern.sim_train_observables(RT, s, z, p, met) * inv_n
+    loss_sum, _ = sweep(None, True, False)
+    path.train_loss[n_steps] = loss_sum * inv_n
     path.train_metrics[n_steps] = met * inv_n
     if path.rows is not None:
         path.rows[n_steps] = thT[:, :theta_rows].T
