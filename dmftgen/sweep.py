@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -51,7 +52,11 @@ SETTINGS_GRID = ("delta", "tau", "lam", "seed")
 #: Integer options that may be swept, per task kind (finite-size / Monte Carlo studies).
 OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths")}
 #: Names of the component axes of the single-run arrays (docs/kernels.md, results.py).
-COMPONENT_DIMS = {"Q": ("a", "b"), "M": ("a", "j")}
+#: m x m arrays (a, b), m x k arrays (a, j); two-time kernels get (t, s, a, b).
+COMPONENT_DIMS = {**{k: ("a", "b") for k in ("Q", "Gamma", "Phi0", "E_r_ell", "E_ell_ell", "C_theta",
+                                             "R_theta", "K_ell", "R_ell")},
+                  **{k: ("a", "j") for k in ("M", "nu", "Phi_star")}}
+TWO_TIME = ("C_theta", "R_theta", "K_ell", "R_ell")
 SUFFIXES = ("_sem", "_err")
 PART_SUFFIX = ".npz"
 
@@ -277,14 +282,30 @@ def _overloads(kern) -> tuple[int, int, int]:
 
 
 def _call(what, model, settings, options):
+    """The single run as a Result (compare: its table flattened to ``<observable>_<side>`` columns)."""
     if what == "simulate":
         from .sim import simulate
         return simulate(model, settings, progress=False, **options)
     if what == "solve":
         from .dmft import solve
         return solve(model, settings, **options)
-    from .compare import compare
-    return compare(model, settings, **options)
+    from .compare import compare, table_columns
+    from .results import Result
+
+    cmp = compare(model, settings, **options)
+    head, cols = table_columns(cmp.table)
+    data = {h: np.asarray(c, dtype=float) for h, c in zip(head, cols) if c is not None}
+    status = "ok"
+    for r in [cmp.dmft, *cmp.sims.values()]:
+        if getattr(r, "status", "ok") != "ok":
+            status = r.status
+    meta = {"kind": "comparison", "model": model.name, "settings": settings.as_dict(),
+            "options": dict(cmp.options), "warnings": list(cmp.warnings), "wall": dict(cmp.wall),
+            "summary": cmp.summary, "dmft": dict(cmp.dmft.meta),
+            "sims": {k: dict(v.meta) for k, v in cmp.sims.items()}}
+    msg = "; ".join(f"{k}: {r.message}" for k, r in [("dmft", cmp.dmft), *cmp.sims.items()]
+                    if getattr(r, "status", "ok") != "ok")
+    return Result(data, meta, status=status, message=msg)
 
 
 def run_point(model_ref: str, settings_dict: dict, what: str, options: dict) -> dict:
@@ -374,30 +395,48 @@ def load_part(out, point: Point):
 # ----------------------------------------------------------------------------------------------
 # Combine
 # ----------------------------------------------------------------------------------------------
-def _dims_for(name: str, shape: tuple, nt: int) -> tuple:
-    base = name
+def _base(name: str) -> str:
     for suf in SUFFIXES:
         if name.endswith(suf):
-            base = name[: -len(suf)]
-    comp = COMPONENT_DIMS.get(base)
-    extra = shape[1:]
-    if comp is not None and len(comp) == len(extra):
-        return ("t",) + comp
-    dims = ["t"]
-    for i, n in enumerate(extra):
-        dims.append("s" if (i == 0 and n == nt and len(extra) >= 1 and base in ("C", "R", "C_theta", "R_theta"))
-                    else f"{base}_dim{i + 1}")
-    return tuple(dims)
+            return name[: -len(suf)]
+    return name
 
 
-def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta: dict | None = None):
+def _layout(name: str, shape: tuple, nt_point: int, nt: int, two_time: bool):
+    """(kind, dims, full shape) of one array of a point's Result in the combined dataset, or None.
+
+    One-time series (first axis = the point's time grid) get dims ("t", components...); two-time
+    kernels (first two axes = time grid: C_theta, R_theta, K_ell, R_ell) ("t", "s", ...) and only
+    with ``two_time``; other arrays (rho, S_U on the step grid) are kept as "static" with their own
+    dims only with ``two_time``.  The parts always keep everything.
+    """
+    base = _base(name)
+    extra = tuple(shape[1:])
+    if len(shape) >= 1 and shape[0] == nt_point:
+        if len(shape) >= 2 and shape[1] == nt_point and base in TWO_TIME:
+            if not two_time:
+                return None
+            comp = COMPONENT_DIMS.get(base, ())
+            rest = comp if len(comp) == len(shape) - 2 else tuple(f"{base}_dim{i}" for i in range(2, len(shape)))
+            return "two", ("t", "s") + rest, (nt, nt) + tuple(shape[2:])
+        comp = COMPONENT_DIMS.get(base, ())
+        rest = comp if len(comp) == len(extra) else tuple(f"{base}_dim{i}" for i in range(1, len(shape)))
+        return "time", ("t",) + rest, (nt,) + extra
+    if not two_time:
+        return None
+    return "static", tuple(f"{base}_dim{i}" for i in range(len(shape))), tuple(shape)
+
+
+def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta: dict | None = None,
+            two_time: bool = False):
     """Build the labelled Dataset of the current grid from ``FILE.parts/`` (missing points: NaN).
 
     Returns
     -------
     xarray.Dataset
         Dims ``(*grid, t, ...)``; coordinates the grid values and t; data variables the float
-        arrays of the single runs (time series padded with NaN after a blow-up), ``status``
+        one-time arrays of the single runs (padded with NaN after a blow-up; with ``two_time``
+        also the two-time kernels and static arrays), ``status``
         ("missing" for points without a part), ``message``, ``key`` and ``point_meta`` (JSON).
     """
     import xarray as xr
@@ -415,13 +454,12 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
             continue
         ntp = len(res.t) if "t" in res else 0
         for k, v in res.data.items():
-            if k == "t" or k in layout or not np.issubdtype(np.asarray(v).dtype, np.number):
-                continue
             v = np.asarray(v)
-            if v.ndim >= 1 and v.shape[0] == ntp:
-                layout[k] = ("time", _dims_for(k, v.shape, nt), (nt,) + v.shape[1:])
-            else:
-                layout[k] = ("static", tuple(f"{k}_dim{i}" for i in range(v.ndim)), v.shape)
+            if k == "t" or k in layout or not np.issubdtype(v.dtype, np.number):
+                continue
+            lay = _layout(k, v.shape, ntp, nt, two_time)
+            if lay is not None:
+                layout[k] = lay
     arrays = {k: np.full(gshape + shape, np.nan) for k, (_, _, shape) in layout.items()}
     status = np.full(gshape, "missing", dtype=object)
     message = np.full(gshape, "", dtype=object)
@@ -441,11 +479,12 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
             if k not in res:
                 continue
             v = np.asarray(res[k], dtype=float)
-            if kind == "time":
-                if v.shape[1:] != shape[1:]:
-                    continue
+            if kind == "time" and v.shape[1:] == shape[1:]:
                 arrays[k][p.index][: min(len(v), nt)] = v[:nt]
-            elif v.shape == shape:
+            elif kind == "two" and v.shape[2:] == shape[2:] and v.shape[0] == v.shape[1]:
+                r = min(len(v), nt)
+                arrays[k][p.index][:r, :r] = v[:r, :r]
+            elif kind == "static" and v.shape == shape:
                 arrays[k][p.index] = v
     coords = {n: np.asarray(spec.grid[n], dtype=float) for n in names}
     coords["t"] = t
@@ -532,12 +571,12 @@ def local_cluster(workers: int | None = None, threads_per_task: int = 1):
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
                           "distributed.worker.daemon": True}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=None, silence_logs=40)
+                            dashboard_address=None, silence_logs=logging.CRITICAL)
 
 
 def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: int | None = None,
               client=None, threads_per_task: int | None = None, progress: bool = False,
-              log=None):
+              two_time: bool = False, log=None):
     """Run (or resume) a sweep; returns the combined Dataset, also written to ``out``.
 
     Parameters
@@ -556,6 +595,9 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         numba/BLAS threads per task (default 1 per Dask thread slot).
     progress : bool
         tqdm bar on stderr.
+    two_time : bool
+        Also put the two-time kernels (C_theta, R_theta, K_ell, R_ell) into ``out``; the parts
+        always have them, so this can be switched on later without recomputing.
     log : callable, optional
         Called with one-line status messages (default: nothing).
 
@@ -568,6 +610,8 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
     out = _check_out(out)
     log = log or (lambda msg: None)
     points = spec.points()
+    from .codegen import load_kernels
+    load_kernels(spec.model())  # stale/missing kernels: one clear error now, not one per point
     todo = [p for p in points if load_part(out, p) is None]
     done0 = len(points) - len(todo)
     run_id = uuid.uuid4().hex[:12]
@@ -607,7 +651,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
             futures = {}
             for p in todo:
                 f = client.submit(run_point, spec.model_ref, p.settings, spec.what,
-                                  {**p.options, **_thr(options)}, key=f"dmftgen-point-{p.key}", pure=False)
+                                  {**p.options, **_thr(options)}, key=f"dmftgen-point-{p.key}-{run_id}", pure=False)
                 futures[f] = p
             for f in as_completed(futures):
                 p = futures[f]
@@ -629,7 +673,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         wall = time.perf_counter() - t0
         run_meta = {"run_id": run_id, "computed": len(todo) - len(failed), "reused": done0,
                     "failed": failed, "wall_s": wall}
-        ds = combine(spec, out, points, run_meta=run_meta)
+        ds = combine(spec, out, points, run_meta=run_meta, two_time=two_time)
         write_dataset(ds, out)
     for key, msg in failed.items():
         log(f"point {key} failed: {msg}")

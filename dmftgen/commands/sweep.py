@@ -14,7 +14,7 @@ from ._common import add_model_arg, add_settings_args, progress_enabled, setting
 FORWARD = {
     "simulate": ("d", "seeds", "method", "batch", "eta", "data"),
     "solve": ("paths", "method"),
-    "compare": ("d", "seeds", "paths", "method"),
+    "compare": ("d", "seeds", "paths", "method", "batch", "eta"),
 }
 
 
@@ -40,6 +40,8 @@ def add_parser(sub):
                         "(default: start a LocalCluster)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="LocalCluster worker processes (default: number of CPUs); 0 = serial, no Dask")
+    g.add_argument("--two-time", action="store_true",
+                   help="also store the two-time DMFT kernels (t x s) in OUT (the parts always have them)")
     g.add_argument("--threads-per-task", type=int, default=None, metavar="N",
                    help="numba/BLAS threads of each task (default 1 per Dask thread slot)")
     o = p.add_argument_group("options of the single runs (as in `dmftgen simulate` / `dmftgen solve`)")
@@ -47,7 +49,8 @@ def add_parser(sub):
     o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point")
     o.add_argument("--paths", type=int, default=None, help="solve/compare: DMFT Monte Carlo paths")
     o.add_argument("--method", default=None,
-                   help="simulate: sgf|sgd; solve: sweep|fixed-point (default: the function's default)")
+                   help="simulate: sgf|sgd; solve: sweep|fixed-point; compare: the simulation, sgd|sgf "
+                        "(default: the function's default)")
     o.add_argument("--batch", type=int, default=None, help="simulate --method sgd: minibatch size B")
     o.add_argument("--eta", type=float, default=None, help="simulate --method sgd: learning rate")
     o.add_argument("--data", choices=("gaussian", "rademacher"), default=None, help="simulate: law of X")
@@ -73,6 +76,8 @@ def spec_from_args(args):
         v = getattr(args, name)
         if v is not None:
             options[name] = v
+    if args.what == "compare" and "method" in options:
+        options["methods"] = [options.pop("method")]
     unused = [n for n in ("d", "seeds", "paths", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
     if unused:
@@ -91,7 +96,8 @@ def run(args) -> int:
     spec = spec_from_args(args)
     log = lambda msg: print(f"dmftgen sweep: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     ds = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
-                   threads_per_task=args.threads_per_task, progress=progress_enabled(), log=log)
+                   threads_per_task=args.threads_per_task, progress=progress_enabled(),
+                   two_time=args.two_time, log=log)
     meta = sweep_meta(ds)
     status = ds["status"].values.ravel().tolist()
     bad = [s for s in status if s not in ("ok",)]
