@@ -53,7 +53,8 @@ def test_observables(kern, model, Q, Mo, rho, p, *, n: int = N_TEST, seed: int =
     T = Q.shape[0]
     Mo = np.asarray(Mo, dtype=float).reshape(T, m, k)
     rho = np.asarray(rho, dtype=float)
-    rho = np.broadcast_to(rho.reshape((-1, k, k)), (T, k, k))
+    # k = 0 (no teacher): rho has size 0 and reshape(-1, 0, 0) is ambiguous.
+    rho = np.broadcast_to(rho.reshape((-1, k, k)) if k else np.zeros((1, 0, 0)), (T, k, k))
     xi, z = common_sample(model, n, seed)
     p = np.ascontiguousarray(p, dtype=np.float64)
     loss = np.empty(n)
