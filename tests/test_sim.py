@@ -58,21 +58,21 @@ def test_sgf_step_matches_numpy(committee):
 
 
 def test_sgd_steps_match_numpy(committee):
-    """Two SGD steps with replacement: i_b = floor(u_b n), theta -= eta[lam theta/d + mean_b x_i ell_i^T]."""
+    """Two SGD steps with replacement: i_b = floor(u_b n), theta -= eta_k[lam theta/d + mean_b x_i ell_i^T]."""
     model, kern, p = committee
     n, d, eta, lam, B = 64, 32, 0.8, 0.5, 3
     D = draw_data(model, p, n, d, seed=9, index=1)
     u = np.random.default_rng(2).random((2, B))
     thT = D.th0T.copy()
-    kern.sim_sgd_steps(D.X, thT, D.s, D.z, p, u, True, eta, lam, np.zeros(n, np.bool_),
+    kern.sim_sgd_steps(D.X, thT, D.s, D.z, p, u, True, np.array([eta, 0.5 * eta]), lam, np.zeros(n, np.bool_),
                        np.empty(B, np.int64), np.empty((model.m, d)))
     th = D.th0T.T.copy()
-    for k in range(2):
+    for k, eta_k in enumerate((eta, 0.5 * eta)):
         idx = (u[k] * n).astype(int)
         r = np.ascontiguousarray(D.X[idx] @ th)
         ell = np.empty((B, model.m))
         kern.ell_batch(r, np.ascontiguousarray(D.s[idx]), np.ascontiguousarray(D.z[idx]), p, ell)
-        th = th - eta * (lam * th / d + D.X[idx].T @ ell / B)
+        th = th - eta_k * (lam * th / d + D.X[idx].T @ ell / B)
     np.testing.assert_allclose(thT.T, th, rtol=1e-12, atol=1e-15)
 
 
@@ -87,7 +87,7 @@ def test_minibatch_without_replacement_is_uniform_subset(linreg):
     counts = np.zeros(n)
     pairs = np.zeros((n, n))
     for k in range(reps):
-        kern.sim_sgd_steps(X, np.zeros((1, 2)), s, z, p, u[k], False, 0.1, 0.0, mark, idx, g)
+        kern.sim_sgd_steps(X, np.zeros((1, 2)), s, z, p, u[k], False, np.ones(1), 0.0, mark, idx, g)
         assert len(set(idx.tolist())) == B and not mark.any()
         counts[idx] += 1
         pairs[np.ix_(idx, idx)] += 1
@@ -251,6 +251,43 @@ def test_sgd_time_axis_is_k_eta_over_d(linreg):
     np.testing.assert_allclose(res.meta["t_actual"], k / 37)
     np.testing.assert_allclose(res.t, [0, 0.1, 0.2, 0.3])
     assert res.meta["steps"] == k[-1]
+
+
+def test_constant_schedule_is_a_time_change(committee):
+    """gamma(t) = c multiplies ell and h by c: drift x c, noise covariance x c^2. Step k of the
+    SGF at (tau, dt) with gamma = c is then step k at (c tau, c dt) without schedule (same
+    normals: dB = sqrt(dt) xi), and SGD with eta_k = c eta is SGD with learning rate c eta."""
+    model, kern, p = committee
+    c, tau, dt, N = 0.4, 0.6, 0.05, 12
+    D = draw_data(model, p, 80, 40, seed=4, index=0)
+    a, _ = run_sgf(kern, D, p, delta=2.0, tau=tau, lam=0.1, dt=dt, n_steps=N,
+                   rng=np.random.default_rng(5), schedule=lambda t: np.full_like(t, c))
+    b, _ = run_sgf(kern, D, p, delta=2.0, tau=c * tau, lam=0.1, dt=c * dt, n_steps=N,
+                   rng=np.random.default_rng(5))
+    for key in ("train_loss", "Q", "M"):
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-12, err_msg=key)
+    times = 0.1 * np.arange(6)
+    g, _ = run_sgd(kern, D, p, lam=0.1, eta=1.0, batch=2, replace=True, times=times,
+                   rng=np.random.default_rng(6), schedule=lambda t: np.full_like(t, c))
+    h, _ = run_sgd(kern, D, p, lam=0.1, eta=c, batch=2, replace=True, times=c * times,
+                   rng=np.random.default_rng(6))
+    for key in ("train_loss", "Q", "M"):
+        np.testing.assert_allclose(getattr(g, key), getattr(h, key), rtol=1e-12, err_msg=key)
+
+
+def test_schedule_formula_and_errors(linreg):
+    model = linreg[0]
+    s = Settings(delta=2.0, tau=0.5, T=1.0, dt=0.1, seed=1)
+    # a decaying rate learns less than the constant one over the same horizon (GD, tau -> SGF)
+    slow = simulate(model, s, d=64, seeds=1, schedule="1/(1 + 4*t)")
+    fast = simulate(model, s, d=64, seeds=1)
+    assert slow.meta["schedule"] == "1/(4*t + 1)"
+    assert slow["train_loss"][-1] > fast["train_loss"][-1]
+    np.testing.assert_array_equal(slow["train_loss"][:2], fast["train_loss"][:2])  # gamma(0) = 1
+    with pytest.raises(SettingsError, match="finite and >= 0"):
+        simulate(model, s, d=64, seeds=1, schedule="1 - 2*t")
+    with pytest.raises(SettingsError, match="only use the time `t`"):
+        simulate(model, s, d=64, seeds=1, schedule="exp(-k*t)")
 
 
 # ------------------------------------------------------------------------------------------------

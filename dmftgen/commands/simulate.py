@@ -33,6 +33,9 @@ def add_parser(sub):
     g.add_argument("--matrix-free", action="store_true",
                    help="SGF only: regenerate X block by block from the seed at every step instead "
                         "of storing it (for very large d; slower)")
+    g.add_argument("--schedule", default=None, metavar="EXPR",
+                   help="learning-rate schedule gamma(t), a formula in t, e.g. '1/(1+t)': SGD uses "
+                        "eta*gamma(k*eta/d), the SGF gamma(t)*ell (default: constant)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
     p.set_defaults(func=run)
 
@@ -53,7 +56,7 @@ def run(args) -> int:
     res = simulate(model, settings, d=args.d, seeds=args.seeds, method=args.method,
                    batch=args.batch, eta=args.eta, replace=args.replace, data=args.data,
                    theta_rows=args.theta_rows, progress=progress_enabled(),
-                   matrix_free=args.matrix_free)
+                   matrix_free=args.matrix_free, schedule=args.schedule)
     res.save(out)
     t = res.t
     if res.ok:

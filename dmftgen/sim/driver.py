@@ -117,7 +117,8 @@ def _mean_sem(a: np.ndarray):
 
 
 def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=None,
-             replace=True, data="gaussian", theta_rows=0, progress=False, matrix_free=False):
+             replace=True, data="gaussian", theta_rows=0, progress=False, matrix_free=False,
+             schedule=None):
     r"""Simulate SGF (Euler--Maruyama) or minibatch SGD of ``model`` and average over seeds.
 
     Parameters
@@ -150,6 +151,10 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         SGF only: do not store X; regenerate it block by block from the seed at every step
         (memory O((n + d) m), time dominated by drawing n d normals per step). Same X as the
         stored mode, so the same numbers up to floating-point summation order.
+    schedule : str or callable, optional
+        Learning-rate schedule gamma(t) >= 0 on the SGF clock, a formula in ``t`` (``"1/(1+t)"``)
+        or a vectorised callable: SGD uses eta_k = eta gamma(k eta/d); the SGF the equivalent
+        ell_t = gamma(t) ell, h_t = gamma(t) h (drift x gamma, noise covariance x gamma^2).
 
     Returns
     -------
@@ -172,8 +177,12 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
     d, n, seeds, method, batch, eta, theta_rows, p = resolve_run(
         model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=replace,
         data=data, theta_rows=theta_rows, matrix_free=matrix_free)
-    kern = load_kernels(model)
+    from .schedule import as_schedule
+    sched = as_schedule(schedule)
     times = settings.times
+    if sched is not None:
+        sched(times)  # SettingsError now, not in the middle of a run
+    kern = load_kernels(model)
     N = len(times) - 1
     delta_eff = n / d
     bar = None
@@ -193,10 +202,12 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         tick = (lambda _k: bar.update(1)) if bar is not None else None
         if method == "sgf":
             path, _ = run_sgf(kern, D, p, delta=delta_eff, tau=settings.tau, lam=settings.lam,
-                              dt=settings.dt, n_steps=N, rng=rng, theta_rows=theta_rows, tick=tick)
+                              dt=settings.dt, n_steps=N, rng=rng, theta_rows=theta_rows, tick=tick,
+                              schedule=sched)
         else:
             path, _ = run_sgd(kern, D, p, lam=settings.lam, eta=eta, batch=batch, replace=replace,
-                              times=times, rng=rng, theta_rows=theta_rows, tick=tick)
+                              times=times, rng=rng, theta_rows=theta_rows, tick=tick,
+                              schedule=sched)
         nd = path.n_done
         rhos.append(D.rho.tolist())
         paths.append(path)
@@ -240,6 +251,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         "method": method, "batch": batch, "eta": eta,
         "replace": bool(replace) if method == "sgd" else None,
         "data": data, "theta_rows": theta_rows, "matrix_free": bool(matrix_free),
+        "schedule": None if sched is None else sched.text,
         "params": dict(zip(model.param_names, map(float, p))),
         "rho_hat": rhos,
         "wall_s": wall,

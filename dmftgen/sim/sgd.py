@@ -31,7 +31,7 @@ def sgd_step_indices(times: np.ndarray, eta: float, d: int) -> np.ndarray:
 
 
 def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0,
-            tick=None) -> tuple[Path, np.ndarray]:
+            tick=None, schedule=None) -> tuple[Path, np.ndarray]:
     """Run minibatch SGD from ``data.th0T`` and record at the steps nearest to ``times``.
 
     Parameters
@@ -54,6 +54,8 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
         Record the first ``theta_rows`` rows of theta.
     tick : callable, optional
         ``tick(j)`` after record j.
+    schedule : callable, optional
+        gamma(t) (``dmftgen.sim.schedule.Schedule``): step k uses eta_k = eta * gamma(k eta / d).
 
     Returns
     -------
@@ -84,7 +86,11 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
         while done < kj:
             steps = int(min(kj - done, rows_per_chunk))
             u = rng.random((steps, batch))
-            nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, eta, lam, mark, idx, gradT)
+            if schedule is None:
+                etas = np.full(steps, eta)
+            else:
+                etas = eta * schedule((done + np.arange(steps)) * (eta / d))
+            nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT)
             if nbad:
                 path.diverge(done * eta / d, f"ell is NaN/inf in a minibatch between steps {done} "
                              f"and {done + steps}")

@@ -33,7 +33,7 @@ from .path import Path, blowup_limit, check_state
 
 
 def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments=None,
-            theta_rows=0, record=True, tick=None) -> tuple[Path, np.ndarray]:
+            theta_rows=0, record=True, tick=None, schedule=None) -> tuple[Path, np.ndarray]:
     """Integrate the SGF for ``n_steps`` Euler--Maruyama steps of size ``dt`` from ``data.th0T``.
 
     Parameters
@@ -60,6 +60,9 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
         Compute the train observables at every step (else only Q, M and the final state).
     tick : callable, optional
         ``tick(k)`` called after each step (progress bar).
+    schedule : callable, optional
+        Learning-rate schedule gamma(t) (``dmftgen.sim.schedule``): step k uses gamma(t_k) dt in
+        the drift and gamma(t_k) sqrt(tau delta) in the noise.
 
     Returns
     -------
@@ -95,6 +98,8 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
     inv_n, inv_d = 1.0 / n, 1.0 / d
     limit = blowup_limit(thT, thsT)
     bufs = {}
+    gam = np.ones(n_steps) if schedule is None else schedule(times[:-1])
+    step_dt, step_c = dt, c
 
     def buffers(rows):
         if rows not in bufs:
@@ -111,7 +116,8 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
             RT, GT = buffers(sl.stop - sl.start)
             np.matmul(thT, Xb.T, out=RT)
             if grad:
-                ls, nb = kern.sim_sgf_increment(RT, s[sl], z[sl], p, dB[sl], dt, c, GT, met, obs)
+                ls, nb = kern.sim_sgf_increment(RT, s[sl], z[sl], p, dB[sl], step_dt, step_c, GT, met,
+                                                obs)
                 nbad += nb
                 if first:
                     np.matmul(GT, Xb, out=gradT)
@@ -132,6 +138,7 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
     path.Q[0] = Q * inv_d
     path.M[0] = Mo * inv_d
     for step in range(n_steps):
+        step_dt, step_c = gam[step] * dt, gam[step] * c
         loss_sum, nbad = sweep(increments(step), record, True)
         if record:
             path.train_loss[step] = loss_sum * inv_n
@@ -143,7 +150,7 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
             path.diverge(times[step], f"ell is NaN/inf for {nbad} sample(s)")
             return path, thT
         path.n_done = step + 1
-        amax = kern.sim_apply_update(thT, gradT, p, lam, dt, inv_delta, thsT, Q, Mo)
+        amax = kern.sim_apply_update(thT, gradT, p, lam, step_dt, inv_delta, thsT, Q, Mo)
         Qn = Q * inv_d
         why = check_state(Qn, amax, limit)
         if why:

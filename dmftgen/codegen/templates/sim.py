@@ -179,12 +179,13 @@ def sim_overlaps(thT, thsT, Q, Mo):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sim_sgd_steps(X, thT, s, z, p, u, replace, eta, lam, mark, idx, gradT):
+def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT):
     """Run ``u.shape[0]`` minibatch SGD steps in place (math.md section 1.2), rows indexed in place.
 
-    Step k with minibatch S_k of size B = u.shape[1]::
+    Step k with minibatch S_k of size B = u.shape[1] and learning rate eta_k = ``etas[k]``
+    (constant, or eta * gamma(t_k) under a schedule)::
 
-        theta <- theta - eta * [ (lam theta + h(theta)) / d + (1/B) sum_{i in S_k} x_i ell(x_i^T theta)^T ]
+        theta <- theta - eta_k [ (lam theta + h(theta)) / d + (1/B) sum_{i in S_k} x_i ell(x_i^T theta)^T ]
 
     ``u`` (steps, B) are uniforms in [0, 1) drawn by the driver. With ``replace`` the batch is
     i_b = floor(u_b n) (i.i.d. uniform). Without, Floyd's algorithm turns the same B uniforms into
@@ -242,6 +243,7 @@ def sim_sgd_steps(X, thT, s, z, p, u, replace, eta, lam, mark, idx, gradT):
                 for j in range(d):
                     gradT[a, j] += e * X[i, j]
         # -- update every row (regulariser acts on all coordinates, h at the old theta)
+        eta = etas[k]
         for j in range(d):
             for a in range(M):
                 th[a] = thT[a, j]
