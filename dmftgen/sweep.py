@@ -796,8 +796,7 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
         fig, ax = plt.subplots(figsize=(1.2 + 0.9 * max(3, z.shape[1]), 1.0 + 0.7 * max(3, z.shape[0])))
         finite = z[np.isfinite(z)]
         norm = LogNorm() if (log and finite.size and finite.min() > 0) else None
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("0.85")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
         im = ax.imshow(np.ma.masked_invalid(z), origin="lower", aspect="auto", cmap=cmap, norm=norm)
         ax.set_xticks(range(z.shape[1]), [f"{v:g}" for v in ds[x].values])
         ax.set_yticks(range(z.shape[0]), [f"{v:g}" for v in ds[y].values])

@@ -88,12 +88,27 @@ def spec_from_args(args):
     return spec
 
 
+def _sigterm_as_interrupt():
+    """SIGTERM (batch-system time limits, `kill`) -> KeyboardInterrupt, so the finished points are
+    combined into OUT before exiting; the parts are safe either way."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test harness)
+        pass
+
+
 def run(args) -> int:
     import sys
 
     from ..sweep import run_sweep, sweep_meta
 
     spec = spec_from_args(args)
+    _sigterm_as_interrupt()
     log = lambda msg: print(f"dmftgen sweep: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     ds = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
                    threads_per_task=args.threads_per_task, progress=progress_enabled(),
