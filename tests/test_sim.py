@@ -64,8 +64,8 @@ def test_sgd_steps_match_numpy(committee):
     D = draw_data(model, p, n, d, seed=9, index=1)
     u = np.random.default_rng(2).random((2, B))
     thT = D.th0T.copy()
-    kern.sim_sgd_steps(D.X, thT, D.s, D.z, p, u, True, np.array([eta, 0.5 * eta]), lam, np.zeros(n, np.bool_),
-                       np.empty(B, np.int64), np.empty((model.m, d)))
+    kern.sim_sgd_steps(D.X, thT, D.s, D.z, p, u, True, np.array([eta, 0.5 * eta]), lam,
+                       np.zeros(n, np.bool_), np.empty(B, np.int64))
     th = D.th0T.T.copy()
     for k, eta_k in enumerate((eta, 0.5 * eta)):
         idx = (u[k] * n).astype(int)
@@ -82,12 +82,12 @@ def test_minibatch_without_replacement_is_uniform_subset(linreg):
     n, B, reps = 12, 5, 3000
     X = np.zeros((n, 2))
     s, z = np.zeros((n, 1)), np.zeros((n, 1))
-    mark, idx, g = np.zeros(n, np.bool_), np.empty(B, np.int64), np.empty((1, 2))
+    mark, idx = np.zeros(n, np.bool_), np.empty(B, np.int64)
     u = np.random.default_rng(4).random((reps, 1, B))
     counts = np.zeros(n)
     pairs = np.zeros((n, n))
     for k in range(reps):
-        kern.sim_sgd_steps(X, np.zeros((1, 2)), s, z, p, u[k], False, np.ones(1), 0.0, mark, idx, g)
+        kern.sim_sgd_steps(X, np.zeros((1, 2)), s, z, p, u[k], False, np.ones(1), 0.0, mark, idx)
         assert len(set(idx.tolist())) == B and not mark.any()
         counts[idx] += 1
         pairs[np.ix_(idx, idx)] += 1

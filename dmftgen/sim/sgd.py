@@ -70,7 +70,6 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
     path = Path.empty(ks * (eta / d), m, k, nmet, theta_rows)
     thT = data.th0T.copy()
     RT = np.empty((m, n))
-    gradT = np.empty((m, d))
     Q = np.empty((m, m))
     Mo = np.empty((m, k))
     met = np.zeros(nmet)
@@ -90,7 +89,7 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
                 etas = np.full(steps, eta)
             else:
                 etas = eta * schedule((done + np.arange(steps)) * (eta / d))
-            nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT)
+            nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx)
             if nbad:
                 path.diverge(done * eta / d, f"ell is NaN/inf in a minibatch between steps {done} "
                              f"and {done + steps}")

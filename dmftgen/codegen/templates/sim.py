@@ -178,8 +178,8 @@ def sim_overlaps(thT, thsT, Q, Mo):
     return amax
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT):
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx):
     """Run ``u.shape[0]`` minibatch SGD steps in place (math.md section 1.2), rows indexed in place.
 
     Step k with minibatch S_k of size B = u.shape[1] and learning rate eta_k = ``etas[k]``
@@ -190,16 +190,20 @@ def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT):
     ``u`` (steps, B) are uniforms in [0, 1) drawn by the driver. With ``replace`` the batch is
     i_b = floor(u_b n) (i.i.d. uniform). Without, Floyd's algorithm turns the same B uniforms into
     a uniform B-subset of [n]: for j = n-B .. n-1, t = floor(u (j+1)); take t unless already taken,
-    else take j. ``mark`` (n,) bool scratch, all False on entry and on exit; ``idx`` (B,) int64 and
-    ``gradT`` (M, d) are scratch. No copy of X[S_k] is made (numba-sympy-notes section 2.1).
+    else take j. ``mark`` (n,) bool scratch, all False on entry and on exit; ``idx`` (B,) int64
+    scratch. No copy of X[S_k] is made (numba-sympy-notes section 2.1): all B pre-activations are
+    formed first (old theta), then the regulariser pass (only if lam != 0 or a regulariser is
+    declared) and B rank-one updates touch theta. ``reassoc``/``contract`` let LLVM vectorise the
+    length-d dot products; the order is still fixed by the compiled code, so runs reproduce.
 
-    Returns the number of non-finite ell values met (0 when all is well); stops early on the first
+    Returns the number of non-finite ell values met (0 when all is well); stops after the first
     step that produced one.
     """
     n, d = X.shape
     nsteps, B = u.shape
     r = np.empty(M)
     ell = np.empty(M)
+    ellb = np.empty((B, M))
     th = np.empty(M)
     hv = np.zeros(M)
     inv_d = 1.0 / d
@@ -223,10 +227,7 @@ def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT):
                 b += 1
             for b in range(B):
                 mark[idx[b]] = False
-        # -- minibatch gradient sum_i x_i ell_i^T, accumulated into gradT (M, d)
-        for a in range(M):
-            for j in range(d):
-                gradT[a, j] = 0.0
+        # -- ell at the old theta for every row of the minibatch
         nbad = 0
         for b in range(B):
             i = idx[b]
@@ -237,20 +238,27 @@ def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx, gradT):
                 r[a] = acc
             ell_row(r, s[i], z[i], p, ell)
             for a in range(M):
-                e = ell[a]
-                if not math.isfinite(e):
+                if not math.isfinite(ell[a]):
                     nbad += 1
-                for j in range(d):
-                    gradT[a, j] += e * X[i, j]
-        # -- update every row (regulariser acts on all coordinates, h at the old theta)
+                ellb[b, a] = ell[a]
         eta = etas[k]
-        for j in range(d):
+        # -- regulariser on every coordinate (h at the old theta), skipped when absent
+        if HAS_REG or lam != 0.0:
+            c_reg = eta * inv_d
+            for j in range(d):
+                for a in range(M):
+                    th[a] = thT[a, j]
+                if HAS_REG:
+                    h_row(th, p, hv)
+                for a in range(M):
+                    thT[a, j] = th[a] - c_reg * (lam * th[a] + hv[a])
+        # -- B rank-one updates theta_a -= (eta / B) ell_{b,a} x_{i_b}
+        for b in range(B):
+            i = idx[b]
             for a in range(M):
-                th[a] = thT[a, j]
-            if HAS_REG:
-                h_row(th, p, hv)
-            for a in range(M):
-                thT[a, j] = th[a] - eta * ((lam * th[a] + hv[a]) * inv_d + gradT[a, j] * inv_B)
+                cb = eta * inv_B * ellb[b, a]
+                for j in range(d):
+                    thT[a, j] -= cb * X[i, j]
         if nbad > 0:
             return nbad
     return 0
