@@ -458,6 +458,7 @@ class _Solver:
             Rl[k, k] = 0.0
         data["R_ell"] = Rl
         data["nu"] = th.nu[:n]
+        data["nu_err"] = self._nu_err(th, n)
         ni = min(n, N) * m
         data["S_U"] = S_U[:ni, :ni].reshape(ni // m, m, ni // m, m).transpose(0, 2, 1, 3)
         data["Phi0"] = th.Phi0[:NNn].reshape(n, m, m)
@@ -481,6 +482,21 @@ class _Solver:
                       "kernel errors into later paths)",
         }
         return Result(data, meta, status=status, message=message)
+
+    def _nu_err(self, th, n):
+        """Batch-means error of nu: the estimator evaluated on each path group (kernels fixed)."""
+        m, kk, G = self.m, self.kk, self.G
+        sizes = np.diff(self.bounds).astype(float).reshape(G, 1, 1, 1)
+        if self.nu_mode == "stein":
+            Mf = th.M_flat(n)
+            KM = (th.Kl[: n * m, : n * m] @ Mf).reshape(n, m, kk)
+            # K_ell[k, l] = 0 for l > k, so the full product is the causal sum over l <= k
+            per = (self.ells_sum[:, :n] / sizes - KM) @ th.rho_inv
+        elif self.nu_mode == "pathwise":
+            per = self.dsl_sum[:, :n] / sizes
+        else:
+            return np.zeros((n, m, kk))
+        return per.std(0, ddof=1) / math.sqrt(G)
 
     def _test_gradients(self, Q, Mo, base):
         """d(test observable)/d(Q, M entries) by central differences on the common sample."""
@@ -547,7 +563,7 @@ def _bar(enabled, total, desc):
     return tqdm(total=total, desc=desc, unit="step" if "sweep" in desc else "it", leave=False)
 
 
-def solve(model, settings, *, paths: int = 20000, method: str = "sweep", theta_samples: int = 0,
+def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", theta_samples: int = 0,
           progress: bool = False, richardson: bool = False, **options) -> Result:
     """Solve the discrete-time DMFT of the SGF of ``model`` on the grid of ``settings``.
 
@@ -585,6 +601,10 @@ def solve(model, settings, *, paths: int = 20000, method: str = "sweep", theta_s
     if richardson:
         return globals()["richardson"](model, settings, paths=paths, method=method,
                                        progress=progress, **options)
+    if method is None:
+        # The S_U-Cholesky sweep is well conditioned for tau > 0 and, with clipped pivots, was
+        # checked against the gradient-flow closed form at tau = 0 too (tests/test_dmft.py).
+        method = "sweep"
     opts = _check_options(options)
     sv = _Solver(model, settings, paths, method, theta_samples, progress, opts)
     N = sv.N
@@ -618,6 +638,7 @@ def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", pr
     ``*_disc`` = |f(dt/2) - f(dt)| estimates the discretisation error removed (the error of the
     half-step solve itself), reported alongside.
     """
+    method = method or "sweep"
     coarse = solve(model, settings, paths=paths, method=method, progress=progress, **options)
     fine = solve(model, settings.replace(dt=settings.dt / 2), paths=paths, method=method,
                  progress=progress, **options)

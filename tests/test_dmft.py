@@ -1,0 +1,297 @@
+"""DMFT solver (dmftgen.dmft): against closed forms, the simulator, itself, and its own order.
+
+Tolerances: Monte Carlo (MC) errors are the solver's own batch-means / jackknife standard errors
+(``*_err``). A check "within 3 err + c" allows a 3-sigma fluctuation (two-sided p ~ 0.3 % per
+point) plus an absolute allowance c for the quadrature/time-grid of the reference. Seeds are
+fixed, so every test is deterministic.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmftgen.config import Settings
+from dmftgen.dmft import richardson, solve
+from dmftgen.model import load_model
+from dmftgen.reference.marchenko_pastur import gradient_flow
+from dmftgen.reference.volterra import volterra
+
+SIGMA = 0.5  # linreg label noise (model default)
+
+
+@pytest.fixture(scope="module")
+def linreg():
+    return load_model("linreg")
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    return load_model("logistic")
+
+
+def _linreg_test_loss(res):
+    """Test loss of linreg from the DMFT's own (Q, M): (Q - 2M + rho + sigma^2)/2, with its error.
+
+    Used instead of res["test_loss"] because the latter carries the common-random-number
+    quadrature error of dmftgen.observables (~3e-3), which is not the solver's error.
+    """
+    Q, M = res["Q"][:, 0, 0], res["M"][:, 0, 0]
+    te = 0.5 * (Q - 2 * M + 1.0 + SIGMA ** 2)
+    # Q and M errors are combined as if independent (M is deterministic for linreg: M_err = 0)
+    err = 0.5 * np.sqrt(res["Q_err"][:, 0, 0] ** 2 + 4 * res["M_err"][:, 0, 0] ** 2)
+    return te, err
+
+
+# -------------------------------------------------------------------------------------------------
+# tau = 0: gradient flow vs the Marchenko-Pastur closed form (exact discrete-time analogue)
+# -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("delta", [0.5, 2.0])
+@pytest.mark.parametrize("lam", [0.0, 0.1])
+def test_gradient_flow_linreg_matches_marchenko_pastur(linreg, delta, lam):
+    st = Settings(delta=delta, tau=0.0, lam=lam, T=3.0, dt=0.05, seed=11)
+    res = solve(linreg, st, paths=10000)
+    assert res.status == "ok"
+    # The discrete-time DMFT is the exact large-d limit of GD at the same dt: compare with the
+    # dt-analogue of the MP closed form (no discretisation error, only MC + quadrature ~1e-12).
+    ref = gradient_flow(st.times, delta, sigma=SIGMA, lam=lam, dt=st.dt)
+    tr = res["train_loss"]
+    assert np.all(np.abs(tr - ref.train) <= 3 * res["train_loss_err"] + 1e-3), np.abs(tr - ref.train).max()
+    te, te_err = _linreg_test_loss(res)
+    assert np.all(np.abs(te - ref.test) <= 3 * te_err + 1e-3), np.abs(te - ref.test).max()
+    # M involves no Monte Carlo at all for linreg (deterministic tangents and nu): exact.
+    np.testing.assert_allclose(res["M"][:, 0, 0], ref.M, rtol=1e-9, atol=1e-12)
+
+
+def test_gradient_flow_fixed_point_matches_marchenko_pastur(linreg):
+    st = Settings(delta=2.0, tau=0.0, lam=0.1, T=3.0, dt=0.05, seed=12)
+    res = solve(linreg, st, paths=10000, method="fixed-point")
+    assert res.status == "ok"
+    assert res.meta["residuals"][-1] < 1e-8
+    ref = gradient_flow(st.times, 2.0, sigma=SIGMA, lam=0.1, dt=st.dt)
+    assert np.all(np.abs(res["train_loss"] - ref.train) <= 3 * res["train_loss_err"] + 1e-3)
+    te, te_err = _linreg_test_loss(res)
+    assert np.all(np.abs(te - ref.test) <= 3 * te_err + 1e-3)
+
+
+# -------------------------------------------------------------------------------------------------
+# tau > 0: linreg vs the homogenized-SGD (MP-Volterra) curve
+# -------------------------------------------------------------------------------------------------
+def test_sgf_linreg_matches_discrete_volterra(linreg):
+    st = Settings(delta=2.0, tau=0.5, lam=0.1, T=2.5, dt=0.05, seed=13)
+    res = solve(linreg, st, paths=20000)
+    assert res.status == "ok"
+    idx = np.array([10, 20, 50])  # t = 0.5, 1, 2.5
+    # exact Euler-Maruyama analogue of the Volterra equation at the same dt: MC error only
+    ref = volterra(st.times[idx], 2.0, SIGMA, 0.5, 0.1, dt=st.dt)
+    tr, tr_err = res["train_loss"][idx], res["train_loss_err"][idx]
+    assert np.all(np.abs(tr - ref.train) <= 3 * tr_err + 1e-3), (tr, ref.train, tr_err)
+    te, te_err = _linreg_test_loss(res)
+    assert np.all(np.abs(te[idx] - ref.test) <= 3 * te_err[idx] + 1e-3), (te[idx], ref.test, te_err[idx])
+
+
+@pytest.mark.slow
+def test_sgf_linreg_volterra_check_values_within_one_percent(linreg):
+    """math.md section 7 check values (continuous time) within 1 % at dt = 0.02."""
+    st = Settings(delta=2.0, tau=0.5, lam=0.1, T=5.0, dt=0.02, seed=14)
+    res = solve(linreg, st, paths=200000, groups=40)
+    idx = np.array([25, 50, 125, 250])
+    train = np.array([0.3055, 0.2008, 0.1201, 0.0986])
+    test = np.array([0.4159, 0.3325, 0.2569, 0.2364])
+    # dt = 0.02 is 0.1-0.4 % from the continuous curve (discrete Volterra); MC error at 2e5 paths
+    # is 0.3 % on the train loss, so 1 % is > 2 sigma + discretisation.
+    np.testing.assert_allclose(res["train_loss"][idx], train, rtol=0.01)
+    te, _ = _linreg_test_loss(res)
+    np.testing.assert_allclose(te[idx], test, rtol=0.01)
+
+
+# -------------------------------------------------------------------------------------------------
+# Internal consistency: sweep == fixed point; Stein == pathwise; tangents; theta samples
+# -------------------------------------------------------------------------------------------------
+def test_sweep_equals_fixed_point(logistic):
+    st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=15)
+    a = solve(logistic, st, paths=2000)
+    # With the causal Cholesky sampler and common random numbers the fixed point of the whole-
+    # trajectory iteration IS the sweep's solution (same finite-P system): agreement to round-off.
+    b = solve(logistic, st, paths=2000, method="fixed-point", sampler="cholesky", damping=0.0)
+    assert b.status == "ok"
+    for key in ("train_loss", "Q", "M", "nu", "Gamma", "R_ell", "C_theta"):
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-8, err_msg=key)
+    # The damped iteration with the symmetric-square-root sampler draws other Gaussians: agreement
+    # within the MC error of both (3 sigma of the difference of two independent-ish estimates).
+    c = solve(logistic, st, paths=2000, method="fixed-point")
+    assert c.status == "ok"
+    for key in ("train_loss", "test_loss"):
+        tol = 3 * np.sqrt(a[key + "_err"] ** 2 + c[key + "_err"] ** 2) + 1e-4
+        assert np.all(np.abs(a[key] - c[key]) <= tol), key
+
+
+def test_stein_and_pathwise_nu_agree():
+    """nu by Stein's identity vs the pathwise teacher tangent on a continuous-label model."""
+    huber = load_model("huber")
+    st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=16)
+    a = solve(huber, st, paths=20000, nu="pathwise")
+    b = solve(huber, st, paths=20000, nu="stein")
+    assert a.meta["nu_estimator"] == "pathwise" and b.meta["nu_estimator"] == "stein"
+    d = np.abs(a["nu"] - b["nu"])[:, 0, 0]
+    # Same paths, two unbiased estimators: their difference has variance <= (e_a + e_b)^2.
+    tol = 3 * (a["nu_err"] + b["nu_err"])[:, 0, 0] + 1e-3
+    assert np.all(d <= tol), (d.max(), tol.min())
+    assert np.abs(a["nu"]).max() > 0.1  # not a vacuous comparison
+
+
+def test_stein_nu_matches_exact_nu_on_linreg(linreg):
+    st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=17)
+    a = solve(linreg, st, paths=20000)            # deterministic nu (constant d ell/d s, LINEAR_ELL)
+    b = solve(linreg, st, paths=20000, nu="stein")
+    assert a.meta["nu_estimator"] == "deterministic"
+    assert np.all(np.abs(a["nu"] - b["nu"]) <= 3 * b["nu_err"] + 1e-3)
+
+
+def test_sampled_tangents_match_deterministic_tangents(linreg):
+    """Adjoint per-path tangents (forced on a LINEAR_ELL model) reproduce the exact K_ell."""
+    st = Settings(delta=2.0, tau=0.5, T=1.5, dt=0.1, seed=18)
+    a = solve(linreg, st, paths=4000)
+    assert a.meta["tangents"] == "deterministic"
+    from dmftgen.dmft import solver as S
+
+    sv = S._Solver(linreg, st, 4000, "sweep", 0, False, S._check_options({}))
+    sv.A = sv.D = None  # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
+    sv.nu_mode, sv.do_psi = "pathwise", True
+    sv.n_tan_g = int(np.diff(sv.bounds).min())
+    reached = sv.sweep()
+    b = sv.result(reached, "ok", "")
+    # K_ell[k, l] = E[grad ell J[k, l]]: with constant grad ell, E J obeys the noiseless recursion,
+    # and J's fluctuations average out. Per path, a_l = dt + sqrt(tau delta) dB_l has sd
+    # sqrt(tau delta dt) = 0.32, so K_ell[k, k-1] = -a/delta has sd 0.16 and MC error
+    # 0.16 / sqrt(4000) = 2.5e-3; 4.5 sigma over the 120 entries: 0.012.
+    np.testing.assert_allclose(b["K_ell"], a["K_ell"], atol=0.012)
+    np.testing.assert_allclose(b["train_loss"], a["train_loss"], atol=3 * a["train_loss_err"].max())
+
+
+def test_theta_samples_have_the_dmft_law(linreg):
+    st = Settings(delta=2.0, tau=0.5, T=1.0, dt=0.1, seed=19)
+    res = solve(linreg, st, paths=4000, theta_samples=40000)
+    th = res["theta_samples"]
+    assert th.shape == (11, 40000, 1)
+    ths = res["theta_star_samples"]
+    Q = (th[:, :, 0] ** 2).mean(1)
+    M = (th[:, :, 0] * ths[None, :, 0]).mean(1)
+    # sample second moments of 4e4 Gaussians: relative sd sqrt(2/4e4) = 0.7 %  (4 sigma: 3 %)
+    np.testing.assert_allclose(Q[1:], res["Q"][1:, 0, 0], rtol=0.03)
+    np.testing.assert_allclose(M[1:], res["M"][1:, 0, 0], rtol=0.03, atol=0.01)
+
+
+# -------------------------------------------------------------------------------------------------
+# Discretisation: first order in dt, and Richardson extrapolation
+# -------------------------------------------------------------------------------------------------
+def test_first_order_convergence_in_dt(linreg):
+    """M(t) of linreg involves no Monte Carlo: its dt-error vs the continuous MP closed form halves
+    with dt (Euler, first order)."""
+    errs = []
+    for dt in (0.2, 0.1, 0.05):
+        st = Settings(delta=2.0, tau=0.5, lam=0.1, T=2.0, dt=dt, seed=20)
+        res = solve(linreg, st, paths=200, groups=4, jackknife=False)
+        ref = gradient_flow(st.times, 2.0, sigma=SIGMA, lam=0.1)
+        errs.append(np.abs(res["M"][:, 0, 0] - ref.M).max())
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    # first order: ratio -> 2 (second-order terms make it 1.8-2.2 at these steps)
+    assert np.all((ratios > 1.7) & (ratios < 2.3)), (errs, ratios)
+
+
+@pytest.mark.slow
+def test_first_order_convergence_logistic(logistic):
+    """Train loss of logistic at t = 2 for dt = 0.2, 0.1, 0.05 against the Richardson-extrapolated
+    dt = 0.05 / 0.025 reference; errors must decrease like dt (ratio ~2)."""
+    vals = {}
+    for dt in (0.2, 0.1, 0.05, 0.025):
+        st = Settings(delta=2.0, tau=0.5, T=2.0, dt=dt, seed=21)
+        vals[dt] = solve(logistic, st, paths=100000, jackknife=False)["train_loss"][-1]
+    ref = 2 * vals[0.025] - vals[0.05]
+    errs = np.array([abs(vals[dt] - ref) for dt in (0.2, 0.1, 0.05)])
+    ratios = errs[:-1] / errs[1:]
+    assert np.all((ratios > 1.4) & (ratios < 2.8)), (errs, ratios)
+
+
+def test_richardson_removes_first_order_error(linreg):
+    st = Settings(delta=2.0, tau=0.5, lam=0.1, T=2.0, dt=0.2, seed=22)
+    res = richardson(linreg, st, paths=200, groups=4, jackknife=False)
+    plain = solve(linreg, st, paths=200, groups=4, jackknife=False)
+    ref = gradient_flow(res.t, 2.0, sigma=SIGMA, lam=0.1)
+    e_plain = np.abs(plain["M"][:, 0, 0] - ref.M).max()
+    e_rich = np.abs(res["M"][:, 0, 0] - ref.M).max()
+    # O(dt) -> O(dt^2): at dt = 0.2 the error drops by well over 4x
+    assert e_rich < e_plain / 4, (e_plain, e_rich)
+    # the reported discretisation estimate |f(dt/2) - f(dt)| is of the size of the removed error
+    disc = res["M_disc"][:, 0, 0].max()
+    assert 0.3 * e_plain < disc < 1.5 * e_plain
+
+
+# -------------------------------------------------------------------------------------------------
+# Failure reporting and input validation
+# -------------------------------------------------------------------------------------------------
+def test_blowup_is_a_status_not_nan_curves(linreg):
+    # tau = 6 is far beyond the critical temperature tau_c = 2 of ridgeless regression: the loss
+    # grows exponentially; the run must stop with status "diverged" and finite arrays.
+    st = Settings(delta=2.0, tau=6.0, T=40.0, dt=0.1, seed=23)
+    res = solve(linreg, st, paths=400, blowup=1e6, jackknife=False)
+    assert res.status == "diverged"
+    assert "blew up" in res.message
+    n = len(res.t)
+    assert 0 < n < st.n_steps + 1
+    for key in ("train_loss", "Q", "M", "C_theta", "nu"):
+        assert np.all(np.isfinite(res[key])), key
+    assert res.meta["t_reached"] == pytest.approx(res.t[-1])
+
+
+def test_bad_input_raises(linreg):
+    from dmftgen.errors import SettingsError
+
+    st = Settings(T=1.0, dt=0.1)
+    with pytest.raises(SettingsError, match="too few"):
+        solve(linreg, st, paths=10)
+    with pytest.raises(SettingsError, match="method"):
+        solve(linreg, st, paths=1000, method="newton")
+    with pytest.raises(SettingsError, match="unknown solve option"):
+        solve(linreg, st, paths=1000, dampin=0.5)
+    with pytest.raises(SettingsError, match="no parameter"):
+        solve(linreg, st.replace(params={"beta": 1.0}), paths=1000)
+
+
+def test_cli_solve_writes_result(tmp_path):
+    from dmftgen.cli import main
+    from dmftgen.results import Result
+
+    out = tmp_path / "dmft.json"
+    rc = main(["solve", "logistic", "--T", "1", "--dt", "0.1", "--paths", "1000", "--out", str(out)])
+    assert rc == 0 and out.exists()
+    res = Result.load(out)
+    for key in ("t", "train_loss", "train_loss_err", "test_loss", "test_loss_err", "train_error",
+                "test_error_err", "Q", "M", "M_err", "nu", "Gamma"):
+        assert key in res, key
+    assert res.meta["method"] == "sweep"
+    assert main(["solve", "logistic", "--paths", "5", "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
+
+
+# -------------------------------------------------------------------------------------------------
+# Against the simulator
+# -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_logistic_matches_sgf_simulation(logistic):
+    from dmftgen.sim import simulate
+
+    st = Settings(delta=2.0, tau=0.5, T=5.0, dt=0.05, seed=24)
+    dm = solve(logistic, st, paths=40000)
+    sim = simulate(logistic, st, d=1000, seeds=6, method="sgf")
+    idx = np.array([20, 50, 100])
+    for key in ("train_loss", "test_loss", "train_error", "test_error"):
+        d = np.abs(dm[key][idx] - sim[key][idx])
+        # combined error bars (MC of the solver, seed spread of the simulation) at 3 sigma, plus
+        # an O(1/d) finite-size allowance of 1 % of the value
+        tol = 3 * np.sqrt(dm[key + "_err"][idx] ** 2 + sim[key + "_sem"][idx] ** 2) + 0.01 * np.abs(sim[key][idx])
+        assert np.all(d <= tol), (key, dm[key][idx], sim[key][idx], tol)
+    for key in ("Q", "M"):
+        d = np.abs(dm[key][idx] - sim[key][idx]).ravel()
+        tol = (3 * np.sqrt(dm[key + "_err"][idx] ** 2 + sim[key + "_sem"][idx] ** 2)
+               + 0.01 * np.abs(sim[key][idx])).ravel()
+        assert np.all(d <= tol), (key, dm[key][idx].ravel(), sim[key][idx].ravel())
