@@ -76,6 +76,55 @@ def test_sgd_steps_match_numpy(committee):
     np.testing.assert_allclose(thT.T, th, rtol=1e-12, atol=1e-15)
 
 
+QUARTIC = '''"""Test model: no teacher (k = 0), m = 2, quartic row-wise regulariser H = a (th0^4 + th1^4)/4."""
+import sympy as sp
+from dmftgen import Model, student, theta
+r = student(2)
+th = theta(2)
+z, a = sp.symbols("z a", real=True)
+MODEL = Model(name="sim_quartic_test", student=r, teacher=(), noise={z: "normal"}, params={a: 0.3},
+              loss=((r[0] + r[1]) / 2 - z) ** 2 / 2, regularizer=a * (th[0] ** 4 + th[1] ** 4) / 4,
+              init_std=1.0, teacher_std=1)
+'''
+
+
+def test_regulariser_and_no_teacher(tmp_path, gen_dir):
+    """h(theta) = a theta^3 enters both steps at the old theta; k = 0 teacher columns work."""
+    from dmftgen.codegen import generate
+    f = tmp_path / "sim_quartic_test.py"
+    f.write_text(QUARTIC)
+    model = load_model(str(f))
+    generate(model)
+    kern = load_kernels(model)
+    assert kern.HAS_REG and kern.K == 0
+    p = model.param_vector({"a": 0.3})
+    n, d, dt, lam, tau = 60, 30, 0.1, 0.2, 0.5
+    D = draw_data(model, p, n, d, seed=1, index=0)
+    dB = np.random.default_rng(0).standard_normal(n) * math.sqrt(dt)
+    path, thT = run_sgf(kern, D, p, delta=n / d, tau=tau, lam=lam, dt=dt, n_steps=1,
+                        increments=lambda k: dB)
+    th0 = D.th0T.T
+    r = np.ascontiguousarray(D.X @ th0)
+    ell = np.empty((n, 2))
+    kern.ell_batch(r, D.s, D.z, p, ell)
+    th1 = th0 - dt * (lam * th0 + 0.3 * th0 ** 3) \
+        - D.X.T @ (ell * (dt + math.sqrt(tau * n / d) * dB)[:, None]) / (n / d)
+    np.testing.assert_allclose(thT.T, th1, rtol=1e-12, atol=1e-14)
+    assert path.M.shape == (2, 2, 0)
+    # SGD, one step, B = 2 with replacement
+    u = np.array([[0.1, 0.7]])
+    thS = D.th0T.copy()
+    kern.sim_sgd_steps(D.X, thS, D.s, D.z, p, u, True, np.array([0.5]), lam, np.zeros(n, np.bool_),
+                       np.empty(2, np.int64))
+    i = (u[0] * n).astype(int)
+    g = np.empty((2, 2))
+    kern.ell_batch(np.ascontiguousarray(D.X[i] @ th0), D.s[i], np.ascontiguousarray(D.z[i]), p, g)
+    want = th0 - 0.5 * ((lam * th0 + 0.3 * th0 ** 3) / d + D.X[i].T @ g / 2)
+    np.testing.assert_allclose(thS.T, want, rtol=1e-12, atol=1e-14)
+    res = simulate(model, Settings(T=0.3, dt=0.1, lam=lam), d=20, seeds=2)
+    assert res.ok and res["M"].shape == (4, 2, 0) and np.all(np.isfinite(res["test_loss"]))
+
+
 def test_minibatch_without_replacement_is_uniform_subset(linreg):
     """Floyd's algorithm: B distinct indices, each index with frequency B/n (chi-square check)."""
     _, kern, p = linreg
