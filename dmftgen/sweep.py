@@ -627,8 +627,11 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
     if threads_per_task:
         options["threads"] = int(threads_per_task)
 
+    saved = []
+
     def finished(p, payload):
         save_part(out, p, payload, run_id)
+        saved.append(p.key)
         if bar is not None:
             bar.update(1)
 
@@ -641,10 +644,19 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
                 except Exception as exc:  # noqa: BLE001 -- reported per point, the sweep goes on
                     failed[p.key] = f"{type(exc).__name__}: {exc}"
         elif todo:
-            from distributed import Client, as_completed
+            try:
+                from distributed import Client, as_completed
+            except ImportError:
+                raise SettingsError("sweeps run on Dask: install the dist extra (pip install "
+                                    "'dmftgen[dist]'), or use --workers 0 to run the points here, serially.") from None
             if client is None:
                 if scheduler:
-                    own_client = client = Client(scheduler, timeout="30s")
+                    try:
+                        own_client = client = Client(scheduler, timeout="30s")
+                    except (OSError, TimeoutError) as exc:
+                        raise SettingsError(f"could not connect to the Dask scheduler at {scheduler!r} ({exc}). "
+                                            "Start one (`dask scheduler`, then `dask worker ADDRESS`), or omit "
+                                            "--scheduler to use a LocalCluster on this machine.") from None
                 else:
                     own_cluster = local_cluster(workers, threads_per_task or 1)
                     own_client = client = Client(own_cluster)
@@ -674,7 +686,8 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         run_meta = {"run_id": run_id, "computed": len(todo) - len(failed), "reused": done0,
                     "failed": failed, "wall_s": wall}
         ds = combine(spec, out, points, run_meta=run_meta, two_time=two_time)
-        write_dataset(ds, out)
+        if done0 or saved or out.exists():  # never leave an all-missing file after e.g. a failed connection
+            write_dataset(ds, out)
     for key, msg in failed.items():
         log(f"point {key} failed: {msg}")
     return ds
