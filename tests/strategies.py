@@ -51,3 +51,76 @@ def ell_models(draw, max_m=3, max_k=2):
     used_z = any(z in e.free_symbols for e in ell)
     return Model(name=model_name("rand", ell), student=r, teacher=s, noise={z: "normal"} if used_z else {},
                  ell=sp.Matrix(ell), source=__file__)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models for the theory-vs-simulation agreement test (tests/test_agreement.py)
+# ----------------------------------------------------------------------------------------------
+#: Smooth bounded activations (each with bounded first and second derivatives), by name so that
+#: a failing example prints readably.
+ACTIVATIONS = {
+    "tanh": sp.tanh,
+    # erf(u), not erf(u/sqrt2): dmftgen.sigmoid/softplus cannot evalf an argument with an irrational
+    # constant (no _eval_evalf), which would fail the Model's probe-point check.
+    "erf": sp.erf,
+    "sigmoid": sigmoid,
+    "softsign": lambda u: u / sp.sqrt(1 + u**2),
+    "id": lambda u: u,  # a degree-1 polynomial: with the square loss, ell is affine (Lipschitz)
+}
+
+small = st.builds(lambda sgn, p, q: sgn * sp.Rational(p, q),
+                  st.sampled_from([-1, 1]), st.integers(1, 3), st.integers(2, 4))
+
+
+@st.composite
+def agreement_models(draw, max_m=3, max_k=2):
+    """A smooth, globally Lipschitz model declared by a loss, plus a stable run setting.
+
+    Grammar (every ell = dL/dr is Lipschitz with a Lipschitz Jacobian, assumption A2):
+
+    * student output f(r) = sum_a c_a phi_a(r_a) [+ c phi(r_0) psi(r_1)] with phi, psi from
+      ACTIVATIONS (bounded, or the identity);
+    * teacher target g(s) = sum_j b_j psi_j(s_j) (0 without teacher columns), label noise
+      xi = z (z ~ N(0, 1)) or 7/2 (z - 1/2) (z ~ U(0, 1), variance 49/48), y = g(s) + sigma xi;
+    * loss "square" (f - y)^2 / 2 or "soft" softplus(f) - sigmoid(y) f (cross-entropy with soft
+      labels), plus an optional bounded-Hessian quadratic eps/2 * sum_a r_a^2;
+    * width m in 1..max_m, teacher columns k in 0..max_k; init_std 1/2 (0 allowed for m = 1, k > 0).
+
+    Returns
+    -------
+    (Model, dict)
+        The model (deterministic name from its expressions) and the run description
+        {"delta", "tau_frac", "lam"}: tau is set by the test to tau_frac / sup||grad ell||.
+    """
+    from dmftgen import softplus
+
+    m = draw(st.integers(1, max_m), label="m")
+    k = draw(st.integers(0, max_k), label="k")
+    r, s = student(m), teacher(k)
+    z = sp.Symbol("z", real=True)
+    acts = [draw(st.sampled_from(sorted(ACTIVATIONS)), label=f"phi_{a}") for a in range(m)]
+    f = sum(draw(small, label=f"c_{a}") * ACTIVATIONS[acts[a]](r[a]) for a in range(m))
+    if m >= 2 and draw(st.booleans(), label="product term"):
+        f = f + draw(small) * ACTIVATIONS[draw(st.sampled_from(["tanh", "erf", "sigmoid"]))](r[0]) \
+            * ACTIVATIONS[draw(st.sampled_from(["tanh", "erf", "softsign"]))](r[1])
+    g = sum((draw(small) * ACTIVATIONS[draw(st.sampled_from(sorted(ACTIVATIONS)))](s[j]) for j in range(k)),
+            sp.Integer(0))
+    law = draw(st.sampled_from(["normal", "uniform"]), label="noise law")
+    sigma = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 4), sp.Rational(1, 2)]), label="sigma")
+    xi = z if law == "normal" else sp.Rational(7, 2) * (z - sp.Rational(1, 2))
+    y = g + sigma * xi
+    kind = draw(st.sampled_from(["square", "soft"]), label="loss")
+    loss = (f - y) ** 2 / 2 if kind == "square" else softplus(f) - sigmoid(y) * f
+    eps = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 4)]), label="eps")
+    loss = loss + eps * sum(ra**2 for ra in r) / 2
+    # theta^0 = 0 only with a teacher (else theta may stay at the trivial fixed point 0).
+    zero_ok = m == 1 and k > 0
+    init = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 2)])) if zero_ok else sp.Rational(1, 2)
+    uses_z = z in loss.free_symbols
+    model = Model(name=model_name("agree", [loss, init]), student=r, teacher=s,
+                  noise={z: law} if uses_z else {}, loss=loss, init_std=init, teacher_std=1,
+                  description=f"random {kind} model: f = {f}, y = {y}", source=__file__)
+    run = {"delta": draw(st.sampled_from([1.5, 2.0, 3.0]), label="delta"),
+           "tau_frac": draw(st.sampled_from([0.2, 0.4, 0.6]), label="tau * sup|grad ell|"),
+           "lam": draw(st.sampled_from([0.0, 0.1]), label="lam")}
+    return model, run
