@@ -85,6 +85,7 @@ class _Solver:
         from ..codegen import load_kernels
 
         self.t_start = time.perf_counter()
+        self.cpu_start = time.process_time()
         self.model, self.settings, self.opts = model, settings, opts
         self.kern = kern = load_kernels(model)
         if getattr(kern, "HAS_REG", False):
@@ -187,6 +188,7 @@ class _Solver:
         NN, NI = (N + 1) * m, N * m
         self.dL = np.zeros((P, NI))
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
+        self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
         self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk))
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
@@ -202,7 +204,7 @@ class _Solver:
     def _run_paths(self, k0, k1, wpre, W, use_W, R, RT):
         self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
                              wpre, W, use_W, self.eta, R, RT, self.s, self.z, self.dB, self.p,
-                             self.do_psi, self.dL, self.a_hist, self.b_hist, self.loss_sum,
+                             self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
                              self.su_sum, self.rl_sum, self.ll_sum, self.bad)
 
@@ -473,7 +475,8 @@ class _Solver:
             "paths": P, "groups": G, "method": self.method, "nu_estimator": self.nu_mode,
             "tangents": "deterministic" if self.A is not None else f"adjoint on {self.n_tan_g * G} paths",
             "n_steps": N, "reached_steps": n, "t_reached": float(self.settings.times[n - 1]) if n else 0.0,
-            "timings": dict(self.timing, total_s=time.perf_counter() - self.t_start),
+            "timings": dict(self.timing, total_s=time.perf_counter() - self.t_start,
+                            cpu_s=time.process_time() - self.cpu_start),
             "residuals": list(self.residuals), "clipped_pivots": int(self.n_clipped),
             "options": {k: v for k, v in self.opts.items()},
             "versions": versions(),
@@ -521,7 +524,8 @@ class _Solver:
                 else:
                     a, j = divmod(i - m * m, kk)
                     Mp[:, a, j] += sgn * h
-                outs.append(test_observables(self.kern, self.model, Qp, Mp, self.rho, self.p))
+                # a smaller common sample suffices for an error-propagation gradient
+                outs.append(test_observables(self.kern, self.model, Qp, Mp, self.rho, self.p, n=1 << 13))
             for key in keys:
                 d = (outs[0][key] - outs[1][key]) / (2 * h)
                 if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:

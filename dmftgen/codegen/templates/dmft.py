@@ -29,7 +29,7 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
 * ``W`` ((N+1)M, N M): the causal Gaussian factor, w_k = wpre_k + W[k, :k] eta_{:k} (``use_W``).
 * ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
-* ``a_hist`` (n_tangent_paths, N, M, M); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
+* ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
 * Accumulators, one slot per path group g (batch means; no races between prange iterations):
   ``loss_sum`` (G, N+1), ``met_sum`` (G, N+1, NMET), ``gam_sum`` (G, N+1, M, M),
   ``kl_sum`` (G, (N+1)M, (N+1)M) (tangent paths only), ``ells_sum`` (G, N+1, M, K) (ell s^T),
@@ -64,10 +64,13 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 
 # --- template body ---
 
+#: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop).
+LANES = 8
+
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R, RT, s, z, dB, p,
-               do_psi, dL, a_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
+               do_psi, dL, a_hist, g_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
                su_sum, rl_sum, ll_sum, bad):
     """Advance every DMFT r-path over the steps k0 <= k < k1 and accumulate the kernels.
 
@@ -89,8 +92,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         psi = np.empty((M, K))
         q = np.empty((M, K))
         met = np.empty(NMET)
-        Z = np.zeros((M, NN))
-        acc = np.empty((M, M))
+        Zt = np.zeros((NN, M, LANES))
+        acc3 = np.zeros((M, M, LANES))
         for i in range(bounds[g], bounds[g + 1]):
             ti = i - bounds[g]
             tix = g * n_tan_g + ti
@@ -165,24 +168,53 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         for a in range(M):
                             for b in range(M):
                                 a_hist[tix, k, a, b] = jac[a, b] * fac
-                if tangent and k > 0:
-                    # --- adjoint tangent row: Z_l = grad ell(r_k) J[k, l], l = k-1 .. 0
+                if tangent:
                     for a in range(M):
                         for b in range(M):
-                            Z[a, kM + b] = jac[a, b]
-                    for l in range(k - 1, -1, -1):
-                        j0 = (l + 1) * M
-                        j1 = kM + M
-                        for a in range(M):
-                            for c in range(M):
-                                t = 0.0
-                                for j in range(j0, j1):
-                                    t += Z[a, j] * RT[l * M + c, j]
-                                acc[a, c] = t
-                        for a in range(M):
-                            for b in range(M):
+                            g_hist[tix, k, a, b] = jac[a, b]
+        # --- adjoint tangents of this group's first n_tan_g paths, LANES paths at a time: the
+        # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is.
+        for b0 in range(0, n_tan_g, LANES):
+            nl = min(LANES, n_tan_g - b0)
+            t0 = g * n_tan_g + b0
+            for k in range(max(k0, 1), k1):
+                kM = k * M
+                for a in range(M):
+                    for b in range(M):
+                        for ln in range(nl):
+                            Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
+                for l in range(k - 1, -1, -1):
+                    for a in range(M):
+                        for c in range(M):
+                            rrow = l * M + c
+                            # eight scalar accumulators (LANES = 8): kept in registers
+                            u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+                            for j in range((l + 1) * M, kM + M):
+                                rv = RT[rrow, j]
+                                u0 += Zt[j, a, 0] * rv
+                                u1 += Zt[j, a, 1] * rv
+                                u2 += Zt[j, a, 2] * rv
+                                u3 += Zt[j, a, 3] * rv
+                                u4 += Zt[j, a, 4] * rv
+                                u5 += Zt[j, a, 5] * rv
+                                u6 += Zt[j, a, 6] * rv
+                                u7 += Zt[j, a, 7] * rv
+                            acc3[a, c, 0] = u0
+                            acc3[a, c, 1] = u1
+                            acc3[a, c, 2] = u2
+                            acc3[a, c, 3] = u3
+                            acc3[a, c, 4] = u4
+                            acc3[a, c, 5] = u5
+                            acc3[a, c, 6] = u6
+                            acc3[a, c, 7] = u7
+                    for a in range(M):
+                        for b in range(M):
+                            tot = 0.0
+                            for ln in range(nl):
                                 t = 0.0
                                 for c in range(M):
-                                    t += acc[a, c] * a_hist[tix, l, c, b]
-                                Z[a, l * M + b] = -inv_delta * t
-                                kl_sum[g, kM + a, l * M + b] += -inv_delta * t
+                                    t += acc3[a, c, ln] * a_hist[t0 + ln, l, c, b]
+                                t = -inv_delta * t
+                                Zt[l * M + b, a, ln] = t
+                                tot += t
+                            kl_sum[g, kM + a, l * M + b] += tot
