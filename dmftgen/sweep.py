@@ -623,10 +623,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(points), initial=done0, desc=f"sweep {spec.what}", unit="pt", file=sys.stderr)
-    options = dict(spec.options)
-    if threads_per_task:
-        options["threads"] = int(threads_per_task)
-
+    extra = {"threads": int(threads_per_task)} if threads_per_task else {}  # not part of the key
     saved = []
 
     def finished(p, payload):
@@ -640,7 +637,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         if todo and workers == 0 and client is None and scheduler is None:
             for p in todo:
                 try:
-                    finished(p, run_point(spec.model_ref, p.settings, spec.what, {**p.options, **_thr(options)}))
+                    finished(p, run_point(spec.model_ref, p.settings, spec.what, {**p.options, **extra}))
                 except Exception as exc:  # noqa: BLE001 -- reported per point, the sweep goes on
                     failed[p.key] = f"{type(exc).__name__}: {exc}"
         elif todo:
@@ -663,7 +660,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
             futures = {}
             for p in todo:
                 f = client.submit(run_point, spec.model_ref, p.settings, spec.what,
-                                  {**p.options, **_thr(options)}, key=f"dmftgen-point-{p.key}-{run_id}", pure=False)
+                                  {**p.options, **extra}, key=f"dmftgen-point-{p.key}-{run_id}", pure=False)
                 futures[f] = p
             for f in as_completed(futures):
                 p = futures[f]
@@ -683,7 +680,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         if own_cluster is not None:
             own_cluster.close()
         wall = time.perf_counter() - t0
-        run_meta = {"run_id": run_id, "computed": len(todo) - len(failed), "reused": done0,
+        run_meta = {"run_id": run_id, "computed": len(saved), "reused": done0,
                     "failed": failed, "wall_s": wall}
         ds = combine(spec, out, points, run_meta=run_meta, two_time=two_time)
         if done0 or saved or out.exists():  # never leave an all-missing file after e.g. a failed connection
@@ -692,10 +689,6 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         log(f"point {key} failed: {msg}")
     return ds
 
-
-def _thr(options: dict) -> dict:
-    """The options of run_point that are not part of a point's identity (thread count)."""
-    return {"threads": options["threads"]} if "threads" in options else {}
 
 
 # ----------------------------------------------------------------------------------------------
