@@ -449,6 +449,25 @@ def test_divergence_is_a_status(linreg):
     assert ok.ok and len(ok.t) == 201
 
 
+def test_interrupt_keeps_finished_part(linreg):
+    """Ctrl-C inside a run returns the finished records with status "interrupted"."""
+    model, kern, p = linreg
+    D = draw_data(model, p, 40, 20, seed=0, index=0)
+
+    def stop_after(k_stop):
+        def tick(k):
+            if k == k_stop:
+                raise KeyboardInterrupt
+        return tick
+    path, _ = run_sgf(kern, D, p, delta=2.0, tau=0.5, lam=0.0, dt=0.1, n_steps=10,
+                      rng=np.random.default_rng(0), tick=stop_after(3))
+    assert path.status == "interrupted" and path.n_done == 4
+    assert np.all(np.isfinite(path.train_loss[:4])) and np.all(np.isfinite(path.Q[:4]))
+    path, _ = run_sgd(kern, D, p, lam=0.0, eta=0.5, batch=1, replace=True, times=0.1 * np.arange(11),
+                      rng=np.random.default_rng(0), tick=stop_after(2))
+    assert path.status == "interrupted" and path.n_done == 3
+
+
 @pytest.mark.parametrize("settings_kw, kw, pattern", [
     (dict(delta=0.0), {}, "delta"),
     (dict(tau=-0.1), {}, "tau"),
@@ -462,6 +481,7 @@ def test_divergence_is_a_status(linreg):
     ({}, dict(batch=4), "only apply to --method sgd"),
     ({}, dict(seeds=0), "`seeds` must be >= 1"),
     ({}, dict(method="sgd", matrix_free=True), "matrix-free mode is implemented for --method sgf"),
+    ({}, dict(d=10 ** 7), "use --matrix-free"),
     (dict(params={"nope": 1.0}), {}, "no parameter `nope`"),
 ])
 def test_bad_settings_are_named(linreg, settings_kw, kw, pattern):

@@ -64,4 +64,4 @@ def run(args) -> int:
               f"train loss {res['train_loss'][-1]:.6g}, test loss {res['test_loss'][-1]:.6g} -> {out}")
         return 0
     print(f"dmftgen simulate: {res.status}: {res.message} -> {out}", file=sys.stderr)
-    return 1
+    return 130 if res.status == "interrupted" else 1

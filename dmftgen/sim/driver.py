@@ -28,6 +28,14 @@ def _as_int(name, v, lo, hint):
     return v
 
 
+def _physical_memory() -> float | None:
+    try:
+        import os
+        return float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data, theta_rows,
                 matrix_free=False):
     """Validate the simulator options; returns (d, n, seeds, method, batch, eta, theta_rows, p).
@@ -62,6 +70,12 @@ def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data,
     if theta_rows > d:
         raise SettingsError(f"`theta_rows` = {theta_rows} exceeds d = {d}.")
     p = model.param_vector(settings.params)  # SettingsError on unknown parameter names
+    need = 8.0 * n * d
+    phys = _physical_memory()
+    if not matrix_free and phys and need > 0.8 * phys:
+        raise SettingsError(f"X (n x d = {n} x {d}) needs {need / 2**30:.1f} GiB, more than 80 % of "
+                            f"this machine's {phys / 2**30:.1f} GiB; use --matrix-free (SGF) or a "
+                            f"smaller d.")
     if matrix_free and method != "sgf":
         raise SettingsError("matrix-free mode is implemented for --method sgf only (SGD touches a "
                             "few rows per step; store X, or use the SGF at the same tau).")
@@ -160,8 +174,9 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
     -------
     dmftgen.results.Result
         Arrays ``t``, ``train_loss``, ``test_loss``, ``train_<metric>``, ``test_<metric>``,
-        ``Q`` (T+1, m, m), ``M`` (T+1, m, k), each with ``*_sem``; ``meta``; ``status`` "ok" or
-        "diverged" (then the arrays stop at the last time finished by every seed run so far).
+        ``Q`` (T+1, m, m), ``M`` (T+1, m, k), each with ``*_sem``; ``meta``; ``status`` "ok",
+        "diverged" or "interrupted" (Ctrl-C); then the arrays stop at the last time finished by
+        every seed run so far.
 
     Notes
     -----
@@ -213,6 +228,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         paths.append(path)
         tests.append(test_observables(kern, model, path.Q[:nd], path.M[:nd], D.rho, p) if nd else {})
         if path.status != "ok":
+            # diverged, or interrupted (Ctrl-C): stop here and keep the finished part
             status = path.status
             message = (f"seed index {i} of {seeds}: {path.message}. Kept the first {nd} recorded "
                        f"times (t <= {times[nd - 1]:.6g})" if nd else

@@ -81,34 +81,39 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
     rows_per_chunk = max(1, _CHUNK // batch)
 
     done = 0  # SGD steps taken so far
-    for j, kj in enumerate(ks):
-        while done < kj:
-            steps = int(min(kj - done, rows_per_chunk))
-            u = rng.random((steps, batch))
-            if schedule is None:
-                etas = np.full(steps, eta)
-            else:
-                etas = eta * schedule((done + np.arange(steps)) * (eta / d))
-            nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx)
-            if nbad:
-                path.diverge(done * eta / d, f"ell is NaN/inf in a minibatch between steps {done} "
-                             f"and {done + steps}")
+    try:
+        for j, kj in enumerate(ks):
+            while done < kj:
+                steps = int(min(kj - done, rows_per_chunk))
+                u = rng.random((steps, batch))
+                if schedule is None:
+                    etas = np.full(steps, eta)
+                else:
+                    etas = eta * schedule((done + np.arange(steps)) * (eta / d))
+                nbad = kern.sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx)
+                if nbad:
+                    path.diverge(done * eta / d, f"ell is NaN/inf in a minibatch between steps "
+                                 f"{done} and {done + steps}")
+                    return path, thT
+                done += steps
+            amax = kern.sim_overlaps(thT, thsT, Q, Mo)
+            why = check_state(Q * inv_d, amax, limit)
+            if why:
+                path.diverge(path.t[j], why)
                 return path, thT
-            done += steps
-        amax = kern.sim_overlaps(thT, thsT, Q, Mo)
-        why = check_state(Q * inv_d, amax, limit)
-        if why:
-            path.diverge(path.t[j], why)
-            return path, thT
-        np.matmul(thT, XT, out=RT)
-        met[:] = 0.0
-        path.train_loss[j] = kern.sim_train_observables(RT, s, z, p, met) * inv_n
-        path.train_metrics[j] = met * inv_n
-        path.Q[j] = Q * inv_d
-        path.M[j] = Mo * inv_d
-        if path.rows is not None:
-            path.rows[j] = thT[:, :theta_rows].T
-        path.n_done = j + 1
-        if tick is not None:
-            tick(j)
+            np.matmul(thT, XT, out=RT)
+            met[:] = 0.0
+            path.train_loss[j] = kern.sim_train_observables(RT, s, z, p, met) * inv_n
+            path.train_metrics[j] = met * inv_n
+            path.Q[j] = Q * inv_d
+            path.M[j] = Mo * inv_d
+            if path.rows is not None:
+                path.rows[j] = thT[:, :theta_rows].T
+            path.n_done = j + 1
+            if tick is not None:
+                tick(j)
+    except KeyboardInterrupt:
+        # keep what is finished: records 0 .. n_done-1 are complete
+        path.status = "interrupted"
+        path.message = f"interrupted by the user at t = {done * eta / d:.6g}"
     return path, thT

@@ -137,29 +137,35 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
         return path, thT
     path.Q[0] = Q * inv_d
     path.M[0] = Mo * inv_d
-    for step in range(n_steps):
-        step_dt, step_c = gam[step] * dt, gam[step] * c
-        loss_sum, nbad = sweep(increments(step), record, True)
-        if record:
-            path.train_loss[step] = loss_sum * inv_n
-            path.train_metrics[step] = met * inv_n
-        if path.rows is not None:
-            path.rows[step] = thT[:, :theta_rows].T
-        if nbad:
-            path.n_done = step  # state `step` itself is already non-finite under ell
-            path.diverge(times[step], f"ell is NaN/inf for {nbad} sample(s)")
-            return path, thT
-        path.n_done = step + 1
-        amax = kern.sim_apply_update(thT, gradT, p, lam, step_dt, inv_delta, thsT, Q, Mo)
-        Qn = Q * inv_d
-        why = check_state(Qn, amax, limit)
-        if why:
-            path.diverge(times[step + 1], why)
-            return path, thT
-        path.Q[step + 1] = Qn
-        path.M[step + 1] = Mo * inv_d
-        if tick is not None:
-            tick(step)
+    try:
+        for step in range(n_steps):
+            step_dt, step_c = gam[step] * dt, gam[step] * c
+            loss_sum, nbad = sweep(increments(step), record, True)
+            if record:
+                path.train_loss[step] = loss_sum * inv_n
+                path.train_metrics[step] = met * inv_n
+            if path.rows is not None:
+                path.rows[step] = thT[:, :theta_rows].T
+            if nbad:
+                path.n_done = step  # state `step` itself is already non-finite under ell
+                path.diverge(times[step], f"ell is NaN/inf for {nbad} sample(s)")
+                return path, thT
+            path.n_done = step + 1
+            amax = kern.sim_apply_update(thT, gradT, p, lam, step_dt, inv_delta, thsT, Q, Mo)
+            Qn = Q * inv_d
+            why = check_state(Qn, amax, limit)
+            if why:
+                path.diverge(times[step + 1], why)
+                return path, thT
+            path.Q[step + 1] = Qn
+            path.M[step + 1] = Mo * inv_d
+            if tick is not None:
+                tick(step)
+    except KeyboardInterrupt:
+        # keep what is finished: records 0 .. n_done-1 are complete
+        path.status = "interrupted"
+        path.message = f"interrupted by the user at t = {times[path.n_done]:.6g}"
+        return path, thT
     # train observables of the final state
     loss_sum, _ = sweep(None, True, False)
     path.train_loss[n_steps] = loss_sum * inv_n
