@@ -11,7 +11,8 @@ measures in one process:
   loss and metrics) and the generated update + overlap pass over the d rows.
 
 The two measurements alternate in blocks of ``--steps`` steps (``--repeats`` blocks each), so
-that load from other processes hits both alike. Reports medians over all timed steps and the ratio step / blas (target <= 1.3). The elementwise
+that load from other processes hits both alike. Reports medians over all timed steps and the ratio step / blas (target <= 1.3), and the median
+time of the two generated kernels alone (``kernels``: per-sample pass + per-row update pass). The elementwise
 work is O(n m + d m^2) against O(n d m) for the products.
 """
 from __future__ import annotations
@@ -70,8 +71,19 @@ def bench(model, kern, n, d, steps, repeats):
     RT = np.empty((m, n))
     gradT = np.empty((m, d))
     XT = D.X.T
-    blas, step = [], []
+    blas, step, elem = [], [], []
+    z, s = D.z, D.s
+    dB = np.random.default_rng(3).standard_normal(n) * 0.1
+    met = np.zeros(int(kern.NMET))
+    Q, Mo = np.empty((m, m)), np.empty((m, model.k))
+    np.matmul(thT, XT, out=RT)
+    th_work = D.th0T.copy()
     for _ in range(repeats):
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            kern.sim_sgf_increment(RT, s, z, p, dB, 0.01, 1.0, GT, met, True)
+            kern.sim_apply_update(th_work, gradT, p, 0.0, 0.0, 0.0, D.thsT, Q, Mo)  # no-op update
+            elem.append(time.perf_counter() - t0)
         for _ in range(steps):
             t0 = time.perf_counter()
             np.matmul(thT, XT, out=RT)
@@ -81,7 +93,8 @@ def bench(model, kern, n, d, steps, repeats):
         run_sgf(kern, D, p, delta=n / d, tau=0.5, lam=0.0, dt=0.01, n_steps=steps,
                 rng=stream(0, 0, 4), tick=lambda k: stamps.append(time.perf_counter()))
         step += list(np.diff(stamps)[1:])   # the first interval also holds the set-up
-    return float(np.median(blas)), float(np.median(step)), float(np.min(blas)), float(np.min(step))
+    return (float(np.median(blas)), float(np.median(step)), float(np.min(blas)), float(np.min(step)),
+            float(np.median(elem)))
 
 
 def main(argv=None):
@@ -96,12 +109,13 @@ def main(argv=None):
     print(f"n = {args.n}, d = {args.d}; numpy {np.__version__}, numba {numba.__version__} "
           f"(threads {numba.get_num_threads()}), {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
-    print(f"{'model':<12} {'m':>2} {'blas ms':>9} {'step ms':>9} {'ratio':>6}   (min: blas / step ms)")
+    print(f"{'model':<12} {'m':>2} {'blas ms':>9} {'step ms':>9} {'ratio':>6} {'kernels ms':>10}"
+          f"   (min: blas / step ms)")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             model, kern = load(name, tmp)
-            b, s, bmin, smin = bench(model, kern, args.n, args.d, args.steps, args.repeats)
-            print(f"{name:<12} {model.m:>2} {b * 1e3:9.3f} {s * 1e3:9.3f} {s / b:6.2f}   "
+            b, s, bmin, smin, e = bench(model, kern, args.n, args.d, args.steps, args.repeats)
+            print(f"{name:<12} {model.m:>2} {b * 1e3:9.3f} {s * 1e3:9.3f} {s / b:6.2f} {e * 1e3:10.3f}   "
                   f"({bmin * 1e3:.3f} / {smin * 1e3:.3f})")
 
 
