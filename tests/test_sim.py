@@ -242,7 +242,8 @@ def test_em_strong_order(linreg):
 # ------------------------------------------------------------------------------------------------
 # against theory: Marchenko-Pastur gradient descent (tau = 0) and SGD vs SGF
 # ------------------------------------------------------------------------------------------------
-def test_gradient_flow_matches_marchenko_pastur(linreg):
+@pytest.mark.parametrize("law", ["gaussian", "rademacher"])
+def test_gradient_flow_matches_marchenko_pastur(linreg, law):
     """tau = 0: Euler steps of GF on ridge regression vs the MP closed form of the same Euler steps.
 
     ``gradient_flow(..., dt=dt)`` is the exact d -> infinity limit of gradient descent with step
@@ -250,12 +251,17 @@ def test_gradient_flow_matches_marchenko_pastur(linreg):
     is finite d: fluctuations O(d^-1/2) (captured by the standard error over seeds, which
     includes the fluctuation of rho_hat) and a bias O(1/d) ~ 2e-3 at d = 512. Measured: all
     |sim - MP| <= 0.63 standard errors (6 seeds; max |diff| 0.0075); bound: 4 standard errors + 1/d.
+    Rademacher inputs (+-1/sqrt(d); the MP law is universal): max 3.5 standard errors on the train
+    loss, i.e. |diff| = 0.0025 against sem 0.0007 at t = 4 (|x_i|^2 = 1 exactly, so seeds scatter
+    less); that is within the O(1/d) = 0.002 allowance, and its sign flips between d = 256, 512
+    and 1024 (+0.004, -0.0025, -0.0019).
     """
     from dmftgen.reference.marchenko_pastur import gradient_flow
 
     model = linreg[0]
     d, delta, lam, sigma, dt = 512, 2.0, 0.1, 0.5, 0.1
-    res = simulate(model, Settings(delta=delta, tau=0.0, lam=lam, T=4.0, dt=dt, seed=3), d=d, seeds=6)
+    res = simulate(model, Settings(delta=delta, tau=0.0, lam=lam, T=4.0, dt=dt, seed=3), d=d, seeds=6,
+                   data=law)
     assert res.ok
     ref = gradient_flow(res.t, delta, sigma, lam, 1.0, dt=dt)
     for key, want in (("train_loss", ref.train), ("test_loss", ref.test), ("Q", ref.Q), ("M", ref.M)):
