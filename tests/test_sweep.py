@@ -133,7 +133,7 @@ def test_sweep_killed_midway_resumes_without_recomputing(client, tmp_path):
     spec = SweepSpec("logistic", "solve", BASE, grid, {"paths": 3 * PATHS})
     ds = run_sweep(spec, out, client=client)
     meta = sweep_meta(ds)
-    assert meta["computed"] == 6 - k and meta["reused"] == k and not meta["failed"]
+    assert meta["computed"] == 6 - k and meta["reused"] == k and not meta["failed"], meta
     after = _parts(out)
     assert len(after) == 6  # nothing lost, nothing duplicated
     for name, mtime in first.items():  # the parts of the killed run were not rewritten
