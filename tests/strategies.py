@@ -79,7 +79,8 @@ def agreement_models(draw, max_m=3, max_k=2):
     Grammar (every ell = dL/dr is Lipschitz with a Lipschitz Jacobian, assumption A2):
 
     * student output f(r) = sum_a c_a phi_a(r_a) [+ c phi(r_0) psi(r_1)] with phi, psi from
-      ACTIVATIONS (bounded, or the identity);
+      ACTIVATIONS (bounded, or the identity; for the square loss either all identity or all
+      bounded, see the comment in the body);
     * teacher target g(s) = sum_j b_j psi_j(s_j) (0 without teacher columns), label noise
       xi = z (z ~ N(0, 1)) or 7/2 (z - 1/2) (z ~ U(0, 1), variance 49/48), y = g(s) + sigma xi;
     * loss "square" (f - y)^2 / 2 or "soft" softplus(f) - sigmoid(y) f (cross-entropy with soft
@@ -98,18 +99,26 @@ def agreement_models(draw, max_m=3, max_k=2):
     k = draw(st.integers(0, max_k), label="k")
     r, s = student(m), teacher(k)
     z = sp.Symbol("z", real=True)
-    acts = [draw(st.sampled_from(sorted(ACTIVATIONS)), label=f"phi_{a}") for a in range(m)]
+    kind = draw(st.sampled_from(["square", "soft"]), label="loss")
+    bounded = sorted(set(ACTIVATIONS) - {"id"})
+    # Square loss: grad_a ell = phi_a'^2 + (f - y) phi_a'' is bounded only if f and y are bounded
+    # or phi'' = 0, so the student is either linear (all "id") or bounded, and a nonlinear
+    # student gets a bounded teacher target. (Mixing "id" with a curved phi gives an ell that is
+    # not globally Lipschitz; dmftgen compare flags it, as it should.) The soft-label loss has
+    # ell = (sigmoid(f) - sigmoid(y)) grad f, bounded with bounded derivatives for any phi.
+    linear = kind == "square" and draw(st.booleans(), label="linear student")
+    pool = ["id"] if linear else (bounded if kind == "square" else sorted(ACTIVATIONS))
+    tpool = sorted(ACTIVATIONS) if (linear or kind == "soft") else bounded
+    acts = [draw(st.sampled_from(pool), label=f"phi_{a}") for a in range(m)]
     f = sum(draw(small, label=f"c_{a}") * ACTIVATIONS[acts[a]](r[a]) for a in range(m))
-    if m >= 2 and draw(st.booleans(), label="product term"):
+    if m >= 2 and not linear and draw(st.booleans(), label="product term"):
         f = f + draw(small) * ACTIVATIONS[draw(st.sampled_from(["tanh", "erf", "sigmoid"]))](r[0]) \
             * ACTIVATIONS[draw(st.sampled_from(["tanh", "erf", "softsign"]))](r[1])
-    g = sum((draw(small) * ACTIVATIONS[draw(st.sampled_from(sorted(ACTIVATIONS)))](s[j]) for j in range(k)),
-            sp.Integer(0))
+    g = sum((draw(small) * ACTIVATIONS[draw(st.sampled_from(tpool))](s[j]) for j in range(k)), sp.Integer(0))
     law = draw(st.sampled_from(["normal", "uniform"]), label="noise law")
     sigma = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 4), sp.Rational(1, 2)]), label="sigma")
     xi = z if law == "normal" else sp.Rational(7, 2) * (z - sp.Rational(1, 2))
     y = g + sigma * xi
-    kind = draw(st.sampled_from(["square", "soft"]), label="loss")
     loss = (f - y) ** 2 / 2 if kind == "square" else softplus(f) - sigmoid(y) * f
     eps = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 4)]), label="eps")
     loss = loss + eps * sum(ra**2 for ra in r) / 2
@@ -117,9 +126,13 @@ def agreement_models(draw, max_m=3, max_k=2):
     zero_ok = m == 1 and k > 0
     init = draw(st.sampled_from([sp.Integer(0), sp.Rational(1, 2)])) if zero_ok else sp.Rational(1, 2)
     uses_z = z in loss.free_symbols
-    model = Model(name=model_name("agree", [loss, init]), student=r, teacher=s,
-                  noise={z: law} if uses_z else {}, loss=loss, init_std=init, teacher_std=1,
-                  description=f"random {kind} model: f = {f}, y = {y}", source=__file__)
+    desc = f"random {kind} model: f = {f}, y = {y}"
+    # The name hashes everything that enters the source hash (two draws with equal losses, e.g.
+    # f and -f under the square loss, still differ in the description).
+    name = model_name("agree", [loss, init, sp.Symbol(law if uses_z else "none"), sp.Symbol(desc),
+                                sp.Integer(m), sp.Integer(k)])
+    model = Model(name=name, student=r, teacher=s, noise={z: law} if uses_z else {}, loss=loss,
+                  init_std=init, teacher_std=1, description=desc, source=__file__)
     run = {"delta": draw(st.sampled_from([1.5, 2.0, 3.0]), label="delta"),
            "tau_frac": draw(st.sampled_from([0.2, 0.4, 0.6]), label="tau * sup|grad ell|"),
            "lam": draw(st.sampled_from([0.0, 0.1]), label="lam")}

@@ -15,7 +15,7 @@ Profiles
   simulation and DMFT kernels once).
 * thorough (``pytest -m slow``; example count from the hypothesis profile, e.g.
   ``HYPOTHESIS_PROFILE=thorough``, or DMFTGEN_AGREEMENT_EXAMPLES): ``THOROUGH`` below, m <= 3,
-  d = 1024. It records every model it ran (and every failure) instead of stopping at the first,
+  d = 1024, 1e4 paths, T = 2. It records every model it ran (and every failure) instead of stopping at the first,
   to DMFTGEN_AGREEMENT_LOG (JSON lines) when that variable is set, and fails at the end listing
   all failing models.
 """
@@ -39,7 +39,7 @@ from dmftgen.sim import simulate
 from .strategies import agreement_models
 
 FAST = dict(max_m=2, d=256, seeds=8, paths=3000, T=1.5, dt=0.1, examples=3)
-THOROUGH = dict(max_m=3, d=1024, seeds=8, paths=20000, T=3.0, dt=0.1, examples=None)
+THOROUGH = dict(max_m=3, d=1024, seeds=8, paths=10000, T=2.0, dt=0.1, examples=None)
 
 # Tolerance (see check_agreement):  |sim - dmft| <= Z * sqrt(sem^2 + err^2) + REL * scale + ABS.
 Z = 6.0
@@ -184,8 +184,11 @@ def test_dmft_agrees_with_sgf_on_random_models_thorough(module_gen_dir):
         t0 = time.perf_counter()
         try:
             failures, info = run_agreement(model, run, THOROUGH)
-        except AssertionError as exc:  # flagged model, diverged run: record, keep going
-            failures, info = [str(exc)], {"model": model.name, "loss": str(model.loss), "run": run}
+        except Exception as exc:  # flagged model, diverged run, solver error: record, keep going
+            failures = [f"{type(exc).__name__}: {exc}"]
+            info = {"model": model.name, "m": model.m, "k": model.k, "loss": str(model.loss),
+                    "noise": list(model.noise_laws), "init_std": str(model.init_std), "run": run,
+                    "failures": failures}
         info["total_s"] = time.perf_counter() - t0
         ran.append(info)
         _log(info)
