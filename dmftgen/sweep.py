@@ -631,6 +631,10 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         saved.append(p.key)
         if bar is not None:
             bar.update(1)
+        else:  # no terminal (pipe, batch log): one line per finished point
+            where = ", ".join(f"{k}={v:g}" for k, v in p.coords.items())
+            task_s = payload["meta"].get("worker", {}).get("task_s", float("nan"))
+            log(f"{done0 + len(saved)}/{len(points)} {where}: {payload['status']} ({task_s:.1f} s)")
 
     own_client = own_cluster = None
     try:
