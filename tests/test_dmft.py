@@ -311,3 +311,78 @@ def test_logistic_matches_sgf_simulation(logistic):
         tol = (3 * np.sqrt(dm[key + "_err"][idx] ** 2 + sim[key + "_sem"][idx] ** 2)
                + 0.01 * np.abs(sim[key][idx])).ravel()
         assert np.all(d <= tol), (key, dm[key][idx].ravel(), sim[key][idx].ravel())
+
+
+# -------------------------------------------------------------------------------------------------
+# Declared regulariser H (HAS_REG): Monte Carlo theta-side
+# -------------------------------------------------------------------------------------------------
+QUADREG = '''"""linreg with a declared quadratic regulariser H = mu th^2 / 2 (HAS_REG, but h = mu theta)."""
+import sympy as sp
+from dmftgen import Model, student, teacher, theta
+r = student(1)
+s = teacher(1)
+th = theta(1)
+z, sigma, mu = sp.symbols("z sigma mu", real=True)
+y = s[0] + sigma * z
+MODEL = Model(name="dmft_quadreg_test", student=r, teacher=s, noise={z: "normal"},
+              params={sigma: 0.5, mu: 0.3}, labels=y, loss=(r[0] - y) ** 2 / 2,
+              regularizer=mu * th[0] ** 2 / 2, init_std=0, teacher_std=1)
+'''
+
+SOFTREG = '''"""linreg with a smooth non-quadratic regulariser H = mu sqrt(1 + th^2)."""
+import sympy as sp
+from dmftgen import Model, student, teacher, theta
+r = student(1)
+s = teacher(1)
+th = theta(1)
+z, sigma, mu = sp.symbols("z sigma mu", real=True)
+y = s[0] + sigma * z
+MODEL = Model(name="dmft_softreg_test", student=r, teacher=s, noise={z: "normal"},
+              params={sigma: 0.5, mu: 1.0}, labels=y, loss=(r[0] - y) ** 2 / 2,
+              regularizer=mu * sp.sqrt(1 + th[0] ** 2), init_std=1.0, teacher_std=1)
+'''
+
+
+def _tmp_model(tmp_path, name, text):
+    from dmftgen.codegen import generate
+
+    f = tmp_path / f"{name}.py"
+    f.write_text(text)
+    model = load_model(str(f))
+    generate(model)
+    return model
+
+
+def test_monte_carlo_theta_side_reduces_to_ridge(tmp_path, monkeypatch, linreg):
+    """A declared H = mu theta^2/2 goes through the Monte Carlo theta-paths (HAS_REG) and must
+    reproduce the deterministic ridge theta-side with lam = mu (an independent code path)."""
+    st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=26)
+    b = solve(linreg, st.replace(lam=0.3), paths=10000)   # built-in kernels, repository generated/
+    monkeypatch.setenv("DMFTGEN_GENERATED", str(tmp_path / "generated"))
+    model = _tmp_model(tmp_path, "dmft_quadreg_test", QUADREG)
+    a = solve(model, st, paths=10000)
+    assert a.meta["theta_side"] == "Monte Carlo theta-paths" and a.status == "ok"
+    for key in ("train_loss",):
+        tol = 3 * np.sqrt(a[key + "_err"] ** 2 + b[key + "_err"] ** 2) + 1e-3
+        assert np.all(np.abs(a[key] - b[key]) <= tol), key
+    for key in ("Q", "M"):
+        tol = 3 * np.sqrt(a[key + "_err"] ** 2 + b[key + "_err"] ** 2) + 2e-3
+        assert np.all(np.abs(a[key] - b[key]) <= tol), key
+    # R_theta = E Phi: Phi is deterministic for linear h, so the adjoint theta-paths are exact
+    np.testing.assert_allclose(a["R_theta"], b["R_theta"], atol=5e-3)
+
+
+@pytest.mark.slow
+def test_monte_carlo_theta_side_matches_simulation(tmp_path, gen_dir):
+    from dmftgen.sim import simulate
+
+    model = _tmp_model(tmp_path, "dmft_softreg_test", SOFTREG)
+    st = Settings(delta=2.0, tau=0.5, T=3.0, dt=0.05, seed=27)
+    dm = solve(model, st, paths=20000, replicas=4)
+    sim = simulate(model, st, d=1000, seeds=4)
+    idx = np.array([10, 30, 60])
+    for key in ("train_loss", "test_loss", "Q", "M"):
+        d = np.abs(dm[key][idx] - sim[key][idx]).ravel()
+        tol = (3 * np.sqrt(dm[key + "_err"][idx] ** 2 + sim[key + "_sem"][idx] ** 2)
+               + 0.01 * np.abs(sim[key][idx])).ravel()
+        assert np.all(d <= tol), (key, dm[key][idx].ravel(), sim[key][idx].ravel(), tol)

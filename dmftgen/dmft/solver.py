@@ -61,6 +61,7 @@ _OPTIONS = {
     "threads": None,         # numba threads (None: numba default)
     "jackknife": True,       # error bars of Q, M, test observables by group jackknife
     "replicas": 1,           # independent sub-solves (own theta-side each): honest error bars
+    "theta_paths": None,     # theta-paths for a nonlinear regulariser (None: automatic budget)
 }
 
 
@@ -89,10 +90,11 @@ class _Solver:
         self.cpu_start = time.process_time()
         self.model, self.settings, self.opts = model, settings, opts
         self.kern = kern = load_kernels(model)
-        if getattr(kern, "HAS_REG", False):
-            raise UnsupportedModelError(
-                f"model `{model.name}` declares a nonlinear regulariser H; the DMFT solver supports "
-                "h = lam*theta only (Monte Carlo theta-paths are not implemented). Use --lam for ridge.")
+        self.reg = bool(getattr(kern, "HAS_REG", False))
+        if self.reg and method != "sweep":
+            raise SettingsError(
+                f"model `{model.name}` declares a regulariser H (Monte Carlo theta-side): only "
+                "method='sweep' is implemented for it.")
         if not hasattr(kern, "dmft_paths"):
             raise UnsupportedModelError(
                 f"generated/{model.name}.py has no DMFT sweep kernel; run: python -m dmftgen generate {model.name}")
@@ -142,6 +144,10 @@ class _Solver:
         self.eta = r_eta.standard_normal((P, N * m))
         self.dB = math.sqrt(self.dt) * r_dB.standard_normal((P, N))
         self.rng_theta = r_theta
+        # extra streams used only with a Monte Carlo theta-side (HAS_REG); spawned separately so
+        # that the streams above are unchanged for every other model
+        r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
+        self.rng_theta_paths, self.rng_zeta = r_tp, r_zeta
 
     # -- what the symbolic layer knows -----------------------------------------------------------
     def _modes(self):
@@ -162,7 +168,7 @@ class _Solver:
             self.nu_mode = self.opts["nu"]
         else:
             self.nu_mode = "stein" if kern.DISCONTINUOUS else "pathwise"
-        if self.nu_mode == "pathwise" and self.A is not None:
+        if self.nu_mode == "pathwise" and self.A is not None and not self.reg:
             ds = np.empty((n, m, kk))
             out = np.empty((m, kk))
             rng = np.random.default_rng(1)
@@ -173,6 +179,8 @@ class _Solver:
                 self.D = ds[0].copy()
                 self.nu_mode = "deterministic"
         N, G = self.N, self.G
+        if self.reg:
+            self.A = None  # K_ell enters a Monte Carlo theta-side: keep the r-side estimator uniform
         if self.A is not None:
             self.n_tan_g = 0
         else:
@@ -261,6 +269,8 @@ class _Solver:
 
     # -- the causal forward sweep ----------------------------------------------------------------
     def sweep(self):
+        if self.reg:
+            return self.sweep_reg()
         P, N, m, kk = self.P, self.N, self.m, self.kk
         NN, NI = (N + 1) * m, N * m
         self._alloc()
@@ -312,6 +322,104 @@ class _Solver:
         bar.close()
         self.th, self.S_U, self.L_S = th, S, L
         self.timing = {"paths_s": t_paths, "theta_s": t_theta}
+        self.residuals = []
+        return reached
+
+    def sweep_reg(self):
+        """Forward sweep with a Monte Carlo theta-side (nonlinear h, see theta.ThetaMC).
+
+        The r-side Gaussian (r*, w_0, ..., w_N) is drawn from the empirical second moments of the
+        theta-paths (rho_hat, M_hat, C_hat: one Gram matrix) by a pivot-clipped incremental
+        Cholesky L_J: (r*, w) = L_J zeta, causal because row block k of L_J needs only C[k, <=k].
+        """
+        from .theta import ThetaMC
+
+        P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
+        NN, NI = (N + 1) * m, N * m
+        tol = float(self.opts["pivot_tol"])
+        nt = self.opts["theta_paths"]
+        if nt is None:
+            # as many theta-paths as r-paths, within the tangent budget (adjoint is O(P_theta K^3))
+            nt = min(P, max(2000, int(self.opts["tangent_budget"] / (max(N, 1) ** 3 * m ** 3 / 6.0))))
+        Pt = max(int(nt), 2 * G)
+        rng = self.rng_theta_paths
+        # (theta^0, theta*) samples with exactly the declared second moments (whitened then
+        # recoloured): removes the O(P_theta^-1/2) error of rho_hat, which would otherwise shift
+        # M and the test loss at every time.
+        Z0 = rng.standard_normal((Pt, m + kk))
+        Z0 -= Z0.mean(0)
+        Lz = np.linalg.cholesky(Z0.T @ Z0 / Pt)
+        Z0 = np.linalg.solve(Lz, Z0.T).T
+        th = ThetaMC(self.kern, self.p, N, m, kk, self.lam, self.dt, self.delta,
+                     self.init_std * Z0[:, :m], self.teacher_std * Z0[:, m:],
+                     rng.standard_normal((Pt, NI)), G)
+        NJ = kk + NN
+        SJ = np.zeros((NJ, NJ))
+        LJ = np.zeros((NJ, NJ))
+        SJ[:kk, :kk] = th.rho
+        SJ[kk:kk + m, :kk] = th.Mf[:m]
+        SJ[:kk, kk:kk + m] = th.Mf[:m].T
+        SJ[kk:kk + m, kk:kk + m] = th.C[:m, :m]
+        self.n_clipped = chol_append(LJ, SJ, 0, kk + m, tol)
+        zeta = self.rng_zeta.standard_normal((P, NJ))
+        self.s = np.ascontiguousarray(zeta[:, :kk] @ LJ[:kk, :kk].T)
+        self.eta = np.ascontiguousarray(zeta[:, kk:kk + NI])
+        Ww = np.zeros((NN, NN))
+        wpre = np.zeros((P, N + 1, m))
+
+        def extend(k):
+            rk = slice(k * m, (k + 1) * m)
+            jr = slice(kk + k * m, kk + (k + 1) * m)
+            Ww[rk, :] = LJ[jr, kk:]
+            wpre[:, k, :] = zeta[:, :kk] @ LJ[jr, :kk].T + zeta[:, jr] @ LJ[jr, jr].T
+
+        extend(0)
+        self._alloc()
+        L = np.zeros((NI, NI))
+        S = np.zeros((NI, NI))
+        reached = N + 1
+        bar = _bar(self.progress, N + 1, "DMFT sweep")
+        t_paths = t_theta = 0.0
+        inv_dP = 1.0 / (self.delta * P)
+        for k in range(N + 1):
+            rk = slice(k * m, (k + 1) * m)
+            t1 = time.perf_counter()
+            self._run_paths(k, k + 1, wpre, Ww, True, th.R, th.RT)
+            t2 = time.perf_counter()
+            t_paths += t2 - t1
+            if self.bad.min() <= k:
+                reached = k
+                break
+            kw = {"gamma": self.gam_sum[:, k].sum(0) / P}
+            if self.n_tan_g:
+                kw["kl_off"] = self.kl_sum[:, rk, : k * m].sum(0) / (self.n_tan_g * G)
+            if self.nu_mode == "stein":
+                kw["ells"] = self.ells_sum[:, k].sum(0) / P
+            elif self.nu_mode == "pathwise":
+                kw["dsl"] = self.dsl_sum[:, k].sum(0) / P
+            th.set_kernels(k, **kw)
+            if k < N:
+                row = self.su_sum[:, rk, : (k + 1) * m].sum(0) * inv_dP
+                S[rk, : (k + 1) * m] = row
+                S[: (k + 1) * m, rk] = row.T
+                self.n_clipped += chol_append(L, S, k * m, (k + 1) * m, tol)
+                th.advance(k, L)
+                rk1 = slice((k + 1) * m, (k + 2) * m)
+                jr1 = slice(kk + (k + 1) * m, kk + (k + 2) * m)
+                SJ[jr1, :kk] = th.Mf[rk1]
+                SJ[:kk, jr1] = th.Mf[rk1].T
+                SJ[jr1, kk:kk + (k + 2) * m] = th.C[rk1, : (k + 2) * m]
+                SJ[kk:kk + (k + 2) * m, jr1] = th.C[rk1, : (k + 2) * m].T
+                self.n_clipped += chol_append(LJ, SJ, kk + (k + 1) * m, kk + (k + 2) * m, tol)
+                extend(k + 1)
+            if not self._finite_row(k, th) or not np.all(np.isfinite(th.C[: (k + 2) * m, : (k + 2) * m])):
+                reached = k
+                break
+            t_theta += time.perf_counter() - t2
+            bar.update(1)
+        bar.close()
+        self.th, self.S_U, self.L_S = th, S, L
+        self.timing = {"paths_s": t_paths, "theta_s": t_theta, "theta_paths": Pt}
         self.residuals = []
         return reached
 
@@ -415,15 +523,22 @@ class _Solver:
             data[f"train_{name}"], data[f"train_{name}_err"] = v, e
         S_U = self.S_U
         NI = N * m
-        if n == N + 1:
+        if self.reg:
+            C = th.C[: n * m, : n * m]
+            Q = np.stack([C[k * m:(k + 1) * m, k * m:(k + 1) * m] for k in range(n)]) if n else np.zeros((0, m, m))
+        elif n == N + 1:
             Q = th.Q_diag(S_U)
             C = th.C_theta_flat(S_U)
         else:
             C = th.C_theta_flat(S_U[: max(n - 1, 0) * m, : max(n - 1, 0) * m] if n > 1 else np.zeros((0, 0)), n)
             Q = np.stack([C[k * m:(k + 1) * m, k * m:(k + 1) * m] for k in range(n)]) if n else np.zeros((0, m, m))
-        Mo = th.M_overlap()[:n]
+        if self.reg:
+            Mo = th.Mf[: n * m].reshape(n, m, kk)
+            rho = th.rho
+        else:
+            Mo = th.M_overlap()[:n]
+            rho = self.rho
         data["Q"], data["M"] = Q[:n], Mo
-        rho = self.rho
         tst = test_observables(kern, model, Q[:n], Mo, rho, self.p) if n else {}
         for key, v in tst.items():
             if key != "test_loss_mc":
@@ -431,20 +546,28 @@ class _Solver:
         # error bars of theta-side quantities: group jackknife through the theta-side map
         Q_err = np.zeros_like(Q[:n])
         M_err = np.zeros_like(Mo)
-        if self.opts["jackknife"] and n == N + 1:
-            reps_Q, reps_M = [], []
-            for g in range(G):
-                kg = self._kernels(drop=g)
-                tg = self._theta_full(kg)
-                reps_Q.append(tg.Q_diag(kg["S_U"]))
-                reps_M.append(tg.M_overlap())
-            reps_Q, reps_M = np.array(reps_Q), np.array(reps_M)
-            Q_err = np.sqrt((G - 1) * reps_Q.var(0))
-            M_err = np.sqrt((G - 1) * reps_M.var(0))
-            dev = np.concatenate([(reps_Q - reps_Q.mean(0)).reshape(G, n, -1),
-                                  (reps_M - reps_M.mean(0)).reshape(G, n, -1)], axis=2)
-            cov = (G - 1) / G * np.einsum("gki,gkj->kij", dev, dev)
-            grads = self._test_gradients(Q, Mo, tst)
+        if (self.opts["jackknife"] or self.reg) and n == N + 1:
+            if self.reg:
+                # theta-side Monte Carlo: batch means over theta-path groups
+                reps_Q, reps_M = th.group_moments()
+                Gt = reps_Q.shape[0]
+                fac = 1.0 / (Gt * (Gt - 1))
+            else:
+                reps_Q, reps_M = [], []
+                for g in range(G):
+                    kg = self._kernels(drop=g)
+                    tg = self._theta_full(kg)
+                    reps_Q.append(tg.Q_diag(kg["S_U"]))
+                    reps_M.append(tg.M_overlap())
+                reps_Q, reps_M = np.array(reps_Q), np.array(reps_M)
+                Gt = G
+                fac = (G - 1) / G
+            dev = np.concatenate([(reps_Q - reps_Q.mean(0)).reshape(Gt, n, -1),
+                                  (reps_M - reps_M.mean(0)).reshape(Gt, n, -1)], axis=2)
+            cov = fac * np.einsum("gki,gkj->kij", dev, dev)
+            Q_err = np.sqrt(fac * ((reps_Q - reps_Q.mean(0)) ** 2).sum(0))
+            M_err = np.sqrt(fac * ((reps_M - reps_M.mean(0)) ** 2).sum(0))
+            grads = self._test_gradients(Q, Mo, tst, rho)
             for key, gr in grads.items():
                 data[key + "_err"] = np.sqrt(np.maximum(np.einsum("ki,kij,kj->k", gr, cov, gr), 0.0))
         else:
@@ -467,9 +590,10 @@ class _Solver:
         data["nu_err"] = self._nu_err(th, n)
         ni = min(n, N) * m
         data["S_U"] = S_U[:ni, :ni].reshape(ni // m, m, ni // m, m).transpose(0, 2, 1, 3)
-        data["Phi0"] = th.Phi0[:NNn].reshape(n, m, m)
-        data["Phi_star"] = th.Phis[:NNn].reshape(n, m, kk)
-        data["rho"] = rho
+        if not self.reg:
+            data["Phi0"] = th.Phi0[:NNn].reshape(n, m, m)
+            data["Phi_star"] = th.Phis[:NNn].reshape(n, m, kk)
+        data["rho"] = np.asarray(rho)
         data["E_r_ell"] = self.rl_sum[:, :n].sum(0) / P
         data["E_ell_ell"] = self.ll_sum[:, :n].sum(0) / P
         if self.theta_samples and n == N + 1:
@@ -478,6 +602,7 @@ class _Solver:
             "model": model.name, "source_hash": kern.SOURCE_HASH, "settings": self.settings.as_dict(),
             "paths": P, "groups": G, "method": self.method, "nu_estimator": self.nu_mode,
             "tangents": "deterministic" if self.A is not None else f"adjoint on {self.n_tan_g * G} paths",
+            "theta_side": "Monte Carlo theta-paths" if self.reg else "deterministic (h = lam theta)",
             "n_steps": N, "reached_steps": n, "t_reached": float(self.settings.times[n - 1]) if n else 0.0,
             "timings": dict(self.timing, total_s=time.perf_counter() - self.t_start,
                             cpu_s=time.process_time() - self.cpu_start),
@@ -505,7 +630,7 @@ class _Solver:
             return np.zeros((n, m, kk))
         return per.std(0, ddof=1) / math.sqrt(G)
 
-    def _test_gradients(self, Q, Mo, base):
+    def _test_gradients(self, Q, Mo, base, rho):
         """d(test observable)/d(Q, M entries) by central differences on the common sample."""
         from ..observables import test_observables
 
@@ -531,7 +656,7 @@ class _Solver:
                     a, j = divmod(i - m * m, kk)
                     Mp[:, a, j] += sgn * h
                 # a smaller common sample suffices for an error-propagation gradient
-                outs.append(test_observables(self.kern, self.model, Qp, Mp, self.rho, self.p, n=1 << 14))
+                outs.append(test_observables(self.kern, self.model, Qp, Mp, rho, self.p, n=1 << 14))
             for key in keys:
                 d = (outs[0][key] - outs[1][key]) / (2 * h)
                 if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:
@@ -544,6 +669,11 @@ class _Solver:
         N, m, kk, S = self.N, self.m, self.kk, self.theta_samples
         NI = N * m
         rng = self.rng_theta
+        if self.reg:
+            # the theta-paths ARE samples of the law of a theta row
+            S = min(S, self.th.Pt)
+            return {"theta_samples": self.th.th[:S].reshape(S, N + 1, m).transpose(1, 0, 2),
+                    "theta_star_samples": self.th.ths[:S], "theta0_samples": self.th.th[:S, :m]}
         th0 = self.init_std * rng.standard_normal((S, m))
         ths = self.teacher_std * rng.standard_normal((S, kk))
         L = self.L_S if self.L_S is not None else psd_sqrt(self.S_U)

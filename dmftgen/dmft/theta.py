@@ -162,3 +162,101 @@ class ThetaSide:
     def M_overlap(self) -> np.ndarray:
         """M[k] = E theta_k theta*^T = Phis[k] rho, shape (N+1, m, k)."""
         return (self.Phis @ self.rho).reshape(self.N + 1, self.m, self.k)
+
+
+class ThetaMC:
+    """theta-side by Monte Carlo theta-paths, for a nonlinear regulariser h (model HAS_REG).
+
+    theta_{k+1} = theta_k - dt (h(theta_k) + lam theta_k) - dt sum_{l<=k} K_ell[k, l] theta_l
+                  - dt nu[k] theta* + dU_k,          dU = L_S eta (causal Cholesky of S_U),
+
+    on P_theta paths with theta^0 ~ N(0, Sigma0), theta* ~ N(0, rho); R_theta = E Phi by the
+    generated adjoint kernel ``dmft_theta_adjoint``; C_theta, M and rho are the empirical second
+    moments of the theta-paths (an exact Gram matrix, so the r-side Gaussian built from them by a
+    pivot-clipped incremental Cholesky is PSD by construction).
+    """
+
+    def __init__(self, kern, p, N, m, k, lam, dt, delta, th0, ths, eta, groups):
+        self.kern, self.p = kern, p
+        self.N, self.m, self.k = N, m, k
+        self.lam, self.dt, self.delta = lam, dt, delta
+        NN = (N + 1) * m
+        Pt = th0.shape[0]
+        self.Pt = Pt
+        self.th = np.zeros((Pt, NN))
+        self.th[:, :m] = th0
+        self.ths = np.ascontiguousarray(ths)
+        self.eta = eta                                   # (P_theta, N m)
+        self.R = np.zeros((NN, NN))
+        self.RT = np.zeros((NN, NN))
+        self.Kl = np.zeros((NN, NN))
+        self.KlT = np.zeros((NN, NN))
+        self.nu = np.zeros((N + 1, m, k))
+        self.B_hist = np.zeros((Pt, N + 1, m, m))
+        self.bounds = np.linspace(0, Pt, groups + 1).round().astype(np.int64)
+        self.rho = (ths.T @ ths) / Pt if k else np.zeros((0, 0))
+        self.rho_inv = np.linalg.pinv(self.rho) if k else self.rho
+        self.C = np.zeros((NN, NN))
+        self.Mf = np.zeros((NN, k))
+        self._moments(0)
+
+    def _moments(self, k):
+        m, Pt = self.m, self.Pt
+        rk = slice(k * m, (k + 1) * m)
+        row = self.th[:, rk].T @ self.th[:, : (k + 1) * m] / Pt
+        self.C[rk, : (k + 1) * m] = row
+        self.C[: (k + 1) * m, rk] = row.T
+        if self.k:
+            self.Mf[rk] = self.th[:, rk].T @ self.ths / Pt
+
+    def set_kernels(self, k, gamma, kl_off=None, ells=None, dsl=None):
+        m = self.m
+        rk = slice(k * m, (k + 1) * m)
+        self.Kl[rk, rk] = gamma
+        if k > 0 and kl_off is not None:
+            self.Kl[rk, : k * m] = kl_off
+        self.KlT[:, rk] = self.Kl[rk, :].T
+        if self.k == 0:
+            return
+        if ells is not None:
+            self.nu[k] = (ells - self.Kl[rk, : (k + 1) * m] @ self.Mf[: (k + 1) * m]) @ self.rho_inv
+        else:
+            self.nu[k] = dsl
+
+    def advance(self, k, L_S):
+        """theta_{k+1} on every path, R_theta row k+1, C_theta row k+1 and M[k+1]."""
+        m, dt = self.m, self.dt
+        rk = slice(k * m, (k + 1) * m)
+        rk1 = slice((k + 1) * m, (k + 2) * m)
+        thk = np.ascontiguousarray(self.th[:, rk])
+        h = np.empty_like(thk)
+        self.kern.h_batch(thk, self.p, h)
+        drift = h + self.lam * thk + self.th[:, : (k + 1) * m] @ self.Kl[rk, : (k + 1) * m].T
+        if self.k:
+            drift += self.ths @ self.nu[k].T
+        dU = self.eta[:, : (k + 1) * m] @ L_S[rk, : (k + 1) * m].T
+        self.th[:, rk1] = thk - dt * drift + dU
+        G = self.bounds.shape[0] - 1
+        rsum = np.zeros((G, m, self.R.shape[0]))
+        self.kern.dmft_theta_adjoint(k + 1, self.th, self.p, self.lam, dt, self.KlT, self.bounds,
+                                     self.B_hist, rsum)
+        self.R[rk1, : (k + 1) * m] = rsum.sum(0)[:, : (k + 1) * m] / self.Pt
+        self.RT[: (k + 1) * m, rk1] = self.R[rk1, : (k + 1) * m].T
+        self._moments(k + 1)
+
+    def M_flat(self, upto: int) -> np.ndarray:
+        return self.Mf[: upto * self.m]
+
+    def group_moments(self):
+        """Per-group Q[k] and M[k] (G, N+1, m, m / k) for batch-means error bars."""
+        m, N, G = self.m, self.N, self.bounds.shape[0] - 1
+        th = self.th.reshape(self.Pt, N + 1, m)
+        Q = np.zeros((G, N + 1, m, m))
+        Mo = np.zeros((G, N + 1, m, self.k))
+        for g in range(G):
+            sl = slice(self.bounds[g], self.bounds[g + 1])
+            n = sl.stop - sl.start
+            Q[g] = np.einsum("pka,pkb->kab", th[sl], th[sl]) / n
+            if self.k:
+                Mo[g] = np.einsum("pka,pj->kaj", th[sl], self.ths[sl]) / n
+        return Q, Mo
