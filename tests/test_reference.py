@@ -66,11 +66,12 @@ def test_mp_quadrature_delta_one():
 # ----------------------------------------------------------------------------------------------
 
 _D = 1000
-_SEEDS = 4
+_SEEDS = 3
 
 
-def _gd_simulation(delta, lam, sigma, dt, ks, seed, d=_D):
-    """Direct Euler gradient descent on a random ridge-regression instance.
+def _gd_simulation(delta, lams, sigma, dt, ks, seed, d=_D):
+    """Direct Euler gradient descent on a random ridge-regression instance, one column per ridge
+    value in ``lams`` (same data). Returns (len(ks), 4, len(lams)): train, test, Q, M.
 
     theta* and eps are rescaled to |theta*|^2 = d, |eps|^2 = n (rho = 1 exactly), which removes
     the dominant but trivial O(d^-1/2) fluctuation of |theta*|^2/d.
@@ -82,36 +83,38 @@ def _gd_simulation(delta, lam, sigma, dt, ks, seed, d=_D):
     ts *= np.sqrt(d) / np.linalg.norm(ts)
     eps = rng.standard_normal(n)
     eps *= np.sqrt(n) / np.linalg.norm(eps)
-    y = X @ ts + sigma * eps
-    th = np.zeros(d)
+    y = (X @ ts + sigma * eps)[:, None]
+    lam = np.asarray(lams)[None, :]
+    th = np.zeros((d, lam.size))
     out = []
     for k in range(max(ks) + 1):
+        res = X @ th - y
         if k in ks:
-            res = X @ th - y
-            out.append([0.5 * np.mean(res**2), 0.5 * np.mean((th - ts) ** 2) + 0.5 * sigma**2,
-                        th @ th / d, th @ ts / d])
-        th = th - dt * (lam * th + X.T @ (X @ th - y) / delta)
+            out.append([0.5 * np.mean(res**2, 0), 0.5 * np.mean((th - ts[:, None]) ** 2, 0) + 0.5 * sigma**2,
+                        np.mean(th * th, 0), ts @ th / d])
+        th = th - dt * (lam * th + X.T @ res / delta)
     return np.array(out)
 
 
-@pytest.mark.parametrize("delta,lam", [(0.5, 0.0), (0.5, 0.1), (2.0, 0.0), (2.0, 0.1)])
-def test_gd_closed_form_matches_simulation(delta, lam):
-    sigma, dt = 0.5, 0.05
+@pytest.mark.parametrize("delta", [0.5, 2.0])
+def test_gd_closed_form_matches_simulation(delta):
+    sigma, dt, lams = 0.5, 0.05, (0.0, 0.1)
     ts = np.array([0.5, 2.0, 5.0])
     ks = [int(round(t / dt)) for t in ts]
-    sims = np.array([_gd_simulation(delta, lam, sigma, dt, ks, s) for s in range(_SEEDS)])
+    sims = np.array([_gd_simulation(delta, lams, sigma, dt, ks, s) for s in range(_SEEDS)])
     mean = sims.mean(0)
     se = sims.std(0, ddof=1) / np.sqrt(_SEEDS)
-    th = gradient_flow(ts, delta, sigma, lam, 1.0, dt=dt)  # exact for this dt: only finite-d error
-    theory = np.stack([th.train, th.test, th.Q, th.M], axis=1)
-    # Finite-size error: single-run sd is c/sqrt(d) with c <= 1.2 (measured with 20 seeds at
-    # d = 1000; max |mean - theory| * sqrt(d) was 0.24 with 20 seeds). Tolerance = 4 standard
-    # errors estimated from the seeds, with a floor 0.25/sqrt(S d) so that an unluckily small
-    # 4-seed estimate cannot make it vacuous-strict, plus 1/d for the O(1/d) spectral bias.
-    tol = 4 * np.maximum(se, 0.25 / np.sqrt(_SEEDS * _D)) + 1.0 / _D
-    assert np.all(np.abs(mean - theory) <= tol), (mean - theory, tol)
-    # and the error really is O(d^-1/2): |mean - theory| < 1.5/sqrt(d) in absolute terms
-    assert np.max(np.abs(mean - theory)) < 1.5 / np.sqrt(_D)
+    for j, lam in enumerate(lams):
+        th = gradient_flow(ts, delta, sigma, lam, 1.0, dt=dt)  # exact for this dt: only finite-d error
+        theory = np.stack([th.train, th.test, th.Q, th.M], axis=1)
+        # Finite-size error: single-run sd is c/sqrt(d) with c <= 1.2 (measured with 20 seeds at
+        # d = 1000; max |mean - theory| * sqrt(d) was 0.24 with 20 seeds). Tolerance = 4 standard
+        # errors estimated from the seeds, with a floor 0.25/sqrt(S d) so that an unluckily small
+        # 3-seed estimate cannot make it spuriously strict, plus 1/d for the O(1/d) spectral bias.
+        tol = 4 * np.maximum(se[..., j], 0.25 / np.sqrt(_SEEDS * _D)) + 1.0 / _D
+        assert np.all(np.abs(mean[..., j] - theory) <= tol), (lam, mean[..., j] - theory, tol)
+        # and the error really is O(d^-1/2): |mean - theory| < 1.5/sqrt(d) in absolute terms
+        assert np.max(np.abs(mean[..., j] - theory)) < 1.5 / np.sqrt(_D)
 
 
 def test_gd_converges_to_gf_first_order():
@@ -242,8 +245,11 @@ def test_discrete_volterra_matches_euler_maruyama_sgf():
     vc = volterra(ts, delta, sigma, tau, lam, 1.0)
     disc = np.stack([vd.train, vd.test], 1)
     cont = np.stack([vc.train, vc.test], 1)
-    # finite-size + SGF-noise error of the mean: 4 standard errors (measured 0.3-1.2 SE) + 1/d bias
-    assert np.all(np.abs(mean - disc) <= 4 * se + 1.0 / _D), (mean - disc, se)
+    # finite-size + SGF-noise error of the mean: 4 standard errors (measured |dev| <= 1.6 SE with
+    # 6 seeds, <= 1.3 SE with 12) with the SE floored at 0.003/sqrt(S) (0.003 = smallest measured
+    # single-run sd over 12 seeds), plus 1/d for the O(1/d) bias.
+    tol = 4 * np.maximum(se, 0.003 / np.sqrt(S)) + 1.0 / _D
+    assert np.all(np.abs(mean - disc) <= tol), (mean - disc, se)
     # the test has power: the continuous curve is excluded at t = 5 (train)
     assert abs(mean[2, 0] - cont[2, 0]) > 4 * se[2, 0]
 
@@ -339,7 +345,7 @@ def test_online_rhs_vs_monte_carlo_probit_and_committee():
         return -y * expit(-y * r)
 
     C = np.array([[0.8, -0.4], [-0.4, 1.0]])
-    dq, dq_se, dm, dm_se = _mc_rhs(C, ell, lambda g, N: g.standard_normal((N, 1)), 1, 1, 1.0, 0.0, 2_000_000, rng)
+    dq, dq_se, dm, dm_se = _mc_rhs(C, ell, lambda g, N: g.standard_normal((N, 1)), 1, 1, 1.0, 0.0, 1_000_000, rng)
     dQ, dM = online_rhs(C[:1, :1], C[:1, 1:], 1.0, 1.0, 0.0, ell_moments=moments)
     assert abs(dQ - dq).max() < 5 * dq_se.max() and abs(dM - dm).max() < 5 * dm_se.max()  # 5 SE
 
