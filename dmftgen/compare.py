@@ -478,10 +478,13 @@ def render_figure(cmp: Comparison) -> bytes:
     axes = [fig.add_subplot(nrow, ncol, i + 1) for i in range(max(npan, 1))]
     methods = list(cmp.sims)
     markers = {"sgd": "o", "sgf": "^"}
-    step = max(1, len(t) // 25)  # ~25 simulation markers per curve keep the DMFT line visible
+    step = max(1, len(t) * len(methods) // 24)  # ~24 markers per curve keep the DMFT line visible
     o = cmp.options
+    from matplotlib.lines import Line2D
+
     for ax, panel in zip(axes, panels):
         names = [nm for nm, e in tab["observables"].items() if e["panel"] == panel]
+        handles = []
         for i, name in enumerate(names):
             e = tab["observables"][name]
             if panel != "overlaps":
@@ -489,24 +492,31 @@ def render_figure(cmp: Comparison) -> bytes:
             else:
                 col = ("C2", "C4", "C1", "C5", "C6", "C8", "C9", "C7")[i % 8]  # not train/test colours
             label = name.replace("_", " ")
-            ax.plot(t, e["dmft"], "-", color=col, lw=1.8, label=f"{label}: DMFT")
+            ax.plot(t, e["dmft"], "-", color=col, lw=1.8)
             err = np.nan_to_num(e["dmft_err"])
             if np.any(err > 0):
                 ax.fill_between(t, e["dmft"] - 2 * err, e["dmft"] + 2 * err, color=col, alpha=0.25, lw=0)
-            for meth in methods:
+            for j, meth in enumerate(methods):
                 sm = e["sim"].get(meth)
                 if sm is None:
                     continue
-                sl = slice(0, len(t), step)
+                # several methods: stagger their markers so that they do not hide each other
+                sl = slice((j * step) // max(len(methods), 1), len(t), step)
                 ax.errorbar(t[sl], sm["mean"][sl], yerr=2 * np.nan_to_num(sm["sem"][sl]),
                             fmt=markers.get(meth, "s"), ms=4.5, mfc="white", mec=col, ecolor=col,
-                            elinewidth=1, capsize=2, color=col,
-                            label=f"{label}: {meth.upper()} d={o['d']} ({o['seeds']} seeds)")
+                            elinewidth=1, capsize=2, color=col, ls="none")
+            handles.append(Line2D([], [], color=col, lw=1.8, label=label))
+        # one legend entry per observable (colour) plus one per source (line / marker style)
+        handles.append(Line2D([], [], color="0.2", lw=1.8, label="DMFT (band ± 2 MC s.e.)"))
+        for meth in methods:
+            handles.append(Line2D([], [], color="0.2", ls="none", marker=markers.get(meth, "s"), mfc="white",
+                                  label=f"{meth.upper()} d={o['d']}, {o['seeds']} seeds (± 2 s.e.)"))
         ax.set_title(_PANEL_TITLES.get(panel, f"{panel} (declared metric)"), fontsize=10)
         ax.set_xlabel(r"SGF time $t = k\eta/d$")
         ax.set_ylabel(panel if panel != "overlaps" else "overlap")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+        ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85,
+                  ncol=2 if len(handles) > 7 else 1)
         if s.tau > 0:
             f = s.delta * s.tau
             sec = ax.secondary_xaxis("top", functions=(lambda x, f=f: x / f, lambda e_, f=f: e_ * f))
