@@ -90,6 +90,32 @@ def test_discrepancy_definition_and_degenerate_cases():
     assert np.isnan(z[4])
 
 
+def _fake(t, value, err_key, status="ok"):
+    from dmftgen.results import Result
+
+    n = len(t)
+    data = {"t": t, "train_loss": value(t), "test_loss": 2 * value(t), "Q": value(t).reshape(n, 1, 1),
+            "M": value(t).reshape(n, 1, 1)}
+    for k in list(data)[1:]:
+        data[k + err_key] = np.full_like(data[k], 0.01)
+    return Result(data, {}, status=status, message="blew up at t = 0.3" if status != "ok" else "")
+
+
+def test_diverged_runs_and_large_discrepancies_are_warnings_not_silent():
+    # Precomputed (fake) results: a simulation that diverged after 3 grid points and a DMFT that
+    # is off by 10 combined standard errors -> both reported in warnings and in the summary.
+    from dmftgen.compare import compare
+
+    t = 0.1 * np.arange(6)
+    sim = _fake(t[:3], lambda x: 1.0 + x, "_sem", status="diverged")
+    dm = _fake(t, lambda x: 1.0 + x + 0.1 * math.sqrt(2) * (x > 0), "_err")
+    cmp = compare(load_model("linreg"), Settings(T=0.5, dt=0.1), sims={"sgf": sim}, dmft=dm, methods=("sgf",))
+    assert len(cmp.table["t"]) == 3  # compared on the common finished part
+    assert any("simulation (sgf) diverged: blew up" in w for w in cmp.warnings), cmp.warnings
+    assert any("differ by 10.0 combined standard errors" in w for w in cmp.warnings), cmp.warnings
+    assert "DISAGREEMENT" in cmp.summary and "WARNING: simulation (sgf) diverged" in cmp.summary
+
+
 # ----------------------------------------------------------------------------------------------
 # Assumption warnings
 # ----------------------------------------------------------------------------------------------
