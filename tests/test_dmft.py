@@ -214,18 +214,22 @@ def test_first_order_convergence_in_dt(linreg):
     assert np.all((ratios > 1.7) & (ratios < 2.3)), (errs, ratios)
 
 
-@pytest.mark.slow
 def test_first_order_convergence_logistic(logistic):
-    """Train loss of logistic at t = 2 for dt = 0.2, 0.1, 0.05 against the Richardson-extrapolated
-    dt = 0.05 / 0.025 reference; errors must decrease like dt (ratio ~2)."""
+    """Logistic (Monte Carlo tangents, Stein nu) at t = 2 for dt = 0.2, 0.1, 0.05 against the
+    Richardson-extrapolated dt = 0.05 / 0.025 reference. The four solves share one fine noise
+    (``refine``: Brownian increments drawn at dt = 0.025 and summed), so the MC error cancels in the
+    differences and the first-order Euler error shows: ratios of successive errors ~2."""
     vals = {}
-    for dt in (0.2, 0.1, 0.05, 0.025):
+    for L, dt in enumerate((0.025, 0.05, 0.1, 0.2)):
         st = Settings(delta=2.0, tau=0.5, T=2.0, dt=dt, seed=21)
-        vals[dt] = solve(logistic, st, paths=100000, jackknife=False)["train_loss"][-1]
+        r = solve(logistic, st, paths=20000, refine=L, jackknife=False)
+        vals[dt] = np.array([r["train_loss"][-1], r["Q"][-1, 0, 0], r["test_loss"][-1]])
     ref = 2 * vals[0.025] - vals[0.05]
-    errs = np.array([abs(vals[dt] - ref) for dt in (0.2, 0.1, 0.05)])
+    errs = np.array([np.abs(vals[dt] - ref) for dt in (0.2, 0.1, 0.05)])   # (3 steps, 3 observables)
     ratios = errs[:-1] / errs[1:]
-    assert np.all((ratios > 1.4) & (ratios < 2.8)), (errs, ratios)
+    # first order: ratio 2 up to O(dt) corrections and the residual (coupled) MC noise; measured
+    # 1.94-2.10 for seed 21
+    assert np.all((ratios > 1.6) & (ratios < 2.5)), (errs, ratios)
 
 
 def test_richardson_removes_first_order_error(linreg):
