@@ -141,10 +141,15 @@ def run_agreement(model, run, prof):
                 failures.append(f"{name} t={st.times[k_idx]:g}: non-finite (sim {sv}, dmft {dv})")
                 continue
             worst = max(worst, diff / tol)
+            z = diff / max(math.sqrt(np.nan_to_num(se) ** 2 + np.nan_to_num(de) ** 2), 1e-300)
+            info.setdefault("checks", []).append(
+                {"obs": name, "t": float(st.times[k_idx]), "sim": sv, "sem": se, "dmft": dv, "err": de,
+                 "scale": scale, "z": z, "rel": diff / scale if scale > 0 else None})
             if diff > tol:
                 failures.append(f"{name} at t={st.times[k_idx]:g}: sim {sv:.5g} ± {se:.2g}, "
                                 f"dmft {dv:.5g} ± {de:.2g}, |diff| {diff:.3g} > tol {tol:.3g}")
     info["worst_ratio"] = worst
+    info["worst_z"] = max((c["z"] for c in info.get("checks", []) if c["scale"] > 1e-12), default=0.0)
     info["failures"] = failures
     event(f"m={model.m}, k={model.k}")
     return failures, info
