@@ -263,6 +263,15 @@ def test_blowup_is_a_status_not_nan_curves(linreg):
     assert res.meta["t_reached"] == pytest.approx(res.t[-1])
 
 
+def test_fixed_point_not_converged_is_a_status(logistic):
+    st = Settings(delta=2.0, tau=0.5, T=1.0, dt=0.1, seed=28)
+    res = solve(logistic, st, paths=1000, method="fixed-point", max_iter=3)
+    assert res.status == "not-converged"
+    assert "did not converge in 3 iterations" in res.message
+    assert len(res.meta["residuals"]) == 3 and res.meta["residuals"][-1] > 1e-8
+    assert np.all(np.isfinite(res["train_loss"]))
+
+
 def test_bad_input_raises(linreg):
     from dmftgen.errors import SettingsError
 
