@@ -155,12 +155,19 @@ def test_sampled_tangents_match_deterministic_tangents(linreg):
     assert a.meta["tangents"] == "deterministic"
     from dmftgen.dmft import solver as S
 
-    sv = S._Solver(linreg, st, 4000, "sweep", 0, False, S._check_options({}))
-    sv.A = sv.D = None  # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
-    sv.nu_mode, sv.do_psi = "pathwise", True
-    sv.n_tan_g = int(np.diff(sv.bounds).min())
-    reached = sv.sweep()
-    b = sv.result(reached, "ok", "")
+    def forced(cv):
+        sv = S._Solver(linreg, st, 4000, "sweep", 0, False, S._check_options({"tangent_cv": cv}))
+        sv.A = sv.D = None  # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
+        sv.nu_mode, sv.do_psi = "pathwise", True
+        sv.n_tan_g = int(np.diff(sv.bounds).min())
+        reached = sv.sweep()
+        return sv.result(reached, "ok", "")
+
+    # With the control variate (grad ell -> Gamma, same dB) and a constant grad ell, Z - Zc = 0
+    # path by path: K_ell is the CV's exact mean, i.e. the deterministic recursion, to round-off.
+    c = forced(True)
+    np.testing.assert_allclose(c["K_ell"], a["K_ell"], atol=1e-10)
+    b = forced(False)
     # K_ell[k, l] = E[grad ell J[k, l]]: with constant grad ell, E J obeys the noiseless recursion,
     # and J's fluctuations average out. Per path, a_l = dt + sqrt(tau delta) dB_l has sd
     # sqrt(tau delta dt) = 0.32, so K_ell[k, k-1] = -a/delta has sd 0.16 and MC error

@@ -85,3 +85,30 @@ def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
     top = max(float(lam.max(initial=0.0)), 0.0)
     lam = np.where(lam > rel_tol * top, lam, 0.0)
     return (V * np.sqrt(lam)) @ V.T
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def det_tangent_row_var(k, RT, G, Gk, delta, dt, out):
+    """Like :func:`det_tangent_row` with time-dependent matrices: Z_k = Gk and
+    Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) G[l] dt. This is E Zc, the mean of the
+    tangent control variate of the generated sweep (dB_l independent of Z_m for m > l)."""
+    Mm = G.shape[1]
+    Z = np.zeros((Mm, (k + 1) * Mm))
+    for a in range(Mm):
+        for b in range(Mm):
+            Z[a, k * Mm + b] = Gk[a, b]
+    acc = np.empty((Mm, Mm))
+    for l in range(k - 1, -1, -1):
+        for a in range(Mm):
+            for c in range(Mm):
+                t = 0.0
+                for j in range((l + 1) * Mm, (k + 1) * Mm):
+                    t += Z[a, j] * RT[l * Mm + c, j]
+                acc[a, c] = t
+        for a in range(Mm):
+            for b in range(Mm):
+                t = 0.0
+                for c in range(Mm):
+                    t += acc[a, c] * G[l, c, b]
+                Z[a, l * Mm + b] = -t * dt / delta
+                out[a, l * Mm + b] = -t * dt / delta

@@ -66,7 +66,7 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result, versions
-from ._linalg import chol_append, psd_sqrt
+from ._linalg import chol_append, det_tangent_row_var, psd_sqrt
 from .theta import ThetaSide
 
 _OPTIONS = {
@@ -85,6 +85,7 @@ _OPTIONS = {
     "replicas": 1,           # independent sub-solves (own theta-side each): honest error bars
     "theta_paths": None,     # theta-paths for a nonlinear regulariser (None: automatic budget)
     "refine": 0,             # draw the noises on the grid dt/2^refine and aggregate (coupling)
+    "tangent_cv": True,      # control variate for the Monte Carlo tangents (see template docs)
 }
 
 
@@ -240,6 +241,12 @@ class _Solver:
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
         self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
+        self.use_cv = bool(self.opts["tangent_cv"]) and self.n_tan_g > 0
+        self.klcv_sum = np.zeros((G, NN, NN)) if self.use_cv else np.zeros((G, 1, 1))
+        if not hasattr(self, "Gcv"):
+            self.Gcv = np.zeros((N + 1, m, m))     # control-variate matrices in a_l
+            self.Gcv_g = np.zeros((N + 1, m, m))   # ... and at the row's own time k
+            self.kl_det = np.zeros((NN, NN)) if self.use_cv else None
         self.ells_sum = np.zeros((G, N + 1, m, kk))
         self.dsl_sum = np.zeros((G, N + 1, m, kk))
         self.su_sum = np.zeros((G, NI, NI))
@@ -252,7 +259,8 @@ class _Solver:
                              wpre, W, use_W, self.eta, R, RT, self.s, self.z, self.dB, self.p,
                              self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
-                             self.su_sum, self.rl_sum, self.ll_sum, self.bad)
+                             self.su_sum, self.rl_sum, self.ll_sum, self.bad,
+                             self.use_cv, self.Gcv, self.Gcv_g, self.klcv_sum)
 
     def _theta(self):
         return ThetaSide(self.N, self.m, self.kk, self.lam, self.dt, self.delta, self.rho, self.sigma0,
@@ -278,6 +286,8 @@ class _Solver:
         S = np.tril(S) + np.tril(S, -1).T
         out["S_U"] = S
         out["kl"] = avg(self.kl_sum, ntan) if self.n_tan_g else None
+        if self.n_tan_g and self.use_cv:
+            out["kl"] = out["kl"] - avg(self.klcv_sum, ntan) + self.kl_det
         return out
 
     def _set_row(self, th, k, kern):
@@ -327,6 +337,8 @@ class _Solver:
             wpre[:, k, :] = self.g0 @ th.Phi0[rk].T
             if kk:
                 wpre[:, k, :] += self.s @ th.Phis[rk].T
+            if k > 0:
+                self.Gcv_g[k] = self.Gcv[k - 1]
             t1 = time.perf_counter()
             self._run_paths(k, k + 1, wpre, W, True, th.R, th.RT)
             t2 = time.perf_counter()
@@ -337,7 +349,8 @@ class _Solver:
             gam = self.gam_sum[:, k].sum(0) / P
             kw = {"gamma": gam}
             if self.n_tan_g:
-                kw["kl_off"] = self.kl_sum[:, rk, : k * m].sum(0) / (self.n_tan_g * self.G)
+                kw["kl_off"] = self._kl_row(k, th)
+            self.Gcv[k] = gam
             if self.nu_mode == "stein":
                 kw["ells"] = self.ells_sum[:, k].sum(0) / P
             elif self.nu_mode == "pathwise":
@@ -417,6 +430,8 @@ class _Solver:
         inv_dP = 1.0 / (self.delta * P)
         for k in range(N + 1):
             rk = slice(k * m, (k + 1) * m)
+            if k > 0:
+                self.Gcv_g[k] = self.Gcv[k - 1]
             t1 = time.perf_counter()
             self._run_paths(k, k + 1, wpre, Ww, True, th.R, th.RT)
             t2 = time.perf_counter()
@@ -426,7 +441,8 @@ class _Solver:
                 break
             kw = {"gamma": self.gam_sum[:, k].sum(0) / P}
             if self.n_tan_g:
-                kw["kl_off"] = self.kl_sum[:, rk, : k * m].sum(0) / (self.n_tan_g * G)
+                kw["kl_off"] = self._kl_row(k, th)
+            self.Gcv[k] = kw["gamma"]
             if self.nu_mode == "stein":
                 kw["ells"] = self.ells_sum[:, k].sum(0) / P
             elif self.nu_mode == "pathwise":
@@ -456,6 +472,22 @@ class _Solver:
         self.timing = {"paths_s": t_paths, "theta_s": t_theta, "theta_paths": Pt}
         self.residuals = []
         return reached
+
+    def _kl_row(self, k, th):
+        """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on).
+
+        The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
+        (l < k) and Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
+        m = self.m
+        rk = slice(k * m, (k + 1) * m)
+        nt = self.n_tan_g * self.G
+        kl = self.kl_sum[:, rk, : k * m].sum(0) / nt
+        if self.use_cv and k > 0:
+            row = np.zeros((m, (k + 1) * m))
+            det_tangent_row_var(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
+            self.kl_det[rk, : k * m] = row[:, : k * m]
+            kl = kl - self.klcv_sum[:, rk, : k * m].sum(0) / nt + row[:, : k * m]
+        return kl
 
     def _finite_row(self, k, th):
         m = self.m
@@ -498,8 +530,16 @@ class _Solver:
                 wflat += self.s @ th.Phis.T
             wpre = np.ascontiguousarray(wflat.reshape(P, N + 1, m))
             self._alloc()
+            self.Gcv = np.ascontiguousarray(cur["gamma"])
+            self.Gcv_g = np.zeros_like(self.Gcv)
+            self.Gcv_g[1:] = self.Gcv[:-1]
             t1 = time.perf_counter()
             self._run_paths(0, N + 1, wpre, np.zeros((1, 1)), False, th.R, th.RT)
+            if self.use_cv:
+                row = np.zeros((m, (N + 1) * m))
+                for k in range(1, N + 1):
+                    det_tangent_row_var(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
+                    self.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
             t2 = time.perf_counter()
             t_paths += t2 - t1
             if self.bad.min() <= N:

@@ -36,6 +36,13 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   ``dsl_sum`` (G, N+1, M, K) (d_s ell + grad ell psi), ``su_sum`` (G, N M, N M) (dL_k dL_l^T, l<=k),
   ``rl_sum`` (G, N+1, M, M) (r ell^T), ``ll_sum`` (G, N+1, M, M) (ell ell^T), ``bad`` (G,) first
   non-finite step (N+1 if none).
+* Control variate for the tangents (``use_cv``): Zc, the same adjoint recursion with grad ell
+  replaced by fixed matrices (``Gcv_g[k]`` at the row's own time, ``Gcv[l]`` in a_l; estimates of
+  Gamma known before the step) but the path's
+  own dB; its mean follows the deterministic recursion (dB_l is independent of Zc_m, m > l), so
+  K_ell = <Z> - <Zc> + E Zc removes most of the noise of the own-noise factors dt + sqrt(tau
+  delta) dB, whose sd sqrt(tau delta dt) dwarfs their mean dt on fine grids. ``klcv_sum`` as
+  ``kl_sum``.
 """
 
 import math  # noqa: F401
@@ -75,7 +82,7 @@ LANES = 8
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R, RT, s, z, dB, p,
                do_psi, dL, a_hist, g_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
-               su_sum, rl_sum, ll_sum, bad):
+               su_sum, rl_sum, ll_sum, bad, use_cv, Gcv, Gcv_g, klcv_sum):
     """Advance every DMFT r-path over the steps k0 <= k < k1 and accumulate the kernels.
 
     The forward sweep calls it with k1 = k0 + 1 (R_theta row k known, later rows not yet); the
@@ -98,6 +105,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         met = np.empty(NMET)
         Zt = np.zeros((NN, M, LANES))
         acc3 = np.zeros((M, M, LANES))
+        Zc = np.zeros((NN, M, LANES))
+        accc = np.zeros((M, M, LANES))
         for i in range(bounds[g], bounds[g + 1]):
             ti = i - bounds[g]
             tix = g * n_tan_g + ti
@@ -187,6 +196,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for b in range(M):
                         for ln in range(nl):
                             Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
+                            Zc[kM + b, a, ln] = Gcv_g[k, a, b]
                 for l in range(k - 1, -1, -1):
                     for a in range(M):
                         for c in range(M):
@@ -211,6 +221,28 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             acc3[a, c, 5] = u5
                             acc3[a, c, 6] = u6
                             acc3[a, c, 7] = u7
+                            if use_cv:
+                                # control variate: the same recursion with grad ell -> Gcv (fixed
+                                # matrices) but the path's own dB; its mean is known exactly
+                                u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+                                for j in range((l + 1) * M, kM + M):
+                                    rv = RT[rrow, j]
+                                    u0 += Zc[j, a, 0] * rv
+                                    u1 += Zc[j, a, 1] * rv
+                                    u2 += Zc[j, a, 2] * rv
+                                    u3 += Zc[j, a, 3] * rv
+                                    u4 += Zc[j, a, 4] * rv
+                                    u5 += Zc[j, a, 5] * rv
+                                    u6 += Zc[j, a, 6] * rv
+                                    u7 += Zc[j, a, 7] * rv
+                                accc[a, c, 0] = u0
+                                accc[a, c, 1] = u1
+                                accc[a, c, 2] = u2
+                                accc[a, c, 3] = u3
+                                accc[a, c, 4] = u4
+                                accc[a, c, 5] = u5
+                                accc[a, c, 6] = u6
+                                accc[a, c, 7] = u7
                     for a in range(M):
                         for b in range(M):
                             tot = 0.0
@@ -222,6 +254,19 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 Zt[l * M + b, a, ln] = t
                                 tot += t
                             kl_sum[g, kM + a, l * M + b] += tot
+                    if use_cv:
+                        for a in range(M):
+                            for b in range(M):
+                                tot = 0.0
+                                for ln in range(nl):
+                                    fac = dt + sq * dB[bounds[g] + b0 + ln, l]
+                                    t = 0.0
+                                    for c in range(M):
+                                        t += accc[a, c, ln] * Gcv[l, c, b]
+                                    t = -inv_delta * t * fac
+                                    Zc[l * M + b, a, ln] = t
+                                    tot += t
+                                klcv_sum[g, kM + a, l * M + b] += tot
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
