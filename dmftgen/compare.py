@@ -372,8 +372,6 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
         dmft_method = "fixed-point" if settings.tau == 0 else "sweep"
     opts = {"d": d, "n": n, "seeds": seeds, "methods": list(methods), "batch": batch, "eta": eta,
             "paths": paths, "dmft_method": dmft_method}
-    warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in methods else None,
-                               batch=batch, n=n)
     wall = {}
     sims = dict(sims or {})
     if not sims:
@@ -394,6 +392,9 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
         t0 = time.perf_counter()
         dmft = solve(model, settings, paths=paths, method=dmft_method, progress=progress)
         wall["dmft"] = time.perf_counter() - t0
+    # after the runs: the SGD batch may have been derived from eta / tau by the simulator
+    warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in sims else None,
+                               batch=opts.get("batch"), n=n)
     warn += result_warnings(sims, dmft)
     table = build_table(model, sims, dmft, list(kern.METRICS))
     if settings.tau > 0:
