@@ -41,14 +41,16 @@ Cost and memory (P paths, K = T/dt steps, width m)
   (the paths' histories eta, dL; never the P x K x K tangents).
 * Response tangents: the adjoint recursion (template ``dmft_paths``) gives the row K_ell[k, :k]
   of one path from its own a_0..a_{k-1} in O(k^2 m^3): O(P_J K^3 m^3 / 6) time but O(P_J K m^2)
-  memory. P_J = all paths unless that exceeds ``tangent_budget`` multiply-adds (default 4e10),
-  then a subset of at least 50 per group (an unbiased estimator of K_ell with more noise).
+  memory. P_J = all paths unless that exceeds ``tangent_budget`` multiply-adds (default 4e10,
+  counting the control variate's second recursion), then a subset of at least 50 per group (an
+  unbiased estimator of K_ell with more noise). The control variate (``tangent_cv``, default on)
+  costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic).
   LINEAR_ELL models with one constant Jacobian need no per-path tangents at all.
 * theta-side: O(K^3 m^3) deterministic linear algebra (or Monte Carlo theta-paths for HAS_REG).
-Measured (bench/bench_dmft.py, logistic, effectively one core): the path time grows linearly in
-P (1.0, 1.6, 2.7, 4.9 s for P = 5k..40k at K = 100) and like K^2 with a fixed tangent subset
-(1.0, 3.3, 13.6 s for K = 100, 200, 400), like K^2.5-K^3 with tangents on all paths
-(0.7, 2.6, 14.4 s for K = 50, 100, 200); K = 500, P = 2e4: 35 s, 0.6 GB.
+Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path
+time grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent),
+like K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4
+with tangents on all paths (1.0, 5.0, 26.3 s for K = 50, 100, 200).
 
 Error bars
 ----------
@@ -222,6 +224,8 @@ class _Solver:
             nt = self.opts["tangent_paths"]
             if nt is None:
                 cost = max(N, 1) ** 3 * m ** 3 / 6.0
+                if self.opts["tangent_cv"]:
+                    cost *= 2.0  # the control variate runs the same recursion once more
                 nt = max(50 * G, int(self.opts["tangent_budget"] / cost))
             nt = min(int(nt), self.P)
             if nt < G:
