@@ -805,9 +805,15 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
     richardson : bool
         Solve at dt and dt/2 and return the Richardson combination (see :func:`richardson`).
     **options
-        groups (20), tangent_paths (auto), tangent_budget (4e10), pivot_tol (1e-11),
-        nu ("auto" | "stein" | "pathwise"), damping (0.3), max_iter (200), tol (1e-8),
-        sampler ("eigh" | "cholesky"), blowup (1e10), threads, jackknife (True).
+        groups (20): path groups (batch means, parallel units); tangent_paths (auto) and
+        tangent_budget (4e10 multiply-adds): paths carrying the response tangents;
+        tangent_cv (True): control variate for them; pivot_tol (1e-11): Cholesky pivot clipping;
+        nu ("auto" | "stein" | "pathwise"); damping (0.3), max_iter (200), tol (1e-8),
+        sampler ("eigh" | "cholesky"): fixed point; blowup (1e10): divergence threshold;
+        threads: numba threads (set globally); jackknife (True): Q/M/test error bars;
+        replicas (1): R independent solves, between-replica errors (feedback included);
+        theta_paths (auto): theta-paths for a declared regulariser H; refine (0): draw the noise
+        on dt/2^refine and aggregate (couples solves at different dt).
 
     Returns
     -------
