@@ -194,8 +194,10 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
     y = _component(result[key], component)
     e = result.get(key + "_err")
     e = None if e is None else _component(e, component)
-    if e is None and "rtol" not in kw and "atol" not in kw:
-        kw["rtol"] = 1e-3
+    if (e is None or not np.any(np.nan_to_num(e))) and "rtol" not in kw and "atol" not in kw:
+        # exact or deterministic curve (e.g. M of ridge regression, no Monte Carlo): a relative
+        # resolution instead of error bars
+        kw["rtol"] = 1e-4
     if "atol" not in kw and (key + "_disc") in result:
         d = _component(result[key + "_disc"], component)
         kw["atol"] = float(np.nanmax(d[d.size // 2:])) if d.size else 0.0
