@@ -6,7 +6,11 @@
 The per-path r-side sweep is the generated kernel ``dmft_paths`` (template
 dmftgen/codegen/templates/dmft.py); the theta-side linear algebra is in :mod:`.theta`, the
 orchestration (Gaussian sampler, kernel estimates, fixed point, observables) in :mod:`.solver`.
+Long horizons (coarse step + Richardson) in :mod:`.longtime`, the stationary regime (plateau
+test, stationary states) in :mod:`.stationary`; see docs/longtime.md.
 """
+from .longtime import solve_long
 from .solver import richardson, solve
+from .stationary import linreg_stationary, plateau, stationary_values
 
-__all__ = ["solve", "richardson"]
+__all__ = ["solve", "richardson", "solve_long", "plateau", "stationary_values", "linreg_stationary"]
