@@ -12,5 +12,7 @@ test, stationary states) in :mod:`.stationary`; see docs/longtime.md.
 from .longtime import solve_long
 from .solver import richardson, solve
 from .stationary import linreg_stationary, plateau, stationary_values
+from .stationary_dmft import solve_stationary
 
-__all__ = ["solve", "richardson", "solve_long", "plateau", "stationary_values", "linreg_stationary"]
+__all__ = ["solve", "richardson", "solve_long", "plateau", "stationary_values", "linreg_stationary",
+           "solve_stationary"]

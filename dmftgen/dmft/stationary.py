@@ -51,9 +51,10 @@ For h = lam theta the DMFT implies, at every time, dQ/dt = -2 lam Q - (E[r ell^T
 increment Q_{k+1} - Q_k equals dt times that right-hand side plus O(dt^2), so in a stationary
 state the *balance* B = 2 lam Q + E[r ell^T] + E[ell r^T] - tau E[ell ell^T] is O(dt) (and
 O(dt^2) after Richardson extrapolation). :func:`q_balance` returns B(t); it is a necessary
-condition of stationarity, not a stationary solve. A direct stationary solve for nonlinear ell
-(time-lag kernels C(u), R_theta(u), R_ell(u), a Monte Carlo r-process driven by a stationary
-Gaussian w with the lag covariance, truncated memory) is not implemented: see docs/longtime.md.
+condition of stationarity, not a stationary solve. The direct stationary solve for nonlinear ell
+(time-lag kernels K(u), R_theta(u), S_U(u), a Monte Carlo r-process driven by a stationary
+Gaussian w with the lag covariance, truncated memory) is :func:`dmftgen.dmft.stationary_dmft.
+solve_stationary`; see docs/longtime.md.
 """
 from __future__ import annotations
 
@@ -186,18 +187,19 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
 
     Works on any Result (simulation, DMFT, :func:`dmftgen.dmft.solve_long`). Matrix-valued
     observables (Q, M: (n, m, m) / (n, m, k)) use ``component`` (default the (0, 0) entry).
-    If the Result carries ``key + '_disc'`` (a Richardson discretisation estimate) and no
-    ``atol`` is given, ``atol`` defaults to its largest value over the second half of the horizon.
+    ``rtol`` defaults to 1e-4 (a floor under the error bars). If the Result carries
+    ``key + '_disc'`` (a Richardson discretisation estimate) and no ``atol`` is given, ``atol``
+    defaults to its largest value over the second half of the horizon.
     """
     if key not in result:
         raise SettingsError(f"plateau: the result has no `{key}`; available: {sorted(result.keys())}.")
     y = _component(result[key], component)
     e = result.get(key + "_err")
     e = None if e is None else _component(e, component)
-    if (e is None or not np.any(np.nan_to_num(e))) and "rtol" not in kw and "atol" not in kw:
-        # exact or deterministic curve (e.g. M of ridge regression, no Monte Carlo): a relative
-        # resolution instead of error bars
-        kw["rtol"] = 1e-4
+    # a relative resolution of 1e-4 on top of the error bars, so that exact or deterministic
+    # curves (e.g. M of ridge regression: no Monte Carlo, jackknife errors ~1e-6) are judged at a
+    # meaningful precision rather than at round-off
+    kw.setdefault("rtol", 1e-4)
     if "atol" not in kw and (key + "_disc") in result:
         d = _component(result[key + "_disc"], component)
         kw["atol"] = float(np.nanmax(d[d.size // 2:])) if d.size else 0.0
