@@ -210,8 +210,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     Parameters
     ----------
     model, settings :
-        GLM with m = 1, k = 1, no declared regulariser; ``settings.tau`` > 0 and
-        ``settings.lam`` > 0 (the stationary M = -E[ell r*]/lam needs the ridge).
+        GLM with m = 1, k = 1, no declared regulariser; ``settings.tau`` > 0, and a model with a
+        stationary state (e.g. ridge lam > 0; ridge-less regression with delta > 1).
         ``settings.T`` is not used.
     paths : int
         Monte Carlo r-paths (common random numbers across iterations).
@@ -253,9 +253,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
             f"solve_stationary supports m = 1 student, k = 1 teacher, h = lam theta; model "
             f"`{model.name}` has m = {kern.M}, k = {kern.K}{', a regulariser' if getattr(kern, 'HAS_REG', False) else ''}.")
     tau, lam, delta, dt = settings.tau, settings.lam, settings.delta, settings.dt
-    if tau <= 0 or lam <= 0:
-        raise SettingsError(f"solve_stationary needs tau > 0 and lam > 0 (got tau = {tau}, lam = {lam}): "
-                            "the stationary overlap M = -E[ell r*]/lam is defined by the ridge.")
+    if tau <= 0:
+        raise SettingsError(f"solve_stationary needs tau > 0 (got tau = {tau}); for gradient flow use "
+                            "dmftgen.dmft.solve or the closed forms.")
     W = max(2, int(round(window / dt)))
     B = int(round((burn if burn is not None else 2 * window) / dt))
     Sn = int(round((samples if samples is not None else 2 * window) / dt))
@@ -381,7 +381,7 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     result["E_r_ell"], result["E_r_ell_err"] = bm(acc["rl"])
     result["E_ell_ell"], result["E_ell_ell_err"] = bm(acc["ll"])
     els_v, els_e = bm(acc["els"])
-    result["M_err"] = els_e / lam
+    result["M_err"] = els_e / lam if lam > 0 else float("nan")
     # Q error: group jackknife of c(0) through the theta-side map
     reps = []
     for g in range(G_):
@@ -392,7 +392,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         Sg = out["su"][keep].sum(0) / (nS[keep].sum() * delta)
         eg = acc["els"][keep].sum() / nS[keep].sum()
         Sig = out["sfar"][keep].sum() / (nS[keep].sum() * W * delta)
-        Rg, Mg, cg, cig = _theta_side(Kg, -eg / lam, Sg, lam, dt, rho, W, Sig)
+        Mg = -eg / lam if lam > 0 else M
+        Rg, Mg, cg, cig = _theta_side(Kg, Mg, Sg, lam, dt, rho, W, Sig)
         reps.append((Mg * Mg / rho + cig + cg[0], Mg))
     reps = np.array(reps)
     jk = math.sqrt((G_ - 1) / G_)
