@@ -28,6 +28,10 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return 1 / (1 + sp.exp(-x))
 
+    def _eval_evalf(self, prec):
+        # numeric evaluation (model probe points) of arguments such as erf(r0/sqrt(2))
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
 
 class softplus(sp.Function):
     """softplus(x) = log(1 + exp(x)), the logistic loss primitive."""
@@ -47,6 +51,9 @@ class softplus(sp.Function):
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
         return sp.log(1 + sp.exp(x))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
 
 
 #: Functions a model may use beyond sympy's elementary ones; the printer knows each of them.

@@ -3,9 +3,9 @@
 Test loss and test metrics are Gaussian expectations: for a fresh x ~ N(0, I/d), the pair of
 pre-activations (w, r*) = (x^T theta, x^T theta*) is exactly N(0, [[Q, M], [M^T, rho]]) given
 theta, so simulation (with its own Q, M, rho_hat) and DMFT (with its Q(t), M(t), rho) use the
-same formula (math.md section 3).  The expectation is taken on one fixed sample of standard
-normals and label noises (common random numbers): the Monte Carlo error of this sample is the
-same for both curves and cancels in their difference.
+same formula (math.md section 3).  The expectation is taken on one fixed quasi-Monte Carlo
+sample of standard normals and label noises (common random numbers): its small integration error
+is the same for both curves and cancels in their difference.
 """
 from __future__ import annotations
 
@@ -23,13 +23,28 @@ def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
 
 
 def common_sample(model, n: int = N_TEST, seed: int = TEST_SEED):
-    """Standard normals xi (n, m + k) and label noises z (n, NZ) shared by every evaluation."""
-    rng = np.random.default_rng(seed)
-    xi = rng.standard_normal((n, model.m + model.k))
-    z = np.empty((n, len(model.noise)))
+    """Standard normals xi (n, m + k) and label noises z (n, NZ) shared by every evaluation.
+
+    A scrambled Sobol sequence mapped through the inverse CDFs (quasi-Monte Carlo): for the
+    smooth integrands of the losses its error decays almost like 1/n instead of 1/sqrt(n) (for
+    linreg at n = 2^16 the test loss is exact to ~1e-5 instead of ~3e-3), which matters when
+    curves are compared with closed forms.  Discontinuous metrics (0-1 error) still converge.
+    """
+    from scipy.special import ndtri
+    from scipy.stats import qmc
+
+    nz = len(model.noise)
+    dim = model.m + model.k + nz
+    u = qmc.Sobol(d=max(dim, 1), scramble=True, seed=seed).random(n)
+    # keep away from 0 and 1 so that ndtri stays finite
+    u = np.clip(u, 0.5 / n, 1.0 - 0.5 / n)
+    xi = ndtri(u[:, : model.m + model.k])
+    z = np.empty((n, nz))
     for j, law in enumerate(model.noise.values()):
-        z[:, j] = law.sample(rng, n)
-    return xi, z
+        uj = u[:, model.m + model.k + j]
+        z[:, j] = {"normal": lambda v: ndtri(v), "uniform": lambda v: v,
+                   "rademacher": lambda v: np.where(v < 0.5, -1.0, 1.0)}[law.law](uj)
+    return np.ascontiguousarray(xi), np.ascontiguousarray(z)
 
 
 def test_observables(kern, model, Q, Mo, rho, p, *, n: int = N_TEST, seed: int = TEST_SEED) -> dict:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write  # noqa: F401  (re-exported: compare, w2 use it)
 from .errors import SettingsError
 
 STATUS = {
@@ -110,22 +109,6 @@ class Result:
             data = {k: z[k] for k in z.files if k != "__meta__"}
             head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
         return cls(data, head.get("meta", {}), head.get("status", "ok"), head.get("message", ""))
-
-
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _jsonable(v):

@@ -43,6 +43,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._io import atomic_path
 from .config import Settings
 from .errors import SettingsError
 
@@ -512,18 +513,9 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
 
 def write_dataset(ds, out) -> Path:
     """Write ``ds`` to ``out`` (netCDF, h5netcdf engine) atomically: temp file + os.replace."""
-    import tempfile
-
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -102,3 +102,10 @@ def test_stable_primitives_derivatives():
     # sigma'(x) = sigma(x) sigma(-x) (no cancellation), equal to the textbook form
     d = sp.diff(sp.diff(softplus(x), x), x).rewrite(sp.exp)
     assert sp.simplify(d - sp.exp(-x) / (1 + sp.exp(-x)) ** 2) == 0
+
+
+def test_stable_primitives_evaluate_at_irrational_arguments():
+    """Probe points evaluate sigmoid/softplus of non-rational arguments (e.g. erf(r0/sqrt 2))."""
+    m = make(loss=softplus(sp.erf(r[0] / sp.sqrt(2)) / 3) + (r[0] - s[0] - sigma * z) ** 2)
+    assert m.m == 1
+    assert abs(float(sp.N(softplus(sp.sqrt(2)))) - 1.6318352839548) < 1e-12

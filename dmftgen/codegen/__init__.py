@@ -10,10 +10,10 @@ import difflib
 import importlib.util
 import os
 import sys
-import tempfile
 import types
 from pathlib import Path
 
+from .._io import atomic_write
 from ..errors import StaleKernelsError
 from ..model import MODELS_DIR, REPO_ROOT, Model
 from ..symbolic import derive
@@ -53,18 +53,10 @@ def write_if_changed(path: Path, text: str) -> bool:
     numba stamps its cache with the source file's hash, and rewriting identical bytes would at
     best waste work; a temp file + os.replace never leaves a half-written module behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode()
     if path.exists() and path.read_bytes() == data:
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, data)
     return True
 
 
