@@ -147,8 +147,7 @@ def test_long_horizon_matches_continuous_volterra(linreg_long):
     # (linreg_stationary), so an allowance of 2e-3 covers it at every time (measured <= 4e-3 on
     # the exact M at t = 0.2 only, where the MC error is 0.02).
     # The test loss is taken from the solver's own (Q, M), (Q - 2M + rho + sigma^2)/2, as in
-    # tests/test_dmft.py: res["test_loss"] also carries the ~3e-3 common-random-number
-    # quadrature error of dmftgen.observables, which is not the solver's.
+    # tests/test_dmft.py: independent of the test-loss quadrature of dmftgen.observables.
     res = linreg_long
     v = volterra(res.t, DELTA, SIGMA, TAU, LAM)
     te = 0.5 * (_c(res["Q"]) - 2 * _c(res["M"]) + 1.0 + SIGMA ** 2)
