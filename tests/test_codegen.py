@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from dmftgen import CodegenError, StaleKernelsError, student
-from dmftgen.codegen import check, generate, generated_path, load_kernels, render
+from dmftgen import CodegenError, StaleKernelsError
+from dmftgen.codegen import check, generate, load_kernels, render
 from dmftgen.codegen.printer import print_expr
-from dmftgen.model import Model, all_builtin_models, load_model
+from dmftgen.model import all_builtin_models, load_model
 
 REPO = Path(__file__).resolve().parent.parent
 BUILTINS = [m.name for m in all_builtin_models()]

@@ -4,7 +4,6 @@ import numba
 import pytest
 import sympy as sp
 from hypothesis import given, note
-from hypothesis import strategies as st
 from scipy.special import erf, expit
 
 from dmftgen.codegen import generate, load_kernels

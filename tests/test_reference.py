@@ -368,7 +368,7 @@ def test_online_ode_vs_online_sgd_simulation():
     # Online SGD, batch 1, fresh x ~ N(0, I/d) each step, eta = tau, t = k eta / d
     # (math.md section 1.4); Bernoulli logistic teacher. d = 500, 32 runs: the mean has
     # standard error ~1e-3 (estimated from the runs) and O(1/d) = 2e-3 bias; tolerance 4 SE + 2/d.
-    tau, lam, d, S, T = 0.5, 0.05, 500, 32, 2.0
+    tau, lam, d, S = 0.5, 0.05, 500, 32
 
     def loss_mean(r, s):
         p, r = expit(_BETA * s)[:, 0], r[:, 0]

@@ -7,7 +7,6 @@ run ids, mtimes and count); time-to-level against a closed form.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -143,7 +143,7 @@ class _Solver:
         self.method, self.P, self.G = method, paths, G
         self.theta_samples, self.progress = int(theta_samples), progress
         self.m, self.kk, self.nz = int(kern.M), int(kern.K), int(kern.NZ)
-        self.N = N = settings.n_steps
+        self.N = settings.n_steps
         self.dt, self.delta, self.tau, self.lam = settings.dt, settings.delta, settings.tau, settings.lam
         self.sq = math.sqrt(self.tau * self.delta)
         self.init_std = model.init_std_value(self.p)
@@ -272,7 +272,7 @@ class _Solver:
 
     # -- kernel estimates from group sums (optionally leaving group `drop` out) -------------------
     def _kernels(self, drop=None, upto=None):
-        P, G, m = self.P, self.G, self.m
+        G = self.G
         sizes = np.diff(self.bounds).astype(float)
         w = np.ones(G)
         if drop is not None:
@@ -600,7 +600,6 @@ class _Solver:
             v, e = batch(self.met_sum[:, :n, q])
             data[f"train_{name}"], data[f"train_{name}_err"] = v, e
         S_U = self.S_U
-        NI = N * m
         if self.reg:
             C = th.C[: n * m, : n * m]
             Q = np.stack([C[k * m:(k + 1) * m, k * m:(k + 1) * m] for k in range(n)]) if n else np.zeros((0, m, m))

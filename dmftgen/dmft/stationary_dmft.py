@@ -44,93 +44,11 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 
-_CACHE = {}
-
-
 def _kernel(kern):
-    """numba kernel specialised to the model's ell / loss / metrics (compiled once per model)."""
-    key = (kern.__name__, getattr(kern, "SOURCE_HASH", ""))
-    if key in _CACHE:
-        return _CACHE[key]
-    from numba import njit, prange
-
-    ell_jac_row, loss_row, metrics_row = kern.ell_jac_row, kern.loss_row, kern.metrics_row
-    NMET = int(kern.NMET)
-
-    @njit(parallel=True, cache=False, error_model="numpy")
-    def run(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, targets, gam_cv, bounds,
-            gam, els, loss, rl, ll, met, su, sfar, kl, klcv, bad):
-        G = bounds.shape[0] - 1
-        P, L = w.shape
-        W = R.shape[0] - 1
-        for g in prange(G):
-            r = np.empty(1)
-            ell = np.empty(1)
-            jac = np.empty((1, 1))
-            mt = np.empty(max(NMET, 1))
-            dL = np.zeros(L)
-            a = np.zeros(L)
-            gk = np.zeros(L)
-            Z = np.zeros(W + 1)
-            Zc = np.zeros(W + 1)
-            for i in range(bounds[g], bounds[g + 1]):
-                tail_sum = 0.0  # sum of dL over lags W+1 .. 2W (the memory beyond the window)
-                for k in range(L):
-                    mem = 0.0
-                    nmax = min(k, W)
-                    for n in range(1, nmax + 1):
-                        mem += R[n] * dL[k - n]
-                    if k - W - 1 >= 0:
-                        tail_sum += dL[k - W - 1]
-                    if k - 2 * W - 1 >= 0:
-                        tail_sum -= dL[k - 2 * W - 1]
-                    if k > 2 * W:
-                        # geometric tail of R beyond the window acting on the path's recent mean dL
-                        mem += R_tail * tail_sum / W
-                    r[0] = w[i, k] - inv_delta * mem
-                    if not (abs(r[0]) < 1e150):
-                        bad[g] = 1
-                        break
-                    ell_jac_row(r, s[i], z[i], p, ell, jac)
-                    fac = dt + sq * dB[i, k]
-                    dL[k] = ell[0] * fac
-                    a[k] = jac[0, 0] * fac
-                    gk[k] = jac[0, 0]
-                    if k >= burn:
-                        gam[g] += jac[0, 0]
-                        els[g] += ell[0] * s[i, 0]
-                        loss[g] += loss_row(r, s[i], z[i], p)
-                        rl[g] += r[0] * ell[0]
-                        ll[g] += ell[0] * ell[0]
-                        if NMET > 0:
-                            metrics_row(r, s[i], z[i], p, mt)
-                            for c in range(NMET):
-                                met[g, c] += mt[c]
-                        for u in range(W + 1):
-                            su[g, u] += dL[k] * dL[k - u]
-                        # far lags W < u <= 2W: the static (quenched) part of S_U
-                        for u in range(W + 1, 2 * W + 1):
-                            sfar[g] += dL[k] * dL[k - u]
-                for tk in range(targets.shape[0]):
-                    k = targets[tk]
-                    Z[0] = gk[k]
-                    Zc[0] = gam_cv
-                    kl[g, 0] += Z[0]
-                    klcv[g, 0] += Zc[0]
-                    for v in range(1, W + 1):
-                        t1 = 0.0
-                        t2 = 0.0
-                        for vp in range(v):
-                            t1 += Z[vp] * R[v - vp]
-                            t2 += Zc[vp] * R[v - vp]
-                        l = k - v
-                        Z[v] = -inv_delta * t1 * a[l]
-                        Zc[v] = -inv_delta * t2 * gam_cv * (dt + sq * dB[i, l])
-                        kl[g, v] += Z[v]
-                        klcv[g, v] += Zc[v]
-
-    _CACHE[key] = run
-    return run
+    """The generated stationary path kernel (template dmftgen/codegen/templates/stationary.py)."""
+    if not hasattr(kern, "dmft_stationary_paths"):
+        raise UnsupportedModelError(f"{kern.__name__} has no stationary kernel; run: python -m dmftgen generate")
+    return kern.dmft_stationary_paths
 
 
 def _R_tail(R):
