@@ -48,6 +48,16 @@ def settings_from_args(args, model=None) -> Settings:
     return s
 
 
+def result_path(out):
+    """The --out FILE of simulate/solve/solve-long, checked before any work is done."""
+    from pathlib import Path
+
+    out = Path(out)
+    if out.suffix not in (".json", ".npz"):
+        raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
+    return out
+
+
 def progress_enabled() -> bool:
     """Progress bars only on an interactive terminal (never in CI logs or pipes)."""
     import sys

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args
+from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
 
 
 def add_parser(sub):
@@ -42,15 +42,11 @@ def add_parser(sub):
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
-    from ..errors import SettingsError
     from ..model import load_model
     from ..sim import simulate
 
-    out = Path(args.out)
-    if out.suffix not in (".json", ".npz"):
-        raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
+    out = result_path(args.out)
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     res = simulate(model, settings, d=args.d, seeds=args.seeds, method=args.method,

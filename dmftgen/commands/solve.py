@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args
+from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
 
 
 def add_parser(sub):
@@ -37,15 +37,12 @@ def add_parser(sub):
 
 def run(args) -> int:
     import sys
-    from pathlib import Path
 
     from ..dmft import solve
     from ..errors import SettingsError
     from ..model import load_model
 
-    out = Path(args.out)
-    if out.suffix not in (".json", ".npz"):
-        raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
+    out = result_path(args.out)
     if args.paths is not None and args.paths < 1:
         raise SettingsError(f"--paths {args.paths}: must be a positive integer (e.g. 20000).")
     model = load_model(args.model)
