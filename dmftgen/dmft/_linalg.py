@@ -45,35 +45,6 @@ def chol_append(L, S, i0, i1, tol):
     return nclip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def det_tangent_row(k, RT, A, Adt, delta, out):
-    """Deterministic K_ell[k, l] = A Jbar[k, l] for l < k (flat block layout, M = A.shape[0]).
-
-    Adjoint recursion with a_l = A dt (the mean of A (dt + sqrt(tau delta) dB_l)):
-    Z_k = A, Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) A dt, written to out[:, l*M:(l+1)*M].
-    """
-    Mm = A.shape[0]
-    Z = np.zeros((Mm, (k + 1) * Mm))
-    for a in range(Mm):
-        for b in range(Mm):
-            Z[a, k * Mm + b] = A[a, b]
-    acc = np.empty((Mm, Mm))
-    for l in range(k - 1, -1, -1):
-        for a in range(Mm):
-            for c in range(Mm):
-                t = 0.0
-                for j in range((l + 1) * Mm, (k + 1) * Mm):
-                    t += Z[a, j] * RT[l * Mm + c, j]
-                acc[a, c] = t
-        for a in range(Mm):
-            for b in range(Mm):
-                t = 0.0
-                for c in range(Mm):
-                    t += acc[a, c] * Adt[c, b]
-                Z[a, l * Mm + b] = -t / delta
-                out[a, l * Mm + b] = -t / delta
-
-
 def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
     """Symmetric square root V sqrt(max(lambda, 0)) V^T of a (numerically) PSD matrix.
 
@@ -88,10 +59,13 @@ def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def det_tangent_row_var(k, RT, G, Gk, delta, dt, out):
-    """Like :func:`det_tangent_row` with time-dependent matrices: Z_k = Gk and
-    Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) G[l] dt. This is E Zc, the mean of the
-    tangent control variate of the generated sweep (dB_l independent of Z_m for m > l)."""
+def det_tangent_row(k, RT, G, Gk, delta, dt, out):
+    """Deterministic response row K[k, l] = E Z_l for l < k (flat block layout, M = G.shape[1]).
+
+    Adjoint recursion Z_k = Gk, Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) G[l] dt, written to
+    out[:, l*M:(l+1)*M].  With G[l] = Gk = A (constant jac_ell) it is K_ell[k, :k] of a linear
+    model, using E[A (dt + sqrt(tau delta) dB_l)] = A dt; with G[l] = Gamma_l it is E Zc, the mean
+    of the tangent control variate of the generated sweep (dB_l independent of Z_m for m > l)."""
     Mm = G.shape[1]
     Z = np.zeros((Mm, (k + 1) * Mm))
     for a in range(Mm):

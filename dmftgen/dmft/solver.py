@@ -68,7 +68,7 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result, versions
-from ._linalg import chol_append, det_tangent_row_var, psd_sqrt
+from ._linalg import chol_append, det_tangent_row, psd_sqrt
 from .theta import ThetaSide
 
 _OPTIONS = {
@@ -488,7 +488,7 @@ class _Solver:
         kl = self.kl_sum[:, rk, : k * m].sum(0) / nt
         if self.use_cv and k > 0:
             row = np.zeros((m, (k + 1) * m))
-            det_tangent_row_var(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
+            det_tangent_row(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
             self.kl_det[rk, : k * m] = row[:, : k * m]
             kl = kl - self.klcv_sum[:, rk, : k * m].sum(0) / nt + row[:, : k * m]
         return kl
@@ -542,7 +542,7 @@ class _Solver:
             if self.use_cv:
                 row = np.zeros((m, (N + 1) * m))
                 for k in range(1, N + 1):
-                    det_tangent_row_var(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
+                    det_tangent_row(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
                     self.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
             t2 = time.perf_counter()
             t_paths += t2 - t1

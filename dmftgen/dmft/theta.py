@@ -77,7 +77,8 @@ class ThetaSide:
         if self.A is not None:
             self.Kl[rk, rk] = self.A
             if k > 0:
-                det_tangent_row(k, self.RT, self.A, self.A * self.dt, self.delta, self._row)
+                A_seq = np.broadcast_to(self.A, (k,) + self.A.shape)  # G[l] = A for every l < k
+                det_tangent_row(k, self.RT, A_seq, self.A, self.delta, self.dt, self._row)
                 self.Kl[rk, : k * m] = self._row[:, : k * m]
         else:
             self.Kl[rk, rk] = gamma
