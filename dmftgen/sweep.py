@@ -212,8 +212,28 @@ class SweepSpec:
         return out
 
 
+_RUN_CODE = ("sim", "dmft", "observables.py", "compare.py", "config.py", "results.py")
+
+
+def code_hash() -> str:
+    """sha256 of the Python sources that turn settings into numbers (simulator, solver, observables).
+
+    Part of every point key: after a fix to the solver or simulator, finished points are recomputed
+    instead of silently mixing old and new numbers in one dataset.
+    """
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _RUN_CODE:
+        files = sorted((root / name).glob("*.py")) if (root / name).is_dir() else [root / name]
+        for f in files:  # sorted for a deterministic hash
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def model_identity(model) -> dict:
-    """What of the model determines the numbers: generated-code hash, parameter defaults, inits."""
+    """What of the model determines the numbers: generated-code hash, parameter defaults, inits,
+    and the code of the run stages (``code_hash``)."""
     import sympy as sp
 
     from .codegen.hashing import source_hash
@@ -223,7 +243,7 @@ def model_identity(model) -> dict:
             "param_defaults": {k: float(v) for k, v in zip(model.param_names, model.param_vector())},
             "init_std": sp.srepr(sp.sympify(model.init_std)),
             "teacher_std": sp.srepr(sp.sympify(model.teacher_std)),
-            "dmftgen": __version__}
+            "dmftgen": __version__, "code": code_hash()}
 
 
 def point_key(identity: dict, settings: dict, what: str, options: dict) -> str:
