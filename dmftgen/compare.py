@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SettingsError
+from .results import jsonable
 
 __all__ = ["Comparison", "compare", "assumption_warnings", "observable_list", "discrepancy",
            "build_table", "summary_text", "table_csv", "render_figure", "write_outputs", "Z_AGREE"]
@@ -175,23 +176,6 @@ def table_csv(table: dict) -> str:
     for row in zip(*cols):
         lines.append(",".join(f"{float(v):.10g}" for v in row))
     return "\n".join(lines) + "\n"
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        return f if math.isfinite(f) else (None if math.isnan(f) else ("inf" if f > 0 else "-inf"))
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -568,7 +552,7 @@ def table_json(cmp: Comparison) -> str:
         "wall_s": cmp.wall,
         "z_note": "z = |sim - dmft| / sqrt(sem^2 + err^2); 'inf' where both errors vanish but values differ",
     }
-    return json.dumps(_jsonable(payload), indent=1, allow_nan=False)
+    return json.dumps(jsonable(payload, keep_inf=True), indent=1, allow_nan=False)
 
 
 FILES = ("figure.png", "table.csv", "table.json", "summary.txt")

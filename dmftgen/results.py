@@ -76,8 +76,8 @@ class Result:
 
     # -- files ----------------------------------------------------------------------------------
     def to_json_dict(self) -> dict:
-        out = {k: _jsonable(v) for k, v in self.data.items()}
-        out["meta"] = _jsonable(self.meta)
+        out = {k: jsonable(v) for k, v in self.data.items()}
+        out["meta"] = jsonable(self.meta)
         out["status"] = self.status
         out["message"] = self.message
         return out
@@ -90,7 +90,7 @@ class Result:
         elif path.suffix == ".npz":
             buf = io.BytesIO()
             np.savez(buf, **self.data, __meta__=np.array(json.dumps(
-                {"meta": _jsonable(self.meta), "status": self.status, "message": self.message}, allow_nan=False)))
+                {"meta": jsonable(self.meta), "status": self.status, "message": self.message}, allow_nan=False)))
             payload = buf.getvalue()
         else:
             raise SettingsError(f"output file {path} must end in .json or .npz.")
@@ -111,18 +111,24 @@ class Result:
         return cls(data, head.get("meta", {}), head.get("status", "ok"), head.get("message", ""))
 
 
-def _jsonable(v):
-    """ndarrays -> nested lists, NaN/inf -> None (strict JSON)."""
+def jsonable(v, keep_inf: bool = False):
+    """ndarrays -> nested lists, NaN -> None, +-inf -> None or "inf"/"-inf" (strict JSON either way).
+
+    ``keep_inf`` keeps the sign of an infinity as text, for tables where an infinite discrepancy
+    (both error bars zero) must stay distinguishable from a missing value.
+    """
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x, keep_inf) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [jsonable(x, keep_inf) for x in v]
     if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
+        return jsonable(v.tolist(), keep_inf)
     if isinstance(v, (np.floating, float)):
         f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
+        if math.isfinite(f):
+            return f
+        return ("inf" if f > 0 else "-inf") if keep_inf and not math.isnan(f) else None
+    if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.bool_):
         return bool(v)

@@ -25,3 +25,17 @@ def gen_dir(tmp_path, monkeypatch):
     d = tmp_path / "generated"
     monkeypatch.setenv("DMFTGEN_GENERATED", str(d))
     return d
+
+
+@pytest.fixture(scope="module")
+def linreg():
+    from dmftgen.model import load_model
+
+    return load_model("linreg")
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    from dmftgen.model import load_model
+
+    return load_model("logistic")

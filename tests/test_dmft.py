@@ -19,16 +19,6 @@ from dmftgen.reference.volterra import volterra
 SIGMA = 0.5  # linreg label noise (model default)
 
 
-@pytest.fixture(scope="module")
-def linreg():
-    return load_model("linreg")
-
-
-@pytest.fixture(scope="module")
-def logistic():
-    return load_model("logistic")
-
-
 def _linreg_test_loss(res):
     """Test loss of linreg from the DMFT's own (Q, M): (Q - 2M + rho + sigma^2)/2, with its error.
 

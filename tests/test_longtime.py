@@ -25,22 +25,11 @@ from dmftgen.dmft.longtime import compare_overlap, solve_long
 from dmftgen.dmft.stationary import detect_plateau, linreg_stationary, plateau, q_balance, stationary_values
 from dmftgen.dmft.stationary_dmft import solve_stationary
 from dmftgen.errors import SettingsError
-from dmftgen.model import load_model
 from dmftgen.reference.marchenko_pastur import gradient_flow
 from dmftgen.reference.volterra import noise_floor, volterra
 
 SIGMA = 0.5          # linreg label noise (model default)
 DELTA, TAU, LAM = 2.0, 0.5, 0.1
-
-
-@pytest.fixture(scope="module")
-def linreg():
-    return load_model("linreg")
-
-
-@pytest.fixture(scope="module")
-def logistic():
-    return load_model("logistic")
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..compare import _jsonable
+    from ..results import jsonable
     from ..model import load_model
     from ..results import atomic_write
     from ..w2 import plot_w2, w2_scan
@@ -92,7 +92,7 @@ def run(args) -> int:
     payload = {"model": model.name, "settings": settings.as_dict(), **scan}
     out = Path(args.out)
     files = {"w2.png": buf.getvalue(), "w2.csv": ("\n".join(csv) + "\n").encode(),
-             "w2.json": json.dumps(_jsonable(payload), indent=1).encode(), "w2.txt": text.encode()}
+             "w2.json": json.dumps(jsonable(payload, keep_inf=True), indent=1).encode(), "w2.txt": text.encode()}
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         atomic_write(out / name, data)
