@@ -22,6 +22,8 @@ STATUS = {
     "ok": "finished",
     "diverged": "the dynamics blew up (NaN/inf); the finished part of the record is kept",
     "not-converged": "the fixed-point iteration did not converge",
+    "inaccurate": "a self-check of the solve failed (an identity of the exact solution is violated)",
+    "outside_theory": "the model is outside the theory's assumptions (run on explicit request)",
 }
 
 

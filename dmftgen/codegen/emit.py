@@ -215,6 +215,8 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
         f"METRICS = {tuple(mod.metrics)!r}",
         f"LINEAR_ELL = {system.linear_ell}",
         f"DISCONTINUOUS = {system.discontinuous}",
+        f"ELL_JUMPS = {system.ell_jumps}",
+        f"ELL_JUMP_REASON = {system.ell_jump_reason!r}",
         f"HAS_LOSS = {system.loss is not None}",
         f"HAS_REG = {mod.regularizer is not None}",
         "",

@@ -63,3 +63,10 @@ def progress_enabled() -> bool:
     import sys
 
     return sys.stderr.isatty()
+
+
+def add_theory_arg(parser: argparse.ArgumentParser) -> None:
+    """--outside-theory: run a model whose ell jumps in r (refused by default)."""
+    parser.add_argument("--outside-theory", action="store_true",
+                        help="run a model outside the theory's assumptions (ell discontinuous in r) "
+                             "anyway; the result is marked outside_theory")

@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
+from ._common import (add_model_arg, add_settings_args, add_theory_arg, progress_enabled, result_path,
+                      settings_from_args)
 
 
 def add_parser(sub):
@@ -32,6 +33,7 @@ def add_parser(sub):
     g.add_argument("--richardson", action="store_true",
                    help="solve at dt and dt/2 and return the Richardson extrapolation 2 f(dt/2) - f(dt)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    add_theory_arg(g)
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,8 @@ def run(args) -> int:
         if v is not None:
             options[name] = v
     res = solve(model, settings, paths=args.paths, method=args.method, theta_samples=args.theta_samples,
-                progress=progress_enabled(), richardson=args.richardson, **options)
+                progress=progress_enabled(), richardson=args.richardson,
+                allow_outside_theory=args.outside_theory, **options)
     res.save(out)
     if res.ok:
         print(f"{model.name}: DMFT {args.method} P={args.paths}: t = 0..{res.t[-1]:g}, "
