@@ -29,7 +29,7 @@ def require_theory(model, kern=None, allow: bool = False) -> str:
         kern = load_kernels(model)
     reason = outside_theory_reason(kern)
     if reason and not allow:
-        where = f" ({model.display_source()})" if getattr(model, "source", None) else ""
+        where = f" ({model.display_source})" if getattr(model, "source", None) else ""
         raise UnsupportedModelError(
             f"model `{model.name}`{where}: {reason}. The DMFT needs ell Lipschitz in r: the responses "
             "Gamma and R_ell would have a Dirac part at the jump that the solver cannot represent, so "

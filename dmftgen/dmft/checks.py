@@ -97,13 +97,20 @@ def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
     KM = np.zeros((G, n, m, kk))
     nk = min(n, sv.N)  # S_U[m, k] needs the increment dL_k: k < N
     res = np.zeros((G, nk, m, m))
+    res_used = np.zeros((nk, m, m))      # with the kernels the theta-side actually used
+    mres_used = np.zeros((n, m, kk))
     rl = sv.rl_sum[:, :n] / sizes[:, None, None, None]
+    rl_mean = sv.rl_sum[:, :n].sum(0) / float(sizes.sum())
+    ells_mean = sv.ells_sum[:, :n].sum(0) / float(sizes.sum())
+    S_used = sv.S_U
     for k in range(n):
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
         Kr = _k_row(sv, k)
+        Ku = th.Kl[rk, cols]
         if kk:
             KM[:, k] = Kr @ Mf[cols]
+            mres_used[k] = dt * (ells_mean[k] - Ku @ Mf[cols] - th.nu[k] @ rho)
             if sv.nu_mode == "stein":
                 nug[:, k] = (ells[:, k] - KM[:, k]) @ th.rho_inv
             elif sv.nu_mode == "pathwise":
@@ -122,15 +129,28 @@ def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
             Sg = sv.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
             rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
         res[:, k] = rl[:, k] - rhs
-    qres = 2.0 * a * dt * 0.5 * (res + np.swapaxes(res, 2, 3))
+        rhs_u = C[rk, cols] @ Ku.T
+        if kk:
+            rhs_u += Mo[k] @ th.nu[k].T
+        if k > 0:
+            rhs_u -= R[rk, pm] @ S_used[pm, rk] / dt
+        res_used[k] = rl_mean[k] - rhs_u
+    sym = lambda x: 2.0 * a * dt * 0.5 * (x + np.swapaxes(x, -1, -2))  # noqa: E731
+    out.append(_summarise("Q balance (time average)", "the Q balance residual averaged over all times",
+                          sym(res).mean(1, keepdims=True), np.array([np.nan]), G, {}, "", center=sym(res_used).mean(0, keepdims=True),
+                          ref=2 * dt * float(np.abs(rl_mean).max(initial=0.0))))
     out.append(_summarise("Q balance", "Q_{k+1} recursion from E[r ell^T] (Stein identity on the r-side input)",
-                          qres, t[:nk], G, data, "check_Q_balance"))
+                          sym(res), t[:nk], G, data, "check_Q_balance", center=sym(res_used),
+                          ref=2 * dt * float(np.abs(rl_mean).max(initial=0.0))))
     # 2. M balance
     if kk:
         mres = dt * (ells - KM - nug @ rho)
         out.append(_summarise("M balance", "M_{k+1} = (1 - lam dt) M_k - dt E[ell_k r*^T]",
-                              mres[:, : n - 1], t[: n - 1], G, data, "check_M_balance"))
-    # 3. gradient flow descends
+                              mres[:, : n - 1], t[: n - 1], G, data, "check_M_balance",
+                              center=mres_used[: n - 1], ref=dt * float(np.abs(ells_mean).max(initial=0.0))))
+    # 3. the theta-side used the r-side estimates (kernel rows and teacher drift)
+    out.append(_consistency(sv, n, kk))
+    # 4. gradient flow descends
     if sv.tau == 0.0 and not sv.reg:
         F = sv.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
         inc = np.diff(F, axis=1)
@@ -143,14 +163,40 @@ def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
                     "n": int(inc.shape[1]), "worst_z": float(zpos[j]), "threshold": thr,
                     "t_worst": float(t[j + 1]), "value": float(mean[j]), "err": float(err[j]),
                     "ok": bool(zpos[j] <= thr)})
-    # 4. sampler
+    # 5. sampler
     out.extend(_sampler_checks(sv, n, Q, t))
     return out, data
 
 
-def _summarise(name, what, per_group, t, G, data, key):
+def _consistency(sv, n, kk):
+    """max |kernels used by the theta-side - mean of the per-group r-side estimates| (relative)."""
+    m, th = sv.m, sv.th
+    worst, at = 0.0, 0
+    for k in range(n):
+        rk = slice(k * m, (k + 1) * m)
+        Kr = _k_row(sv, k).mean(0)
+        Ku = th.Kl[rk, : (k + 1) * m]
+        d = float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)
+        if d > worst:
+            worst, at = d, k
+    tol = 1e-9
+    return {"name": "kernel consistency", "what": "theta-side K_ell rows = the r-side estimates (relative)",
+            "n": int(n), "worst_z": worst, "threshold": tol, "t_worst": float(sv.settings.times[at]),
+            "value": worst, "err": 0.0, "ok": bool(worst <= tol)}
+
+
+def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):
+    """Worst |z| of a residual: batch-means error from the per-group residuals; the value itself is
+    ``center`` (the residual with the kernels the theta-side used; equal to the group mean when the
+    solve is consistent, so an injected or plumbing error in the kernels shows up here)."""
     mean, err, z = _zstat(per_group)
-    data[key], data[key + "_err"] = mean, err
+    if center is not None:
+        # round-off floor: a residual that vanishes by construction (Stein nu in the M balance)
+        floor = 1e-10 * max(float(ref), float(np.abs(per_group).max(initial=0.0)), 1e-300)
+        mean = center
+        z = center / np.sqrt(err ** 2 + floor ** 2)
+    if key:
+        data[key], data[key + "_err"] = mean, err
     az = np.abs(z).reshape(z.shape[0], -1).max(1) if z.ndim > 1 else np.abs(z)
     thr = threshold(z.size, G)
     j = int(np.argmax(az))

@@ -880,8 +880,9 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
         res = _solve(model, settings, paths, method, theta_samples, progress, options)
     if outside:
         res.meta["outside_theory"] = outside
-        if res.ok:
-            res.status, res.message = "outside_theory", f"run outside the theory: {outside}"
+        if res.status in ("ok", "inaccurate"):
+            extra = f"; {res.message}" if res.status == "inaccurate" else ""
+            res.status, res.message = "outside_theory", f"run outside the theory: {outside}{extra}"
     return res
 
 
