@@ -120,6 +120,17 @@ def _header_value(text: str, prefix: str) -> str | None:
     return None
 
 
+def kernels_hash(model: Model) -> str | None:
+    """The content hash recorded in generated/<name>.py (what the kernels *are*), None if absent.
+
+    Part of sweep point keys: regenerated kernels of any origin give new keys."""
+    path = generated_path(model)
+    try:
+        return _header_value(path.read_text(errors="replace"), CONTENT_PREFIX)
+    except OSError:
+        return None
+
+
 def _ensure_package(directory: Path):
     pkg = sys.modules.get(PACKAGE)
     if pkg is None:
