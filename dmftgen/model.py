@@ -569,6 +569,9 @@ _CACHE: dict[str, Model] = {}
 def load_model(name_or_path) -> Model:
     """Load a built-in model by name or a model file by path; cached per process.
 
+    A model file is Python code and is executed on load (like an import): load only files you
+    trust.
+
     Raises ModelError if the file does not exist, defines no model, or two built-in files
     declare the same model name.
     """

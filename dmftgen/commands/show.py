@@ -44,4 +44,6 @@ def run(args) -> int:
           f"nu route: {sysm.route}" + (f" [{sysm.discontinuity_reason}]" if sysm.discontinuous else ""))
     print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
     print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    print("trust      a model file is Python code that is executed when it is loaded (show, generate, "
+          "simulate, ...): load only model files you trust.")
     return 0
