@@ -561,7 +561,7 @@ def test_corrupted_sweep_parts_are_recomputed(tmp_path):
     paths[2].write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])  # one flipped byte
     ds = run_sweep(spec, out, workers=0)
     meta = sweep_meta(ds)
-    assert meta["computed"] == 3 or meta["computed"] >= 2, meta  # a flip inside padding may be harmless
+    assert meta["computed"] == 3, meta  # np.load checks the zip CRC: the flipped part is unreadable
     np.testing.assert_array_equal(ds["test_loss"].values, ref["test_loss"].values)
     assert (ds["status"].values == "ok").all()
 
