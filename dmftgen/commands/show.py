@@ -47,4 +47,6 @@ def run(args) -> int:
               "solve/compare/sweep refuse it (use a smooth surrogate, or --outside-theory)")
     print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
     print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    print("trust      a model file is Python code that is executed when it is loaded (show, generate, "
+          "simulate, ...): load only model files you trust.")
     return 0

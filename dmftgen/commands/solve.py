@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ._common import (add_model_arg, add_settings_args, add_theory_arg, progress_enabled, result_path,
-                      settings_from_args)
+                      settings_from_args, write_result)
 
 
 def add_parser(sub):
@@ -38,8 +38,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import sys
-
     from ..dmft import solve
     from ..errors import SettingsError
     from ..model import load_model
@@ -57,11 +55,9 @@ def run(args) -> int:
     res = solve(model, settings, paths=args.paths, method=args.method, theta_samples=args.theta_samples,
                 progress=progress_enabled(), richardson=args.richardson,
                 allow_outside_theory=args.outside_theory, **options)
-    res.save(out)
+    path, rc = write_result(res, out, "solve")
     if res.ok:
         print(f"{model.name}: DMFT {args.method} P={args.paths}: t = 0..{res.t[-1]:g}, "
               f"train loss {res['train_loss'][-1]:.6g} ± {res['train_loss_err'][-1]:.2g}, "
-              f"test loss {res['test_loss'][-1]:.6g} ± {res['test_loss_err'][-1]:.2g} -> {out}")
-        return 0
-    print(f"dmftgen solve: {res.status}: {res.message} -> {out}", file=sys.stderr)
-    return 1
+              f"test loss {res['test_loss'][-1]:.6g} ± {res['test_loss_err'][-1]:.2g} -> {path}")
+    return rc

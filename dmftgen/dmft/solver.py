@@ -70,6 +70,8 @@ from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result, versions
 from ._linalg import GramQR, chol_append, det_tangent_row, psd_sqrt
 from .checks import run_checks, verdict
+from .memory import check_memory
+from ..stability import flag_instability
 from .theta import ThetaSide
 
 _OPTIONS = {
@@ -334,6 +336,8 @@ class _Solver:
         wpre = np.zeros((P, N + 1, m))
         self.n_clipped = 0
         reached = N + 1
+        # rows finished so far, for a Ctrl-C between rows (see _solve_one)
+        self.th, self.S_U, self.L_S, self.k_done, self.timing, self.residuals = th, S, L, 0, {}, []
         bar = _bar(self.progress, N + 1, "DMFT sweep")
         t_paths = t_theta = 0.0
         inv_dP = 1.0 / (self.delta * P)
@@ -377,6 +381,7 @@ class _Solver:
                 break
             t_theta += time.perf_counter() - t2 + (t1 - t0)
             bar.update(1)
+            self.k_done = k + 1
         bar.close()
         self.th, self.S_U, self.L_S = th, S, L
         self.W_in, self.wpre = W, wpre
@@ -873,6 +878,7 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
     from .assumptions import require_theory
 
     outside = require_theory(model, allow=allow_outside_theory)
+    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, options)
     if richardson:
         res = globals()["richardson"](model, settings, paths=paths, method=method, progress=progress,
                                       allow_outside_theory=allow_outside_theory, **options)
@@ -901,13 +907,24 @@ def _solve(model, settings, paths, method, theta_samples, progress, options):
 def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0):
     sv = _Solver(model, settings, paths, method, theta_samples, progress, opts, replica)
     N = sv.N
-    if method == "sweep":
-        reached = sv.sweep()
-        conv = True
-    else:
-        reached = sv.fixed_point()
-        conv = getattr(sv, "converged", False)
-    if reached <= N:
+    interrupted = False
+    try:
+        if method == "sweep":
+            reached = sv.sweep()
+            conv = True
+        else:
+            reached = sv.fixed_point()
+            conv = getattr(sv, "converged", False)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the sweep's finished rows are a valid record
+        if not hasattr(sv, "k_done"):
+            raise
+        reached, conv, interrupted = sv.k_done, True, True
+    if interrupted:
+        status = "interrupted"
+        message = (f"interrupted at t = {settings.times[reached]:g}; results are kept up to t = "
+                   f"{settings.times[reached - 1] if reached else 0.0:g}" if reached else
+                   "interrupted before the first time was finished")
+    elif reached <= N:
         t_r = settings.times[reached - 1] if reached else 0.0
         status = "diverged"
         message = (f"the DMFT dynamics blew up at t = {settings.times[reached]:g} (step {reached}); "
@@ -918,7 +935,7 @@ def _solve_one(model, settings, paths, method, theta_samples, progress, opts, re
                    f"(last relative change {sv.residuals[-1]:.3g} > tol {opts['tol']:g}).")
     else:
         status, message = "ok", ""
-    return sv.result(reached, status, message)
+    return flag_instability(sv.result(reached, status, message), sv.kern, model, settings)
 
 
 _CURVES_EXCLUDED = {"t", "rho", "theta_samples", "theta_star_samples", "theta0_samples"}
