@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
 
 from .._io import atomic_write
 from ..errors import StaleKernelsError
-from ..model import MODELS_DIR, REPO_ROOT, Model
+from ..model import Model
+from ..paths import GENERATED_DIR, kernel_dir
 from ..symbolic import derive
 from .emit import emit_module, regenerate_command
 from .hashing import source_hash
 
-GENERATED_DIR = REPO_ROOT / "generated"
 PACKAGE = "dmftgen_generated"
 
 
 def generated_dir(model: Model) -> Path:
-    """generated/ of the repository for built-in models, <model dir>/generated otherwise.
+    """generated/ of the built-in models, else <model dir>/generated or a user cache dir.
 
-    The environment variable DMFTGEN_GENERATED overrides both (tests point it at a tmp dir).
+    See :func:`dmftgen.paths.kernel_dir`; DMFTGEN_GENERATED overrides (tests point it at a tmp dir).
     """
-    env = os.environ.get("DMFTGEN_GENERATED")
-    if env:
-        return Path(env)
-    src = Path(model.source).resolve()
-    if src.parent == MODELS_DIR.resolve():
-        return GENERATED_DIR
-    return src.parent / "generated"
+    return kernel_dir(model.source)
 
 
 def generated_path(model: Model) -> Path:

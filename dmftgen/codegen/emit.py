@@ -15,7 +15,8 @@ from pathlib import Path
 
 import sympy as sp
 
-from ..model import MODELS_DIR, REPO_ROOT, Model, theta
+from ..model import Model, theta
+from ..paths import display_path, is_builtin
 from ..symbolic import SymbolicSystem
 from .printer import count_ops, print_expr
 
@@ -168,17 +169,14 @@ def _short(expr, limit=300) -> str:
 
 def regenerate_command(model: Model) -> str:
     src = Path(model.source).resolve()
-    if src.parent == MODELS_DIR.resolve():
+    if is_builtin(src):
         return f"python -m dmftgen generate {model.name}"
     return f"python -m dmftgen generate {src.name}  (from the directory of the model file)"
 
 
 def source_label(model: Model) -> str:
-    src = Path(model.source).resolve()
-    try:
-        return str(src.relative_to(REPO_ROOT))
-    except ValueError:
-        return src.name  # no absolute paths in generated files
+    label = display_path(model.source)
+    return label if not Path(label).is_absolute() else Path(label).name  # no absolute paths in generated files
 
 
 def emit_module(system: SymbolicSystem, source_hash: str) -> str:

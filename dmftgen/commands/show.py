@@ -7,6 +7,23 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def kernel_location(model) -> str:
+    """Which rule of dmftgen.paths.kernel_dir placed the kernels of ``model``."""
+    import os
+    from pathlib import Path
+
+    from ..codegen import generated_dir
+    from ..paths import is_builtin
+
+    if os.environ.get("DMFTGEN_GENERATED"):
+        return "from $DMFTGEN_GENERATED"
+    if is_builtin(model.source):
+        return "built-in"
+    if generated_dir(model) == Path(model.source).resolve().parent / "generated":
+        return "beside the model file"
+    return "user cache: the model's folder is not writable"
+
+
 def run(args) -> int:
     import sympy as sp
 
@@ -43,5 +60,5 @@ def run(args) -> int:
     print(f"DMFT       tangents {'deterministic (jac_ell constant)' if sysm.linear_ell else 'per path'}; "
           f"nu route: {sysm.route}" + (f" [{sysm.discontinuity_reason}]" if sysm.discontinuous else ""))
     print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
-    print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…; {kernel_location(model)})")
     return 0
