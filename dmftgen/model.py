@@ -83,18 +83,6 @@ class Noise:
         return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
 
 
-def Normal() -> Noise:
-    return Noise("normal")
-
-
-def Uniform() -> Noise:
-    return Noise("uniform")
-
-
-def Rademacher() -> Noise:
-    return Noise("rademacher")
-
-
 # ----------------------------------------------------------------------------------------------
 # The declaration
 # ----------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ One contract for every producer (docs/kernels.md): ``t``, ``train_loss``, ``test
 (simulation, standard error over seeds) or ``*_err`` (DMFT, Monte Carlo error), and ``meta``
 (model, source hash, settings, seeds, package versions).  Non-convergence or blow-up is a
 ``status``/``message``, never an exception.
+
+The labelled form is ``Result.to_dataset()`` (dmftgen/dataset.py: named dimensions, one error
+convention ``*_err``; ``result["x_err"]`` also finds a simulation's ``x_sem``); ``.nc`` files
+hold that Dataset, ``.json``/``.npz`` are export formats, ``dmftgen.load`` reads all three.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write  # noqa: F401  (re-exported: compare, w2 use it)
+from .dataset import NETCDF_SUFFIXES, write_netcdf
 from .errors import SettingsError
 
 STATUS = {
@@ -51,7 +56,23 @@ class Result:
         self.message = message or STATUS.get(status, "")
 
     def __getitem__(self, key):
-        return self.data[key]
+        try:
+            return self.data[key]
+        except KeyError:
+            alias = error_alias(key)
+            if alias in self.data:
+                return self.data[alias]
+            raise
+
+    def err(self, name: str) -> np.ndarray:
+        """The 1-sigma error bar of ``name``: ``name_err`` (DMFT) or ``name_sem`` (simulation)."""
+        return self[name + "_err"]
+
+    def to_dataset(self):
+        """This result as a labelled ``xarray.Dataset`` (named dims; see dmftgen/dataset.py)."""
+        from .dataset import to_dataset
+
+        return to_dataset(self)
 
     def __contains__(self, key):
         return key in self.data
@@ -83,8 +104,10 @@ class Result:
         return out
 
     def save(self, path) -> Path:
-        """Write ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure."""
+        """Write ``.nc``, ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure."""
         path = Path(path)
+        if path.suffix in NETCDF_SUFFIXES:
+            return write_netcdf(self.to_dataset(), path)
         if path.suffix == ".json":
             payload = json.dumps(self.to_json_dict(), allow_nan=False).encode()
         elif path.suffix == ".npz":
@@ -93,7 +116,7 @@ class Result:
                 {"meta": jsonable(self.meta), "status": self.status, "message": self.message}, allow_nan=False)))
             payload = buf.getvalue()
         else:
-            raise SettingsError(f"output file {path} must end in .json or .npz.")
+            raise SettingsError(f"output file {path} must end in .nc, .json or .npz.")
         atomic_write(path, payload)
         return path
 
@@ -109,6 +132,15 @@ class Result:
             data = {k: z[k] for k in z.files if k != "__meta__"}
             head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
         return cls(data, head.get("meta", {}), head.get("status", "ok"), head.get("message", ""))
+
+
+def error_alias(key: str) -> str:
+    """``x_err`` <-> ``x_sem``: the two historical names of one error bar (1 sigma)."""
+    if key.endswith("_err"):
+        return key[:-4] + "_sem"
+    if key.endswith("_sem"):
+        return key[:-4] + "_err"
+    return key
 
 
 def jsonable(v, keep_inf: bool = False):

@@ -72,7 +72,9 @@ def test_compare_failure_keeps_earlier_outputs(tmp_path, monkeypatch):
         main(["compare", "linreg", *TINY, "--seed", "3", "--out", str(out)])
     monkeypatch.undo()
     # (b) a failure while rendering the outputs (after the runs): still nothing replaced
-    import dmftgen.compare as cmpmod
+    import importlib
+
+    cmpmod = importlib.import_module("dmftgen.compare")  # `import dmftgen.compare as` gives the function
 
     monkeypatch.setattr(cmpmod, "table_json", boom)
     with pytest.raises(RuntimeError):

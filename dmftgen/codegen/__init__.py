@@ -89,7 +89,7 @@ def _ensure_package(directory: Path):
         pkg.__path__.append(str(directory))
 
 
-def load_kernels(model: Model, *, auto_generate: bool = False):
+def load_kernels(model: Model):
     """Import generated/<name>.py under the one module name ``dmftgen_generated.<name>``.
 
     One canonical import name matters: numba's cache records it, and importing the same file
@@ -99,17 +99,13 @@ def load_kernels(model: Model, *, auto_generate: bool = False):
     ------
     StaleKernelsError
         The file is missing or was generated from another declaration/template/emitter version;
-        the message names the regenerate command.  With ``auto_generate`` a missing file is
-        generated instead.
+        the message names the regenerate command.
     """
     path = generated_path(model)
     want = source_hash(model)
     if not path.exists():
-        if auto_generate:
-            generate(model)
-        else:
-            raise StaleKernelsError(f"generated/{model.name}.py does not exist for model `{model.name}` "
-                                    f"({model.display_source}). Run: {regenerate_command(model)}")
+        raise StaleKernelsError(f"generated/{model.name}.py does not exist for model `{model.name}` "
+                                f"({model.display_source}). Run: {regenerate_command(model)}")
     have = _file_hash(path)
     if have != want:
         raise StaleKernelsError(

@@ -53,8 +53,8 @@ def result_path(out):
     from pathlib import Path
 
     out = Path(out)
-    if out.suffix not in (".json", ".npz"):
-        raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
+    if out.suffix not in (".nc", ".json", ".npz"):
+        raise SettingsError(f"--out {out}: the file must end in .nc (labelled netCDF), .json or .npz.")
     return out
 
 

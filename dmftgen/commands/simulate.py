@@ -36,7 +36,7 @@ def add_parser(sub):
     g.add_argument("--schedule", default=None, metavar="EXPR",
                    help="learning-rate schedule gamma(t), a formula in t, e.g. '1/(1+t)': SGD uses "
                         "eta*gamma(k*eta/d), the SGF gamma(t)*ell (default: constant)")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)
 
 

@@ -31,7 +31,7 @@ def add_parser(sub):
                    help="also store S samples of the law of a theta row at every time")
     g.add_argument("--richardson", action="store_true",
                    help="solve at dt and dt/2 and return the Richardson extrapolation 2 f(dt/2) - f(dt)")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)
 
 
