@@ -501,7 +501,7 @@ def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):
     from dmftgen.results import Result
 
     out = tmp_path / "sim.json"
-    rc = main(["simulate", "logistic", "--delta", "2", "--tau", "0.5", "--T", "0.3", "--dt", "0.1",
+    rc = main(["simulate", "logistic", "--method", "sgf", "--delta", "2", "--tau", "0.5", "--T", "0.3", "--dt", "0.1",
                "--d", "32", "--seeds", "2", "--param", "beta=3", "--seed", "4", "--out", str(out)])
     assert rc == 0
     raw = json.loads(out.read_text())
@@ -523,7 +523,7 @@ def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):
     rc = main(["simulate", "logistic", "--d", "1", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "`d` must be >= 2" in err and "Traceback" not in err
-    rc = main(["simulate", "linreg", "--tau", "3", "--T", "60", "--dt", "0.1", "--d", "32",
+    rc = main(["simulate", "linreg", "--method", "sgf", "--tau", "3", "--T", "60", "--dt", "0.1", "--d", "32",
                "--seeds", "1", "--out", str(tmp_path / "div.json")])
     assert rc == 1
     assert json.loads((tmp_path / "div.json").read_text())["status"] == "diverged"

@@ -2,7 +2,11 @@
 
 
 def add_parser(sub):
-    p = sub.add_parser("show", help="show what dmftgen derives from a model")
+    p = sub.add_parser("show", help="show what dmftgen derives from a model",
+                       description="Print what dmftgen derives from a model: ell = dL/dr, its Jacobian, labels, "
+                                   "metrics, regulariser, the DMFT route (tangents, nu estimator), kernel op "
+                                   "counts, and the generated kernel file with the rule that placed it "
+                                   "(built-in, beside the model file, or the user cache).")
     p.add_argument("model", metavar="MODEL", help="built-in name or path to a model file")
     p.set_defaults(func=run)
 
