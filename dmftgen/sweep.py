@@ -6,8 +6,8 @@ r"""Parameter sweeps on Dask: one independent task per grid point, one labelled 
 
 Every grid point is a pure task :func:`run_point` ``(model_ref, settings_dict, what, options) ->
 dict`` that loads the model and its generated kernels **by name/path inside the worker** (numba
-dispatchers are never pickled: unpickling one recompiles it and bypasses the disk cache, see
-design/numba-sympy-notes.md section 4).  ``load_kernels`` keeps the imported module in
+dispatchers are never pickled: unpickling one recompiles it and bypasses the disk cache).
+``load_kernels`` keeps the imported module in
 ``sys.modules``, so each worker process imports (and numba compiles or loads from its disk cache)
 the kernels once; later tasks on the same worker reuse the compiled dispatchers.  Each result
 records ``meta["worker"]["new_overloads"]``, the number of dispatcher specialisations the task

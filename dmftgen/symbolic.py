@@ -8,7 +8,7 @@
 
 and the facts that pick the DMFT route: whether jac_ell is constant (deterministic tangents) and
 whether the labels jump in the teacher field (then d ell/d s misses the jump and the Stein
-estimator of nu must be used, math.md section 2.7).
+estimator of nu must be used, docs/theory.md §3).
 """
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def load_kernels(model: Model):
     """Import generated/<name>.py under the one module name ``dmftgen_generated.<name>``.
 
     One canonical import name matters: numba's cache records it, and importing the same file
-    under two names crashes (numba-sympy-notes.md section 1.5).
+    under two names crashes (measured with numba 0.60).
 
     Raises
     ------

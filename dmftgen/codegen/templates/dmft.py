@@ -4,7 +4,7 @@ Everything after the template-body marker line is pasted verbatim into ``generat
 after the row kernels, so ``ell_jac_row``, ``dell_ds_row``, ``loss_row`` and ``metrics_row`` are
 inlined. The lines above the marker only make this file readable and lintable on its own.
 
-The discrete-time effective r-process (math.md section 5.3, exact large-d limit of the
+The discrete-time effective r-process (docs/theory.md §2, exact large-d limit of the
 Euler--Maruyama SGF at step dt; Ito, left-point evaluation, one Brownian increment per step)::
 
     r_k  = w_k - (1/delta) sum_{m<k} R_theta[k, m] dL_m,
