@@ -1,19 +1,29 @@
 """dmftgen: from a few lines of sympy to a simulator of SGD / stochastic gradient flow, its exact
 high-dimensional DMFT, and the evidence that the two agree.
 
-Public surface (pipeline order): declare -> derive -> generate -> simulate / solve -> compare.
+Public surface (pipeline order; the theory is docs/theory.md):
+
+    Model, student, teacher, theta, Noise, sigmoid, softplus, load_model    declare
+    generate, load_kernels                                                  derive + generate
+    Settings, simulate, solve, solve_long                                   run (-> Result)
+    compare, run_sweep                                                      compare, sweep
+    Result, load                                                            results (xarray.Dataset)
+    DmftgenError and subclasses                                             user errors
 """
+from .compare import compare  # light (numpy only); bound here so `dmftgen.compare` is the function
 from .config import Settings
+from .dataset import load
 from .errors import (CodegenError, DmftgenError, ModelError, SettingsError, StaleKernelsError,
                      UnsupportedModelError)
 from .functions import sigmoid, softplus
-from .model import Model, Noise, Normal, Rademacher, Uniform, load_model, student, teacher, theta
+from .model import Model, Noise, load_model, student, teacher, theta
 
 __version__ = "0.1.0"
 
 # The run stages import numba and friends; load them on first use so that model files (which
 # import dmftgen) and `dmftgen list` stay fast.
 _LAZY = {"simulate": ("dmftgen.sim", "simulate"), "solve": ("dmftgen.dmft", "solve"),
+         "solve_long": ("dmftgen.dmft.longtime", "solve_long"), "run_sweep": ("dmftgen.sweep", "run_sweep"),
          "load_kernels": ("dmftgen.codegen", "load_kernels"), "generate": ("dmftgen.codegen", "generate"),
          "Result": ("dmftgen.results", "Result")}
 
@@ -26,8 +36,14 @@ def __getattr__(name):
         return getattr(importlib.import_module(mod), attr)
     raise AttributeError(f"module 'dmftgen' has no attribute {name!r}")
 
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "Model", "Noise", "Normal", "Uniform", "Rademacher", "student", "teacher", "theta", "sigmoid", "softplus",
-    "load_model", "Settings", "DmftgenError", "ModelError", "UnsupportedModelError", "CodegenError",
-    "StaleKernelsError", "SettingsError", "__version__", "simulate", "solve", "load_kernels", "generate", "Result",
+    "Model", "Noise", "student", "teacher", "theta", "sigmoid", "softplus", "load_model",
+    "generate", "load_kernels", "Settings", "simulate", "solve", "solve_long", "compare", "run_sweep",
+    "Result", "load", "DmftgenError", "ModelError", "UnsupportedModelError", "CodegenError",
+    "StaleKernelsError", "SettingsError", "__version__",
 ]

@@ -16,7 +16,7 @@ is a |N(0, 1)| variable. Over ~100 strongly correlated grid times, max_k z_k of 
 expected; larger values mean a systematic difference: finite-size bias (O(1/d)), SGD against SGF
 (higher cumulants of the minibatch noise, grows with tau), or a model outside the theory.
 
-Assumption checks (printed and recorded, never silent; math.md 1.5):
+Assumption checks (printed and recorded, never silent; docs/theory.md §1):
 
 * ell not globally Lipschitz in r, or its Jacobian not Lipschitz (A2): sup |grad_r ell| and a
   finite-difference Hessian bound on growing probe boxes |r_a| <= R, R = 1, 4, 16, 64;
@@ -334,7 +334,7 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
         Monte Carlo paths of the DMFT solver.
     dmft_method : {"sweep", "fixed-point"}, optional
         Default "sweep", or "fixed-point" at tau = 0 (the sweep's incremental Cholesky is
-        singular for gradient flow, math.md 5.3).
+        singular for gradient flow, docs/theory.md §2).
     sims, dmft : precomputed Results (skip the corresponding runs; used by tests).
 
     Returns

@@ -3,17 +3,53 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
 from .errors import SettingsError
 
 
+class Params(Mapping):
+    """Read-only parameter overrides name -> float, sorted by name; hashable and picklable.
+
+    (A ``types.MappingProxyType`` is neither, which kept ``Settings`` out of pickles, Dask tasks
+    and dict keys.)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items=()):
+        object.__setattr__(self, "_items", dict(sorted(dict(items).items())))
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other):
+        return dict(self.items()) == dict(other.items()) if isinstance(other, Mapping) else NotImplemented
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Params is read-only")
+
+    def __reduce__(self):
+        return (Params, (self._items,))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Validated run settings.
+    """Validated run settings; frozen, hashable (usable as a dict key) and picklable.
 
     Parameters
     ----------
@@ -85,7 +121,7 @@ class Settings:
                 raise SettingsError(f"parameter `{k}` must be a number, got {v!r}.") from None
             if not math.isfinite(clean[str(k)]):
                 raise SettingsError(f"parameter `{k}` must be finite, got {v!r}.")
-        object.__setattr__(self, "params", MappingProxyType(dict(sorted(clean.items()))))
+        object.__setattr__(self, "params", Params(clean))
 
     @property
     def n_steps(self) -> int:

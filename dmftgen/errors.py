@@ -1,6 +1,6 @@
 """Exceptions of dmftgen, split by who is at fault.
 
-User errors (`DmftgenError` and its subclasses except `InternalError`) are printed by the CLI as a
+User errors (`DmftgenError` and its subclasses) are printed by the CLI as a
 one-paragraph message without a traceback, with exit status 2.  Their text is part of the API:
 tests match it.  Every message names the file, the role of the offending object and the fix.
 """
@@ -34,7 +34,3 @@ class StaleKernelsError(DmftgenError):
 
 class SettingsError(DmftgenError):
     """A run setting is out of range (delta <= 0, tau < 0, dt <= 0, unknown parameter, ...)."""
-
-
-class InternalError(Exception):
-    """A bug in dmftgen; please report it with the model file."""

@@ -58,11 +58,3 @@ class softplus(sp.Function):
 
 #: Functions a model may use beyond sympy's elementary ones; the printer knows each of them.
 KNOWN_FUNCTIONS = {"sigmoid": sigmoid, "softplus": softplus}
-
-
-def numpy_reference(name):
-    """numpy implementation of a known function, for ``lambdify`` test oracles."""
-    import numpy as np
-    from scipy.special import expit
-
-    return {"sigmoid": expit, "softplus": lambda x: np.logaddexp(0.0, x)}[name]

@@ -31,8 +31,7 @@ import sympy as sp
 from .errors import ModelError, SettingsError, UnsupportedModelError
 from .functions import KNOWN_FUNCTIONS
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO_ROOT / "models"
+from .paths import MODELS_DIR, ROOT as REPO_ROOT, display_path, is_builtin  # noqa: F401  (REPO_ROOT re-exported)
 
 # Names used by the generated code itself; user symbols may not take them.  Python builtins
 # (abs, min, max, ...) are refused too: the printer emits calls to them, and a local variable of
@@ -94,18 +93,6 @@ class Noise:
         return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
 
 
-def Normal() -> Noise:
-    return Noise("normal")
-
-
-def Uniform() -> Noise:
-    return Noise("uniform")
-
-
-def Rademacher() -> Noise:
-    return Noise("rademacher")
-
-
 # ----------------------------------------------------------------------------------------------
 # The declaration
 # ----------------------------------------------------------------------------------------------
@@ -118,10 +105,7 @@ def _caller_file() -> str:
 
 
 def _display(path: str) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+    return display_path(path)
 
 
 @dataclass(frozen=True)
@@ -597,7 +581,7 @@ def load_model(name_or_path) -> Model:
         f = next(iter(others))
         raise ModelError(f"two models are named `{model.name}`: {_display(model.source)} and {_display(f)}. "
                          "Rename one (the name picks generated/<name>.py).")
-    if model.name != Path(model.source).stem and Path(model.source).parent == MODELS_DIR:
+    if model.name != Path(model.source).stem and is_builtin(model.source):
         raise ModelError(f"{_display(model.source)}: declares name `{model.name}`, but built-in model files "
                          "must be named after their model (models/<name>.py).")
     _CACHE[key] = model

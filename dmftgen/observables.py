@@ -3,7 +3,7 @@
 Test loss and test metrics are Gaussian expectations: for a fresh x ~ N(0, I/d), the pair of
 pre-activations (w, r*) = (x^T theta, x^T theta*) is exactly N(0, [[Q, M], [M^T, rho]]) given
 theta, so simulation (with its own Q, M, rho_hat) and DMFT (with its Q(t), M(t), rho) use the
-same formula (math.md section 3).  The expectation is taken on one fixed quasi-Monte Carlo
+same formula (docs/theory.md §4).  The expectation is taken on one fixed quasi-Monte Carlo
 sample of standard normals and label noises (common random numbers): its small integration error
 is the same for both curves and cancels in their difference.
 """

@@ -12,6 +12,10 @@ files.  Run timings (``wall_s``, ``timings``, ``time_s``, ``peak_rss_mb``, ..., 
 ``.npz`` zip members carry a fixed timestamp.  :func:`save_result` never lets a failed run
 replace a good earlier file (it goes beside it as ``<stem>.failed<suffix>``) and saves a result
 whose write failed to a rescue path.
+
+The labelled form is ``Result.to_dataset()`` (dmftgen/dataset.py: named dimensions, one error
+convention ``*_err``; ``result["x_err"]`` also finds a simulation's ``x_sem``); ``.nc`` files
+hold that Dataset, ``.json``/``.npz`` are export formats, ``dmftgen.load`` reads all three.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write, rescue_path  # noqa: F401  (re-exported: compare, w2 use atomic_write)
+from .dataset import NETCDF_SUFFIXES, write_netcdf
 from .errors import SettingsError
 
 STATUS = {
@@ -93,7 +98,23 @@ class Result:
         self.message = message or STATUS.get(status, "")
 
     def __getitem__(self, key):
-        return self.data[key]
+        try:
+            return self.data[key]
+        except KeyError:
+            alias = error_alias(key)
+            if alias in self.data:
+                return self.data[alias]
+            raise
+
+    def err(self, name: str) -> np.ndarray:
+        """The 1-sigma error bar of ``name``: ``name_err`` (DMFT) or ``name_sem`` (simulation)."""
+        return self[name + "_err"]
+
+    def to_dataset(self):
+        """This result as a labelled ``xarray.Dataset`` (named dims; see dmftgen/dataset.py)."""
+        from .dataset import to_dataset
+
+        return to_dataset(self)
 
     def __contains__(self, key):
         return key in self.data
@@ -140,8 +161,10 @@ class Result:
         Same data, meta, status -> same bytes (timings are not written, see the module docstring).
         """
         path = Path(path)
+        if path.suffix in NETCDF_SUFFIXES:
+            return write_netcdf(self.to_dataset(), path)
         if path.suffix not in (".json", ".npz"):
-            raise SettingsError(f"output file {path} must end in .json or .npz.")
+            raise SettingsError(f"output file {path} must end in .nc, .json or .npz.")
         atomic_write(path, self.to_bytes(path.suffix))
         return path
 
@@ -209,6 +232,15 @@ def save_result(res: Result, path) -> tuple[Path, str]:
                               f"({exc2.strerror or exc2}); the result is lost.") from None
         raise OutputError(f"could not write {target} ({reason}); the result ({res.status}) was saved to "
                           f"{rescue} instead.") from None
+
+
+def error_alias(key: str) -> str:
+    """``x_err`` <-> ``x_sem``: the two historical names of one error bar (1 sigma)."""
+    if key.endswith("_err"):
+        return key[:-4] + "_sem"
+    if key.endswith("_sem"):
+        return key[:-4] + "_err"
+    return key
 
 
 def jsonable(v, keep_inf: bool = False):

@@ -6,8 +6,8 @@ r"""Parameter sweeps on Dask: one independent task per grid point, one labelled 
 
 Every grid point is a pure task :func:`run_point` ``(model_ref, settings_dict, what, options) ->
 dict`` that loads the model and its generated kernels **by name/path inside the worker** (numba
-dispatchers are never pickled: unpickling one recompiles it and bypasses the disk cache, see
-design/numba-sympy-notes.md section 4).  ``load_kernels`` keeps the imported module in
+dispatchers are never pickled: unpickling one recompiles it and bypasses the disk cache).
+``load_kernels`` keeps the imported module in
 ``sys.modules``, so each worker process imports (and numba compiles or loads from its disk cache)
 the kernels once; later tasks on the same worker reuse the compiled dispatchers.  Each result
 records ``meta["worker"]["new_overloads"]``, the number of dispatcher specialisations the task
@@ -43,7 +43,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ._io import atomic_path
 from .config import Settings
 from .errors import SettingsError
 
@@ -52,13 +51,8 @@ WHATS = ("solve", "simulate", "compare")
 SETTINGS_GRID = ("delta", "tau", "lam", "seed")
 #: Integer options that may be swept, per task kind (finite-size / Monte Carlo studies).
 OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths")}
-#: Names of the component axes of the single-run arrays (docs/kernels.md, results.py).
-#: m x m arrays (a, b), m x k arrays (a, j); two-time kernels get (t, s, a, b).
-COMPONENT_DIMS = {**{k: ("a", "b") for k in ("Q", "Gamma", "Phi0", "E_r_ell", "E_ell_ell", "C_theta",
-                                             "R_theta", "K_ell", "R_ell")},
-                  **{k: ("a", "j") for k in ("M", "nu", "Phi_star")}}
-TWO_TIME = ("C_theta", "R_theta", "K_ell", "R_ell")
-SUFFIXES = ("_sem", "_err")
+#: Error-bar names looked up beside a plotted value (dmftgen/dataset.py: ``_err`` in Datasets).
+SUFFIXES = ("_err", "_sem")
 PART_SUFFIX = ".npz"
 
 
@@ -419,49 +413,48 @@ def load_part(out, point: Point):
 # ----------------------------------------------------------------------------------------------
 # Combine
 # ----------------------------------------------------------------------------------------------
-def _base(name: str) -> str:
-    for suf in SUFFIXES:
-        if name.endswith(suf):
-            return name[: -len(suf)]
-    return name
+def point_dataset(res, t: np.ndarray, two_time: bool = False):
+    """The labelled Dataset of one finished point on the sweep's full grid.
 
-
-def _layout(name: str, shape: tuple, nt_point: int, nt: int, two_time: bool):
-    """(kind, dims, full shape) of one array of a point's Result in the combined dataset, or None.
-
-    One-time series (first axis = the point's time grid) get dims ("t", components...); two-time
-    kernels (first two axes = time grid: C_theta, R_theta, K_ell, R_ell) ("t", "s", ...) and only
-    with ``two_time``; other arrays (rho, S_U on the step grid) are kept as "static" with their own
-    dims only with ``two_time``.  The parts always keep everything.
+    Dimensions come from the result schema (``Result.to_dataset``, dmftgen/dataset.py), never
+    from array shapes.  A point that stopped early (blow-up) is padded with NaN up to the full
+    time grid ``t``.  Without ``two_time`` only the one-time series (dims with ``t``, without
+    ``s``) are kept; with it also the two-time kernels and the arrays without a time axis
+    (rho, S_U).
     """
-    base = _base(name)
-    extra = tuple(shape[1:])
-    if len(shape) >= 1 and shape[0] == nt_point:
-        if len(shape) >= 2 and shape[1] == nt_point and base in TWO_TIME:
-            if not two_time:
-                return None
-            comp = COMPONENT_DIMS.get(base, ())
-            rest = comp if len(comp) == len(shape) - 2 else tuple(f"{base}_dim{i}" for i in range(2, len(shape)))
-            return "two", ("t", "s") + rest, (nt, nt) + tuple(shape[2:])
-        comp = COMPONENT_DIMS.get(base, ())
-        rest = comp if len(comp) == len(extra) else tuple(f"{base}_dim{i}" for i in range(1, len(shape)))
-        return "time", ("t",) + rest, (nt,) + extra
+    ds = res.to_dataset()
     if not two_time:
-        return None
-    return "static", tuple(f"{base}_dim{i}" for i in range(len(shape))), tuple(shape)
+        ds = ds[[k for k, v in ds.data_vars.items() if "t" in v.dims and "s" not in v.dims]]
+    nt = len(t)
+    pad = {}
+    for dim, full in (("t", t), ("s", t)):
+        if dim in ds.dims:
+            n = min(ds.sizes[dim], nt)
+            ds = ds.isel({dim: slice(0, n)}).assign_coords({dim: full[:n]})
+            pad[dim] = full
+    for dim in ("step", "step_s"):
+        if dim in ds.dims:
+            pad[dim] = np.arange(max(nt - 1, ds.sizes[dim]))
+    return ds.reindex(pad) if pad else ds
+
+
+def _nan_like(var):
+    """``var`` (a DataArray) with every value NaN: a variable a point does not have."""
+    return var.copy(data=np.full(var.shape, np.nan))
 
 
 def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta: dict | None = None,
             two_time: bool = False):
-    """Build the labelled Dataset of the current grid from ``FILE.parts/`` (missing points: NaN).
+    """Concatenate the point Datasets of the current grid from ``FILE.parts/`` (missing points: NaN).
 
     Returns
     -------
     xarray.Dataset
-        Dims ``(*grid, t, ...)``; coordinates the grid values and t; data variables the float
-        one-time arrays of the single runs (padded with NaN after a blow-up; with ``two_time``
-        also the two-time kernels and static arrays), ``status``
-        ("missing" for points without a part), ``message``, ``key`` and ``point_meta`` (JSON).
+        Dims ``(*grid, t, ...)`` with the component dims of the single runs (dmftgen/dataset.py);
+        coordinates the grid values and t; data variables the float one-time arrays of the
+        single runs (padded with NaN after a blow-up; with ``two_time`` also the two-time kernels
+        and static arrays), ``status`` ("missing" for points without a part), ``message``,
+        ``key`` and ``point_meta`` (JSON).
     """
     import xarray as xr
 
@@ -469,54 +462,29 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
     names = list(spec.grid)
     gshape = tuple(len(spec.grid[n]) for n in names)
     t = Settings(**points[0].settings).times
-    nt = len(t)
     results = {p.key: load_part(out, p) for p in points}
-    # variable layout from the parts (union, first appearance wins)
-    layout = {}
-    for res in results.values():
-        if res is None:
-            continue
-        ntp = len(res.t) if "t" in res else 0
-        for k, v in res.data.items():
-            v = np.asarray(v)
-            if k == "t" or k in layout or not np.issubdtype(v.dtype, np.number):
-                continue
-            lay = _layout(k, v.shape, ntp, nt, two_time)
-            if lay is not None:
-                layout[k] = lay
-    arrays = {k: np.full(gshape + shape, np.nan) for k, (_, _, shape) in layout.items()}
-    status = np.full(gshape, "missing", dtype=object)
-    message = np.full(gshape, "", dtype=object)
-    keys = np.full(gshape, "", dtype=object)
-    pmeta = np.full(gshape, "", dtype=object)
-    first_meta = None
+    pieces = {p.key: point_dataset(results[p.key], t, two_time) for p in points if results[p.key] is not None}
+    template = {}  # union of the variables, first appearance wins
+    for ds in pieces.values():
+        for k, v in ds.data_vars.items():
+            template.setdefault(k, v)
+    first_meta = next((r.meta for r in results.values() if r is not None), None)
+    nested = np.empty(gshape, dtype=object)
     for p in points:
-        keys[p.index] = p.key
         res = results[p.key]
-        if res is None:
-            continue
-        first_meta = first_meta or res.meta
-        status[p.index] = res.status
-        message[p.index] = res.message
-        pmeta[p.index] = json.dumps(res.meta, allow_nan=False, default=str)
-        for k, (kind, _, shape) in layout.items():
-            if k not in res:
-                continue
-            v = np.asarray(res[k], dtype=float)
-            if kind == "time" and v.shape[1:] == shape[1:]:
-                arrays[k][p.index][: min(len(v), nt)] = v[:nt]
-            elif kind == "two" and v.shape[2:] == shape[2:] and v.shape[0] == v.shape[1]:
-                r = min(len(v), nt)
-                arrays[k][p.index][:r, :r] = v[:r, :r]
-            elif kind == "static" and v.shape == shape:
-                arrays[k][p.index] = v
-    coords = {n: np.asarray(spec.grid[n], dtype=float) for n in names}
-    coords["t"] = t
-    if "s" in {d for _, dims, _ in layout.values() for d in dims}:
-        coords["s"] = t
-    data_vars = {k: (tuple(names) + dims, arrays[k]) for k, (_, dims, _) in layout.items()}
-    data_vars.update(status=(tuple(names), status.astype(str)), message=(tuple(names), message.astype(str)),
-                     key=(tuple(names), keys.astype(str)), point_meta=(tuple(names), pmeta.astype(str)))
+        ds = pieces.get(p.key)
+        variables = {k: (ds[k] if ds is not None and k in ds.data_vars else _nan_like(v)) for k, v in template.items()}
+        variables.update(
+            status=xr.DataArray(res.status if res is not None else "missing"),
+            message=xr.DataArray(res.message if res is not None else ""),
+            key=xr.DataArray(p.key),
+            point_meta=xr.DataArray(json.dumps(res.meta, allow_nan=False, default=str) if res is not None else ""))
+        nested[p.index] = xr.Dataset(variables)
+    ds = xr.combine_nested(nested.tolist(), concat_dim=names, combine_attrs="drop_conflicts") if names \
+        else nested[()]
+    ds = ds.assign_coords({n: np.asarray(spec.grid[n], dtype=float) for n in names}).transpose(*names, ...)
+    for k in ("status", "message", "key", "point_meta"):
+        ds[k] = ds[k].astype(str)
     model = spec.model()
     meta = {"kind": "sweep", "what": spec.what, "model": model.name, "model_ref": spec.model_ref,
             "source_hash": model_identity(model)["source_hash"], "settings": spec.base.as_dict(),
@@ -528,7 +496,6 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
             if k in first_meta:
                 meta[f"run_{k}" if k == "kind" else k] = first_meta[k]
     meta.update(run_meta or {})
-    ds = xr.Dataset(data_vars, coords=coords)
     ds.attrs = {"dmftgen": "sweep", "what": spec.what, "model": model.name,
                 "meta": json.dumps(meta, allow_nan=False, default=str)}
     return ds
@@ -536,10 +503,9 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
 
 def write_dataset(ds, out) -> Path:
     """Write ``ds`` to ``out`` (netCDF, h5netcdf engine) atomically: temp file + os.replace."""
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-    return out
+    from .dataset import write_netcdf
+
+    return write_netcdf(ds, out)
 
 
 def load_sweep(path):

@@ -1,6 +1,6 @@
 r"""Theorem 2 check: 2-Wasserstein distance between the rows of theta^t and the DMFT law of theta^t.
 
-Theorem 2 (math.md section 6) states that for every fixed t on the existence horizon
+Theorem 2 (arXiv:2602.06320; docs/theory.md §1) states that for every fixed t on the existence horizon
 
 .. math:: W_2\Big(\frac1d\sum_{j=1}^d\delta_{\theta^t_j},\ \mathrm{Law}(\theta^t)\Big)\to0
           \quad\text{in probability as } n, d\to\infty,\ n/d\to\delta,

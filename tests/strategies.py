@@ -1,7 +1,7 @@
 """Hypothesis strategies: random smooth, globally Lipschitz models from a small grammar.
 
 Coefficients are non-zero rationals by construction (a `.filter(c != 0)` rejected ~70 % of
-draws, numba-sympy-notes.md section 3).  Every primitive is bounded or has a bounded
+draws, measured).  Every primitive is bounded or has a bounded
 derivative, so ell is Lipschitz with Lipschitz Jacobian (assumption A2).
 """
 import hashlib

@@ -129,7 +129,7 @@ def run_agreement(model, run, prof):
             # Carlo error de (group batch means, ~Gaussian). The DMFT is the exact d -> infinity
             # limit of the same Euler-Maruyama scheme at the same dt, so no discretisation
             # allowance is needed; what remains is the finite-size bias E_d - E_inf = O(1/d)
-            # (for d = 256 about 1-2 % of the scale, math.md section 6: single-run spread 2.4 %
+            # (for d = 256 about 1-2 % of the scale, measured in the design notes: single-run spread 2.4 %
             # at d = 1024 and agreement of means to ~1 %). Hence
             #   |sim - dmft| <= Z sqrt(se^2 + de^2) + REL * scale + ABS,
             # Z = 6: P(|t_7| > 6) = 5e-4 per comparison, <~1 % per model over ~10-20

@@ -94,3 +94,26 @@ def test_cli_check_reports_stale_with_diff(tmp_path, gen_dir):
     assert p.returncode == 1 and "STALE" in p.stdout and "+++ generated/mymodel.py (expected)" in p.stdout
     subprocess.run([sys.executable, "-m", "dmftgen", "generate", str(f)], check=True, env=env, capture_output=True)
     assert subprocess.run(cmd, capture_output=True, text=True, env=env).returncode == 0
+
+
+def test_templates_follow_what_a_model_can_use(tmp_path, monkeypatch):
+    """No stationary kernel (m = k = 1 only) in m = 2 models; no regulariser kernels without an H."""
+    import sympy as sp
+
+    from dmftgen import Model, student, teacher, theta
+
+    for name in BUILTINS:
+        model = load_model(name)
+        text = render(model)
+        scalar = model.m == 1 and model.k == 1 and model.regularizer is None
+        assert ("def dmft_stationary_paths(" in text) == scalar, name
+        for fn in ("dmft_theta_adjoint", "jac_h_row", "h_batch"):
+            assert (f"def {fn}(" in text) == (model.regularizer is not None), (name, fn)
+        assert "def h_row(" in text and "def dmft_paths(" in text and "def sim_sgf_increment(" in text
+    r, s, th = student(1), teacher(1), theta(1)
+    mu = sp.Symbol("mu", real=True)
+    reg = Model(name="ridge4", student=r, teacher=s, params={mu: 0.1}, loss=(r[0] - s[0]) ** 2 / 2,
+                regularizer=mu * th[0] ** 4 / 4)
+    text = render(reg)
+    assert "def dmft_theta_adjoint(" in text and "def jac_h_row(" in text and "def h_batch(" in text
+    assert "def dmft_stationary_paths(" not in text

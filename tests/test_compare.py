@@ -72,7 +72,9 @@ def test_compare_failure_keeps_earlier_outputs(tmp_path, monkeypatch):
         main(["compare", "linreg", *TINY, "--seed", "3", "--out", str(out)])
     monkeypatch.undo()
     # (b) a failure while rendering the outputs (after the runs): still nothing replaced
-    import dmftgen.compare as cmpmod
+    import importlib
+
+    cmpmod = importlib.import_module("dmftgen.compare")  # `import dmftgen.compare as` gives the function
 
     monkeypatch.setattr(cmpmod, "table_json", boom)
     with pytest.raises(RuntimeError):
@@ -144,7 +146,7 @@ def test_warnings_unstable_tau_dt_and_discontinuous_labels():
     kl = load_kernels(lin)
     p = lin.param_vector()
     assert assumption_warnings(lin, kl, Settings(tau=0.5), p) == []
-    # Volterra limit tau_c = 2 at lam = 0 (math.md section 7), exact for linear regression
+    # Volterra limit tau_c = 2 at lam = 0 (docs/theory.md §5), exact for linear regression
     w = assumption_warnings(lin, kl, Settings(tau=2.5), p)
     assert any("unstable" in x and "tau_c = 2" in x for x in w), w
     assert assumption_warnings(lin, kl, Settings(tau=1.9, dt=0.01), p) == []
@@ -251,7 +253,7 @@ def test_w2_command_small(tmp_path, capsys):
 def test_dmft_large_delta_reduces_to_online_odes():
     # delta -> oo at fixed tau: every sample is seen t/(delta tau) -> 0 times, the memory and
     # own-noise terms (1/delta) vanish and the DMFT reduces to the online overlap ODEs
-    # (reference.online, math.md 4.3). Errors of the comparison at delta = 200:
+    # (reference.online, docs/theory.md §5). Errors of the comparison at delta = 200:
     #  * Euler O(dt): removed by Richardson extrapolation (dt = 0.1 and 0.05; measured Q bias
     #    +0.006 at dt = 0.1, +0.0034 at dt = 0.05, i.e. first order), leaving O(dt^2) ~ 0.3 %;
     #  * finite delta: O(1/delta) = 0.5 %;

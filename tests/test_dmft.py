@@ -81,7 +81,7 @@ def test_sgf_linreg_matches_discrete_volterra(linreg):
 
 @pytest.mark.slow
 def test_sgf_linreg_volterra_check_values_within_one_percent(linreg):
-    """math.md section 7 check values (continuous time) within 1 % at dt = 0.02."""
+    """docs/theory.md §5 check values (continuous time) within 1 % at dt = 0.02."""
     st = Settings(delta=2.0, tau=0.5, lam=0.1, T=5.0, dt=0.02, seed=14)
     res = solve(linreg, st, paths=400000, replicas=4)
     idx = np.array([25, 50, 125, 250])

@@ -148,7 +148,7 @@ def test_long_horizon_matches_continuous_volterra(linreg_long):
 
 def test_linreg_stationary_continuous_equals_noise_floor():
     assert linreg_stationary(DELTA, SIGMA, TAU, LAM) == pytest.approx(noise_floor(DELTA, SIGMA, TAU, LAM), rel=1e-12)
-    # closed form for lam = 0, delta > 1 (math.md section 7)
+    # closed form for lam = 0, delta > 1 (docs/theory.md §5)
     L, E = linreg_stationary(2.0, SIGMA, 0.5, 0.0)
     assert L == pytest.approx(0.5 * SIGMA ** 2 / 1.5, rel=1e-6)
     assert E == pytest.approx(SIGMA ** 2 + 0.25 * L, rel=1e-6)

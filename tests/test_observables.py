@@ -9,7 +9,7 @@ from dmftgen.observables import test_observables
 
 @pytest.mark.parametrize("Q, M", [(0.5, 0.3), (2.0, 1.2), (1e-12, 0.0)])
 def test_linreg_test_loss_closed_form(Q, M):
-    """E (w - r* - sigma z)^2 / 2 = (Q - 2M + rho + sigma^2) / 2 (math.md section 3)."""
+    """E (w - r* - sigma z)^2 / 2 = (Q - 2M + rho + sigma^2) / 2 (docs/theory.md §5)."""
     model = load_model("linreg")
     p = model.param_vector({"sigma": 0.5})
     out = test_observables(load_kernels(model), model, [[[Q]]], [[[M]]], np.eye(1), p)

@@ -147,7 +147,7 @@ def test_gf_closed_form_identities():
 
 
 def test_volterra_check_values():
-    # math.md section 7 check values, printed to 4 decimals: allowed error = half a unit in the
+    # docs/theory.md §5 check values, printed to 4 decimals: allowed error = half a unit in the
     # last digit (5e-5) plus the numerical error of this solver (Richardson-extrapolated
     # trapezoid, O(h^4); measured < 1e-8 by comparing n_steps = 200 and 2000, asserted below).
     t = [0.5, 1.0, 2.5, 5.0]
@@ -162,7 +162,7 @@ def test_volterra_check_values():
 @pytest.mark.parametrize("delta,tau,T", [(2.0, 0.5, 150.0), (4.0, 1.0, 60.0)])
 def test_volterra_noise_floor(delta, tau, T):
     # lambda = 0, delta > 1: L(inf) = (1 - 1/delta) sigma^2 / (2 - tau),
-    # E(inf) = sigma^2 delta / (2 (delta - 1)) + tau/2 L(inf)  (math.md section 7, closed form).
+    # E(inf) = sigma^2 delta / (2 (delta - 1)) + tau/2 L(inf)  (docs/theory.md §5, closed form).
     sigma = 0.5
     L_inf = (1 - 1 / delta) * sigma**2 / (2 - tau)
     E_inf = sigma**2 * delta / (2 * (delta - 1)) + 0.5 * tau * L_inf
@@ -366,7 +366,7 @@ def test_online_rhs_vs_monte_carlo_probit_and_committee():
 
 def test_online_ode_vs_online_sgd_simulation():
     # Online SGD, batch 1, fresh x ~ N(0, I/d) each step, eta = tau, t = k eta / d
-    # (math.md section 1.4); Bernoulli logistic teacher. d = 500, 32 runs: the mean has
+    # (docs/theory.md §1); Bernoulli logistic teacher. d = 500, 32 runs: the mean has
     # standard error ~1e-3 (estimated from the runs) and O(1/d) = 2e-3 bias; tolerance 4 SE + 2/d.
     tau, lam, d, S = 0.5, 0.05, 500, 32
 

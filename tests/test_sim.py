@@ -3,8 +3,8 @@
 References used: plain-numpy steps built from the generated ``ell_batch`` (one step of each
 fused kernel); exact second moments of Euler--Maruyama for least squares (a deterministic
 recursion); the empirical strong order of convergence on nested Brownian paths; the
-Marchenko--Pastur gradient-descent closed form (math.md section 7, dmftgen.reference); SGF vs
-minibatch SGD at the same temperature tau = eta/B (math.md section 1.4).
+Marchenko--Pastur gradient-descent closed form (docs/theory.md §5, dmftgen.reference); SGF vs
+minibatch SGD at the same temperature tau = eta/B (docs/theory.md §1).
 """
 import json
 import math
@@ -247,7 +247,7 @@ def test_gradient_flow_matches_marchenko_pastur(linreg, law):
     """tau = 0: Euler steps of GF on ridge regression vs the MP closed form of the same Euler steps.
 
     ``gradient_flow(..., dt=dt)`` is the exact d -> infinity limit of gradient descent with step
-    dt (math.md section 7), so there is no time-discretisation error to allow for. What remains
+    dt (docs/theory.md §5), so there is no time-discretisation error to allow for. What remains
     is finite d: fluctuations O(d^-1/2) (captured by the standard error over seeds, which
     includes the fluctuation of rho_hat) and a bias O(1/d) ~ 2e-3 at d = 512. Measured: all
     |sim - MP| <= 0.63 standard errors (6 seeds; max |diff| 0.0075); bound: 4 standard errors + 1/d.
@@ -293,7 +293,7 @@ def _volterra_check(method, d, T, seeds):
 
 def test_sgf_matches_mp_volterra_curve():
     """tau = 0.5, lam = 0.1, sigma = 0.5, delta = 2: the SGF train/test losses vs the deterministic
-    Marchenko-Pastur Volterra curves of math.md section 7 (homogenized SGD, the d -> infinity
+    Marchenko-Pastur Volterra curves of docs/theory.md §5 (homogenized SGD, the d -> infinity
     limit for least squares; check values 0.3055 / 0.2008 at t = 0.5 / 1). Same error model as
     the gradient-flow test: 4 standard errors over seeds + 1/d for the O(1/d) bias. Measured at
     d = 512, 6 seeds, T = 5: max 1.9 standard errors (SGF), 1.7 (SGD, B = 1)."""
@@ -307,7 +307,7 @@ def test_sgf_and_sgd_match_mp_volterra_curve_long():
 
 
 def test_sgd_matches_sgf_at_same_temperature(linreg):
-    """Minibatch SGD with tau = eta/B = 0.5 vs SGF (math.md section 1.4).
+    """Minibatch SGD with tau = eta/B = 0.5 vs SGF (docs/theory.md §1).
 
     For least squares the two have the same drift and noise covariance per unit time (up to the
     rank-one mean term and (n-B)/(n-1), O(B/n)), and the same second moments of the losses, so
@@ -440,7 +440,7 @@ def test_inputs_do_not_depend_on_n_or_storage():
 
 
 def test_divergence_is_a_status(linreg):
-    """Least squares at tau = 3 > 2 (beyond the stability limit, math.md section 7) blows up."""
+    """Least squares at tau = 3 > 2 (beyond the stability limit, docs/theory.md §5) blows up."""
     model = linreg[0]
     res = simulate(model, Settings(delta=2.0, tau=3.0, T=80.0, dt=0.1, seed=0), d=64, seeds=2)
     assert res.status == "diverged"
@@ -501,7 +501,7 @@ def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):
     from dmftgen.results import Result
 
     out = tmp_path / "sim.json"
-    rc = main(["simulate", "logistic", "--delta", "2", "--tau", "0.5", "--T", "0.3", "--dt", "0.1",
+    rc = main(["simulate", "logistic", "--method", "sgf", "--delta", "2", "--tau", "0.5", "--T", "0.3", "--dt", "0.1",
                "--d", "32", "--seeds", "2", "--param", "beta=3", "--seed", "4", "--out", str(out)])
     assert rc == 0
     raw = json.loads(out.read_text())
@@ -523,7 +523,7 @@ def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):
     rc = main(["simulate", "logistic", "--d", "1", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "`d` must be >= 2" in err and "Traceback" not in err
-    rc = main(["simulate", "linreg", "--tau", "3", "--T", "60", "--dt", "0.1", "--d", "32",
+    rc = main(["simulate", "linreg", "--method", "sgf", "--tau", "3", "--T", "60", "--dt", "0.1", "--d", "32",
                "--seeds", "1", "--out", str(tmp_path / "div.json")])
     assert rc == 1
     assert json.loads((tmp_path / "div.json").read_text())["status"] == "diverged"
@@ -531,7 +531,7 @@ def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_logistic_sgd_matches_sgf():
-    """Nonlinear ell: SGD and SGF differ only by higher cumulants (math.md section 1.4); at
+    """Nonlinear ell: SGD and SGF differ only by higher cumulants (docs/theory.md §1); at
     tau = 0.5 they agreed to finite-size precision in the design note's runs (d = 1024)."""
     model = load_model("logistic")
     s = Settings(delta=2.0, tau=0.5, T=3.0, dt=0.02, seed=1)

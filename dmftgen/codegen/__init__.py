@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
@@ -18,26 +17,20 @@ from pathlib import Path
 from .._io import atomic_write
 from ..errors import ModelError, StaleKernelsError
 from ..model import MODELS_DIR, REPO_ROOT, Model
+from ..paths import GENERATED_DIR, kernel_dir  # noqa: F401  (GENERATED_DIR re-exported)
 from ..symbolic import derive
 from .emit import emit_module, regenerate_command, source_label
 from .hashing import CONTENT_PREFIX, content_hash, source_hash
 
-GENERATED_DIR = REPO_ROOT / "generated"
 PACKAGE = "dmftgen_generated"
 
 
 def generated_dir(model: Model) -> Path:
-    """generated/ of the repository for built-in models, <model dir>/generated otherwise.
+    """generated/ of the built-in models, else <model dir>/generated or a user cache dir.
 
-    The environment variable DMFTGEN_GENERATED overrides both (tests point it at a tmp dir).
+    See :func:`dmftgen.paths.kernel_dir`; DMFTGEN_GENERATED overrides (tests point it at a tmp dir).
     """
-    env = os.environ.get("DMFTGEN_GENERATED")
-    if env:
-        return Path(env)
-    src = Path(model.source).resolve()
-    if src.parent == MODELS_DIR.resolve():
-        return GENERATED_DIR
-    return src.parent / "generated"
+    return kernel_dir(model.source)
 
 
 def generated_path(model: Model) -> Path:
@@ -141,29 +134,25 @@ def _ensure_package(directory: Path):
         pkg.__path__.append(str(directory))
 
 
-def load_kernels(model: Model, *, auto_generate: bool = False):
+def load_kernels(model: Model):
     """Import generated/<name>.py under the one module name ``dmftgen_generated.<name>``.
 
     One canonical import name matters: numba's cache records it, and importing the same file
-    under two names crashes (numba-sympy-notes.md section 1.5).
+    under two names crashes (measured with numba 0.60).
 
     Raises
     ------
     StaleKernelsError
         The file is missing or was generated from another declaration/template/emitter version;
-        the message names the regenerate command.  With ``auto_generate`` a missing file is
-        generated instead.
+        the message names the regenerate command.
     """
     path = generated_path(model)
     want = source_hash(model)
     rel = f"{path.parent.name}/{path.name}"
     fix = f"Run: {regenerate_command(model)}"
     if not path.exists():
-        if auto_generate:
-            generate(model)
-        else:
-            raise StaleKernelsError(f"generated/{model.name}.py does not exist for model `{model.name}` "
-                                    f"({model.display_source}). {fix}")
+        raise StaleKernelsError(f"generated/{model.name}.py does not exist for model `{model.name}` "
+                                f"({model.display_source}). {fix}")
     try:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:

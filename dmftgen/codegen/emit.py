@@ -15,7 +15,8 @@ from pathlib import Path
 
 import sympy as sp
 
-from ..model import MODELS_DIR, REPO_ROOT, Model, theta
+from ..model import Model, theta
+from ..paths import display_path, is_builtin
 from ..symbolic import SymbolicSystem
 from .hashing import CONTENT_PREFIX, content_hash
 from .printer import count_ops, print_expr
@@ -49,6 +50,26 @@ class KernelSpec:
     args: tuple          # array argument names, in order
     doc: str
     outputs: tuple       # ((lhs, expr), ...); lhs None means "return expr"
+
+
+#: Templates and kernels only some models can use: name -> predicate on the Model.  Everything
+#: else goes into every generated module (``sim.py``, ``dmft.py``, the row kernels, ``h_row``,
+#: which the simulator calls under ``if HAS_REG``).
+#:   stationary.py   the windowed stationary DMFT (dmftgen/dmft/stationary_dmft.py): m = k = 1, no H
+#:   theta_paths.py  the Monte Carlo theta-side (dmftgen/dmft/theta.py ThetaMC): a declared H
+#:   jac_h_row, h_batch  the regulariser kernels that only the Monte Carlo theta-side calls
+USED_ONLY_BY = {
+    "stationary.py": lambda model: model.m == 1 and model.k == 1 and model.regularizer is None,
+    "theta_paths.py": lambda model: model.regularizer is not None,
+    "jac_h_row": lambda model: model.regularizer is not None,
+    "h_batch": lambda model: model.regularizer is not None,
+}
+
+
+def uses(model: Model, name: str) -> bool:
+    """Whether the generated module of ``model`` carries the template or kernel ``name``."""
+    rule = USED_ONLY_BY.get(name)
+    return rule is None or bool(rule(model))
 
 
 def template_texts() -> list[tuple[str, str]]:
@@ -97,7 +118,7 @@ def specify(system: SymbolicSystem) -> list[KernelSpec]:
         KernelSpec("jac_h_row", ("thv", "pv", "out"), "Jacobian of h, shape (M, M).",
                    tuple((f"out[{a}, {b}]", system.jac_h[a, b]) for a in range(m) for b in range(m))),
     ]
-    return specs
+    return [s for s in specs if uses(mod, s.name)]
 
 
 def emit_kernel(spec: KernelSpec, model: Model) -> str:
@@ -152,8 +173,9 @@ def metrics_batch(r, s, z, p, out):
     """Declared metrics for every sample -> out (n, NMET)."""
     for i in range(r.shape[0]):
         metrics_row(r[i], s[i], z[i], p, out[i])
+'''.format(dec=DECORATOR)
 
-
+H_BATCH = '''
 {dec}
 def h_batch(th, p, out):
     """Regulariser gradient for every row of theta: th (d, M) -> out (d, M)."""
@@ -169,17 +191,14 @@ def _short(expr, limit=300) -> str:
 
 def regenerate_command(model: Model) -> str:
     src = Path(model.source).resolve()
-    if src.parent == MODELS_DIR.resolve():
+    if is_builtin(src):
         return f"python -m dmftgen generate {model.name}"
     return f"python -m dmftgen generate {src.name}  (from the directory of the model file)"
 
 
 def source_label(model: Model) -> str:
-    src = Path(model.source).resolve()
-    try:
-        return str(src.relative_to(REPO_ROOT))
-    except ValueError:
-        return src.name  # no absolute paths in generated files
+    label = display_path(model.source)
+    return label if not Path(label).is_absolute() else Path(label).name  # no absolute paths in generated files
 
 
 def emit_module(system: SymbolicSystem, source_hash: str) -> str:
@@ -231,8 +250,10 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
     parts = ["\n".join(head)]
     for spec in specify(system):
         parts.append(emit_kernel(spec, mod))
-    parts.append("# " + "=" * 40 + " batch kernels (loop over samples)" + BATCH.rstrip("\n") + "\n")
+    batch = BATCH.rstrip("\n") + ("\n\n" + H_BATCH.rstrip("\n") if uses(mod, "h_batch") else "")
+    parts.append("# " + "=" * 40 + " batch kernels (loop over samples)" + batch + "\n")
     for name, body in template_texts():
-        parts.append("# " + "=" * 40 + f" template {name}\n" + body)
+        if uses(mod, name):
+            parts.append("# " + "=" * 40 + f" template {name}\n" + body)
     text = "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"
     return text.replace(CONTENT_PREFIX + "@CONTENT@", CONTENT_PREFIX + content_hash(text), 1)

@@ -26,6 +26,30 @@ def add_settings_args(parser: argparse.ArgumentParser, *, T: float = 5.0, dt: fl
                    help="override a model parameter (repeatable)")
 
 
+#: One vocabulary for every command: ``--method`` is always the simulated dynamics,
+#: ``--scheme`` always the DMFT solver scheme.
+DYNAMICS_HELP = ("simulated dynamics: sgd (minibatch SGD, clock t = k*eta/d) or sgf (Euler-Maruyama "
+                 "stochastic gradient flow)")
+
+
+def add_dynamics_arg(group, *, both: bool = False) -> None:
+    """``--method {sgd,sgf[,both]}``; default :func:`default_dynamics` (the same in simulate and compare)."""
+    group.add_argument("--method", choices=("sgd", "sgf") + (("both",) if both else ()), default=None,
+                       help=DYNAMICS_HELP + (", or both" if both else "") + " (default sgd, or sgf at tau = 0)")
+
+
+def default_dynamics(method, tau: float) -> str:
+    """The dynamics of ``--method`` when not given: SGD (the experiment), SGF at tau = 0 (no SGD exists)."""
+    return method or ("sgd" if tau > 0 else "sgf")
+
+
+def add_scheme_arg(group, default: str | None) -> None:
+    """``--scheme {sweep,fixed-point}``: the DMFT solver scheme."""
+    group.add_argument("--scheme", choices=("sweep", "fixed-point"), default=default,
+                       help="DMFT scheme: causal forward sweep or damped fixed point over whole trajectories "
+                            f"(default {default or 'sweep, fixed-point at tau = 0'})")
+
+
 def parse_params(items) -> dict:
     out = {}
     for item in items or []:
@@ -57,8 +81,8 @@ def result_path(out):
     from .._io import check_output_file
 
     out = Path(out)
-    if out.suffix not in (".json", ".npz"):
-        raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
+    if out.suffix not in (".nc", ".json", ".npz"):
+        raise SettingsError(f"--out {out}: the file must end in .nc (labelled netCDF), .json or .npz.")
     return check_output_file(out)
 
 

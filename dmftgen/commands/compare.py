@@ -5,7 +5,10 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args
+import argparse
+
+from ._common import (add_dynamics_arg, add_model_arg, add_scheme_arg, add_settings_args, default_dynamics,
+                      progress_enabled, settings_from_args)
 
 
 def add_parser(sub):
@@ -25,14 +28,13 @@ def add_parser(sub):
     g = p.add_argument_group("simulation")
     g.add_argument("--d", type=int, default=1024, help="dimension d; n = round(delta*d) (default 1024)")
     g.add_argument("--seeds", type=int, default=4, help="independent simulation runs (default 4)")
-    g.add_argument("--method", choices=("sgd", "sgf", "both"), default=None,
-                   help="simulated dynamics (default sgd, or sgf at tau = 0)")
+    add_dynamics_arg(g, both=True)
     g.add_argument("--batch", type=int, default=None, help="SGD minibatch B (default 1, or eta/tau)")
     g.add_argument("--eta", type=float, default=None, help="SGD learning rate (default tau*B)")
     g = p.add_argument_group("DMFT")
     g.add_argument("--paths", type=int, default=20000, help="Monte Carlo paths of the solver (default 20000)")
-    g.add_argument("--dmft-method", choices=("sweep", "fixed-point"), default=None,
-                   help="solver scheme (default sweep, fixed-point at tau = 0)")
+    add_scheme_arg(g, None)
+    g.add_argument("--dmft-method", dest="scheme", choices=("sweep", "fixed-point"), help=argparse.SUPPRESS)
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--quiet", action="store_true", help="do not print the summary")
     p.set_defaults(func=run)
@@ -58,10 +60,10 @@ def run(args) -> int:
     settings = settings_from_args(args, model)
     if args.paths < 2:
         raise SettingsError(f"--paths must be >= 2, got {args.paths}.")
-    method = args.method or ("sgd" if settings.tau > 0 else "sgf")
+    method = default_dynamics(args.method, settings.tau)
     methods = ("sgd", "sgf") if method == "both" else (method,)
     cmp = compare(model, settings, d=args.d, seeds=args.seeds, methods=methods, batch=args.batch,
-                  eta=args.eta, paths=args.paths, dmft_method=args.dmft_method,
+                  eta=args.eta, paths=args.paths, dmft_method=args.scheme,
                   progress=progress_enabled())
     try:
         paths = write_outputs(cmp, args.out)

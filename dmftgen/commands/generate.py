@@ -3,7 +3,11 @@ import sys
 
 
 def add_parser(sub):
-    p = sub.add_parser("generate", help="generate numba kernels into generated/ (all built-in models by default)")
+    p = sub.add_parser("generate", help="generate numba kernels into generated/ (all built-in models by default)",
+                       description="Derive and emit the numba kernel module of each model and write it only if "
+                                   "its bytes change. Built-in models go to generated/; a model file elsewhere "
+                                   "to generated/ beside it, or to the user cache when that folder is not "
+                                   "writable (`dmftgen show` says which).")
     p.add_argument("models", metavar="MODEL", nargs="*", help="built-in names or model file paths")
     p.add_argument("--check", action="store_true",
                    help="do not write; exit 1 with a unified diff if generated/ is stale")

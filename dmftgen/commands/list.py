@@ -2,7 +2,9 @@
 
 
 def add_parser(sub):
-    p = sub.add_parser("list", help="list the built-in models")
+    p = sub.add_parser("list", help="list the built-in models",
+                       description="List the built-in models (models/ of the repository, or shipped inside "
+                                   "the installed package) with their widths m, k and one-line descriptions.")
     p.set_defaults(func=run)
 
 

@@ -17,13 +17,13 @@ def add_parser(sub):
     p.add_argument("sweep", metavar="SWEEP.nc", help="file written by `dmftgen sweep --out`")
     p.add_argument("--kind", choices=("heatmap", "curves"), default="heatmap")
     p.add_argument("--x", required=True, help="grid parameter on the x axis (curves: also t)")
-    p.add_argument("--y", default=None, help="heatmap: grid parameter on the y axis; curves: one line per value")
+    p.add_argument("--y", default=None, help="heatmap: grid parameter on the y axis; curves: one line per value (default none: one curve)")
     p.add_argument("--value", default="test_loss", help="variable to plot (default test_loss)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--at-time", type=float, default=None, metavar="T",
                    help="value at the grid time nearest T (default: final time)")
     w.add_argument("--time-to", type=float, default=None, metavar="LEVEL",
-                   help="plot the first time the value reaches LEVEL (linear interpolation; grey = not reached)")
+                   help="plot the first time the value reaches LEVEL (linear interpolation; grey = not reached; default: plot the value itself)")
     p.add_argument("--above", action="store_true", help="with --time-to: first time value >= LEVEL (default <=)")
     p.add_argument("--sel", action="append", default=[], metavar="DIM=VALUE",
                    help="fix another dimension (nearest value; index for a, b, j) (repeatable)")

@@ -2,9 +2,30 @@
 
 
 def add_parser(sub):
-    p = sub.add_parser("show", help="show what dmftgen derives from a model")
+    p = sub.add_parser("show", help="show what dmftgen derives from a model",
+                       description="Print what dmftgen derives from a model: ell = dL/dr, its Jacobian, labels, "
+                                   "metrics, regulariser, the DMFT route (tangents, nu estimator), kernel op "
+                                   "counts, and the generated kernel file with the rule that placed it "
+                                   "(built-in, beside the model file, or the user cache).")
     p.add_argument("model", metavar="MODEL", help="built-in name or path to a model file")
     p.set_defaults(func=run)
+
+
+def kernel_location(model) -> str:
+    """Which rule of dmftgen.paths.kernel_dir placed the kernels of ``model``."""
+    import os
+    from pathlib import Path
+
+    from ..codegen import generated_dir
+    from ..paths import is_builtin
+
+    if os.environ.get("DMFTGEN_GENERATED"):
+        return "from $DMFTGEN_GENERATED"
+    if is_builtin(model.source):
+        return "built-in"
+    if generated_dir(model) == Path(model.source).resolve().parent / "generated":
+        return "beside the model file"
+    return "user cache: the model's folder is not writable"
 
 
 def run(args) -> int:
@@ -46,7 +67,7 @@ def run(args) -> int:
         print(f"THEORY     outside the theory: ell is discontinuous in r ({sysm.ell_jump_reason}); "
               "solve/compare/sweep refuse it (use a smooth surrogate, or --outside-theory)")
     print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
-    print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…; {kernel_location(model)})")
     print("trust      a model file is Python code that is executed when it is loaded (show, generate, "
           "simulate, ...): load only model files you trust.")
     return 0

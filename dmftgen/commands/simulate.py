@@ -1,28 +1,29 @@
 """`dmftgen simulate MODEL ...`: finite-size SGF / minibatch-SGD curves, averaged over seeds.
 
-    dmftgen simulate linreg --delta 2 --tau 0.5 --T 5 --dt 0.05 --d 1024 --seeds 4 --out sim.json
-    dmftgen simulate logistic --method sgd --batch 8 --tau 0.5 --param beta=3 --out sgd.npz
+    dmftgen simulate linreg --method sgf --delta 2 --tau 0.5 --T 5 --dt 0.05 --d 1024 --seeds 4 --out sim.nc
+    dmftgen simulate logistic --batch 8 --tau 0.5 --param beta=3 --out sgd.npz     # SGD: the default
 """
 from __future__ import annotations
 
-from ._common import (add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args,
-                      write_result)
+from ._common import (add_dynamics_arg, add_model_arg, add_settings_args, default_dynamics, progress_enabled,
+                      result_path, settings_from_args, write_result)
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "simulate", help="simulate SGF (Euler-Maruyama) or minibatch SGD of a model",
-        description="Simulate the stochastic gradient flow (Euler-Maruyama, step --dt) or minibatch "
-                    "SGD (tau = eta/B, clock t = k*eta/d) at dimension d, average over seeds, and "
-                    "write t, train/test loss and metrics, Q, M (with *_sem standard errors) and "
-                    "meta to --out (.json or .npz).")
+        description="Simulate minibatch SGD (tau = eta/B, clock t = k*eta/d; the default, as in "
+                    "`dmftgen compare`) or the stochastic gradient flow (--method sgf: Euler-Maruyama, "
+                    "step --dt; the default at tau = 0) at dimension d, average over seeds, and write t, "
+                    "train/test loss and metrics, Q, M (with standard errors over seeds) and meta to "
+                    "--out (.nc: labelled xarray Dataset, errors *_err; .json/.npz exports: *_sem). "
+                    "Defaults are shown with each option.")
     add_model_arg(p)
     add_settings_args(p)
     g = p.add_argument_group("simulation")
     g.add_argument("--d", type=int, default=1024, help="dimension d; n = round(delta*d) samples (default 1024)")
     g.add_argument("--seeds", type=int, default=4, help="independent runs averaged (default 4)")
-    g.add_argument("--method", choices=("sgf", "sgd"), default="sgf",
-                   help="sgf: Euler-Maruyama of the SGF; sgd: minibatch SGD (default sgf)")
+    add_dynamics_arg(g)
     g.add_argument("--batch", type=int, default=None, help="SGD minibatch size B (default 1, or eta/tau)")
     g.add_argument("--eta", type=float, default=None, help="SGD learning rate (default tau*B)")
     g.add_argument("--no-replace", dest="replace", action="store_false",
@@ -30,14 +31,14 @@ def add_parser(sub):
     g.add_argument("--data", choices=("gaussian", "rademacher"), default="gaussian",
                    help="law of the entries of X, variance 1/d (default gaussian)")
     g.add_argument("--theta-rows", type=int, default=0, metavar="R",
-                   help="also record the first R rows of theta at every time")
+                   help="also record the first R rows of theta at every time (default 0: none)")
     g.add_argument("--matrix-free", action="store_true",
                    help="SGF only: regenerate X block by block from the seed at every step instead "
                         "of storing it (for very large d; slower)")
     g.add_argument("--schedule", default=None, metavar="EXPR",
                    help="learning-rate schedule gamma(t), a formula in t, e.g. '1/(1+t)': SGD uses "
                         "eta*gamma(k*eta/d), the SGF gamma(t)*ell (default: constant)")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)
 
 
@@ -48,6 +49,7 @@ def run(args) -> int:
     out = result_path(args.out)
     model = load_model(args.model)
     settings = settings_from_args(args, model)
+    args.method = default_dynamics(args.method, settings.tau)
     res = simulate(model, settings, d=args.d, seeds=args.seeds, method=args.method,
                    batch=args.batch, eta=args.eta, replace=args.replace, data=args.data,
                    theta_rows=args.theta_rows, progress=progress_enabled(),

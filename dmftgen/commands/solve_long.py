@@ -30,7 +30,7 @@ def add_parser(sub):
                    help="paths carrying the response tangents (default: a cost budget)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
     g.add_argument("--z", type=float, default=3.0, help="plateau test: error bars allowed (default 3)")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)
 
 

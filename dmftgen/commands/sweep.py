@@ -8,14 +8,18 @@ Re-running the same command resumes: finished points (in FILE.parts/) are not re
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args
+from ._common import DYNAMICS_HELP, add_model_arg, add_settings_args, progress_enabled, settings_from_args
 
 #: Options forwarded to the single-run function, per --what (None = not given, use its default).
 FORWARD = {
     "simulate": ("d", "seeds", "method", "batch", "eta", "data"),
-    "solve": ("paths", "method"),
-    "compare": ("d", "seeds", "paths", "method", "batch", "eta"),
+    "solve": ("paths", "scheme"),
+    "compare": ("d", "seeds", "paths", "method", "scheme", "batch", "eta"),
 }
+#: CLI option -> keyword of the single-run function, per --what (``--method`` is always the
+#: simulated dynamics, ``--scheme`` always the DMFT scheme; the keywords keep their names, so the
+#: point keys of earlier sweeps stay valid).
+KEYWORD = {"simulate": {}, "solve": {"scheme": "method"}, "compare": {"method": "methods", "scheme": "dmft_method"}}
 
 
 def add_parser(sub):
@@ -26,7 +30,8 @@ def add_parser(sub):
                     "Dask: a LocalCluster here by default, or an existing cluster with --scheduler. "
                     "Finished points are kept in OUT.parts/ as they complete; re-running the same "
                     "command resumes without recomputing them. The result OUT (.nc) is an xarray "
-                    "Dataset with dims (grid..., t, ...) and the metadata of single runs.")
+                    "Dataset with dims (grid..., t, ...) and the metadata of single runs. Defaults are "
+                    "shown with each option.")
     add_model_arg(p)
     add_settings_args(p)
     g = p.add_argument_group("sweep")
@@ -45,15 +50,17 @@ def add_parser(sub):
     g.add_argument("--threads-per-task", type=int, default=None, metavar="N",
                    help="numba/BLAS threads of each task (default 1 per Dask thread slot)")
     o = p.add_argument_group("options of the single runs (as in `dmftgen simulate` / `dmftgen solve`)")
-    o.add_argument("--d", type=int, default=None, help="simulate/compare: dimension d")
-    o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point")
-    o.add_argument("--paths", type=int, default=None, help="solve/compare: DMFT Monte Carlo paths")
-    o.add_argument("--method", default=None,
-                   help="simulate: sgf|sgd; solve: sweep|fixed-point; compare: the simulation, sgd|sgf "
-                        "(default: the function's default)")
-    o.add_argument("--batch", type=int, default=None, help="simulate --method sgd: minibatch size B")
-    o.add_argument("--eta", type=float, default=None, help="simulate --method sgd: learning rate")
-    o.add_argument("--data", choices=("gaussian", "rademacher"), default=None, help="simulate: law of X")
+    o.add_argument("--d", type=int, default=None, help="simulate/compare: dimension d (default 1024)")
+    o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point (default 4)")
+    o.add_argument("--paths", type=int, default=None, help="solve/compare: DMFT Monte Carlo paths (default 20000)")
+    o.add_argument("--method", choices=("sgd", "sgf"), default=None,
+                   help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
+                        "simulate() sgf, compare() sgd, or sgf at tau = 0)")
+    o.add_argument("--scheme", choices=("sweep", "fixed-point"), default=None,
+                   help="solve/compare: DMFT scheme (default sweep; compare: fixed-point at tau = 0)")
+    o.add_argument("--batch", type=int, default=None, help="simulate/compare --method sgd: minibatch size B (default 1, or eta/tau)")
+    o.add_argument("--eta", type=float, default=None, help="simulate/compare --method sgd: learning rate (default tau*B)")
+    o.add_argument("--data", choices=("gaussian", "rademacher"), default=None, help="simulate: law of X (default gaussian)")
     p.set_defaults(func=run)
 
 
@@ -76,9 +83,10 @@ def spec_from_args(args):
         v = getattr(args, name)
         if v is not None:
             options[name] = v
-    if args.what == "compare" and "method" in options:
-        options["methods"] = [options.pop("method")]
-    unused = [n for n in ("d", "seeds", "paths", "batch", "eta", "data")
+    options = {KEYWORD[args.what].get(k, k): v for k, v in options.items()}
+    if "methods" in options:
+        options["methods"] = [options["methods"]]
+    unused = [n for n in ("d", "seeds", "paths", "method", "scheme", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
     if unused:
         raise SettingsError(f"--{unused[0]} does not apply to --what {args.what}; options of {args.what}: "

@@ -41,8 +41,8 @@ def add_parser(sub):
     g.add_argument("--times", default=None, help="comma-separated times (default T/2,T)")
     g.add_argument("--seeds", type=int, default=4, help="simulations per d (default 4)")
     g.add_argument("--method", choices=("sgf", "sgd"), default="sgf", help="simulated dynamics (default sgf)")
-    g.add_argument("--batch", type=int, default=None, help="SGD minibatch B")
-    g.add_argument("--eta", type=float, default=None, help="SGD learning rate")
+    g.add_argument("--batch", type=int, default=None, help="SGD minibatch B (default 1, or eta/tau)")
+    g.add_argument("--eta", type=float, default=None, help="SGD learning rate (default tau*B)")
     g.add_argument("--paths", type=int, default=20000, help="DMFT Monte Carlo paths (default 20000)")
     g.add_argument("--theta-samples", type=int, default=None,
                    help="DMFT theta-process samples (default max(paths, 2*max d))")

@@ -1,4 +1,4 @@
-"""DMFT solver of the stochastic gradient flow (math.md sections 2 and 5.3).
+"""DMFT solver of the stochastic gradient flow (docs/theory.md §2-3).
 
     from dmftgen.dmft import solve, richardson
     res = solve(model, settings, paths=20000, method="sweep")

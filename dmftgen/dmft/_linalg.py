@@ -4,7 +4,7 @@
   (the causal Gaussian sampler of the forward sweep).
 * :func:`det_tangent_row` -- the deterministic response row K_ell[k, :k] for models whose
   Jacobian grad ell is one constant matrix A (LINEAR_ELL): E J obeys the noiseless recursion
-  because the Ito increment dB_m is independent of J[m, l] (math.md section 4.2).
+  because the Ito increment dB_m is independent of J[m, l] (docs/theory.md §3).
 * :func:`psd_sqrt` -- symmetric PSD square root by eigh with clipping (fixed-point sampler).
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 Why this route
 --------------
-The direct scheme (math.md 5.3) costs O(P K^2) time for the memory sums, O(P_J K^3) for the
+The direct scheme (docs/theory.md §2) costs O(P K^2) time for the memory sums, O(P_J K^3) for the
 Monte Carlo tangents of nonlinear models and O(G K^2) memory for the per-group kernel sums, with
 K = T / dt steps. The discrete scheme is the exact large-d limit of Euler--Maruyama SGF at the
 same step and is first order in dt (measured: tests/test_dmft.py), so the cheapest way to a long
@@ -25,7 +25,7 @@ Alternatives considered (docs/longtime.md):
   process has variance sigma^2 / (a (2 - a dt)) instead of sigma^2 / (2a)); a coarse late grid
   therefore carries the same O(dt_late) error as a uniform grid at dt_late, and only the early
   transient gains. Richardson removes the O(dt) error at all times.
-* low-rank / banded R_theta (math.md 10): would cut the O(P K^2) memory sums; it needs a change
+* low-rank / banded R_theta (an idea from the design notes): would cut the O(P K^2) memory sums; it needs a change
   in the generated path kernel and was not done here.
 
 Accuracy

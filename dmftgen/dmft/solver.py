@@ -1,4 +1,4 @@
-"""Orchestration of the discrete-time DMFT solve (math.md sections 2, 5.3): sweep and fixed point.
+"""Orchestration of the discrete-time DMFT solve (docs/theory.md §2-3): sweep and fixed point.
 
 The scheme is the exact large-d limit of the Euler--Maruyama SGF at the same step dt.
 
@@ -15,7 +15,7 @@ by construction. xi is drawn from S_U, not from C_theta: with xi = L eta and L t
 (pivot-clipped) Cholesky factor of S_U, the new row m needs only S_U[m, <=m], which the paths
 have just produced (causal). The conditioning is governed by the white part
 tau * dt * <ell ell^T> of S_U's Schur complements, bounded below for every tau > 0, whereas the
-Cholesky of C_theta (the smoothed path) overflows at small tau (math.md 5.3 pitfalls). At
+Cholesky of C_theta (the smoothed path) overflows at small tau (docs/theory.md §2, Gaussian input). At
 tau = 0, S_U is the Gram matrix of smooth paths; clipped pivots keep L L^T = S_U up to
 ``pivot_tol`` and the damped fixed point with the symmetric square root (``method="fixed-point"``)
 is the cross-check.

@@ -31,11 +31,11 @@ stationary (``reached=False``, value = that window's mean).
 
 Ridge regression: stationary state in closed form
 -------------------------------------------------
-For linear ell the DMFT closes into the Volterra equations of math.md section 7 (responses equal
+For linear ell the DMFT closes into the Volterra equations of docs/theory.md §5 (responses equal
 their gradient-flow values for every tau; tau enters through L only). Their t -> infinity limit
 is the stationary state, solved directly: L_inf = L_GF(inf) / (1 - int K) and
 E_inf = E_GF(inf) + L_inf int K_te (dmftgen.reference.volterra.noise_floor). At a step dt the
-discrete Volterra sum gives, exactly for the discrete DMFT (math.md 5.3) at the same dt,
+discrete Volterra sum gives, exactly for the discrete DMFT (docs/theory.md §2) at the same dt,
 
     L_inf(dt) = L_GF(inf) / (1 - IK(dt)),   E_inf(dt) = E_GF(inf) + L_inf(dt) IK_te(dt),
     IK(dt) = tau int m^2 / ((lam+m)(2 - dt(lam+m))) dmu_MP,   IK_te(dt) likewise with m,
@@ -47,7 +47,7 @@ dmftgen.reference.volterra; checked against the long-time DMFT in tests/test_lon
 Nonlinear models (logistic with ridge)
 --------------------------------------
 For h = lam theta the DMFT implies, at every time, dQ/dt = -2 lam Q - (E[r ell^T] + E[ell r^T])
-+ tau E[ell ell^T] (math.md 2.7, expectations over the r-process). In the discrete scheme the
++ tau E[ell ell^T] (docs/theory.md §6, expectations over the r-process). In the discrete scheme the
 increment Q_{k+1} - Q_k equals dt times that right-hand side plus O(dt^2), so in a stationary
 state the *balance* B = 2 lam Q + E[r ell^T] + E[ell r^T] - tau E[ell ell^T] is O(dt) (and
 O(dt^2) after Richardson extrapolation). :func:`q_balance` returns B(t); it is a necessary

@@ -1,7 +1,7 @@
 """Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0, ridge lam > 0).
 
 For a GLM (student width m = 1, teacher width k = 1, h = lam theta) whose SGF has a stationary
-state, the discrete scheme of math.md 5.3 at step dt becomes time-translation invariant at long
+state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation invariant at long
 times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
 S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly by a
 damped fixed point, with the memory truncated at ``window`` lags (K(u) = S(u) = R(u) = 0 beyond).
@@ -33,7 +33,7 @@ Validity: the fixed point is the t -> infinity limit of the time-dependent discr
 same dt if that limit exists and is unique (a stable model) and ``window`` spans the decay of R
 and S; compare with :func:`dmftgen.dmft.solve_long` (tests/test_longtime.py). Richardson in dt
 works as for the time-dependent solve (``solve_stationary(..., dt)`` and ``dt/2``).
-[Derived here from math.md 5.3 by time-translation invariance; not from the paper.]
+[Derived here from docs/theory.md §2 by time-translation invariance; not from the paper.]
 """
 from __future__ import annotations
 

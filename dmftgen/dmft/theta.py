@@ -1,7 +1,7 @@
 """theta-side of the discrete-time DMFT for a linear regulariser h = lam*theta (deterministic).
 
 With the r-side kernels K_ell[k, l] (K_ell[k, k] = Gamma_k, K_ell[k, l] ~ R_ell(t_k, t_l) dt), the
-teacher drift nu[k] (m x k) and the noise covariance S_U, one theta row obeys (math.md 5.3)::
+teacher drift nu[k] (m x k) and the noise covariance S_U, one theta row obeys (docs/theory.md §2)::
 
     theta_{k+1} = (1 - lam dt) theta_k - dt sum_{l<=k} K_ell[k, l] theta_l - dt nu[k] theta* + dU_k,
 
@@ -15,7 +15,7 @@ hence theta_k = Phi0[k] theta^0 + Phis[k] theta* + sum_{m<k} R_theta[k, m] dU_m 
 
 Everything is stored as flat block matrices (row k*m + a). The teacher drift is either given
 (pathwise estimator, or deterministic), or computed row by row with the Stein identity
-(math.md 2.7(b), re-derived for discrete time and general m, k in dmftgen/dmft/solver.py):
+(docs/theory.md §3, re-derived for discrete time and general m, k in dmftgen/dmft/solver.py):
 
     nu[k] = ( <ell_k r*^T> - sum_{l<=k} K_ell[k, l] M[l] ) rho^{-1}.
 """

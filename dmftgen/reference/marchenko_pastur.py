@@ -1,6 +1,6 @@
 r"""Gradient flow / gradient descent on ridge regression in the proportional limit.
 
-Closed-form reference curves (design note ``math.md`` §7) for
+Closed-form reference curves (docs/theory.md §5) for
 
 .. math::
 

@@ -1,4 +1,4 @@
-r"""Online-SGD overlap ODEs: the δ → ∞ limit of the SGF at fixed τ (design note ``math.md`` §4.3).
+r"""Online-SGD overlap ODEs: the δ → ∞ limit of the SGF at fixed τ (docs/theory.md §5).
 
 Student :math:`\theta\in\mathbb R^{d\times m}`, teacher :math:`\theta^*\in\mathbb R^{d\times k}`,
 overlaps :math:`Q=\theta^\top\theta/d` (m×m), :math:`M=\theta^\top\theta^*/d` (m×k),

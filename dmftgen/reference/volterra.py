@@ -1,4 +1,4 @@
-r"""Homogenized-SGF Volterra risk curves for ridge regression (design note ``math.md`` §7).
+r"""Homogenized-SGF Volterra risk curves for ridge regression (docs/theory.md §5).
 
 Setting: :math:`y=X\theta^*+\sigma\varepsilon`, loss :math:`\tfrac12(r-y)^2`,
 :math:`h=\lambda\theta`, :math:`\theta^0=0`, SGF temperature :math:`\tau`. Replacing the SGF noise

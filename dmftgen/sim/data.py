@@ -9,7 +9,7 @@ Everything is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(index, rol
 
 Shapes follow the simulator layout (see ``dmftgen/codegen/templates/sim.py``): parameters are
 stored transposed, ``thT`` (m, d) and ``thsT`` (k, d), and ``s = X theta*`` (n, k) is computed
-once, since the teacher columns never move (math.md section 1.5, "Planted signal").
+once, since the teacher columns never move (docs/theory.md §1, "Planted signal").
 """
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         Independent runs (data and dynamics); seed index i uses streams
         ``SeedSequence(settings.seed, spawn_key=(i, role))``.
     method : {"sgf", "sgd"}
-        ``sgf``: Euler--Maruyama of math.md eq. (3) with step dt. ``sgd``: minibatch SGD with
+        ``sgf``: Euler--Maruyama of docs/theory.md §1 with step dt. ``sgd``: minibatch SGD with
         learning rate eta and batch B, tau = eta/B, clock t = k eta/d; the state is recorded at the
         steps nearest to the grid times (actual times in ``meta["t_actual"]``).
     batch, eta : int, float, optional

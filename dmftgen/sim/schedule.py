@@ -1,4 +1,4 @@
-r"""Learning-rate schedules gamma(t) >= 0 on the SGF clock (math.md section 1.1).
+r"""Learning-rate schedules gamma(t) >= 0 on the SGF clock (docs/theory.md §1).
 
 SGD with eta_k = eta * gamma(t_k), t_k = k eta / d, is the SGF with ell_t = gamma(t) ell and
 h_t = gamma(t) h: the drift scales by gamma and the noise covariance by gamma^2,

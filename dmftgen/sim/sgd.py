@@ -1,4 +1,4 @@
-r"""Minibatch SGD (math.md eq. (2), section 1.2) reported on the SGF clock t = k eta / d.
+r"""Minibatch SGD (docs/theory.md §1, section 1.2) reported on the SGF clock t = k eta / d.
 
 .. math::
 
@@ -8,7 +8,7 @@ r"""Minibatch SGD (math.md eq. (2), section 1.2) reported on the SGF clock t = k
 with :math:`S_k` a uniform minibatch of size B (i.i.d. indices with replacement, or a uniform
 B-subset without), independent across steps. The mean step is :math:`(\eta/d)` times the SGF
 drift and the noise covariance matches the SGF's with :math:`\tau=\eta/B` up to the rank-one
-mean term and the factor (n-B)/(n-1) (math.md section 1.4).
+mean term and the factor (n-B)/(n-1) (docs/theory.md §1).
 
 The steps between two recorded times run inside one generated kernel (``sim_sgd_steps``), which
 indexes the minibatch rows of X in place; the driver only draws the uniforms that pick the

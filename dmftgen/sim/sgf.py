@@ -1,4 +1,4 @@
-r"""Stochastic gradient flow (math.md eq. (3), section 1.3) by Euler--Maruyama.
+r"""Stochastic gradient flow (docs/theory.md §1, section 1.3) by Euler--Maruyama.
 
 Itô SDE, one scalar Brownian motion per sample,
 
@@ -7,7 +7,7 @@ Itô SDE, one scalar Brownian motion per sample,
     d\theta = -\big(\lambda\theta + h(\theta)\big)dt - \tfrac1\delta X^\top dL,\qquad
     dL_i = \ell(r_i; s_i, z_i)\,\big(dt + \sqrt{\tau\delta}\,dB_i\big),\qquad r = X\theta,
 
-discretised at the left end of each step (math.md section 5.3, "Stochastic integrals": Itô, never a
+discretised at the left end of each step (docs/theory.md §2, "Stochastic integrals": Itô, never a
 midpoint rule),
 
 .. math::

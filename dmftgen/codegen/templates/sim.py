@@ -11,7 +11,7 @@ Layout used by the simulator drivers (``dmftgen/sim/``):
 
 * ``thT`` -- the student parameters stored transposed, shape (M, d), C-contiguous: row-major
   (M, d) makes the two BLAS products ``thT @ X.T`` and ``GT @ X`` about 20 % faster than the
-  tall-skinny (d, M) layout for M = 4 (numba-sympy-notes section 2.1), and lets the fused SGD
+  tall-skinny (d, M) layout for M = 4 (measured: bench/bench_sgf_step.py), and lets the fused SGD
   kernel run over contiguous length-d rows.
 * ``RT`` -- student pre-activations r = X theta, transposed, shape (M, n).
 * ``s`` -- frozen teacher pre-activations r* = X theta*, shape (n, K) (computed once per run).
@@ -51,7 +51,7 @@ def h_row(th, p, out):  # pragma: no cover
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def sim_sgf_increment(RT, s, z, p, dB, dt, c, GT, met, obs):
-    """Per-sample part of one SGF Euler--Maruyama step (math.md section 1.3, Ito, left point).
+    """Per-sample part of one SGF Euler--Maruyama step (docs/theory.md §1, Ito, left point).
 
     For every sample i, with r_i = RT[:, i]::
 
@@ -180,7 +180,7 @@ def sim_overlaps(thT, thsT, Q, Mo):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx):
-    """Run ``u.shape[0]`` minibatch SGD steps in place (math.md section 1.2), rows indexed in place.
+    """Run ``u.shape[0]`` minibatch SGD steps in place (docs/theory.md §1), rows indexed in place.
 
     Step k with minibatch S_k of size B = u.shape[1] and learning rate eta_k = ``etas[k]``
     (constant, or eta * gamma(t_k) under a schedule)::
@@ -191,7 +191,7 @@ def sim_sgd_steps(X, thT, s, z, p, u, replace, etas, lam, mark, idx):
     i_b = floor(u_b n) (i.i.d. uniform). Without, Floyd's algorithm turns the same B uniforms into
     a uniform B-subset of [n]: for j = n-B .. n-1, t = floor(u (j+1)); take t unless already taken,
     else take j. ``mark`` (n,) bool scratch, all False on entry and on exit; ``idx`` (B,) int64
-    scratch. No copy of X[S_k] is made (numba-sympy-notes section 2.1): all B pre-activations are
+    scratch. No copy of X[S_k] is made (measured: bench/bench_sgf_step.py): all B pre-activations are
     formed first (old theta), then the regulariser pass (only if lam != 0 or a regulariser is
     declared) and B rank-one updates touch theta. ``reassoc``/``contract`` let LLVM vectorise the
     length-d dot products; the order is still fixed by the compiled code, so runs reproduce.
