@@ -54,6 +54,9 @@ SCHEMA = {
     "C_theta": ("t", "s", "a", "b"), "R_theta": ("t", "s", "a", "b"),
     "K_ell": ("t", "s", "a", "b"), "R_ell": ("t", "s", "a", "b"),
     "S_U": ("step", "step_s", "a", "b"),
+    # self-check residuals (dmftgen/dmft/checks.py): per increment k < N
+    "check_Q_balance": ("step", "a", "b"), "check_M_balance": ("step", "a", "j"),
+    "check_descent": ("step",),
     "rho": ("j", "j2"),
     "theta_rows": ("seed", "t", "row", "a"),
     "theta_samples": ("t", "sample", "a"),

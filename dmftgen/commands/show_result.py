@@ -27,7 +27,12 @@ def run(args) -> int:
     if not path.is_file():
         raise SettingsError(f"{path}: no such result file; give a .json or .npz written by dmftgen.")
     try:
-        res = Result.load(path)
+        if path.suffix in (".json", ".npz"):
+            res = Result.load(path)
+        else:
+            from ..dataset import load, to_result
+
+            res = to_result(load(path))
     except Exception as exc:  # a corrupted or foreign file: one message, no traceback
         raise SettingsError(f"{path}: cannot be read as a dmftgen result ({type(exc).__name__}: {exc}).") from None
     meta = res.meta or {}
