@@ -5,7 +5,6 @@ SIGKILL cases run a real subprocess (tests/test_interrupts.py).
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -439,7 +438,6 @@ def test_atomic_write_touches_no_umask(tmp_path, monkeypatch):
     os.umask(old)
     monkeypatch.setattr(os, "umask", lambda *a: (_ for _ in ()).throw(AssertionError("umask touched")))
     try:
-        os.umask  # noqa: B018
         real = os.open
         modes = []
         monkeypatch.setattr(os, "open", lambda p, f, m=0o777, **k: (modes.append(m), real(p, f, m, **k))[1])
@@ -462,16 +460,19 @@ def test_stale_temporaries_of_dead_writers_are_cleaned(tmp_path):
     dead = _dead_pid()
     stale = tmp_path / f".r.json.{dead}.0123abcd.tmp"
     live = tmp_path / f".r.json.{os.getppid()}.0123abcd.tmp"   # a concurrent writer: kept
-    other = tmp_path / f".s.json.{dead}.0123abcd.tmp"          # another target: left to its writer
+    other = tmp_path / f".s.json.{dead}.0123abcd.tmp"          # another target, dead writer
     staledir = tmp_path / f".cmp.{dead}.0123abcd.tmpdir"
     for p in (stale, live, other):
         p.write_bytes(b"half")
     staledir.mkdir()
     (staledir / "figure.png").write_bytes(b"half")
+    keep = tmp_path / ".hidden-user-file.tmp"                  # not ours: never touched
+    keep.write_bytes(b"mine")
     atomic_write(tmp_path / "r.json", b"{}")
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and not other.exists() and not staledir.exists()
+    assert live.exists() and keep.exists()
     replace_dir(tmp_path / "cmp", {"a.txt": b"a"})
-    assert not staledir.exists() and (tmp_path / "cmp" / "a.txt").read_bytes() == b"a"
+    assert (tmp_path / "cmp" / "a.txt").read_bytes() == b"a"
 
 
 # ----------------------------------------------------------------------------------------------
