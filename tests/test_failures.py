@@ -600,3 +600,12 @@ def test_concurrent_generate_never_corrupts(tmp_path):
     assert all(p.returncode == 0 for p in procs), errs
     assert (tmp_path / "g" / "linreg.py").read_bytes() == (GEN / "linreg.py").read_bytes()
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["linreg.py"]
+
+
+def test_schedule_run_is_judged_by_growth_only(linreg):
+    """With gamma(t) = 0.2 the effective temperature is 5 * 0.2 = 1 < tau_c: tau = 5 alone is not
+    a reason to call the run unstable (the constant-tau criterion does not apply)."""
+    from dmftgen.sim import simulate
+
+    res = simulate(linreg, Settings(tau=5.0, T=2.0, dt=0.1), d=64, seeds=2, schedule="0.2")
+    assert res.status == "ok" and res.meta["stability"]["criterion"] is None
