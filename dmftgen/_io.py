@@ -7,9 +7,10 @@ umask exactly as for an ordinary ``open()`` -- no process-wide state (``os.umask
 which would race with other threads.
 
 Stale temporaries.  A process killed during a write (SIGKILL, power loss) leaves its temporary
-behind.  Its name carries the writer's pid; every later write into the same directory removes
-the temporaries of that target whose writer is no longer alive (:func:`clean_stale`).  Readers
-never look at them (hidden names, ``.tmp`` suffix).
+behind.  Its name carries the writer's pid; the first write of a process into a directory removes
+the temporaries there whose writer is no longer alive (:func:`clean_stale`; once per directory
+and process, so that a sweep writing thousands of parts does not rescan its directory each time).
+Readers never look at them (hidden names, ``.tmp`` suffix).
 
 Atomic directory.  :func:`replace_dir` fills a temporary directory beside the target and swaps it
 in with one ``renameat2(RENAME_EXCHANGE)`` where the kernel offers it (Linux >= 3.15), else with
@@ -75,6 +76,16 @@ def clean_stale(directory, name: str | None = None) -> list[Path]:
     return removed
 
 
+_CLEANED: set = set()
+
+
+def _clean_once(directory: Path) -> None:
+    key = str(directory.resolve())
+    if key not in _CLEANED:
+        clean_stale(directory)
+        _CLEANED.add(key)
+
+
 def _tmp_name(path: Path, kind: str) -> Path:
     return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.{kind}"
 
@@ -84,7 +95,7 @@ def atomic_path(path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, else it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path.parent, path.name)
+    _clean_once(path.parent)
     tmp = _tmp_name(path, "tmp")
     # O_EXCL: never follow or reuse an existing name; mode 0o666 & ~umask as for open()
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -134,7 +145,7 @@ def replace_dir(path, files: dict) -> dict:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path.parent, path.name)
+    _clean_once(path.parent)
     tmp = _tmp_name(path, "tmpdir")
     tmp.mkdir(mode=0o777)
     try:

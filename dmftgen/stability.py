@@ -9,6 +9,7 @@ valid learning curve.  :func:`flag_instability` marks such a result, from two in
    :func:`dmftgen.reference.volterra.critical_tau`; with the Euler step, the discrete-time
    criterion at dt').  The same criterion ``compare`` warns about (there also as a heuristic
    for nonlinear ell; here only where it is exact).
+   Not applied with a learning-rate schedule (the effective temperature is tau gamma(t)).
 2. **Growth of the loss by many orders**: max_t L(t) >= GROWTH * L(0) for the train or test
    loss (GROWTH = 1e6), for any model.
 
@@ -86,7 +87,9 @@ def flag_instability(result, kern, model, settings):
     """
     if result.status not in ("ok", "inaccurate"):
         return result
-    crit = criterion(kern, model, settings)
+    # a learning-rate schedule changes the effective temperature over time (tau gamma(t)): the
+    # constant-tau criterion does not apply, the growth test still does
+    crit = None if result.meta.get("schedule") else criterion(kern, model, settings)
     growth = loss_growth(result)
     reasons = []
     if crit is not None and not crit["stable"]:

@@ -5,7 +5,6 @@ SIGKILL cases run a real subprocess (tests/test_interrupts.py).
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -439,7 +438,6 @@ def test_atomic_write_touches_no_umask(tmp_path, monkeypatch):
     os.umask(old)
     monkeypatch.setattr(os, "umask", lambda *a: (_ for _ in ()).throw(AssertionError("umask touched")))
     try:
-        os.umask  # noqa: B018
         real = os.open
         modes = []
         monkeypatch.setattr(os, "open", lambda p, f, m=0o777, **k: (modes.append(m), real(p, f, m, **k))[1])
@@ -462,16 +460,19 @@ def test_stale_temporaries_of_dead_writers_are_cleaned(tmp_path):
     dead = _dead_pid()
     stale = tmp_path / f".r.json.{dead}.0123abcd.tmp"
     live = tmp_path / f".r.json.{os.getppid()}.0123abcd.tmp"   # a concurrent writer: kept
-    other = tmp_path / f".s.json.{dead}.0123abcd.tmp"          # another target: left to its writer
+    other = tmp_path / f".s.json.{dead}.0123abcd.tmp"          # another target, dead writer
     staledir = tmp_path / f".cmp.{dead}.0123abcd.tmpdir"
     for p in (stale, live, other):
         p.write_bytes(b"half")
     staledir.mkdir()
     (staledir / "figure.png").write_bytes(b"half")
+    keep = tmp_path / ".hidden-user-file.tmp"                  # not ours: never touched
+    keep.write_bytes(b"mine")
     atomic_write(tmp_path / "r.json", b"{}")
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and not other.exists() and not staledir.exists()
+    assert live.exists() and keep.exists()
     replace_dir(tmp_path / "cmp", {"a.txt": b"a"})
-    assert not staledir.exists() and (tmp_path / "cmp" / "a.txt").read_bytes() == b"a"
+    assert (tmp_path / "cmp" / "a.txt").read_bytes() == b"a"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -599,3 +600,12 @@ def test_concurrent_generate_never_corrupts(tmp_path):
     assert all(p.returncode == 0 for p in procs), errs
     assert (tmp_path / "g" / "linreg.py").read_bytes() == (GEN / "linreg.py").read_bytes()
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["linreg.py"]
+
+
+def test_schedule_run_is_judged_by_growth_only(linreg):
+    """With gamma(t) = 0.2 the effective temperature is 5 * 0.2 = 1 < tau_c: tau = 5 alone is not
+    a reason to call the run unstable (the constant-tau criterion does not apply)."""
+    from dmftgen.sim import simulate
+
+    res = simulate(linreg, Settings(tau=5.0, T=2.0, dt=0.1), d=64, seeds=2, schedule="0.2")
+    assert res.status == "ok" and res.meta["stability"]["criterion"] is None

@@ -165,3 +165,21 @@ with atomic_path({str(target)!r}) as tmp:
     assert len(temps) == 1 and target.read_bytes() == b"earlier"  # the earlier file is whole
     atomic_write(target, b"new")
     assert target.read_bytes() == b"new" and not temps[0].exists()
+
+
+def test_sigint_on_solve_long_stops_before_the_fine_solve(tmp_path):
+    """Richardson: an interrupted coarse solve stops the command (no fine solve), nothing written."""
+    out = tmp_path / "long.json"
+    hook = HOOK_SOLVE + """
+_n = [0]
+_init = solver._Solver.__init__
+def _count(self, *a, **k):
+    _n[0] += 1
+    print(f"SOLVE {_n[0]}", flush=True)
+    _init(self, *a, **k)
+solver._Solver.__init__ = _count
+"""
+    argv = ["solve-long", "linreg", "--T", "2", "--dt", "0.2", "--paths", "400", "--out", str(out)]
+    rc, stdout, err = run_until_ready(tmp_path, hook, argv, signal.SIGINT)
+    assert rc == 130 and "SOLVE 2" not in stdout and "nothing was written" in err
+    assert not out.exists()

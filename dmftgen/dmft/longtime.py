@@ -95,6 +95,8 @@ def solve_long(model, settings, *, paths: int = 20000, extrapolate: bool = True,
                             "time_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
         return res
     coarse = solve(model, settings, paths=paths, progress=progress, refine=L + 1, **options)
+    if coarse.status == "interrupted":  # Ctrl-C: stop, do not start the fine solve
+        raise KeyboardInterrupt
     t1 = time.perf_counter()
     rss1 = peak_rss_mb()
     fine = solve(model, settings.replace(dt=settings.dt / 2), paths=paths, progress=progress, refine=L,

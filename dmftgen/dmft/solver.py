@@ -999,6 +999,8 @@ def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", pr
     # the coarse solve aggregates the fine solve's noise (refine + 1): coupled paths, so the
     # Monte Carlo error largely cancels in 2 f(dt/2) - f(dt)
     coarse = solve(model, settings, paths=paths, method=method, progress=progress, refine=L + 1, **options)
+    if coarse.status == "interrupted":  # Ctrl-C: stop, do not start the fine solve
+        raise KeyboardInterrupt
     fine = solve(model, settings.replace(dt=settings.dt / 2), paths=paths, method=method,
                  progress=progress, refine=L, **options)
     n = min(len(coarse.t), (len(fine.t) + 1) // 2)
