@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 # The run stages import numba and friends; load them on first use so that model files (which
 # import dmftgen) and `dmftgen list` stay fast.
 _LAZY = {"simulate": ("dmftgen.sim", "simulate"), "solve": ("dmftgen.dmft", "solve"),
+         "stationary": ("dmftgen.dmft", "stationary"),
          "load_kernels": ("dmftgen.codegen", "load_kernels"), "generate": ("dmftgen.codegen", "generate"),
          "Result": ("dmftgen.results", "Result")}
 
@@ -29,5 +30,5 @@ def __getattr__(name):
 __all__ = [
     "Model", "Noise", "Normal", "Uniform", "Rademacher", "student", "teacher", "theta", "sigmoid", "softplus",
     "load_model", "Settings", "DmftgenError", "ModelError", "UnsupportedModelError", "CodegenError",
-    "StaleKernelsError", "SettingsError", "__version__", "simulate", "solve", "load_kernels", "generate", "Result",
+    "StaleKernelsError", "SettingsError", "__version__", "simulate", "solve", "stationary", "load_kernels", "generate", "Result",
 ]

@@ -170,7 +170,8 @@ def init_from_static(st, lag, tau, delta, dt, W):
 
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.5, max_iter: int = 200,
-                     tol: float = 1e-3, groups: int = 10, init="auto", init_time: float | None = None):
+                     tol: float = 1e-3, groups: int = 10, init="auto", init_time: float | None = None,
+                     replica: int = 0):
     """Stationary state of the discrete DMFT at step ``settings.dt`` and tau > 0 (module docstring).
 
     Parameters
@@ -195,6 +196,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         ``init_time`` (default ``window``) and takes its last row (:func:`init_from_result`); a
         Result of ``solve`` does the same; a dict {K, S, S_inf, M} (e.g. the converged kernels of
         another replica, or :func:`init_from_static`).
+    replica : int
+        Index of an independent replica: its own random numbers (SeedSequence([seed, 7, replica])).
 
     Returns
     -------
@@ -229,7 +232,7 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     rho_std = model.teacher_std_value(p)
     rho = rho_std ** 2 * np.eye(kk)
     rho_inv = np.linalg.inv(rho) if kk else np.zeros((0, 0))
-    ss = np.random.SeedSequence([settings.seed, 7])
+    ss = np.random.SeedSequence([settings.seed, 7, int(replica)])
     r_s, r_g, r_b = (np.random.default_rng(c) for c in ss.spawn(3))
     s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
     zz = np.empty((P, int(kern.NZ)))

@@ -50,9 +50,9 @@ def _sqrtm_psd(C):
 class _Samples:
     """Fixed draws (xi, r*, z) of one replica and the kernel calls on them."""
 
-    def __init__(self, kern, model, p, n, seed, rho_std):
+    def __init__(self, kern, model, p, n, seed, rho_std, replica=0):
         m, k = int(kern.M), int(kern.K)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 13, int(replica)]))
         self.kern, self.p, self.m, self.k = kern, p, m, k
         self.xi = rng.standard_normal((n, m))
         self.s = np.ascontiguousarray(rho_std * rng.standard_normal((n, k)))
@@ -104,14 +104,14 @@ def _prox(S, w, chi, delta, r0, iters=60, tol=1e-12):
 
 
 def static_fixed_point(kern, model, settings, p, *, samples=40000, seed=0, damping=0.3, max_iter=500,
-                       tol=1e-9, chi_max=1e6, init=None):
+                       tol=1e-9, chi_max=1e6, init=None, replica=0):
     """One replica of the tau = 0 fixed point (module docstring). Returns a dict of m x m arrays."""
     m, k = int(kern.M), int(kern.K)
     lam, delta = settings.lam, settings.delta
     rho_std = model.teacher_std_value(p)
     rho = rho_std ** 2 * np.eye(k)
     rho_inv = np.linalg.inv(rho) if k else np.zeros((0, 0))
-    S = _Samples(kern, model, p, int(samples), seed, rho_std)
+    S = _Samples(kern, model, p, int(samples), seed, rho_std, replica)
     eye = np.eye(m)
     if init is None:
         chi = eye / (lam + 0.5)
