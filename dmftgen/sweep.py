@@ -47,11 +47,12 @@ from ._io import atomic_path
 from .config import Settings
 from .errors import SettingsError
 
-WHATS = ("solve", "simulate", "compare")
+WHATS = ("solve", "simulate", "compare", "stationary")
 #: Settings fields that may be swept.  T and dt are not: they change the time axis.
 SETTINGS_GRID = ("delta", "tau", "lam", "seed")
 #: Integer options that may be swept, per task kind (finite-size / Monte Carlo studies).
-OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths")}
+OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths"),
+               "stationary": ("paths", "replicas", "samples")}
 #: Names of the component axes of the single-run arrays (docs/kernels.md, results.py).
 #: m x m arrays (a, b), m x k arrays (a, j); two-time kernels get (t, s, a, b).
 COMPONENT_DIMS = {**{k: ("a", "b") for k in ("Q", "Gamma", "Phi0", "E_r_ell", "E_ell_ell", "C_theta",
@@ -310,6 +311,8 @@ def _call(what, model, settings, options):
     if what == "solve":
         from .dmft import solve
         return solve(model, settings, **options)
+    if what == "stationary":
+        return _stationary_point(model, settings, options)
     from .compare import compare, table_columns
     from .results import Result
 
@@ -327,6 +330,20 @@ def _call(what, model, settings, options):
     msg = "; ".join(f"{k}: {r.message}" for k, r in [("dmft", cmp.dmft), *cmp.sims.items()]
                     if getattr(r, "status", "ok") != "ok")
     return Result(data, meta, status=status, message=msg)
+
+
+def _stationary_point(model, settings, options):
+    """``--what stationary``: the stationary state (dmftgen.dmft.stationary_state), one point t = inf."""
+    from .dmft.stationary_state import stationary
+
+    return stationary(model, settings, **options)
+
+
+def _time_axis(spec, points) -> np.ndarray:
+    """The t coordinate of the combined dataset: the settings' grid, or [inf] for stationary states."""
+    if spec.what == "stationary":
+        return np.array([np.inf])
+    return Settings(**points[0].settings).times
 
 
 def run_point(model_ref: str, settings_dict: dict, what: str, options: dict) -> dict:
@@ -465,7 +482,7 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
     points = spec.points() if points is None else points
     names = list(spec.grid)
     gshape = tuple(len(spec.grid[n]) for n in names)
-    t = Settings(**points[0].settings).times
+    t = _time_axis(spec, points)
     nt = len(t)
     results = {p.key: load_part(out, p) for p in points}
     # variable layout from the parts (union, first appearance wins)
