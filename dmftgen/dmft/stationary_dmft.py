@@ -313,6 +313,13 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         M_new = -chi @ (new_els - Khat @ M)
         if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
             return _no_state(f"non-finite kernels at iteration {it}", t_start, residuals)
+        s0 = float(np.trace(newS[0]))
+        if it == 0:
+            s0_first = max(s0, 1e-300)
+        elif s0 > 1e6 * s0_first:
+            return _no_state(f"the gradient noise grows without bound over the iterations (S(0) x "
+                             f"{s0 / s0_first:.3g} after {it} passes): no stationary state (tau beyond "
+                             "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
                   np.abs(lam * M + new_els).max() / max(np.abs(new_els).max(), 1e-300) if kk else 0.0,
                   np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300))

@@ -162,6 +162,10 @@ def static_fixed_point(kern, model, settings, p, *, samples=40000, seed=0, dampi
             status = "ok"
             chi, M, c = chi_new, M_new, c_new
             break
+    if status == "no-stationary-state":
+        return {"status": status, "residuals": residuals, "iterations": len(residuals),
+                "message": "the static fixed point runs away (chi = (lam + Khat)^{-1} or Q without bound): "
+                           "no restoring force, e.g. the data are interpolated without a ridge"}
     # observables at the final state
     w = S.xi @ _sqrtm_psd(c).T + (S.s @ (M @ rho_inv).T if k else 0.0)
     r, g, J, fres = _prox(S, w, chi, delta, r)
@@ -179,6 +183,7 @@ def static_fixed_point(kern, model, settings, p, *, samples=40000, seed=0, dampi
            "train_loss": float(loss.mean()), "rho": rho, "prox_residual": fres,
            "residuals": residuals, "iterations": len(residuals), "status": status,
            "J_samples": J[: min(S.n, 4000)].copy()}
+
     for j, name in enumerate(model.metrics):
         out[f"train_{name}"] = float(met[:, j].mean())
     return out
