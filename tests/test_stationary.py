@@ -161,19 +161,22 @@ def test_logistic_stationary_matches_long_time_solver(logistic):
 
 @pytest.mark.slow
 def test_committee_stationary_matches_long_time_solver():
-    """Committee m = 2, tau = 0.2, lam = 0.1: stationary state vs the time-dependent solve at t = 40."""
+    """Committee m = 2, tau = 0.2, lam = 0.1: stationary state vs the time-dependent solve at t = 40.
+
+    The relaxation time is ~7.5 (reported by the stationary solve), so at t = 40 the remaining
+    transient is ~e^{-40/7.5} of the initial gap, below the solver's Monte Carlo error (measured:
+    Q moves by 1e-3 between t = 30 and 40, its error is 2.5e-3). The time-dependent solve's
+    batch-means errors are ~1.5x too small (kernel feedback ignored): allowance 4 x
+    hypot(1.5 err_td, err_stationary)."""
     from dmftgen.dmft import solve
     from dmftgen.model import load_model
 
     model = load_model("committee")
-    st = Settings(delta=DELTA, tau=0.2, lam=LAM, T=40, dt=0.2, seed=41)
-    long = solve(model, st, paths=4000, replicas=2)
-    res = stationary(model, st.replace(seed=42), paths=4000)
+    st = Settings(delta=DELTA, tau=0.2, lam=LAM, T=40, dt=0.2, seed=0)
+    long = solve(model, st, paths=4000)
+    res = stationary(model, st)
     assert long.ok and res.ok
-    for key in ("train_loss", "test_loss"):
-        p = plateau(long, key, atol=0.0)
-        assert _z(res, key, p.value, p.err) < 4, (key, res[key], p.value, p.err)
-    for key in ("Q", "M"):
-        v, e = res[key][0], res[key + "_err"][0]
-        ref, ref_e = long[key][-1], long[key + "_err"][-1]
-        assert np.all(np.abs(v - ref) <= 4 * np.hypot(e, ref_e) + 0.01 * np.abs(ref)), (key, v, ref)
+    for key in ("train_loss", "test_loss", "Q", "M"):
+        v, e = np.asarray(res[key][0]), np.asarray(res[key + "_err"][0])
+        ref, ref_e = np.asarray(long[key][-1]), np.asarray(long[key + "_err"][-1])
+        assert np.all(np.abs(v - ref) <= 4 * np.hypot(1.5 * ref_e, e)), (key, v, ref, ref_e)

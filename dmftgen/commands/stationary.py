@@ -80,6 +80,7 @@ def run(args) -> int:
     for key in ("Q", "M"):
         v, e = res[key][0], res[key + "_err"][0]
         line.append(f"  {key:>16}: " + "  ".join(f"{a:.5g}±{b:.1g}" for a, b in zip(v.ravel(), e.ravel())))
+    line += [f"  warning: {w}" for w in res.meta.get("warnings", [])]
     print("\n".join(line))
     if not res.ok:
         print(f"dmftgen stationary: {res.status}: {res.message}", file=sys.stderr)

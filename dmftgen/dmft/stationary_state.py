@@ -160,6 +160,11 @@ def stationary(model, settings, **options) -> Result:
         return Result({"t": np.array([np.inf])}, meta, status=STATUS_NO_STATE,
                       message=reps[-1].get("message", "no stationary state (the fixed point runs away)"))
     data = _combine(kern, model, settings, p, reps, opts)
+    Rn = np.sqrt((data["R_lag"] ** 2).sum(axis=(1, 2)))
+    meta["warnings"] = []
+    if Rn[-1] > 0.05 * Rn[1]:
+        meta["warnings"].append(f"the response R has decayed only to {Rn[-1] / Rn[1]:.2g} of R(1) at the end of "
+                                f"the window ({opts['window']:g}): use a larger --window")
     meta["timings"] = {"total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     bad = [x for x in reps if x["status"] != "ok"]
     status = "not-converged" if bad else "ok"
