@@ -43,6 +43,7 @@ import time
 import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
+from ..observables import _sqrt_psd
 
 
 def _kernel(kern):
@@ -351,11 +352,6 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                    "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
                    "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo}})
     return result
-
-
-def _sqrt_psd(C):
-    w, v = np.linalg.eigh(0.5 * (C + C.T))
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def _no_state(message, t_start, residuals=()):

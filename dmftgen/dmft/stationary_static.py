@@ -35,16 +35,10 @@ tolerance; independent replicas (different draws) give the error bars.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ..errors import SettingsError, UnsupportedModelError
-
-
-def _sqrtm_psd(C):
-    w, v = np.linalg.eigh(0.5 * (C + C.T))
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+from ..errors import UnsupportedModelError
+from ..observables import _sqrt_psd as _sqrtm_psd
 
 
 class _Samples:
