@@ -14,7 +14,7 @@ from .errors import DmftgenError
 
 #: Pipeline order; a command whose module does not exist (yet) is simply not offered.
 COMMANDS = ("list", "show", "generate", "simulate", "solve", "solve-long", "stationary", "compare", "w2", "sweep",
-            "plot")
+            "plot", "show-result")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,8 +43,15 @@ def main(argv=None) -> int:
         print(f"dmftgen {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dmftgen {args.command}: interrupted; finished results were kept.", file=sys.stderr)
+        # commands that keep partial work say where (sweep: its parts); otherwise nothing was
+        # written and an earlier output is untouched (every write is atomic)
+        note = getattr(args, "interrupt_note", None) or "nothing was written; an earlier output is unchanged"
+        print(f"dmftgen {args.command}: interrupted; {note}.", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"dmftgen {args.command}: error: out of memory; nothing was written. Use fewer paths/seeds, "
+              "a smaller d, or a coarser --dt / shorter --T.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

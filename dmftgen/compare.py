@@ -366,6 +366,8 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
             sims[meth] = simulate(model, settings, d=d, seeds=seeds, method=meth,
                                   batch=batch if meth == "sgd" else None, eta=eta if meth == "sgd" else None,
                                   progress=progress)
+            if sims[meth].status == "interrupted":  # Ctrl-C: stop now, write nothing (exit 130)
+                raise KeyboardInterrupt
             wall[f"sim_{meth}"] = time.perf_counter() - t0
             if meth == "sgd":
                 opts["batch"] = sims[meth].meta.get("batch", batch)
@@ -375,6 +377,8 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
 
         t0 = time.perf_counter()
         dmft = solve(model, settings, paths=paths, method=dmft_method, progress=progress)
+        if dmft.status == "interrupted":
+            raise KeyboardInterrupt
         wall["dmft"] = time.perf_counter() - t0
     # after the runs: the SGD batch may have been derived from eta / tau by the simulator
     warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in sims else None,
@@ -561,12 +565,13 @@ FILES = ("figure.png", "table.csv", "table.json", "summary.txt")
 def write_outputs(cmp: Comparison, out_dir) -> dict:
     """Write figure.png, table.csv, table.json, summary.txt, sim_<method>.npz and dmft.npz.
 
-    Every payload is produced in memory first and each file is replaced atomically (temp file +
-    os.replace), so a failure at any point leaves an earlier run's files whole.
+    Every payload is produced in memory first; the directory is then replaced as a unit
+    (written into a temporary directory beside it, then swapped in: dmftgen._io.replace_dir), so
+    a failure at any point leaves an earlier run's set of files whole and never a mix.
     """
     from pathlib import Path
 
-    from .results import atomic_write
+    from ._io import replace_dir
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -577,11 +582,6 @@ def write_outputs(cmp: Comparison, out_dir) -> dict:
         "table.json": table_json(cmp).encode(),
         "summary.txt": cmp.summary.encode(),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, data in payloads.items():
-        atomic_write(out / name, data)
-        paths[name] = out / name
     for name, res in [(f"sim_{m}.npz", r) for m, r in cmp.sims.items()] + [("dmft.npz", cmp.dmft)]:
-        paths[name] = res.save(out / name)  # atomic as well
-    return paths
+        payloads[name] = res.to_bytes(".npz")
+    return replace_dir(out, payloads)

@@ -24,7 +24,8 @@ class Settings:
     lam : float
         Ridge strength lambda >= 0; the regulariser gradient is h(theta) = lam*theta + grad H.
     T : float
-        Horizon in SGF time t = k*eta/d.
+        Horizon in SGF time t = k*eta/d.  Must be a whole number of steps, T = N dt (to relative
+        1e-9): the grid ends at T exactly; otherwise SettingsError names the nearest valid T and dt.
     dt : float
         Time step of the Euler-Maruyama grid t_k = k*dt (shared by simulation and DMFT).
     seed : int
@@ -63,8 +64,16 @@ class Settings:
             raise SettingsError(f"`dt` (time step) must be > 0, got {self.dt}. Use e.g. --dt 0.05.")
         if finite("T") <= 0:
             raise SettingsError(f"`T` (horizon) must be > 0, got {self.T}.")
-        if self.T < self.dt:
+        if self.T < self.dt * (1 - 1e-9):
             raise SettingsError(f"`T` = {self.T} is shorter than one step `dt` = {self.dt}.")
+        steps = self.T / self.dt
+        N = max(1, int(round(steps)))
+        if abs(steps - N) > 1e-9 * max(1.0, steps):
+            lo, hi = max(1, math.floor(steps)), math.ceil(steps)
+            raise SettingsError(
+                f"`T` = {self.T:g} is not a whole number of steps `dt` = {self.dt:g} (T/dt = {steps:.6g}): "
+                f"the grid t_k = k dt would not end at T. Use --T {lo * self.dt:.10g} or "
+                f"--T {hi * self.dt:.10g}, or --dt {self.T / hi:.10g}.")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise SettingsError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
         object.__setattr__(self, "seed", int(self.seed))
@@ -74,6 +83,8 @@ class Settings:
                 clean[str(k)] = float(v)
             except (TypeError, ValueError):
                 raise SettingsError(f"parameter `{k}` must be a number, got {v!r}.") from None
+            if not math.isfinite(clean[str(k)]):
+                raise SettingsError(f"parameter `{k}` must be finite, got {v!r}.")
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(clean.items()))))
 
     @property

@@ -14,11 +14,13 @@ malformed model fails at import with a message that names the file, the role and
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import importlib.util
 import keyword
 import math
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -32,9 +34,17 @@ from .functions import KNOWN_FUNCTIONS
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 
-# Names used by the generated code itself; user symbols may not take them.
+# Names used by the generated code itself; user symbols may not take them.  Python builtins
+# (abs, min, max, ...) are refused too: the printer emits calls to them, and a local variable of
+# that name in a kernel would shadow the function.
 RESERVED = {"rv", "sv", "zv", "pv", "thv", "out", "g", "J", "math", "np", "njit", "prange",
             "M", "K", "NZ", "NP", "NMET"}
+BUILTINS = frozenset(n for n in dir(builtins) if not n.startswith("_"))
+
+
+def nfkc(name: str) -> str:
+    """The identifier Python makes of ``name`` (PEP 3131: NFKC normalisation, so ``ﬁ`` is ``fi``)."""
+    return unicodedata.normalize("NFKC", name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,6 +217,7 @@ class Model:
         """
         values = {s.name: float(v) for s, v in self.params.items()}
         for k, v in dict(overrides or {}).items():
+            k = nfkc(str(k))
             if k not in values:
                 known = ", ".join(values) or "none"
                 raise SettingsError(
@@ -239,6 +250,7 @@ def _validate(model: Model) -> None:
     require_params(model)
     require_noise(model)
     require_loss_or_ell(model)
+    require_normal_names(model)
     for role, expr in _declared_expressions(model):
         require_declared(model, role, expr)
         require_known_functions(model, role, expr)
@@ -249,6 +261,9 @@ def require_name(model):
     if not isinstance(model.name, str) or not model.name.isidentifier() or keyword.iskeyword(model.name):
         raise ModelError(f"{_display(model.source)}: model name {model.name!r} must be a Python identifier "
                          "(it names generated/<name>.py).")
+    if nfkc(model.name) != model.name:
+        raise ModelError(f"{_display(model.source)}: model name {model.name!r} is not in Unicode normal form "
+                         f"NFKC; Python reads it as {nfkc(model.name)!r}. Write name={nfkc(model.name)!r}.")
 
 
 def require_symbols(model):
@@ -267,10 +282,13 @@ def require_symbols(model):
 def _check_user_symbol(model, sym, role):
     if not isinstance(sym, sp.Symbol):
         _fail(model, f"{role} key {sym!r} must be a sympy Symbol (e.g. sp.Symbol('sigma', real=True)).")
-    n = sym.name
+    n = nfkc(sym.name)  # the identifier the generated code will really have
+    if n in BUILTINS:
+        _fail(model, f"{role} name `{sym.name}` is a Python builtin; the generated kernels call `{n}()`, so "
+                     f"a variable of that name would shadow it. Rename it, e.g. `{n}_`.")
     if (not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_") or n in RESERVED
             or n[:1] in "rs" and n[1:].isdigit() or n[:2] == "th" and n[2:].isdigit()):
-        _fail(model, f"{role} name `{n}` is not allowed (Python keyword, reserved name or clash with "
+        _fail(model, f"{role} name `{sym.name}` is not allowed (Python keyword, reserved name or clash with "
                      "r<i>/s<j>/th<i>); rename it.")
 
 
@@ -350,6 +368,45 @@ def require_loss_or_ell(model):
     object.__setattr__(model, "metrics", metrics)
     object.__setattr__(model, "init_std", _sympify(model, "init_std", model.init_std))
     object.__setattr__(model, "teacher_std", _sympify(model, "teacher_std", model.teacher_std))
+
+
+def require_normal_names(model):
+    """Unicode names: two symbols that Python reads as one identifier are refused; a single
+    non-normalised name (``ﬁ``) is renamed to its NFKC form (``fi``) everywhere, as Python would."""
+    syms = set(model.params) | set(model.noise)
+    for _, e in _declared_expressions(model):
+        syms |= e.free_symbols
+    if model.labels is not None:
+        try:
+            syms |= sp.sympify(model.labels).free_symbols
+        except (sp.SympifyError, TypeError, AttributeError):
+            pass
+    groups = {}
+    for sym in syms:
+        if isinstance(sym, sp.Symbol):
+            groups.setdefault(nfkc(sym.name), set()).add(sym.name)
+    for norm, names in sorted(groups.items()):
+        if len(names) > 1:
+            a, b = sorted(names)[:2]
+            _fail(model, f"symbols `{a}` and `{b}` are the same Python identifier `{norm}` after Unicode NFKC "
+                         "normalisation (the generated code could not tell them apart); rename one.")
+    ren = {sym: sp.Symbol(nfkc(sym.name), **sym.assumptions0) for sym in syms
+           if isinstance(sym, sp.Symbol) and nfkc(sym.name) != sym.name}
+    if not ren:
+        return
+
+    def sub(e):
+        return e.xreplace(ren) if hasattr(e, "xreplace") else e
+
+    object.__setattr__(model, "params", {ren.get(k, k): v for k, v in model.params.items()})
+    object.__setattr__(model, "noise", {ren.get(k, k): v for k, v in model.noise.items()})
+    for attr in ("loss", "ell", "regularizer", "init_std", "teacher_std"):
+        if getattr(model, attr) is not None:
+            object.__setattr__(model, attr, sub(getattr(model, attr)))
+    object.__setattr__(model, "metrics", {k: sub(v) for k, v in model.metrics.items()})
+    if model.labels is not None:
+        object.__setattr__(model, "labels", sub(sp.sympify(model.labels)) if not isinstance(
+            model.labels, (tuple, list)) else type(model.labels)(sub(sp.sympify(x)) for x in model.labels))
 
 
 def _sympify(model, role, expr):
@@ -511,6 +568,9 @@ _CACHE: dict[str, Model] = {}
 
 def load_model(name_or_path) -> Model:
     """Load a built-in model by name or a model file by path; cached per process.
+
+    A model file is Python code and is executed on load (like an import): load only files you
+    trust.
 
     Raises ModelError if the file does not exist, defines no model, or two built-in files
     declare the same model name.

@@ -5,24 +5,66 @@ One contract for every producer (docs/kernels.md): ``t``, ``train_loss``, ``test
 (simulation, standard error over seeds) or ``*_err`` (DMFT, Monte Carlo error), and ``meta``
 (model, source hash, settings, seeds, package versions).  Non-convergence or blow-up is a
 ``status``/``message``, never an exception.
+
+Files are reproducible: the same seed and settings give byte-identical ``.json`` / ``.npz``
+files.  Run timings (``wall_s``, ``timings``, ``time_s``, ``peak_rss_mb``, ..., see
+:data:`VOLATILE_META`) stay in the in-memory ``Result.meta`` only and are not written; the
+``.npz`` zip members carry a fixed timestamp.  :func:`save_result` never lets a failed run
+replace a good earlier file (it goes beside it as ``<stem>.failed<suffix>``) and saves a result
+whose write failed to a rescue path.
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write  # noqa: F401  (re-exported: compare, w2 use it)
+from ._io import atomic_write, rescue_path  # noqa: F401  (re-exported: compare, w2 use atomic_write)
 from .errors import SettingsError
 
 STATUS = {
     "ok": "finished",
     "diverged": "the dynamics blew up (NaN/inf); the finished part of the record is kept",
+    "unstable": "unstable growth (stability criterion or loss growth by many orders); not a valid curve",
     "not-converged": "the fixed-point iteration did not converge",
+    "inaccurate": "a self-check of the solve failed (an identity of the exact solution is violated)",
+    "outside_theory": "the model is outside the theory's assumptions (run on explicit request)",
+    "interrupted": "interrupted (Ctrl-C / SIGTERM); the finished part of the record is kept",
 }
+
+#: meta keys that hold run timings / memory use: kept in memory, never written to files (they
+#: differ between identical runs and would make the files differ).
+VOLATILE_META = frozenset({"wall_s", "timings", "time_s", "time_coarse_s", "time_fine_s", "cpu_s",
+                           "total_s", "peak_rss_mb", "peak_rss_after_coarse_mb"})
+
+#: the fixed timestamp of every .npz member (zip's epoch), so that files are byte-identical.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def stable_meta(meta):
+    """``meta`` without the :data:`VOLATILE_META` keys (recursively): what the files hold."""
+    if isinstance(meta, dict):
+        return {k: stable_meta(v) for k, v in meta.items() if k not in VOLATILE_META}
+    if isinstance(meta, (list, tuple)):
+        return [stable_meta(v) for v in meta]
+    return meta
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """``np.savez`` layout (one uncompressed ``<name>.npy`` member per array) with fixed member
+    timestamps: the same arrays always give the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
 
 
 def versions() -> dict:
@@ -77,24 +119,30 @@ class Result:
     # -- files ----------------------------------------------------------------------------------
     def to_json_dict(self) -> dict:
         out = {k: jsonable(v) for k, v in self.data.items()}
-        out["meta"] = jsonable(self.meta)
+        out["meta"] = jsonable(stable_meta(self.meta))
         out["status"] = self.status
         out["message"] = self.message
         return out
 
+    def to_bytes(self, suffix: str) -> bytes:
+        """The file content for ``suffix`` ".json" or ".npz" (deterministic, no timings)."""
+        if suffix == ".json":
+            return json.dumps(self.to_json_dict(), allow_nan=False).encode()
+        if suffix == ".npz":
+            head = json.dumps({"meta": jsonable(stable_meta(self.meta)), "status": self.status,
+                               "message": self.message}, allow_nan=False)
+            return npz_bytes({**self.data, "__meta__": np.array(head)})
+        raise SettingsError(f"output file suffix {suffix!r} must be .json or .npz.")
+
     def save(self, path) -> Path:
-        """Write ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure."""
+        """Write ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure.
+
+        Same data, meta, status -> same bytes (timings are not written, see the module docstring).
+        """
         path = Path(path)
-        if path.suffix == ".json":
-            payload = json.dumps(self.to_json_dict(), allow_nan=False).encode()
-        elif path.suffix == ".npz":
-            buf = io.BytesIO()
-            np.savez(buf, **self.data, __meta__=np.array(json.dumps(
-                {"meta": jsonable(self.meta), "status": self.status, "message": self.message}, allow_nan=False)))
-            payload = buf.getvalue()
-        else:
+        if path.suffix not in (".json", ".npz"):
             raise SettingsError(f"output file {path} must end in .json or .npz.")
-        atomic_write(path, payload)
+        atomic_write(path, self.to_bytes(path.suffix))
         return path
 
     @classmethod
@@ -109,6 +157,58 @@ class Result:
             data = {k: z[k] for k in z.files if k != "__meta__"}
             head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
         return cls(data, head.get("meta", {}), head.get("status", "ok"), head.get("message", ""))
+
+
+def failed_path(path) -> Path:
+    """Where a failed run goes when ``path`` holds a good result: ``<stem>.failed<suffix>``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
+
+
+def _holds_good_result(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return Result.load(path).status == "ok"
+    except Exception:  # unreadable, truncated, not a result file: nothing worth keeping
+        return False
+
+
+class OutputError(SettingsError):
+    """The final write failed; the message says where the result was saved instead (exit 2)."""
+
+
+def save_result(res: Result, path) -> tuple[Path, str]:
+    """Save ``res`` to ``path`` without ever destroying a good earlier result.
+
+    * ``res`` not ok (diverged, unstable, interrupted, ...) and ``path`` holds a result with
+      status ok: the earlier file is kept and ``res`` goes to :func:`failed_path`.
+    * The write fails (disk full, directory gone or read-only): ``res`` is saved to
+      :func:`dmftgen._io.rescue_path` and :class:`OutputError` names both paths.
+
+    Returns
+    -------
+    (path written, note)
+        ``note`` is "" or one sentence for the user (where the run went and why).
+    """
+    path = Path(path)
+    target, note = path, ""
+    if not res.ok and _holds_good_result(path):
+        target = failed_path(path)
+        note = (f"{path} holds an earlier finished result and was kept; this {res.status} run was "
+                f"written beside it to {target}")
+    try:
+        return res.save(target), note
+    except OSError as exc:
+        reason = f"{exc.strerror or exc}"
+        rescue = rescue_path(target)
+        try:
+            res.save(rescue)
+        except OSError as exc2:
+            raise OutputError(f"could not write {target} ({reason}) nor the rescue file {rescue} "
+                              f"({exc2.strerror or exc2}); the result is lost.") from None
+        raise OutputError(f"could not write {target} ({reason}); the result ({res.status}) was saved to "
+                          f"{rescue} instead.") from None
 
 
 def jsonable(v, keep_inf: bool = False):

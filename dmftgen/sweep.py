@@ -213,7 +213,8 @@ class SweepSpec:
         return out
 
 
-_RUN_CODE = ("sim", "dmft", "observables.py", "compare.py", "config.py", "results.py")
+_RUN_CODE = ("sim", "dmft", "observables.py", "compare.py", "config.py", "results.py", "stability.py",
+             "model.py", "symbolic.py", "functions.py", "codegen", "reference", "sweep.py")
 
 
 def code_hash() -> str:
@@ -240,7 +241,9 @@ def model_identity(model) -> dict:
     from .codegen.hashing import source_hash
     from . import __version__
 
-    return {"source_hash": source_hash(model),
+    from .codegen import kernels_hash
+
+    return {"source_hash": source_hash(model), "kernels": kernels_hash(model),
             "param_defaults": {k: float(v) for k, v in zip(model.param_names, model.param_vector())},
             "init_std": sp.srepr(sp.sympify(model.init_std)),
             "teacher_std": sp.srepr(sp.sympify(model.teacher_std)),
@@ -586,7 +589,8 @@ def _check_out(out) -> Path:
     out = Path(out)
     if out.suffix not in (".nc", ".nc4", ".h5"):
         raise SettingsError(f"--out {out}: a sweep is stored as netCDF; the file must end in .nc.")
-    return out
+    from ._io import check_output_file
+    return check_output_file(out)  # writable, before any point is computed
 
 
 def local_cluster(workers: int | None = None, threads_per_task: int = 1):

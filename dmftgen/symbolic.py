@@ -6,9 +6,10 @@
     h        = grad H(theta),  jac_h       (m x 1), (m x m)   nonlinear regulariser
     loss, metrics                                   observables
 
-and the facts that pick the DMFT route: whether jac_ell is constant (deterministic tangents) and
+and the facts that pick the DMFT route: whether jac_ell is constant (deterministic tangents),
 whether the labels jump in the teacher field (then d ell/d s misses the jump and the Stein
-estimator of nu must be used, math.md section 2.7).
+estimator of nu must be used, docs/theory.md), and whether ell itself jumps in the student field r
+(outside the theory: Gamma and R_ell would have a Dirac part; the solver refuses such a model).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class SymbolicSystem:
     linear_ell: bool
     discontinuous: bool
     discontinuity_reason: str
+    ell_jumps: bool = False
+    ell_jump_reason: str = ""
 
     @property
     def route(self) -> str:
@@ -86,11 +89,19 @@ def derive(model: Model) -> SymbolicSystem:
         h, jac_h = sp.zeros(model.m, 1), sp.zeros(model.m, model.m)
     var = set(model.student) | set(model.teacher) | set(model.noise)
     linear = all(not (e.free_symbols & var) for e in jac)
+    from .continuity import find_jump
+
     reason = ""
     for e in list(ell):
         reason = _jump_reason(e, model.teacher)
         if reason:
             break
+    if reason:
+        # a non-smooth function of the teacher field is only a candidate: Huber's clip(r - y) is
+        # continuous in s, sign(s) labels are not (continuity.find_jump decides numerically)
+        found = find_jump(model, list(ell), "teacher")
+        reason = f"{reason}: ell {found}" if found else ""
+    r_jump = find_jump(model, list(ell), "student")
     return SymbolicSystem(
         model=model,
         ell=sp.ImmutableMatrix(ell),
@@ -103,4 +114,6 @@ def derive(model: Model) -> SymbolicSystem:
         linear_ell=bool(linear),
         discontinuous=bool(reason),
         discontinuity_reason=reason,
+        ell_jumps=bool(r_jump),
+        ell_jump_reason=r_jump,
     )

@@ -149,7 +149,7 @@ def test_warnings_unstable_tau_dt_and_discontinuous_labels():
     assert any("unstable" in x and "tau_c = 2" in x for x in w), w
     assert assumption_warnings(lin, kl, Settings(tau=1.9, dt=0.01), p) == []
     # a stable flow on an unstable Euler grid: dt (lam + m_+) > 2 with m_+ = (1 + 2^-1/2)^2 = 2.91
-    w = assumption_warnings(lin, kl, Settings(tau=0.5, dt=0.8), p)
+    w = assumption_warnings(lin, kl, Settings(tau=0.5, dt=0.8, T=4.8), p)
     assert any("reduce --dt" in x for x in w), w
 
     logi = load_model("logistic")

@@ -49,13 +49,38 @@ def settings_from_args(args, model=None) -> Settings:
 
 
 def result_path(out):
-    """The --out FILE of simulate/solve/solve-long, checked before any work is done."""
+    """The --out FILE of simulate/solve/solve-long, checked before any work is done: the suffix,
+    and that the file can be written there (existing writable directory or creatable one, not a
+    directory, not below a file; dmftgen._io.check_output_file)."""
     from pathlib import Path
+
+    from .._io import check_output_file
 
     out = Path(out)
     if out.suffix not in (".json", ".npz"):
         raise SettingsError(f"--out {out}: the file must end in .json or .npz.")
-    return out
+    return check_output_file(out)
+
+
+def write_result(res, out, command: str) -> tuple:
+    """Save a run's Result (dmftgen.results.save_result) and tell the user where it went.
+
+    A non-ok run never replaces a good earlier file at --out (it goes beside it as
+    <stem>.failed<suffix>); a failed write saves the result to a rescue path and raises
+    OutputError (exit 2).  Returns (path written, exit status for the run's status):
+    0 ok, 130 interrupted, 1 otherwise.
+    """
+    import sys
+
+    from ..results import save_result
+
+    path, note = save_result(res, out)
+    if note:
+        print(f"dmftgen {command}: {note}.", file=sys.stderr)
+    if res.ok:
+        return path, 0
+    print(f"dmftgen {command}: {res.status}: {res.message} -> {path}", file=sys.stderr)
+    return path, 130 if res.status == "interrupted" else 1
 
 
 def progress_enabled() -> bool:
@@ -63,3 +88,10 @@ def progress_enabled() -> bool:
     import sys
 
     return sys.stderr.isatty()
+
+
+def add_theory_arg(parser: argparse.ArgumentParser) -> None:
+    """--outside-theory: run a model whose ell jumps in r (refused by default)."""
+    parser.add_argument("--outside-theory", action="store_true",
+                        help="run a model outside the theory's assumptions (ell discontinuous in r) "
+                             "anyway; the result is marked outside_theory")

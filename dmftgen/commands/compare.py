@@ -16,8 +16,9 @@ def add_parser(sub):
                     "loss and metrics against t = k*eta/d, overlaps Q, M; simulation mean +- 2 s.e., "
                     "DMFT with its Monte Carlo band), table.csv / table.json (both curves, errors and "
                     "the normalised discrepancy z = |sim - dmft| / sqrt(sem^2 + err^2)), summary.txt, "
-                    "and the raw results sim_<method>.npz, dmft.npz. Files are replaced atomically: a "
-                    "failed run leaves an earlier run's files intact. Defaults: the poster's Figure 1 "
+                    "and the raw results sim_<method>.npz, dmft.npz. The directory is replaced as a unit "
+                    "(temporary directory + rename): a failed or interrupted run leaves an earlier run's "
+                    "files intact, and a directory holding other files is refused. Defaults: the poster's Figure 1 "
                     "setting (d = 1024, n = 2048, SGD with B = 1, tau = 0.5, T = 5, 4 seeds, 2e4 paths).")
     add_model_arg(p)
     add_settings_args(p)
@@ -37,13 +38,22 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def is_output_file(name: str) -> bool:
+    """Files an earlier `compare` leaves in --out (anything else makes the directory foreign)."""
+    from ..compare import FILES
+
+    return name in FILES or name == "dmft.npz" or (name.startswith("sim_") and name.endswith(".npz"))
+
+
 def run(args) -> int:
     import sys
 
+    from .._io import check_output_dir
     from ..compare import compare, write_outputs
     from ..errors import SettingsError
     from ..model import load_model
 
+    check_output_dir(args.out, allowed=is_output_file)  # before computing
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     if args.paths < 2:
@@ -53,7 +63,20 @@ def run(args) -> int:
     cmp = compare(model, settings, d=args.d, seeds=args.seeds, methods=methods, batch=args.batch,
                   eta=args.eta, paths=args.paths, dmft_method=args.dmft_method,
                   progress=progress_enabled())
-    paths = write_outputs(cmp, args.out)
+    try:
+        paths = write_outputs(cmp, args.out)
+    except OSError as exc:
+        from .._io import rescue_path
+        from ..results import OutputError
+
+        rescue = rescue_path(args.out)
+        try:
+            write_outputs(cmp, rescue)
+            where = f"the results were saved to {rescue} instead"
+        except OSError:
+            where = "nor could they be saved elsewhere"
+        raise OutputError(f"could not write the output directory {args.out} ({exc.strerror or exc}); "
+                          f"an earlier directory there is unchanged, {where}.") from None
     if not args.quiet:
         print(cmp.summary, end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

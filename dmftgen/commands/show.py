@@ -42,6 +42,11 @@ def run(args) -> int:
         print(f"regulariser H = {sp.sstr(model.regularizer)}")
     print(f"DMFT       tangents {'deterministic (jac_ell constant)' if sysm.linear_ell else 'per path'}; "
           f"nu route: {sysm.route}" + (f" [{sysm.discontinuity_reason}]" if sysm.discontinuous else ""))
+    if sysm.ell_jumps:
+        print(f"THEORY     outside the theory: ell is discontinuous in r ({sysm.ell_jump_reason}); "
+              "solve/compare/sweep refuse it (use a smooth surrogate, or --outside-theory)")
     print("kernels    " + ", ".join(f"{s.name} {count_ops([e for _, e in s.outputs])} ops" for s in specify(sysm)))
     print(f"generated  {generated_path(model)}  ({source_hash(model)[:19]}…)")
+    print("trust      a model file is Python code that is executed when it is loaded (show, generate, "
+          "simulate, ...): load only model files you trust.")
     return 0

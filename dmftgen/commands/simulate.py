@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
+from ._common import (add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args,
+                      write_result)
 
 
 def add_parser(sub):
@@ -41,8 +42,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import sys
-
     from ..model import load_model
     from ..sim import simulate
 
@@ -53,11 +52,9 @@ def run(args) -> int:
                    batch=args.batch, eta=args.eta, replace=args.replace, data=args.data,
                    theta_rows=args.theta_rows, progress=progress_enabled(),
                    matrix_free=args.matrix_free, schedule=args.schedule)
-    res.save(out)
+    path, rc = write_result(res, out, "simulate")
     t = res.t
     if res.ok:
         print(f"{model.name}: {args.method} d={args.d} seeds={args.seeds}: t = 0..{t[-1]:g}, "
-              f"train loss {res['train_loss'][-1]:.6g}, test loss {res['test_loss'][-1]:.6g} -> {out}")
-        return 0
-    print(f"dmftgen simulate: {res.status}: {res.message} -> {out}", file=sys.stderr)
-    return 130 if res.status == "interrupted" else 1
+              f"train loss {res['train_loss'][-1]:.6g}, test loss {res['test_loss'][-1]:.6g} -> {path}")
+    return rc

@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
+from ._common import (add_model_arg, add_settings_args, add_theory_arg, progress_enabled, result_path,
+                      settings_from_args, write_result)
 
 
 def add_parser(sub):
@@ -32,12 +33,11 @@ def add_parser(sub):
     g.add_argument("--richardson", action="store_true",
                    help="solve at dt and dt/2 and return the Richardson extrapolation 2 f(dt/2) - f(dt)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    add_theory_arg(g)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import sys
-
     from ..dmft import solve
     from ..errors import SettingsError
     from ..model import load_model
@@ -53,12 +53,11 @@ def run(args) -> int:
         if v is not None:
             options[name] = v
     res = solve(model, settings, paths=args.paths, method=args.method, theta_samples=args.theta_samples,
-                progress=progress_enabled(), richardson=args.richardson, **options)
-    res.save(out)
+                progress=progress_enabled(), richardson=args.richardson,
+                allow_outside_theory=args.outside_theory, **options)
+    path, rc = write_result(res, out, "solve")
     if res.ok:
         print(f"{model.name}: DMFT {args.method} P={args.paths}: t = 0..{res.t[-1]:g}, "
               f"train loss {res['train_loss'][-1]:.6g} ± {res['train_loss_err'][-1]:.2g}, "
-              f"test loss {res['test_loss'][-1]:.6g} ± {res['test_loss_err'][-1]:.2g} -> {out}")
-        return 0
-    print(f"dmftgen solve: {res.status}: {res.message} -> {out}", file=sys.stderr)
-    return 1
+              f"test loss {res['test_loss'][-1]:.6g} ± {res['test_loss_err'][-1]:.2g} -> {path}")
+    return rc

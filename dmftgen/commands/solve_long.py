@@ -9,7 +9,8 @@ of each one-time observable (dmftgen.dmft.stationary): stationary value ± error
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args
+from ._common import (add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args,
+                      write_result)
 
 
 def add_parser(sub):
@@ -34,8 +35,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import sys
-
     from ..dmft.longtime import solve_long
     from ..dmft.stationary import stationary_values
     from ..errors import SettingsError
@@ -54,17 +53,14 @@ def run(args) -> int:
     if len(res.t) >= 10:
         for key, pl in stationary_values(res, z=args.z).items():
             res.meta["stationary"][key] = pl.as_dict()
-    res.save(out)
+    path, rc = write_result(res, out, "solve-long")
     print(f"{model.name}: DMFT long horizon ({lm.get('method')}, steps {lm.get('steps')}) P={args.paths}: "
           f"t = 0..{res.t[-1]:g} in {lm.get('time_s', float('nan')):.1f} s, "
-          f"peak memory {lm.get('peak_rss_mb', float('nan')):.0f} MB -> {out}")
+          f"peak memory {lm.get('peak_rss_mb', float('nan')):.0f} MB -> {path}")
     for key, d in res.meta["stationary"].items():
         if d["reached"]:
             print(f"  {key:>14}: stationary {d['value']:.6g} ± {d['err']:.2g} from t = {d['t_reached']:g}")
         else:
             print(f"  {key:>14}: not stationary by t = {d['t_end']:g} (last window {d['value']:.6g}, "
                   f"drift {d['drift']:.2g})")
-    if not res.ok:
-        print(f"dmftgen solve-long: {res.status}: {res.message} -> {out}", file=sys.stderr)
-        return 1
-    return 0
+    return rc

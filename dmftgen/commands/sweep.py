@@ -111,6 +111,7 @@ def run(args) -> int:
     from ..sweep import run_sweep, sweep_meta
 
     spec = spec_from_args(args)
+    args.interrupt_note = f"finished points are kept in {args.out}.parts/; rerun the same command to resume"
     _sigterm_as_interrupt()
     log = lambda msg: print(f"dmftgen sweep: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     ds = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,

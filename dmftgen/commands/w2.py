@@ -55,11 +55,13 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from .._io import check_output_dir, replace_dir
     from ..results import jsonable
     from ..model import load_model
-    from ..results import atomic_write
     from ..w2 import plot_w2, w2_scan
 
+    names = ("w2.png", "w2.csv", "w2.json", "w2.txt")
+    check_output_dir(args.out, allowed=lambda n: n in names)  # before computing
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     scan = w2_scan(model, settings, dims=_ints(args.d), times=None if args.times is None else _floats(args.times),
@@ -93,9 +95,7 @@ def run(args) -> int:
     out = Path(args.out)
     files = {"w2.png": buf.getvalue(), "w2.csv": ("\n".join(csv) + "\n").encode(),
              "w2.json": json.dumps(jsonable(payload, keep_inf=True), indent=1).encode(), "w2.txt": text.encode()}
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        atomic_write(out / name, data)
+    replace_dir(out, files)  # the set is replaced as a unit
     print(text, end="")
     print(f"wrote {', '.join(str(out / n) for n in files)}")
     return 0 if scan["status"] == "ok" else 1

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -86,3 +86,82 @@ def det_tangent_row(k, RT, G, Gk, delta, dt, out):
                     t += acc[a, c] * G[l, c, b]
                 Z[a, l * Mm + b] = -t * dt / delta
                 out[a, l * Mm + b] = -t * dt / delta
+
+
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def _qr_append_col(Qt, rank, v, coef, tol):
+    """Orthogonalise ``v`` (length P, overwritten) against the rows Qt[:rank] (classical
+    Gram--Schmidt applied twice, which is enough for orthogonality to round-off).
+
+    Writes the projection coefficients to coef[:rank]; returns the residual norm and the norm of
+    the input. Every output element is a serial sum in a fixed order, so the result does not
+    depend on the number of threads."""
+    P = v.shape[0]
+    n0 = 0.0
+    for p in range(P):
+        n0 += v[p] * v[p]
+    for j in range(rank):
+        coef[j] = 0.0
+    c = np.empty(rank)
+    nb = (P + 255) // 256
+    for _ in range(2):
+        for j in prange(rank):
+            t = 0.0
+            for p in range(P):
+                t += Qt[j, p] * v[p]
+            c[j] = t
+        for b in prange(nb):
+            lo = b * 256
+            hi = min(P, lo + 256)
+            for j in range(rank):
+                cj = c[j]
+                for p in range(lo, hi):
+                    v[p] -= cj * Qt[j, p]
+        for j in range(rank):
+            coef[j] += c[j]
+    nr = 0.0
+    for p in range(P):
+        nr += v[p] * v[p]
+    return np.sqrt(nr), np.sqrt(n0)
+
+
+class GramQR:
+    """Causal factor of a Gram matrix S = scale^2 A^T A, one data column at a time, by QR.
+
+    For data columns a_0, a_1, ... (e.g. the increments dL_k of the r-paths, so that
+    S = S_U = <dL dL^T> / delta), row i of the lower-triangular factor L (L L^T = S) is
+
+        L[i, piv_q] = scale * q_q . a_i  (q < rank),   L[i, i] = scale * |a_i - sum_q (q_q . a_i) q_q|,
+
+    with q_q the orthonormal basis built so far (a new basis vector only when the residual norm
+    exceeds ``tol`` times |a_i|: rank revealing). Unlike the Cholesky factorisation of S itself,
+    whose error grows like eps / (smallest kept pivot) and compounds along chains of small pivots
+    (a smooth tau = 0 path: S_U is numerically of low rank), QR is backward stable: every entry of
+    L is a projection of data on an orthonormal vector, L L^T = S + O(tol |a_i| |a_j| scale^2).
+    Cost O(P rank) per column; memory O(P rank).
+    """
+
+    def __init__(self, P: int, ncols: int, scale: float, tol: float = 1e-12):
+        self.P, self.scale, self.tol = int(P), float(scale), float(tol)
+        self.Qt = np.zeros((min(int(ncols), self.P), self.P))
+        self.piv = np.zeros(min(int(ncols), self.P), dtype=np.int64)
+        self.rank = 0
+        self._v = np.empty(self.P)
+        self._c = np.empty(self.Qt.shape[0])
+
+    def append(self, L: np.ndarray, i: int, col: np.ndarray) -> int:
+        """Fill row ``i`` of ``L`` from data column ``col`` (length P). Returns 1 if the column
+        added no basis vector (a clipped pivot), else 0."""
+        v = self._v
+        v[:] = col
+        r = self.rank
+        nr, n0 = _qr_append_col(self.Qt, r, v, self._c, self.tol)
+        L[i, :i + 1] = 0.0
+        L[i, self.piv[:r]] = self.scale * self._c[:r]
+        if nr > self.tol * n0 and nr > 0.0 and r < self.Qt.shape[0]:
+            self.Qt[r] = v / nr
+            self.piv[r] = i
+            self.rank = r + 1
+            L[i, i] = self.scale * nr
+            return 0
+        return 1

@@ -68,7 +68,10 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result, versions
-from ._linalg import chol_append, det_tangent_row, psd_sqrt
+from ._linalg import GramQR, chol_append, det_tangent_row, psd_sqrt
+from .checks import run_checks, verdict
+from .memory import check_memory
+from ..stability import flag_instability
 from .theta import ThetaSide
 
 _OPTIONS = {
@@ -76,6 +79,8 @@ _OPTIONS = {
     "tangent_paths": None,   # paths carrying the adjoint tangent (None: automatic budget)
     "tangent_budget": 4e10,  # multiply-adds allowed for the tangents when automatic
     "pivot_tol": 1e-11,      # relative pivot clipping of the incremental Cholesky of S_U
+    "gram": "auto",          # causal factor of S_U: "qr" (stable), "cholesky", "auto" (qr near tau = 0)
+    "qr_tol": 1e-12,         # rank-revealing QR: residual norms below qr_tol |dL_k| add no direction
     "nu": "auto",            # "auto" | "stein" | "pathwise"
     "damping": 0.3,          # fixed point: new <- (1 - damping) * new + damping * old
     "max_iter": 200,
@@ -99,6 +104,8 @@ def _check_options(options):
     opts.update(options)
     if opts["nu"] not in ("auto", "stein", "pathwise"):
         raise SettingsError(f"option nu={opts['nu']!r}: use 'auto', 'stein' or 'pathwise'.")
+    if opts["gram"] not in ("auto", "qr", "cholesky"):
+        raise SettingsError(f"option gram={opts['gram']!r}: use 'auto', 'qr' or 'cholesky'.")
     if opts["sampler"] not in ("eigh", "cholesky"):
         raise SettingsError(f"option sampler={opts['sampler']!r}: use 'eigh' or 'cholesky'.")
     if not 0.0 <= float(opts["damping"]) < 1.0:
@@ -329,14 +336,18 @@ class _Solver:
         wpre = np.zeros((P, N + 1, m))
         self.n_clipped = 0
         reached = N + 1
+        # rows finished so far, for a Ctrl-C between rows (see _solve_one)
+        self.th, self.S_U, self.L_S, self.k_done, self.timing, self.residuals = th, S, L, 0, {}, []
         bar = _bar(self.progress, N + 1, "DMFT sweep")
         t_paths = t_theta = 0.0
         inv_dP = 1.0 / (self.delta * P)
+        gq = GramQR(P, NI, math.sqrt(inv_dP), float(self.opts["qr_tol"])) if self._use_qr() else None
+        self.gram = "qr" if gq is not None else "cholesky"
         for k in range(N + 1):
             t0 = time.perf_counter()
             rk = slice(k * m, (k + 1) * m)
             if k > 0:
-                self.n_clipped += chol_append(L, S, (k - 1) * m, k * m, float(self.opts["pivot_tol"]))
+                self.n_clipped += self._factor_rows(L, S, gq, (k - 1) * m, k * m)
                 W[rk, : k * m] = th.R[rk, : k * m] @ L[: k * m, : k * m]
             wpre[:, k, :] = self.g0 @ th.Phi0[rk].T
             if kk:
@@ -370,11 +381,33 @@ class _Solver:
                 break
             t_theta += time.perf_counter() - t2 + (t1 - t0)
             bar.update(1)
+            self.k_done = k + 1
         bar.close()
         self.th, self.S_U, self.L_S = th, S, L
+        self.W_in, self.wpre = W, wpre
         self.timing = {"paths_s": t_paths, "theta_s": t_theta}
         self.residuals = []
         return reached
+
+    def _use_qr(self):
+        """QR of the increments instead of the Cholesky of S_U when its pivots would be tiny.
+
+        The Schur complement of S_U[k, k] given the past is at least its white part,
+        tau delta dt <ell ell^T> / delta, against S_U[k, k] = (dt^2 + tau delta dt) <ell ell^T> / delta:
+        a fraction f = tau delta / (dt + tau delta). Below f = 0.05 (and always at tau = 0, where
+        S_U is the Gram matrix of smooth paths, numerically of low rank) the Cholesky errors
+        compound along chains of small pivots; the QR factor stays exact to round-off."""
+        g = self.opts["gram"]
+        if g != "auto":
+            return g == "qr"
+        f = self.tau * self.delta / (self.dt + self.tau * self.delta)
+        return f < 0.05
+
+    def _factor_rows(self, L, S, gq, i0, i1):
+        """Rows i0..i1-1 of the causal factor L (L L^T = S_U) by QR of dL or Cholesky of S."""
+        if gq is None:
+            return chol_append(L, S, i0, i1, float(self.opts["pivot_tol"]))
+        return sum(gq.append(L, i, self.dL[:, i]) for i in range(i0, i1))
 
     def sweep_reg(self):
         """Forward sweep with a Monte Carlo theta-side (nonlinear h, see theta.ThetaMC).
@@ -411,7 +444,18 @@ class _Solver:
         SJ[kk:kk + m, :kk] = th.Mf[:m]
         SJ[:kk, kk:kk + m] = th.Mf[:m].T
         SJ[kk:kk + m, kk:kk + m] = th.C[:m, :m]
-        self.n_clipped = chol_append(LJ, SJ, 0, kk + m, tol)
+        qr = self._use_qr()
+        self.gram = "qr" if qr else "cholesky"
+        # (r*, w) from the theta-paths' Gram matrix: by QR of the path data [theta*, theta_0..]
+        # (scaled 1/sqrt(P_theta)) when smooth (tau ~ 0) paths make it ill-conditioned
+        gj = GramQR(Pt, NJ, 1.0 / math.sqrt(Pt), float(self.opts["qr_tol"])) if qr else None
+
+        def factor_joint(i0, i1):
+            if gj is None:
+                return chol_append(LJ, SJ, i0, i1, tol)
+            return sum(gj.append(LJ, i, th.ths[:, i] if i < kk else th.th[:, i - kk]) for i in range(i0, i1))
+
+        self.n_clipped = factor_joint(0, kk + m)
         zeta = self.rng_zeta.standard_normal((P, NJ))
         self.s = np.ascontiguousarray(zeta[:, :kk] @ LJ[:kk, :kk].T)
         self.eta = np.ascontiguousarray(zeta[:, kk:kk + NI])
@@ -432,6 +476,7 @@ class _Solver:
         bar = _bar(self.progress, N + 1, "DMFT sweep")
         t_paths = t_theta = 0.0
         inv_dP = 1.0 / (self.delta * P)
+        gq = GramQR(P, NI, math.sqrt(inv_dP), float(self.opts["qr_tol"])) if qr else None
         for k in range(N + 1):
             rk = slice(k * m, (k + 1) * m)
             if k > 0:
@@ -456,7 +501,7 @@ class _Solver:
                 row = self.su_sum[:, rk, : (k + 1) * m].sum(0) * inv_dP
                 S[rk, : (k + 1) * m] = row
                 S[: (k + 1) * m, rk] = row.T
-                self.n_clipped += chol_append(L, S, k * m, (k + 1) * m, tol)
+                self.n_clipped += self._factor_rows(L, S, gq, k * m, (k + 1) * m)
                 th.advance(k, L)
                 rk1 = slice((k + 1) * m, (k + 2) * m)
                 jr1 = slice(kk + (k + 1) * m, kk + (k + 2) * m)
@@ -464,7 +509,7 @@ class _Solver:
                 SJ[:kk, jr1] = th.Mf[rk1].T
                 SJ[jr1, kk:kk + (k + 2) * m] = th.C[rk1, : (k + 2) * m]
                 SJ[kk:kk + (k + 2) * m, jr1] = th.C[rk1, : (k + 2) * m].T
-                self.n_clipped += chol_append(LJ, SJ, kk + (k + 1) * m, kk + (k + 2) * m, tol)
+                self.n_clipped += factor_joint(kk + (k + 1) * m, kk + (k + 2) * m)
                 extend(k + 1)
             if not self._finite_row(k, th) or not np.all(np.isfinite(th.C[: (k + 2) * m, : (k + 2) * m])):
                 reached = k
@@ -675,6 +720,10 @@ class _Solver:
         data["E_ell_ell"] = self.ll_sum[:, :n].sum(0) / P
         if self.theta_samples and n == N + 1:
             data.update(self._theta_samples())
+        checks, check_data = run_checks(self, n, C, Q, Mo, rho)
+        data.update(check_data)
+        if status == "ok":
+            status, message = verdict(checks)
         meta = {
             "model": model.name, "source_hash": kern.SOURCE_HASH, "settings": self.settings.as_dict(),
             "paths": P, "groups": G, "method": self.method, "nu_estimator": self.nu_mode,
@@ -684,6 +733,7 @@ class _Solver:
             "timings": dict(self.timing, total_s=time.perf_counter() - self.t_start,
                             cpu_s=time.process_time() - self.cpu_start),
             "residuals": list(self.residuals), "clipped_pivots": int(self.n_clipped),
+            "gram": getattr(self, "gram", None), "checks": checks,
             "options": {k: v for k, v in self.opts.items()},
             "versions": versions(),
             "errors": "r-side averages: batch means over path groups; Q, M, test observables: group "
@@ -781,7 +831,8 @@ def _bar(enabled, total, desc):
 
 
 def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", theta_samples: int = 0,
-          progress: bool = False, richardson: bool = False, **options) -> Result:
+          progress: bool = False, richardson: bool = False, allow_outside_theory: bool = False,
+          **options) -> Result:
     """Solve the discrete-time DMFT of the SGF of ``model`` on the grid of ``settings``.
 
     Parameters
@@ -803,6 +854,9 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
         tqdm progress bar.
     richardson : bool
         Solve at dt and dt/2 and return the Richardson combination (see :func:`richardson`).
+    allow_outside_theory : bool
+        Run a model whose ell jumps in r (refused otherwise, see dmftgen.dmft.assumptions); the
+        result's status is then ``outside_theory`` (unless it failed otherwise).
     **options
         groups (20): path groups (batch means, parallel units); tangent_paths (auto) and
         tangent_budget (4e10 multiply-adds): paths carrying the response tangents;
@@ -821,9 +875,24 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
         C_theta, R_theta, K_ell, Gamma, R_ell, nu, S_U, Phi0, Phi_star, E_r_ell, E_ell_ell, and
         optionally theta_samples; status "ok" / "diverged" / "not-converged".
     """
+    from .assumptions import require_theory
+
+    outside = require_theory(model, allow=allow_outside_theory)
+    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, options)
     if richardson:
-        return globals()["richardson"](model, settings, paths=paths, method=method,
-                                       progress=progress, **options)
+        res = globals()["richardson"](model, settings, paths=paths, method=method, progress=progress,
+                                      allow_outside_theory=allow_outside_theory, **options)
+    else:
+        res = _solve(model, settings, paths, method, theta_samples, progress, options)
+    if outside:
+        res.meta["outside_theory"] = outside
+        if res.status in ("ok", "inaccurate"):
+            extra = f"; {res.message}" if res.status == "inaccurate" else ""
+            res.status, res.message = "outside_theory", f"run outside the theory: {outside}{extra}"
+    return res
+
+
+def _solve(model, settings, paths, method, theta_samples, progress, options):
     if method is None:
         # The S_U-Cholesky sweep is well conditioned for tau > 0 and, with clipped pivots, was
         # checked against the gradient-flow closed form at tau = 0 too (tests/test_dmft.py).
@@ -838,13 +907,24 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
 def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0):
     sv = _Solver(model, settings, paths, method, theta_samples, progress, opts, replica)
     N = sv.N
-    if method == "sweep":
-        reached = sv.sweep()
-        conv = True
-    else:
-        reached = sv.fixed_point()
-        conv = getattr(sv, "converged", False)
-    if reached <= N:
+    interrupted = False
+    try:
+        if method == "sweep":
+            reached = sv.sweep()
+            conv = True
+        else:
+            reached = sv.fixed_point()
+            conv = getattr(sv, "converged", False)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the sweep's finished rows are a valid record
+        if not hasattr(sv, "k_done"):
+            raise
+        reached, conv, interrupted = sv.k_done, True, True
+    if interrupted:
+        status = "interrupted"
+        message = (f"interrupted at t = {settings.times[reached]:g}; results are kept up to t = "
+                   f"{settings.times[reached - 1] if reached else 0.0:g}" if reached else
+                   "interrupted before the first time was finished")
+    elif reached <= N:
         t_r = settings.times[reached - 1] if reached else 0.0
         status = "diverged"
         message = (f"the DMFT dynamics blew up at t = {settings.times[reached]:g} (step {reached}); "
@@ -855,7 +935,7 @@ def _solve_one(model, settings, paths, method, theta_samples, progress, opts, re
                    f"(last relative change {sv.residuals[-1]:.3g} > tol {opts['tol']:g}).")
     else:
         status, message = "ok", ""
-    return sv.result(reached, status, message)
+    return flag_instability(sv.result(reached, status, message), sv.kern, model, settings)
 
 
 _CURVES_EXCLUDED = {"t", "rho", "theta_samples", "theta_star_samples", "theta0_samples"}

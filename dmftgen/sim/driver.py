@@ -279,4 +279,5 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         if np.any(np.abs(t_act - arrays["t"]) > 1e-12 * max(1.0, times[-1])):
             meta["t_actual"] = t_act.tolist()
     from ..results import Result
-    return Result(arrays, meta, status=status, message=message)
+    from ..stability import flag_instability
+    return flag_instability(Result(arrays, meta, status=status, message=message), kern, model, settings)

@@ -1,0 +1,256 @@
+"""Self-checks of a DMFT solve: identities the exact discrete solution satisfies (docs/theory.md).
+
+Every solve evaluates these at run time, with batch-means error bars over its independent path
+groups, and its status becomes ``inaccurate`` when one of them is violated beyond a threshold
+chosen for a family-wise false-alarm rate ``ALPHA`` (Bonferroni over all entries of all checks,
+Student-t quantile with G - 1 degrees of freedom for G groups).
+
+1. **Stein balance of E[r ell^T]** (the discrete Q identity). (w_0..w_k, r*) is Gaussian with
+   covariance (C_theta, M, rho) and r_k = w_k - (1/delta) sum_{m<k} R_theta[k, m] dL_m, so Stein's
+   lemma on w and the independence of dB_k from the past give, for every k,
+
+       E[r_k ell_k^T] = sum_{l<=k} C_theta[k, l] K_ell[k, l]^T + M[k] nu[k]^T
+                        - (1/dt) sum_{m<k} R_theta[k, m] S_U[m, k].
+
+   The theta-side turns this into the Euler--Maruyama-exact overlap recursion
+   Q_{k+1} = (1 - lam dt)^2 Q_k - 2 (1 - lam dt) dt sym E[r_k ell_k^T] + V_k with
+   V_k = E[(dU_k - dt F_k)(dU_k - dt F_k)^T] >= tau dt E[ell_k ell_k^T] (F_k the theta-side drift),
+   i.e. the discrete form of dQ/dt = -2 lam Q - 2 E[r ell] + tau E[ell ell^T]; the residual is
+   reported in units of Q, 2 (1 - lam dt) dt sym(res). It fails when the r-side Gaussian does not
+   have the covariance the theta-side says (a wrong sampler), when the responses are wrong, or
+   when the memory term is.
+2. **M balance**: M_{k+1} = (1 - lam dt) M_k - dt E[ell_k r*^T] (discrete dM/dt = -lam M - E[ell r*]).
+   With the Stein estimator of nu it holds by construction; with the pathwise or deterministic nu
+   it compares two estimators of the teacher drift.
+3. **Gradient flow descends**: at tau = 0 the training objective train_loss + lam tr(Q)/2 does not
+   increase from one step to the next (Euler steps with dt below 2 / smoothness).
+4. **Sampler**: L L^T = S_U for the causal factor (relative error below 1e-8 on random probes), and
+   the empirical second moment of the r-side input w_k on the paths equals C_theta[k, k] = Q_k.
+5. **Finite kernels** (checked during the sweep: a non-finite row ends it as ``diverged``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
+SAMPLER_TOL = 1e-8    # relative error allowed in L L^T = S_U (round-off is ~1e-14)
+
+
+def threshold(n_entries: int, groups: int, alpha: float = ALPHA) -> float:
+    """|z| threshold: Student-t (groups - 1 dof) quantile at alpha / (2 n_entries)."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.isf(alpha / (2.0 * max(n_entries, 1)), max(groups - 1, 1)))
+
+
+def _zstat(per_group):
+    """Mean over groups, batch-means error and z = mean / err (err 0 -> z 0 if mean is 0)."""
+    G = per_group.shape[0]
+    mean = per_group.mean(0)
+    err = per_group.std(0, ddof=1) / math.sqrt(G)
+    scale = np.abs(per_group).max(initial=0.0)
+    tiny = 1e-13 * scale + 1e-300
+    z = np.where(err > tiny, mean / np.maximum(err, tiny), np.where(np.abs(mean) > 1e3 * tiny, np.inf, 0.0))
+    return mean, err, z
+
+
+def _k_row(sv, k):
+    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m) of solver ``sv`` (the estimator it used)."""
+    m, G = sv.m, sv.G
+    rk = slice(k * m, (k + 1) * m)
+    cols = slice(0, (k + 1) * m)
+    if sv.A is not None:
+        return np.repeat(sv.th.Kl[None, rk, cols], G, axis=0)
+    sizes = np.diff(sv.bounds).astype(float)
+    row = np.zeros((G, m, (k + 1) * m))
+    if sv.n_tan_g and k > 0:
+        off = slice(0, k * m)
+        row[:, :, off] = sv.kl_sum[:, rk, off] / sv.n_tan_g
+        if sv.use_cv:
+            row[:, :, off] += -sv.klcv_sum[:, rk, off] / sv.n_tan_g + sv.kl_det[None, rk, off]
+    row[:, :, rk] = sv.gam_sum[:, k] / sizes[:, None, None]
+    return row
+
+
+def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
+    """Evaluate the self-checks on the first ``n`` grid points of solver ``sv``.
+
+    Returns ``(checks, data)``: ``checks`` a list of dicts (name, what, n, worst_z, threshold,
+    t_worst, value, err, ok), ``data`` the per-time residual curves (``check_<name>``,
+    ``check_<name>_err``) for the result file.
+    """
+    m, G, kk, dt, lam = sv.m, sv.G, sv.kk, sv.dt, sv.lam
+    t = sv.settings.times[:n]
+    sizes = np.diff(sv.bounds).astype(float)
+    out, data = [], {}
+    if n < 2:
+        return out, data
+    th = sv.th
+    R = th.R
+    a = 1.0 - lam * dt
+    ells = sv.ells_sum[:, :n] / sizes[:, None, None, None]
+    Mf = (th.Mf[: n * m] if sv.reg else th.M_flat(n)) if kk else None
+    # per-group teacher drift nu_g[k] with the estimator the solve used
+    nug = np.zeros((G, n, m, kk))
+    KM = np.zeros((G, n, m, kk))
+    nk = min(n, sv.N)  # S_U[m, k] needs the increment dL_k: k < N
+    res = np.zeros((G, nk, m, m))
+    res_used = np.zeros((nk, m, m))      # with the kernels the theta-side actually used
+    mres_used = np.zeros((n, m, kk))
+    rl = sv.rl_sum[:, :n] / sizes[:, None, None, None]
+    rl_mean = sv.rl_sum[:, :n].sum(0) / float(sizes.sum())
+    ells_mean = sv.ells_sum[:, :n].sum(0) / float(sizes.sum())
+    S_used = sv.S_U
+    for k in range(n):
+        rk = slice(k * m, (k + 1) * m)
+        cols = slice(0, (k + 1) * m)
+        Kr = _k_row(sv, k)
+        Ku = th.Kl[rk, cols]
+        if kk:
+            KM[:, k] = Kr @ Mf[cols]
+            mres_used[k] = dt * (ells_mean[k] - Ku @ Mf[cols] - th.nu[k] @ rho)
+            if sv.nu_mode == "stein":
+                nug[:, k] = (ells[:, k] - KM[:, k]) @ th.rho_inv
+            elif sv.nu_mode == "pathwise":
+                nug[:, k] = sv.dsl_sum[:, k] / sizes[:, None, None]
+            else:
+                nug[:, k] = th.nu[k]
+        if k >= nk:
+            continue
+        # 1. Stein balance of E[r ell^T]
+        rhs = np.einsum("ij,gkj->gik", C[rk, cols], Kr)
+        if kk:
+            rhs += np.einsum("ij,gkj->gik", Mo[k], nug[:, k])
+        if k > 0:
+            pm = slice(0, k * m)
+            # S_U[m, k] = S_U[k, m]^T: the accumulator holds row k of the lower triangle
+            Sg = sv.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
+            rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
+        res[:, k] = rl[:, k] - rhs
+        rhs_u = C[rk, cols] @ Ku.T
+        if kk:
+            rhs_u += Mo[k] @ th.nu[k].T
+        if k > 0:
+            rhs_u -= R[rk, pm] @ S_used[pm, rk] / dt
+        res_used[k] = rl_mean[k] - rhs_u
+    sym = lambda x: 2.0 * a * dt * 0.5 * (x + np.swapaxes(x, -1, -2))  # noqa: E731
+    out.append(_summarise("Q balance (time average)", "the Q balance residual averaged over all times",
+                          sym(res).mean(1, keepdims=True), np.array([np.nan]), G, {}, "", center=sym(res_used).mean(0, keepdims=True),
+                          ref=2 * dt * float(np.abs(rl_mean).max(initial=0.0))))
+    out.append(_summarise("Q balance", "Q_{k+1} recursion from E[r ell^T] (Stein identity on the r-side input)",
+                          sym(res), t[:nk], G, data, "check_Q_balance", center=sym(res_used),
+                          ref=2 * dt * float(np.abs(rl_mean).max(initial=0.0))))
+    # 2. M balance
+    if kk:
+        mres = dt * (ells - KM - nug @ rho)
+        out.append(_summarise("M balance", "M_{k+1} = (1 - lam dt) M_k - dt E[ell_k r*^T]",
+                              mres[:, : n - 1], t[: n - 1], G, data, "check_M_balance",
+                              center=mres_used[: n - 1], ref=dt * float(np.abs(ells_mean).max(initial=0.0))))
+    # 3. the theta-side used the r-side estimates (kernel rows and teacher drift)
+    out.append(_consistency(sv, n, kk))
+    # 4. gradient flow descends
+    if sv.tau == 0.0 and not sv.reg:
+        F = sv.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
+        inc = np.diff(F, axis=1)
+        mean, err, z = _zstat(inc)
+        zpos = np.where(mean > 0, z, 0.0)
+        thr = threshold(inc.shape[1], G)
+        j = int(np.argmax(zpos))
+        data["check_descent"], data["check_descent_err"] = mean, err
+        out.append({"name": "descent", "what": "tau = 0: train loss + lam tr(Q)/2 non-increasing",
+                    "n": int(inc.shape[1]), "worst_z": float(zpos[j]), "threshold": thr,
+                    "t_worst": float(t[j + 1]), "value": float(mean[j]), "err": float(err[j]),
+                    "ok": bool(zpos[j] <= thr)})
+    # 5. sampler
+    out.extend(_sampler_checks(sv, n, Q, t))
+    return out, data
+
+
+def _consistency(sv, n, kk):
+    """max |kernels used by the theta-side - mean of the per-group r-side estimates| (relative)."""
+    m, th = sv.m, sv.th
+    worst, at = 0.0, 0
+    for k in range(n):
+        rk = slice(k * m, (k + 1) * m)
+        Kr = _k_row(sv, k).mean(0)
+        Ku = th.Kl[rk, : (k + 1) * m]
+        d = float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)
+        if d > worst:
+            worst, at = d, k
+    tol = 1e-9
+    return {"name": "kernel consistency", "what": "theta-side K_ell rows = the r-side estimates (relative)",
+            "n": int(n), "worst_z": worst, "threshold": tol, "t_worst": float(sv.settings.times[at]),
+            "value": worst, "err": 0.0, "ok": bool(worst <= tol)}
+
+
+def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):
+    """Worst |z| of a residual: batch-means error from the per-group residuals; the value itself is
+    ``center`` (the residual with the kernels the theta-side used; equal to the group mean when the
+    solve is consistent, so an injected or plumbing error in the kernels shows up here)."""
+    mean, err, z = _zstat(per_group)
+    if center is not None:
+        # round-off floor: a residual that vanishes by construction (Stein nu in the M balance)
+        floor = 1e-10 * max(float(ref), float(np.abs(per_group).max(initial=0.0)), 1e-300)
+        mean = center
+        z = center / np.sqrt(err ** 2 + floor ** 2)
+    if key:
+        data[key], data[key + "_err"] = mean, err
+    az = np.abs(z).reshape(z.shape[0], -1).max(1) if z.ndim > 1 else np.abs(z)
+    thr = threshold(z.size, G)
+    j = int(np.argmax(az))
+    flat = np.abs(z[j]).ravel().argmax() if z.ndim > 1 else 0
+    return {"name": name, "what": what, "n": int(z.size), "worst_z": float(az[j]), "threshold": thr,
+            "t_worst": float(t[j]), "value": float(np.ravel(mean[j])[flat]),
+            "err": float(np.ravel(err[j])[flat]), "ok": bool(az[j] <= thr)}
+
+
+def _sampler_checks(sv, n, Q, t):
+    out = []
+    L, S = getattr(sv, "L_S", None), getattr(sv, "S_U", None)
+    if L is not None and S is not None and S.shape[0] and n == sv.N + 1:
+        rng = np.random.default_rng(12345)
+        X = rng.standard_normal((S.shape[0], 4))
+        SX = S @ X
+        rel = float(np.abs(L @ (L.T @ X) - SX).max() / max(np.abs(SX).max(), 1e-300))
+        out.append({"name": "sampler factor", "what": "L L^T = S_U (relative error on random probes)",
+                    "n": 1, "worst_z": rel, "threshold": SAMPLER_TOL, "t_worst": float("nan"),
+                    "value": rel, "err": 0.0, "ok": bool(rel <= SAMPLER_TOL)})
+    W, wpre = getattr(sv, "W_in", None), getattr(sv, "wpre", None)
+    if W is not None and wpre is not None and not sv.reg:
+        m = sv.m
+        G = 16
+        P = min(sv.P, 4096) // G * G
+        if P < 2 * G:
+            return out
+        ks = np.unique(np.linspace(0, n - 1, 9).round().astype(int))
+        zs, rows = [], []
+        for k in ks:
+            rk = slice(k * m, (k + 1) * m)
+            w = wpre[:P, k, :] + (sv.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
+            ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
+            mean, err, z = _zstat(ww)
+            zs.append(np.abs(z).max())
+            rows.append((k, mean, err))
+        zs = np.array(zs)
+        thr = threshold(len(ks) * m * m, G)
+        j = int(np.argmax(zs))
+        out.append({"name": "input variance", "what": "empirical E[w_k w_k^T] on the paths = Q_k",
+                    "n": int(len(ks) * m * m), "worst_z": float(zs[j]), "threshold": thr,
+                    "t_worst": float(t[ks[j]]), "value": float(np.abs(rows[j][1]).max()),
+                    "err": float(rows[j][2].max()), "ok": bool(zs[j] <= thr)})
+    return out
+
+
+def verdict(checks):
+    """(status, message) from the list of checks: ``inaccurate`` names the worst violation."""
+    bad = [c for c in checks if not c["ok"]]
+    if not bad:
+        return "ok", ""
+    worst = max(bad, key=lambda c: c["worst_z"] / c["threshold"] if c["threshold"] else np.inf)
+    where = f" at t = {worst['t_worst']:g}" if math.isfinite(worst["t_worst"]) else ""
+    return "inaccurate", (
+        f"self-check '{worst['name']}' failed{where}: {worst['what']} violated by "
+        f"{worst['worst_z']:.3g} (threshold {worst['threshold']:.3g}; residual {worst['value']:.3g} "
+        f"+- {worst['err']:.2g}); {len(bad)} of {len(checks)} checks failed")

@@ -1,0 +1,138 @@
+r"""Memory estimate of a DMFT solve, checked before anything is allocated.
+
+The solver (``solver._Solver``, sweep method, h = lam theta) holds, with P paths, N steps,
+m student and k teacher columns, G path groups, NI = N m, NN = (N + 1) m, P_J tangent paths
+and f = 2^refine (all float64, 8 bytes):
+
+.. math::
+
+    \text{path histories}\; 8P\,[N f m + 2 N f + N m\,(1 + [f>1]) + (N+1) m + N m k\,[\nu\ \text{pathwise}]]
+    \;+\; \text{tangents}\; 8 P_J (2N + 1) m^2
+    \;+\; \text{group sums}\; 8 G\,[NI^2 + NN^2 (1 + [\text{cv}])]\,[P_J > 0] + 8 G\, NI^2
+    \;+\; \text{theta side}\; 8 \cdot 10\, NN^2 ,
+
+(eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
+``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
+two-time group sums ``su_sum``, ``kl_sum``, ``klcv_sum``; the Cholesky factors, W and the
+theta-side matrices R, R^T, K_ell, C, ... of size NN^2).  ``tests/test_failures.py`` checks it
+against the peak traced by ``tracemalloc`` on small solves.
+
+:func:`check_memory` refuses a solve whose estimate exceeds 80 % of the memory this process may
+use (physical memory, the cgroup limit, RLIMIT_AS/RLIMIT_DATA less what is already mapped; the
+environment variable ``DMFTGEN_MEMORY_LIMIT`` -- bytes, or with a K/M/G suffix -- overrides),
+with the figure and a hint, like ``simulate`` does for the data matrix.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+from ..errors import SettingsError
+
+FRACTION = 0.8
+
+
+def _tangent_paths(model, P, N, opts, linear_ell) -> int:
+    """P_J as the solver chooses it (``solver._Solver._modes``); 0 for constant-Jacobian models."""
+    if linear_ell:
+        return 0
+    G = int(opts.get("groups", 20))
+    nt = opts.get("tangent_paths")
+    if nt is None:
+        cost = max(N, 1) ** 3 * model.m ** 3 / 6.0
+        if opts.get("tangent_cv", True):
+            cost *= 2.0
+        nt = max(50 * G, int(float(opts.get("tangent_budget", 4e10)) / cost))
+    nt = min(int(nt), P)
+    return min(int(math.ceil(nt / G)), P // G) * G
+
+
+def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> float:
+    """Bytes the solve of ``model`` at ``settings`` with ``paths`` paths allocates at its peak."""
+    opts = dict(options or {})
+    P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
+    G = int(opts.get("groups", 20))
+    f = 2 ** int(opts.get("refine", 0))
+    NI, NN = N * m, (N + 1) * m
+    linear = discontinuous = False
+    try:
+        from ..codegen import load_kernels
+
+        kern = load_kernels(model)
+        linear, discontinuous = bool(kern.LINEAR_ELL), bool(kern.DISCONTINUOUS)
+    except Exception:  # kernels missing/stale: the solve itself will say so; estimate conservatively
+        pass
+    pathwise = k > 0 and not discontinuous and not linear and opts.get("nu", "auto") != "stein"
+    PJ = _tangent_paths(model, P, N, opts, linear)
+    per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
+    tangents = PJ * (2 * N + 1) * m * m
+    group = G * NI * NI + (G * NN * NN * (2 if opts.get("tangent_cv", True) else 1) if PJ else 0)
+    theta_side = 10 * NN * NN
+    return 8.0 * (P * per_path + tangents + group + theta_side)
+
+
+def _parse_bytes(text: str) -> float:
+    t = text.strip().upper().rstrip("B")
+    mult = {"K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}.get(t[-1:], 1)
+    return float(t[:-1] if mult > 1 else t) * mult
+
+
+def _mapped_bytes() -> float:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def memory_limit() -> tuple[float | None, str]:
+    """(bytes this process may still allocate, where the figure comes from); None if unknown."""
+    env = os.environ.get("DMFTGEN_MEMORY_LIMIT")
+    if env:
+        try:
+            return _parse_bytes(env), "DMFTGEN_MEMORY_LIMIT"
+        except ValueError:
+            raise SettingsError(f"DMFTGEN_MEMORY_LIMIT={env!r} is not a size (e.g. 4G).") from None
+    cands = []
+    try:
+        cands.append((float(os.sysconf("SC_PAGE_SIZE")) * float(os.sysconf("SC_PHYS_PAGES")), "physical memory"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                v = fh.read().strip()
+            if v.isdigit() and float(v) < 2 ** 60:
+                cands.append((float(v), "the cgroup memory limit"))
+        except OSError:
+            pass
+    try:
+        import resource
+
+        for lim, name in ((resource.RLIMIT_AS, "ulimit -v"), (resource.RLIMIT_DATA, "ulimit -d")):
+            soft = resource.getrlimit(lim)[0]
+            if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+                cands.append((max(float(soft) - _mapped_bytes(), 0.0), f"the {name} limit"))
+    except (ImportError, ValueError, OSError):
+        pass
+    if not cands:
+        return None, "unknown"
+    return min(cands)
+
+
+def check_memory(model, settings, paths: int, options: dict | None = None) -> float:
+    """Raise SettingsError (figure + hint) if the solve would need more than 80 % of the memory
+    available; returns the estimate in bytes otherwise."""
+    need = estimate_bytes(model, settings, paths, options)
+    limit, source = memory_limit()
+    if limit is not None and need > FRACTION * limit:
+        N = settings.n_steps
+        raise SettingsError(
+            f"the DMFT solve needs about {need / 2**30:.2f} GiB ({paths} paths x {N} steps; two-time "
+            f"kernels of {N + 1} x {N + 1} per path group), more than {FRACTION:.0%} of the "
+            f"{limit / 2**30:.2f} GiB available ({source}). Use fewer --paths (memory grows like "
+            "paths x steps), a coarser --dt or a shorter --T (steps^2), or solve-long for long horizons.")
+    return need
