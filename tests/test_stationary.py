@@ -180,3 +180,24 @@ def test_committee_stationary_matches_long_time_solver():
         v, e = np.asarray(res[key][0]), np.asarray(res[key + "_err"][0])
         ref, ref_e = np.asarray(long[key][-1]), np.asarray(long[key + "_err"][-1])
         assert np.all(np.abs(v - ref) <= 4 * np.hypot(1.5 * ref_e, e)), (key, v, ref, ref_e)
+
+
+def test_sweep_what_stationary_gives_the_final_performance_grid(tmp_path):
+    """`sweep --what stationary` (serial): one point t = inf per grid point, each equal to the
+    single stationary solve (same seed -> same numbers), and rising with the ridge for linreg
+    at tau = 0 (exact floors 0.0703 and 0.0978 at lam = 0.1 and 0.3)."""
+    from dmftgen.model import load_model
+    from dmftgen.sweep import SweepSpec, run_sweep
+
+    opts = {"samples": 5000, "replicas": 2, "window": 10.0}
+    base = Settings(delta=DELTA, tau=0.0, lam=LAM, dt=0.2)
+    spec = SweepSpec("linreg", "stationary", base, grid={"lam": [0.1, 0.3]}, options=opts)
+    ds = run_sweep(spec, tmp_path / "st.nc", workers=0)
+    assert list(ds["status"].values) == ["ok", "ok"]
+    assert np.isinf(ds["t"].values).all() and ds["t"].size == 1
+    single = stationary(load_model("linreg"), base, **opts)
+    assert float(ds["test_loss"].sel(lam=0.1).values[0]) == pytest.approx(float(single["test_loss"][0]), rel=1e-9)
+    tl = ds["train_loss"].values[:, 0]
+    assert tl[1] > tl[0]
+    for lam, L in zip((0.1, 0.3), tl):
+        assert L == pytest.approx(linreg_stationary(DELTA, SIGMA, 0.0, lam)[0], abs=5e-3)
