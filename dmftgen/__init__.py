@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 # import dmftgen) and `dmftgen list` stay fast.
 _LAZY = {"simulate": ("dmftgen.sim", "simulate"), "solve": ("dmftgen.dmft", "solve"),
          "solve_long": ("dmftgen.dmft.longtime", "solve_long"), "run_sweep": ("dmftgen.sweep", "run_sweep"),
+         "stationary": ("dmftgen.dmft", "stationary"),
          "load_kernels": ("dmftgen.codegen", "load_kernels"), "generate": ("dmftgen.codegen", "generate"),
          "Result": ("dmftgen.results", "Result")}
 
@@ -43,7 +44,7 @@ def __dir__():
 
 __all__ = [
     "Model", "Noise", "student", "teacher", "theta", "sigmoid", "softplus", "load_model",
-    "generate", "load_kernels", "Settings", "simulate", "solve", "solve_long", "compare", "run_sweep",
+    "generate", "load_kernels", "Settings", "simulate", "solve", "solve_long", "stationary", "compare", "run_sweep",
     "Result", "load", "DmftgenError", "ModelError", "UnsupportedModelError", "CodegenError",
     "StaleKernelsError", "SettingsError", "__version__",
 ]

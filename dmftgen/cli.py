@@ -13,8 +13,8 @@ import sys
 from .errors import DmftgenError
 
 #: Pipeline order; a command whose module does not exist (yet) is simply not offered.
-COMMANDS = ("list", "show", "generate", "simulate", "solve", "solve-long", "compare", "w2", "sweep", "plot",
-            "show-result")
+COMMANDS = ("list", "show", "generate", "simulate", "solve", "solve-long", "stationary", "compare", "w2", "sweep",
+            "plot", "show-result")
 
 
 def build_parser() -> argparse.ArgumentParser:

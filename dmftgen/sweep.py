@@ -46,11 +46,12 @@ import numpy as np
 from .config import Settings
 from .errors import SettingsError
 
-WHATS = ("solve", "simulate", "compare")
+WHATS = ("solve", "simulate", "compare", "stationary")
 #: Settings fields that may be swept.  T and dt are not: they change the time axis.
 SETTINGS_GRID = ("delta", "tau", "lam", "seed")
 #: Integer options that may be swept, per task kind (finite-size / Monte Carlo studies).
-OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths")}
+OPTION_GRID = {"simulate": ("d", "seeds"), "solve": ("paths",), "compare": ("d", "seeds", "paths"),
+               "stationary": ("paths", "replicas", "samples")}
 #: Error-bar names looked up beside a plotted value (dmftgen/dataset.py: ``_err`` in Datasets).
 SUFFIXES = ("_err", "_sem")
 PART_SUFFIX = ".npz"
@@ -307,6 +308,8 @@ def _call(what, model, settings, options):
     if what == "solve":
         from .dmft import solve
         return solve(model, settings, **options)
+    if what == "stationary":
+        return _stationary_point(model, settings, options)
     from .compare import compare, table_columns
     from .results import Result
 
@@ -324,6 +327,20 @@ def _call(what, model, settings, options):
     msg = "; ".join(f"{k}: {r.message}" for k, r in [("dmft", cmp.dmft), *cmp.sims.items()]
                     if getattr(r, "status", "ok") != "ok")
     return Result(data, meta, status=status, message=msg)
+
+
+def _stationary_point(model, settings, options):
+    """``--what stationary``: the stationary state (dmftgen.dmft.stationary_state), one point t = inf."""
+    from .dmft.stationary_state import stationary
+
+    return stationary(model, settings, **options)
+
+
+def _time_axis(spec, points) -> np.ndarray:
+    """The t coordinate of the combined dataset: the settings' grid, or [inf] for stationary states."""
+    if spec.what == "stationary":
+        return np.array([np.inf])
+    return Settings(**points[0].settings).times
 
 
 def run_point(model_ref: str, settings_dict: dict, what: str, options: dict) -> dict:
@@ -461,7 +478,8 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
     points = spec.points() if points is None else points
     names = list(spec.grid)
     gshape = tuple(len(spec.grid[n]) for n in names)
-    t = Settings(**points[0].settings).times
+    t = _time_axis(spec, points)
+    nt = len(t)
     results = {p.key: load_part(out, p) for p in points}
     pieces = {p.key: point_dataset(results[p.key], t, two_time) for p in points if results[p.key] is not None}
     template = {}  # union of the variables, first appearance wins

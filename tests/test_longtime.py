@@ -23,7 +23,6 @@ from dmftgen.config import Settings
 from dmftgen.dmft import solve
 from dmftgen.dmft.longtime import compare_overlap, solve_long
 from dmftgen.dmft.stationary import detect_plateau, linreg_stationary, plateau, q_balance, stationary_values
-from dmftgen.dmft.stationary_dmft import solve_stationary
 from dmftgen.errors import SettingsError
 from dmftgen.reference.marchenko_pastur import gradient_flow
 from dmftgen.reference.volterra import noise_floor, volterra
@@ -185,25 +184,6 @@ def test_stationary_values_match_the_direct_stationary_solve(linreg_long):
     assert "train_loss_coarse" not in vals
 
 
-def test_direct_stationary_solve_linreg_matches_exact_discrete_floor(linreg):
-    """solve_stationary (lag kernels, Monte Carlo r-side) vs the closed-form stationary state at dt."""
-    st = Settings(delta=DELTA, tau=TAU, lam=LAM, T=1, dt=0.2, seed=25)
-    r = solve_stationary(linreg, st, paths=8000, window=20.0)
-    assert r["converged"], r["residuals"][-3:]
-    L_dt, E_dt = linreg_stationary(DELTA, SIGMA, TAU, LAM, dt=0.2)
-    M_inf = gradient_flow(np.array([0.0, 400.0]), DELTA, sigma=SIGMA, lam=LAM).M[-1]  # tau-independent
-    # batch-means errors ignore the feedback of kernel errors (~1.5x too small, as for the
-    # time-dependent solver): 4.5 err = 3 sigma of the corrected error (measured: 0.4 err)
-    assert abs(r["train_loss"] - L_dt) <= 4.5 * r["train_loss_err"], (r["train_loss"], L_dt)
-    # M = -E[ell r*]/lam: MC error of E[ell r*] ~ sd(ell r*) / sqrt(P) = 0.45/90, divided by the
-    # restoring slope lam + dE/dM ~ 1.1 -> 0.0045; 3 sigma ~ 0.014 (measured 0.0016)
-    assert abs(r["M"] - M_inf) <= 0.014, (r["M"], M_inf)
-    # Q = 2E + 2M - rho - sigma^2 for ridge regression: 2 x the M allowance plus 3 x 2 err(E ~ L)
-    Q_dt = 2 * E_dt + 2 * M_inf - 1.0 - SIGMA ** 2
-    assert abs(r["Q"] - Q_dt) <= 0.028 + 6 * 1.5 * r["train_loss_err"], (r["Q"], Q_dt)
-    assert r["Gamma"] == pytest.approx(1.0)
-
-
 # -------------------------------------------------------------------------------------------------
 # logistic regression with ridge: long horizon vs the uniform grid
 # -------------------------------------------------------------------------------------------------
@@ -275,18 +255,3 @@ def test_logistic_t50_reaches_a_stationary_state(logistic):
     late = res.t >= vals["Q"].t_reached
     assert abs(B[late, 0, 0].mean()) < 0.01 * scale[late].mean()
 
-
-@pytest.mark.slow
-def test_logistic_direct_stationary_solve_matches_long_time_solver(logistic):
-    """Stationary fixed point on lag kernels vs the plateau of the time-dependent solve at dt = 0.2."""
-    st = Settings(delta=DELTA, tau=TAU, lam=LAM, T=50, dt=0.2, seed=33)
-    long = solve(logistic, st, paths=10000)
-    r = solve_stationary(logistic, st.replace(seed=34), paths=8000, window=30.0)
-    assert long.ok and r["converged"]
-    for key in ("train_loss", "Q", "M"):
-        p = plateau(long, key, atol=0.0)
-        assert p.reached
-        # both errors ~1.5x too small (kernel feedback ignored); M_err / Q_err of the stationary
-        # solve are upper bounds already
-        allow = 3 * np.hypot(1.5 * p.err, 1.5 * r[key + "_err"] if key == "train_loss" else r[key + "_err"])
-        assert abs(r[key] - p.value) <= allow, (key, r[key], p.value, allow)

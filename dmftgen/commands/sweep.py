@@ -2,6 +2,7 @@
 
     dmftgen sweep logistic --grid delta=1,2,4 --grid tau=0.1,0.5 --what solve --paths 4000 --out phase.nc
     dmftgen sweep linreg --grid delta=0.5:4:8 --what simulate --d 512 --seeds 4 --out lr.nc
+    dmftgen sweep logistic --what stationary --lam 0.1 --grid delta=1,2,4 --grid tau=0,0.5,1 --out final.nc
     dmftgen sweep logistic --grid beta=1,5 --grid delta=1,2 --scheduler tcp://head:8786 --out b.nc
 
 Re-running the same command resumes: finished points (in FILE.parts/) are not recomputed.
@@ -15,6 +16,7 @@ FORWARD = {
     "simulate": ("d", "seeds", "method", "batch", "eta", "data"),
     "solve": ("paths", "scheme"),
     "compare": ("d", "seeds", "paths", "method", "scheme", "batch", "eta"),
+    "stationary": ("paths", "replicas"),
 }
 #: CLI option -> keyword of the single-run function, per --what (``--method`` is always the
 #: simulated dynamics, ``--scheme`` always the DMFT scheme; the keywords keep their names, so the
@@ -37,7 +39,7 @@ def add_parser(sub):
     g = p.add_argument_group("sweep")
     g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="one axis of the grid (repeatable); also NAME=START:STOP:NUM")
-    g.add_argument("--what", choices=("solve", "simulate", "compare"), default="solve",
+    g.add_argument("--what", choices=("solve", "simulate", "compare", "stationary"), default="solve",
                    help="single-run function at every point (default solve)")
     g.add_argument("--out", required=True, metavar="FILE.nc", help="combined dataset (netCDF)")
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -52,7 +54,8 @@ def add_parser(sub):
     o = p.add_argument_group("options of the single runs (as in `dmftgen simulate` / `dmftgen solve`)")
     o.add_argument("--d", type=int, default=None, help="simulate/compare: dimension d (default 1024)")
     o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point (default 4)")
-    o.add_argument("--paths", type=int, default=None, help="solve/compare: DMFT Monte Carlo paths (default 20000)")
+    o.add_argument("--paths", type=int, default=None, help="solve/compare/stationary: DMFT Monte Carlo paths (default 20000)")
+    o.add_argument("--replicas", type=int, default=None, help="stationary: independent replicas (error bars; default 4)")
     o.add_argument("--method", choices=("sgd", "sgf"), default=None,
                    help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
                         "simulate() sgf, compare() sgd, or sgf at tau = 0)")

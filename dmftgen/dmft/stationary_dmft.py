@@ -43,6 +43,8 @@ import time
 import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
+from ..observables import _sqrt_psd
+
 
 def _kernel(kern):
     """The generated stationary path kernel (template dmftgen/codegen/templates/stationary.py)."""
@@ -52,85 +54,133 @@ def _kernel(kern):
 
 
 def _R_tail(R):
-    """sum_{n > W} R(n) by geometric extrapolation of the last two lags (0 if not decaying)."""
-    q = R[-1] / R[-2] if R[-2] != 0 else 0.0
-    return float(R[-1] * q / (1.0 - q)) if 0.0 < q < 1.0 else 0.0
+    """sum_{n > W} R(n) (m x m) by geometric extrapolation of the last two lags (0 if not decaying)."""
+    a, b = np.abs(R[-1]).max(), np.abs(R[-2]).max()
+    q = a / b if b > 0 else 0.0
+    return R[-1] * (q / (1.0 - q)) if 0.0 < q < 1.0 else np.zeros_like(R[-1])
 
 
-def _theta_side(K, M, S, lam, dt, rho, W, S_inf=0.0):
-    """R(0..W), M, fluctuation covariance c(u) (u = 0..3W; plus the static part c_inf).
+def _theta_side(K, S, S_inf, lam, dt, W):
+    """R(0..W), fluctuation covariance c(u) (u = 0..3W) and its static part c_inf (all m x m).
 
     S(u) = S~(u) + S_inf with S~ = 0 beyond the window: the static part S_inf (per-sample
     persistent gradients: r*, z and the static part of w are frozen per path) gives every theta
-    coordinate a static offset of variance c_inf = S_inf (sum_n R(n))^2.
+    row a static offset of covariance c_inf = R_tot S_inf R_tot^T, R_tot = sum_n R(n).
     """
-    R = np.zeros(W + 1)
+    m = K.shape[1]
+    eye = np.eye(m)
+    R = np.zeros((W + 1, m, m))
     if W >= 1:
-        R[1] = 1.0
+        R[1] = eye
     for n in range(1, W):
-        R[n + 1] = (1 - lam * dt) * R[n] - dt * np.dot(K[n - 1::-1][:n], R[1:n + 1])
-    S = S - S_inf
-    R_tot = R.sum() + _R_tail(R)
-    c_inf = S_inf * R_tot ** 2
-    # c(u) = sum_{a,b} R(a) R(b) S(|u - a + b|): autocorrelation of R convolved with S (FFT)
+        # sum_{j=1}^{n} K(n - j) R(j)
+        R[n + 1] = (1 - lam * dt) * R[n] - dt * np.einsum("jab,jbc->ac", K[n - 1::-1][:n], R[1:n + 1])
+    St = S - S_inf
+    R_tot = R.sum(0) + _R_tail(R)
+    c_inf = R_tot @ S_inf @ R_tot.T
+    # c(u) = sum_{a,b} R(a) S~(u - a + b) R(b)^T, S~(-v) = S~(v)^T: products of FFTs
     nfft = 1 << int(np.ceil(np.log2(8 * (W + 1))))
-    Rf = np.fft.rfft(R, nfft)
-    Sfull = np.zeros(nfft)
-    Sfull[: W + 1] = S
-    Sfull[nfft - W:] = S[1:][::-1]
-    spec = np.abs(Rf) ** 2 * np.fft.rfft(Sfull).real
-    c = np.fft.irfft(spec, nfft)[: 3 * W + 1]
-    return R, M, c, c_inf
+    Rf = np.fft.fft(R, nfft, axis=0)
+    Sc = np.zeros((nfft, m, m))
+    Sc[: W + 1] = St
+    Sc[nfft - W:] = np.swapaxes(St[1:][::-1], 1, 2)
+    Sf = np.fft.fft(Sc, axis=0)
+    cf = Rf @ Sf @ np.conj(np.swapaxes(Rf, 1, 2))
+    c = np.fft.ifft(cf, axis=0).real[: 3 * W + 1]
+    return R, c, c_inf
 
 
 def _det_cv_mean(R, gam, inv_delta, dt):
+    """Mean of the control-variate tangent: Zb_0 = gam, Zb_v = -(1/delta)(sum Zb_v' R(v-v')) gam dt."""
     W = R.shape[0] - 1
-    Zb = np.zeros(W + 1)
+    Zb = np.zeros_like(R)
     Zb[0] = gam
     for v in range(1, W + 1):
-        Zb[v] = -inv_delta * np.dot(Zb[:v], R[v:0:-1]) * gam * dt
+        Zb[v] = -inv_delta * np.einsum("jab,jbc->ac", Zb[:v], R[v:0:-1]) @ gam * dt
     return Zb
+
+
+class StationaryGaussian:
+    """Stationary m-variate Gaussian sequences of lag covariance c(u) by circulant embedding.
+
+    With Lambda(f) = sum_j crc(j) e^{-2 pi i f j / N} (crc(-j) = crc(j)^T, Hermitian PSD after
+    clipping) and A = Lambda^{1/2}, x_j = sqrt(N) ifft(A Z)_j with Z complex standard normal has
+    E[x_j x_l^H] = 2 crc(j - l) and E[x x^T] = 0, so Re x and Im x are two independent sequences
+    of covariance crc (the common random numbers Z are drawn once).
+    """
+
+    def __init__(self, rng, P, L, m):
+        self.P, self.L, self.m = P, L, m
+        self.nfft = 1 << int(np.ceil(np.log2(2 * L)))
+        half = (P + 1) // 2
+        self.Z = rng.standard_normal((half, self.nfft, m)) + 1j * rng.standard_normal((half, self.nfft, m))
+
+    def sample(self, c):
+        m, nfft = self.m, self.nfft
+        crc = np.zeros((nfft, m, m))
+        n_ = min(c.shape[0], nfft // 2)
+        crc[:n_] = c[:n_]
+        crc[nfft - n_ + 1:] = np.swapaxes(c[1:n_][::-1], 1, 2)
+        lam = np.fft.fft(crc, axis=0)
+        lam = 0.5 * (lam + np.conj(np.swapaxes(lam, 1, 2)))
+        ev, V = np.linalg.eigh(lam)
+        A = (V * np.sqrt(np.clip(ev, 0.0, None))[:, None, :]) @ np.conj(np.swapaxes(V, 1, 2))
+        X = np.sqrt(nfft) * np.fft.ifft(np.einsum("fab,pfb->pfa", A, self.Z), axis=1)
+        return np.concatenate([X.real, X.imag], axis=0)[: self.P, : self.L]
 
 
 def init_from_result(res, W):
     """Initial lag kernels from the last row of a time-dependent solve at the same dt.
 
     K(u) = K_ell[n, n-u], S(u) = S_U[n-1, n-1-u], S_inf = mean of S_U over lags W < u <= 2W
-    (or S(W) if the run is shorter), E[ell r*] = nu rho + sum_l K_ell[n, l] M_l (Stein identity).
+    (or S(W) if the run is shorter), M = M[n].
     """
-    Kl = np.asarray(res["K_ell"])[..., 0, 0]
-    SU = np.asarray(res["S_U"])[..., 0, 0]
+    Kl = np.asarray(res["K_ell"])
+    SU = np.asarray(res["S_U"])
     n = Kl.shape[0] - 1
     ns = SU.shape[0] - 1
-    K = np.zeros(W + 1)
-    S = np.zeros(W + 1)
+    m = Kl.shape[2]
+    K = np.zeros((W + 1, m, m))
+    S = np.zeros((W + 1, m, m))
     uk = min(W, n)
     K[: uk + 1] = Kl[n, n - np.arange(uk + 1)]
     us = min(W, ns)
     S[: us + 1] = SU[ns, ns - np.arange(us + 1)]
     if ns > 2 * W:
-        S_inf = float(SU[ns, ns - np.arange(W + 1, 2 * W + 1)].mean())
+        S_inf = SU[ns, ns - np.arange(W + 1, 2 * W + 1)].mean(0)
     else:
-        S_inf = float(S[us])
+        S_inf = S[us].copy()
     S[us + 1:] = S_inf
-    rho = float(np.asarray(res["rho"]).ravel()[0])
-    Mv = np.asarray(res["M"])[:, 0, 0]
-    els = float(np.asarray(res["nu"])[n, 0, 0] * rho + Kl[n, : n + 1] @ Mv[: n + 1])
-    return {"K": K, "S": S, "S_inf": S_inf, "els": els, "M": float(Mv[n])}
+    S_inf = 0.5 * (S_inf + S_inf.T)
+    return {"K": K, "S": S, "S_inf": S_inf, "M": np.asarray(res["M"])[n]}
+
+
+def init_from_static(st, lag, tau, delta, dt, W):
+    """Initial lag kernels from the tau = 0 stationary state (stationary_static): K, R from the
+    frequency-domain solve, S(u) = E[ell ell^T] dt^2 / delta (static) plus the white part
+    tau E[ell ell^T] dt at u = 0."""
+    K = np.zeros((W + 1,) + st["Q"].shape)
+    n = min(W + 1, lag.shape[0])
+    K[:n] = lag[:n]
+    Ell = st["E_ell_ell"]
+    S_inf = Ell * dt * dt / delta
+    S = np.broadcast_to(S_inf, K.shape).copy()
+    S[0] += tau * Ell * dt
+    return {"K": K, "S": S, "S_inf": S_inf, "M": st["M"]}
 
 
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.5, max_iter: int = 200,
-                     tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,
-                     relax: float = 0.8):
-    """Stationary state of the discrete DMFT at step ``settings.dt`` (module docstring).
+                     tol: float = 1e-3, groups: int = 10, init="auto", init_time: float | None = None,
+                     replica: int = 0):
+    """Stationary state of the discrete DMFT at step ``settings.dt`` and tau > 0 (module docstring).
 
     Parameters
     ----------
     model, settings :
-        GLM with m = 1, k = 1, no declared regulariser; ``settings.tau`` > 0, and a model with a
-        stationary state (e.g. ridge lam > 0; ridge-less regression with delta > 1).
-        ``settings.T`` is not used.
+        Any student width m and teacher width k, h = lam theta (no declared regulariser);
+        ``settings.tau`` > 0, and a model with a stationary state (e.g. ridge lam > 0; ridge-less
+        regression with delta > 1). ``settings.T`` is not used.
     paths : int
         Monte Carlo r-paths (common random numbers across iterations).
     window : float
@@ -141,39 +191,34 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         Target times per path for the adjoint responses K(u).
     damping, max_iter, tol :
         new <- (1 - damping) new + damping old; stop when the kernels change by < tol (relative)
-        and |lam M + E[ell r*]| < tol |E[ell r*]|.
-    init : "auto" | None | dict | Result
-        Initial lag kernels: "auto" (default) runs a causal :func:`dmftgen.dmft.solve` at the same
-        dt up to ``init_time`` (default ``window``) and takes its last row
-        (:func:`init_from_result`); a Result of ``solve`` does the same; None starts from
-        Gamma = 0.25, no memory (can diverge: the fixed point is not a contraction far from the
-        solution); a dict {K, S, S_inf, els, M}.
-    relax : float
-        Pseudo-time step of the M update M <- M - relax (lam M + E[ell r*]).
+        and |lam M + E[ell r*^T]| < tol |E[ell r*^T]|.
+    init : "auto" | dict | Result
+        Initial lag kernels: "auto" runs a causal :func:`dmftgen.dmft.solve` at the same dt up to
+        ``init_time`` (default ``window``) and takes its last row (:func:`init_from_result`); a
+        Result of ``solve`` does the same; a dict {K, S, S_inf, M} (e.g. the converged kernels of
+        another replica, or :func:`init_from_static`).
+    replica : int
+        Index of an independent replica: its own random numbers (SeedSequence([seed, 7, replica])).
 
     Returns
     -------
     dict
-        train_loss, test_loss, train_/test_<metric>, Q, M, Gamma, E_r_ell, E_ell_ell, nu (floats),
-        *_err (batch means over path groups at the fixed point with the kernels held fixed, so
-        the feedback of kernel errors is ignored -- like the time-dependent solver's errors these
-        are ~1.5x too small; ``M_err`` = err(E[ell r*]) / lam and ``Q_err`` (group jackknife
-        through M = -E[ell r*]/lam) are upper bounds, as the restoring slope dE[ell r*]/dM is
-        left out), the lag kernels K, R, S, S_inf, C_theta (arrays over lags u dt), residuals,
-        iterations, converged, time_s.
+        train_loss, train_<metric> (floats), Q, M, Gamma, E_r_ell, E_ell_ell (m x m / m x k), the
+        lag kernels K, R, S (W+1, m, m), S_inf, C_theta (3W+1, m, m), residuals, iterations,
+        converged, status ("ok", "not-converged", "no-stationary-state"), time_s, and the
+        converged kernels as ``state`` (an ``init`` for another replica).
     """
     from ..codegen import load_kernels
-    from ..observables import test_observables
 
     kern = load_kernels(model)
-    if int(kern.M) != 1 or int(kern.K) != 1 or getattr(kern, "HAS_REG", False):
+    if getattr(kern, "HAS_REG", False):
         raise UnsupportedModelError(
-            f"solve_stationary supports m = 1 student, k = 1 teacher, h = lam theta; model "
-            f"`{model.name}` has m = {kern.M}, k = {kern.K}{', a regulariser' if getattr(kern, 'HAS_REG', False) else ''}.")
+            f"solve_stationary supports h = lam theta; model `{model.name}` declares a regulariser H.")
+    m, kk = int(kern.M), int(kern.K)
     tau, lam, delta, dt = settings.tau, settings.lam, settings.delta, settings.dt
     if tau <= 0:
-        raise SettingsError(f"solve_stationary needs tau > 0 (got tau = {tau}); for gradient flow use "
-                            "dmftgen.dmft.solve or the closed forms.")
+        raise SettingsError(f"solve_stationary needs tau > 0 (got tau = {tau}); tau = 0 is the static "
+                            "fixed point (dmftgen.dmft.stationary_static).")
     W = max(2, int(round(window / dt)))
     B = int(round((burn if burn is not None else 2 * window) / dt))
     Sn = int(round((samples if samples is not None else 2 * window) / dt))
@@ -185,18 +230,19 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         raise SettingsError(f"solve_stationary: paths = {P} too few for {G} groups.")
     t_start = time.perf_counter()
     p = model.param_vector(settings.params)
-    rho = model.teacher_std_value(p) ** 2
-    ss = np.random.SeedSequence([settings.seed, 7])
+    rho_std = model.teacher_std_value(p)
+    rho = rho_std ** 2 * np.eye(kk)
+    rho_inv = np.linalg.inv(rho) if kk else np.zeros((0, 0))
+    ss = np.random.SeedSequence([settings.seed, 7, int(replica)])
     r_s, r_g, r_b = (np.random.default_rng(c) for c in ss.spawn(3))
-    s = np.ascontiguousarray(math.sqrt(rho) * r_s.standard_normal((P, 1)))
+    s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
     zz = np.empty((P, int(kern.NZ)))
     for j, law in enumerate(model.noise.values()):
         zz[:, j] = law.sample(r_s, P)
     zz = np.ascontiguousarray(zz)
     dB = np.ascontiguousarray(math.sqrt(dt) * r_b.standard_normal((P, L)))
-    nfft = 1 << int(np.ceil(np.log2(2 * L)))
-    half = (P + 1) // 2
-    Zn = (r_g.standard_normal((half, nfft)) + 1j * r_g.standard_normal((half, nfft)))
+    gauss = StationaryGaussian(r_g, P, L, m)
+    xi_static = r_g.standard_normal((P, m))
     tg = np.linspace(B, L - 1, max(1, int(targets))).round().astype(np.int64)
     bounds = np.linspace(0, P, G + 1).round().astype(np.int64)
     sq = math.sqrt(tau * delta)
@@ -204,126 +250,110 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     run = _kernel(kern)
     NMET = int(kern.NMET)
 
-    # initial guess: linear response with Gamma = 0.25 (logistic slope at 0), no memory
     if isinstance(init, str) and init == "auto":
-        # a short causal solve at the same dt gives kernels close to the stationary ones: the
-        # fixed point then needs ~10-30 passes instead of diverging from a poor guess
         from .solver import solve
 
         pre = solve(model, settings.replace(T=max(init_time if init_time else window, 2 * dt)),
                     paths=min(P, 8000), groups=G)
-        init = init_from_result(pre, W) if pre.ok else None
-    if init is None:
-        K = np.zeros(W + 1)
-        K[0] = 0.25
-        els = -0.1 * rho
-        S = np.zeros(W + 1)
-        S[0] = tau * 0.1 * dt
-        S_inf = 0.0
-    else:
-        if hasattr(init, "keys") and "K_ell" in init:
-            init = init_from_result(init, W)
-        K, els, S = (np.array(init["K"], float), float(init["els"]), np.array(init["S"], float))
-        S_inf = float(init.get("S_inf", 0.0))
-    M = float(init["M"]) if init is not None and "M" in init else -els / lam
-    xi_static = r_g.standard_normal((P, 1))
+        if not pre.ok:
+            return _no_state(f"the causal solve used as a start {pre.status}: {pre.message}", t_start)
+        init = init_from_result(pre, W)
+    elif hasattr(init, "keys") and "K_ell" in init:
+        init = init_from_result(init, W)
+    K = np.array(init["K"], float)
+    S = np.array(init["S"], float)
+    S_inf = np.array(init["S_inf"], float)
+    M = np.array(init["M"], float).reshape(m, kk)
+    if K.shape[0] != W + 1:  # another window: pad / cut
+        K2, S2 = np.zeros((W + 1, m, m)), np.broadcast_to(S_inf, (W + 1, m, m)).copy()
+        n_ = min(W + 1, K.shape[0])
+        K2[:n_], S2[:n_] = K[:n_], S[:n_]
+        K, S = K2, S2
+    eye = np.eye(m)
     residuals = []
     converged = False
     out = None
+    sizes = np.diff(bounds).astype(float)
+    nS, nT = sizes * Sn, sizes * tg.size
     for it in range(max_iter):
-        R, M, c, c_inf = _theta_side(K, M, S, lam, dt, rho, W, S_inf)
-        # stationary Gaussian fluctuation w~ with covariance c + c_inf (circulant embedding for
-        # the decaying part, one static normal per path for c_inf)
-        crc = np.zeros(nfft)
-        m_ = min(c.size, nfft // 2)
-        crc[:m_] = c[:m_]
-        crc[nfft - m_ + 1:] = c[1:m_][::-1]
-        lam_c = np.maximum(np.fft.fft(crc).real, 0.0)
-        X = np.fft.fft(np.sqrt(lam_c / nfft) * Zn, axis=1)
-        wt = np.concatenate([X.real, X.imag], axis=0)[:P, :L]
-        w = np.ascontiguousarray(wt + (M / rho) * s + math.sqrt(max(c_inf, 0.0)) * xi_static)
-        acc = {k: np.zeros(G) for k in ("gam", "els", "loss", "rl", "ll")}
+        R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W)
+        w = gauss.sample(c) + xi_static[:, None, :] @ _sqrt_psd(c_inf).T
+        if kk:
+            w = w + (s @ (M @ rho_inv).T)[:, None, :]
+        w = np.ascontiguousarray(w)
+        acc = {"gam": np.zeros((G, m, m)), "els": np.zeros((G, m, kk)), "loss": np.zeros(G),
+               "rl": np.zeros((G, m, m)), "ll": np.zeros((G, m, m))}
         met = np.zeros((G, max(NMET, 1)))
-        su = np.zeros((G, W + 1))
-        sfar = np.zeros(G)
-        kl = np.zeros((G, W + 1))
-        klcv = np.zeros((G, W + 1))
+        su = np.zeros((G, W + 1, m, m))
+        sfar = np.zeros((G, m, m))
+        kl = np.zeros((G, W + 1, m, m))
+        klcv = np.zeros((G, W + 1, m, m))
         bad = np.zeros(G, np.int64)
-        gam_cv = float(K[0])
-        run(R, _R_tail(R), w, s, zz, dB, p, inv_delta, dt, sq, B, tg, gam_cv, bounds,
-            acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, su, sfar, kl, klcv, bad)
+        gam_cv = np.ascontiguousarray(K[0])
+        run(np.ascontiguousarray(R), np.ascontiguousarray(_R_tail(R)), w, s, zz, dB, p, inv_delta, dt, sq, B,
+            tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, su, sfar, kl,
+            klcv, bad)
         if bad.any():
-            raise SettingsError(f"solve_stationary: the r-paths blew up at iteration {it} (no stationary "
-                                "state for these settings, or too little damping).")
-        sizes = np.diff(bounds).astype(float)
-        nS = sizes * Sn
-        nT = sizes * tg.size
+            return _no_state(f"the r-paths blew up at iteration {it}: no stationary state at these "
+                             f"settings (unstable tau or step), or too little damping", t_start, residuals)
         Zb = _det_cv_mean(R, gam_cv, inv_delta, dt)
         newK = (kl.sum(0) - klcv.sum(0)) / nT.sum() + Zb
-        newK[0] = acc["gam"].sum() / nS.sum()
-        new_els = acc["els"].sum() / nS.sum()
+        newK[0] = acc["gam"].sum(0) / nS.sum()
+        new_els = acc["els"].sum(0) / nS.sum()
         newS = su.sum(0) / (nS.sum() * delta)
-        new_Sinf = sfar.sum() / (nS.sum() * W * delta)
+        new_Sinf = sfar.sum(0) / (nS.sum() * W * delta)
+        new_Sinf = 0.5 * (new_Sinf + new_Sinf.T)
+        # M: lam M + E[ell r*^T] = 0 with E[ell r*^T] = nu rho + Khat M (Stein) gives
+        # M = -(lam + Khat)^{-1} nu rho (gain chi instead of the 1/lam of M = -E[ell r*^T]/lam)
+        Khat = newK.sum(0)
+        try:
+            chi = np.linalg.inv(lam * eye + Khat)
+        except np.linalg.LinAlgError:
+            return _no_state("lam + sum_u K(u) is singular: no restoring force (interpolation)", t_start,
+                             residuals)
+        M_new = -chi @ (new_els - Khat @ M)
+        if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
+            return _no_state(f"non-finite kernels at iteration {it}", t_start, residuals)
+        s0 = float(np.trace(newS[0]))
+        if it == 0:
+            s0_first = max(s0, 1e-300)
+        elif s0 > 1e6 * s0_first:
+            return _no_state(f"the gradient noise grows without bound over the iterations (S(0) x "
+                             f"{s0 / s0_first:.3g} after {it} passes): no stationary state (tau beyond "
+                             "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
-                  abs(lam * M + new_els) / max(abs(new_els), 1e-300),
+                  np.abs(lam * M + new_els).max() / max(np.abs(new_els).max(), 1e-300) if kk else 0.0,
                   np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300))
         residuals.append(float(res))
-        out = dict(acc=acc, met=met, su=su, sfar=sfar, S_inf=new_Sinf, sizes=nS, R=R, M=M, c=c, K=newK,
-                   els=new_els, S=newS, kl=kl, klcv=klcv, nT=nT, Zb=Zb)
+        out = dict(acc=acc, met=met, R=R, M=M, c=c, c_inf=c_inf, K=newK, els=new_els, S=newS, S_inf=new_Sinf)
         a = damping if it > 0 else 0.0
         K = (1 - a) * newK + a * K
-        # M: the stationary condition lam M + E[ell r*] = 0 has a large gain (1/lam) as a fixed
-        # point M = -E[ell r*]/lam; relax it in pseudo-time like the dynamics itself does,
-        # M <- M - eta (lam M + E[ell r*]) (stable for eta (lam + dE/dM) < 2)
-        M = M - relax * (lam * M + new_els)
-        els = new_els
         S = (1 - a) * newS + a * S
         S_inf = (1 - a) * new_Sinf + a * S_inf
+        M = (1 - a) * M_new + a * M
         if res < tol:
             converged = True
             break
-    # observables at the last pass (kernels = that pass's inputs, equal to the fixed point up to tol)
-    acc, nS = out["acc"], out["sizes"]
-    G_ = nS.size
-
-    def bm(x):
-        per = x / nS
-        return float(x.sum() / nS.sum()), float(per.std(ddof=1) / math.sqrt(G_))
-
-    M = out["M"]
-    R, _, c, c_inf = _theta_side(out["K"], M, out["S"], lam, dt, rho, W, out["S_inf"])
-    Q = M * M / rho + c_inf + c[0]
-    result = {"Q": Q, "M": M, "nu": (out["els"] - out["K"].sum() * M) / rho}
-    result["train_loss"], result["train_loss_err"] = bm(acc["loss"])
-    result["Gamma"], result["Gamma_err"] = bm(acc["gam"])
-    result["E_r_ell"], result["E_r_ell_err"] = bm(acc["rl"])
-    result["E_ell_ell"], result["E_ell_ell_err"] = bm(acc["ll"])
-    els_v, els_e = bm(acc["els"])
-    result["M_err"] = els_e / lam if lam > 0 else float("nan")
-    # Q error: group jackknife of c(0) through the theta-side map
-    reps = []
-    for g in range(G_):
-        keep = np.ones(G_, bool)
-        keep[g] = False
-        Kg = (out["kl"][keep].sum(0) - out["klcv"][keep].sum(0)) / out["nT"][keep].sum() + out["Zb"]
-        Kg[0] = acc["gam"][keep].sum() / nS[keep].sum()
-        Sg = out["su"][keep].sum(0) / (nS[keep].sum() * delta)
-        eg = acc["els"][keep].sum() / nS[keep].sum()
-        Sig = out["sfar"][keep].sum() / (nS[keep].sum() * W * delta)
-        Mg = -eg / lam if lam > 0 else M
-        Rg, Mg, cg, cig = _theta_side(Kg, Mg, Sg, lam, dt, rho, W, Sig)
-        reps.append((Mg * Mg / rho + cig + cg[0], Mg))
-    reps = np.array(reps)
-    jk = math.sqrt((G_ - 1) / G_)
-    result["Q_err"] = float(jk * np.sqrt(((reps[:, 0] - reps[:, 0].mean()) ** 2).sum()))
+    acc = out["acc"]
+    nTot = nS.sum()
+    R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
+    Mo = out["M"]
+    Q = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
+    result = {"Q": Q, "M": Mo, "rho": rho, "train_loss": float(acc["loss"].sum() / nTot),
+              "Gamma": acc["gam"].sum(0) / nTot, "E_r_ell": acc["rl"].sum(0) / nTot,
+              "E_ell_ell": acc["ll"].sum(0) / nTot, "E_ell_s": out["els"]}
     for j, name in enumerate(model.metrics):
-        result[f"train_{name}"], result[f"train_{name}_err"] = bm(out["met"][:, j])
-    tst = test_observables(kern, model, np.array([[[Q]]]), np.array([[[M]]]), np.array([[rho]]), p)
-    for key, v in tst.items():
-        if key != "test_loss_mc":
-            result[key] = float(v[0])
-    result.update({"K": out["K"], "R": R, "S": out["S"], "S_inf": out["S_inf"], "C_theta": M * M / rho + c_inf + c,
+        result[f"train_{name}"] = float(out["met"][:, j].sum() / nTot)
+    result.update({"K": out["K"], "R": R, "S": out["S"], "S_inf": out["S_inf"],
+                   "C_theta": (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c, "c_inf": c_inf,
                    "lags": dt * np.arange(W + 1), "residuals": residuals, "iterations": len(residuals),
-                   "converged": converged, "time_s": time.perf_counter() - t_start,
-                   "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt})
+                   "converged": converged, "status": "ok" if converged else "not-converged",
+                   "time_s": time.perf_counter() - t_start,
+                   "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
+                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo}})
     return result
+
+
+def _no_state(message, t_start, residuals=()):
+    return {"status": "no-stationary-state", "message": message, "residuals": list(residuals),
+            "iterations": len(residuals), "converged": False, "time_s": time.perf_counter() - t_start}

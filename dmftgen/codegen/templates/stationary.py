@@ -1,12 +1,13 @@
 """Stationary-regime DMFT path kernel, copied into every generated module (docs/kernels.md).
 
 Used by dmftgen/dmft/stationary_dmft.py (solve_stationary). The lines above the marker only
-make this file readable on its own.
+make this file readable on its own. Any student width M and teacher width K (module globals of
+the generated file); all kernels are M x M per lag, ell r*^T is M x K.
 """
 import numpy as np
 from numba import njit, prange
 
-NMET = 0
+M = K = NMET = 1
 
 
 def ell_jac_row(r, s, z, p, g, J):  # pragma: no cover - stand-ins, replaced by the generated kernels
@@ -27,80 +28,127 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, targets, gam_cv, bounds,
                           gam, els, loss, rl, ll, met, su, sfar, kl, klcv, bad):
-    """Stationary DMFT r-side on lag kernels (m = 1, k = 1): see dmftgen/dmft/stationary_dmft.py.
+    """Stationary DMFT r-side on lag kernels: see dmftgen/dmft/stationary_dmft.py.
+
+    Shapes: R (W+1, M, M), R_tail (M, M), w (P, L, M), s (P, K), z (P, NZ), dB (P, L),
+    gam_cv (M, M); accumulators per path group g: gam, rl, ll, sfar (G, M, M), els (G, M, K),
+    loss (G,), met (G, max(NMET, 1)), su, kl, klcv (G, W+1, M, M), bad (G,).
 
     For each path (prange over path groups) the r-process with the truncated lag memory
-    r_k = w_k - (1/delta) [sum_{n=1..W} R[n] dL_{k-n} + geometric tail], dL_k = ell_k (dt + sq dB_k);
-    after ``burn`` steps it accumulates Gamma, E[ell r*], the loss, E[r ell], E[ell^2], the metrics,
-    the lag covariance of dL (su, and its static far-lag part sfar) and, at the ``targets``, the
-    lag response kernel by the adjoint tangent (kl) with its control variate (klcv).
+    r_k = w_k - (1/delta) [sum_{n=1..W} R[n] dL_{k-n} + R_tail (mean dL over lags W+1..2W)],
+    dL_k = ell_k (dt + sq dB_k); after ``burn`` steps it accumulates Gamma, E[ell r*^T], the loss,
+    E[r ell^T], E[ell ell^T], the metrics, the lag covariance sum_k dL_k dL_{k-u}^T (su; sfar its
+    far lags W < u <= 2W, the static part) and, at the ``targets``, the lag response kernel by the
+    adjoint tangent Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R[v - v']) a_{k-v}, Z_0 = grad ell(r_k),
+    a_l = grad ell(r_l) (dt + sq dB_l) (kl), with its control variate (klcv: grad ell -> gam_cv).
     """
     G = bounds.shape[0] - 1
-    P, L = w.shape
+    P = w.shape[0]
+    L = w.shape[1]
     W = R.shape[0] - 1
     for g in prange(G):
-        r = np.empty(1)
-        ell = np.empty(1)
-        jac = np.empty((1, 1))
+        r = np.empty(M)
+        ell = np.empty(M)
+        jac = np.empty((M, M))
         mt = np.empty(max(NMET, 1))
-        dL = np.zeros(L)
-        a = np.zeros(L)
-        gk = np.zeros(L)
-        Z = np.zeros(W + 1)
-        Zc = np.zeros(W + 1)
+        dL = np.zeros((L, M))
+        a = np.zeros((L, M, M))
+        gk = np.zeros((L, M, M))
+        Z = np.zeros((W + 1, M, M))
+        Zc = np.zeros((W + 1, M, M))
+        t1 = np.zeros((M, M))
+        t2 = np.zeros((M, M))
+        tail_sum = np.zeros(M)
         for i in range(bounds[g], bounds[g + 1]):
-            tail_sum = 0.0  # sum of dL over lags W+1 .. 2W (the memory beyond the window)
+            for b in range(M):
+                tail_sum[b] = 0.0  # sum of dL over lags W+1 .. 2W (the memory beyond the window)
+            blown = False
             for k in range(L):
-                mem = 0.0
                 nmax = min(k, W)
-                for n in range(1, nmax + 1):
-                    mem += R[n] * dL[k - n]
-                if k - W - 1 >= 0:
-                    tail_sum += dL[k - W - 1]
-                if k - 2 * W - 1 >= 0:
-                    tail_sum -= dL[k - 2 * W - 1]
+                for b in range(M):
+                    mem = 0.0
+                    for n in range(1, nmax + 1):
+                        for c in range(M):
+                            mem += R[n, b, c] * dL[k - n, c]
+                    if k - W - 1 >= 0:
+                        tail_sum[b] += dL[k - W - 1, b]
+                    if k - 2 * W - 1 >= 0:
+                        tail_sum[b] -= dL[k - 2 * W - 1, b]
+                    r[b] = mem
                 if k > 2 * W:
                     # geometric tail of R beyond the window acting on the path's recent mean dL
-                    mem += R_tail * tail_sum / W
-                r[0] = w[i, k] - inv_delta * mem
-                if not (abs(r[0]) < 1e150):
+                    for b in range(M):
+                        for c in range(M):
+                            r[b] += R_tail[b, c] * tail_sum[c] / W
+                for b in range(M):
+                    r[b] = w[i, k, b] - inv_delta * r[b]
+                    if not (abs(r[b]) < 1e150):
+                        blown = True
+                if blown:
                     bad[g] = 1
                     break
                 ell_jac_row(r, s[i], z[i], p, ell, jac)
                 fac = dt + sq * dB[i, k]
-                dL[k] = ell[0] * fac
-                a[k] = jac[0, 0] * fac
-                gk[k] = jac[0, 0]
+                for b in range(M):
+                    dL[k, b] = ell[b] * fac
+                    for c in range(M):
+                        a[k, b, c] = jac[b, c] * fac
+                        gk[k, b, c] = jac[b, c]
                 if k >= burn:
-                    gam[g] += jac[0, 0]
-                    els[g] += ell[0] * s[i, 0]
                     loss[g] += loss_row(r, s[i], z[i], p)
-                    rl[g] += r[0] * ell[0]
-                    ll[g] += ell[0] * ell[0]
+                    for b in range(M):
+                        for c in range(M):
+                            gam[g, b, c] += jac[b, c]
+                            rl[g, b, c] += r[b] * ell[c]
+                            ll[g, b, c] += ell[b] * ell[c]
+                        for j in range(K):
+                            els[g, b, j] += ell[b] * s[i, j]
                     if NMET > 0:
                         metrics_row(r, s[i], z[i], p, mt)
                         for c in range(NMET):
                             met[g, c] += mt[c]
                     for u in range(W + 1):
-                        su[g, u] += dL[k] * dL[k - u]
+                        for b in range(M):
+                            for c in range(M):
+                                su[g, u, b, c] += dL[k, b] * dL[k - u, c]
                     # far lags W < u <= 2W: the static (quenched) part of S_U
                     for u in range(W + 1, 2 * W + 1):
-                        sfar[g] += dL[k] * dL[k - u]
+                        for b in range(M):
+                            for c in range(M):
+                                sfar[g, b, c] += dL[k, b] * dL[k - u, c]
+            if blown:
+                continue
             for tk in range(targets.shape[0]):
                 k = targets[tk]
-                Z[0] = gk[k]
-                Zc[0] = gam_cv
-                kl[g, 0] += Z[0]
-                klcv[g, 0] += Zc[0]
+                for b in range(M):
+                    for c in range(M):
+                        Z[0, b, c] = gk[k, b, c]
+                        Zc[0, b, c] = gam_cv[b, c]
+                        kl[g, 0, b, c] += Z[0, b, c]
+                        klcv[g, 0, b, c] += Zc[0, b, c]
                 for v in range(1, W + 1):
-                    t1 = 0.0
-                    t2 = 0.0
+                    for b in range(M):
+                        for c in range(M):
+                            t1[b, c] = 0.0
+                            t2[b, c] = 0.0
                     for vp in range(v):
-                        t1 += Z[vp] * R[v - vp]
-                        t2 += Zc[vp] * R[v - vp]
+                        for b in range(M):
+                            for e in range(M):
+                                z1 = Z[vp, b, e]
+                                z2 = Zc[vp, b, e]
+                                for c in range(M):
+                                    t1[b, c] += z1 * R[v - vp, e, c]
+                                    t2[b, c] += z2 * R[v - vp, e, c]
                     l = k - v
-                    Z[v] = -inv_delta * t1 * a[l]
-                    Zc[v] = -inv_delta * t2 * gam_cv * (dt + sq * dB[i, l])
-                    kl[g, v] += Z[v]
-                    klcv[g, v] += Zc[v]
-
+                    f2 = -inv_delta * (dt + sq * dB[i, l])
+                    for b in range(M):
+                        for c in range(M):
+                            x1 = 0.0
+                            x2 = 0.0
+                            for e in range(M):
+                                x1 += t1[b, e] * a[l, e, c]
+                                x2 += t2[b, e] * gam_cv[e, c]
+                            Z[v, b, c] = -inv_delta * x1
+                            Zc[v, b, c] = f2 * x2
+                            kl[g, v, b, c] += Z[v, b, c]
+                            klcv[g, v, b, c] += Zc[v, b, c]

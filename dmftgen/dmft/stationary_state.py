@@ -1,0 +1,219 @@
+"""`dmftgen.stationary(model, settings)`: the stationary state of the discrete DMFT as a Result.
+
+    from dmftgen import Settings, load_model, stationary
+    res = stationary(load_model("logistic"), Settings(delta=2, tau=0.5, lam=0.1, dt=0.2))
+    print(res.status, res["test_loss"][0], res["test_loss_err"][0], res["relaxation_time"][0])
+
+Two routes, one result:
+
+* tau = 0: the static fixed point (:mod:`dmftgen.dmft.stationary_static`) -- the state of the
+  empirical-risk minimiser (for convex losses), exact at every dt; lag kernels K(u), R(u) from its
+  frequency-domain linear response.
+* tau > 0: the lag-kernel fixed point (:func:`dmftgen.dmft.stationary_dmft.solve_stationary`) at
+  the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
+  depends on dt at O(dt)), started from the tau = 0 solution.
+
+Error bars: ``replicas`` independent solves (own random numbers, ``paths / replicas`` paths or
+``samples`` draws each); every ``*_err`` is the between-replica standard error sd / sqrt(R), so the
+feedback of kernel errors into the paths is included (within-solve batch means are ~1.5x too
+small, docs/longtime.md). The first replica's converged kernels start the others.
+
+Result layout (the contract of every command; one "time", t = [inf], the t -> infinity limit):
+``train_loss``, ``test_loss``, ``train_/test_<metric>``, ``Q`` (1, m, m), ``M`` (1, m, k),
+``Gamma``, ``E_r_ell``, ``E_ell_ell``, ``relaxation_time`` (mean lag of the response R, in time
+units) each with ``*_err``; the lag kernels over ``lag`` (W+1,) (replica means): ``K_lag``
+(K(0) = Gamma, K(u) ~ R_ell(u) dt), ``R_lag`` (theta response R_theta(u)), ``S_lag`` (theta-noise
+covariance of the increments), ``C_lag`` (C_theta(u)); ``chi`` = dt sum_n R(n) = (lam + sum_u K(u))^{-1};
+``theta_samples`` (1, S, m) and ``theta_star_samples`` (S, k): draws of the law of a theta row
+(Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T);
+``rho``. Status "ok", "not-converged" (tolerance not reached) or "no-stationary-state"
+(interpolation without ridge, an unstable tau or step: the paths blow up, or no restoring force).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..errors import SettingsError
+from ..results import Result, versions
+
+STATUS_NO_STATE = "no-stationary-state"
+
+#: Defaults of the options (``stationary(..., **options)``; the command's flags).
+DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
+            "tol": 1e-3, "max_iter": 200, "damping": 0.5, "groups": 10, "targets": 4}
+
+
+def _relaxation_time(R, dt):
+    """Mean lag of the response, sum_n n dt |R(n)|_F / sum_n |R(n)|_F (= T for R = e^{-t/T})."""
+    nr = np.sqrt((R ** 2).sum(axis=(1, 2)))
+    lags = dt * np.arange(R.shape[0])
+    return float((lags * nr).sum() / nr.sum()) if nr.sum() > 0 else float("nan")
+
+
+def _test(kern, model, Q, M, rho, p):
+    from ..observables import test_observables
+
+    out = test_observables(kern, model, Q[None], M[None], rho, p)
+    return {k: float(v[0]) for k, v in out.items() if k != "test_loss_mc"}
+
+
+def _replica_tau0(kern, model, settings, p, opts, r, init):
+    from .stationary_static import lag_kernels_static, static_fixed_point
+
+    st = static_fixed_point(kern, model, settings, p, samples=opts["samples"], seed=settings.seed,
+                            replica=r, init=init, max_iter=max(opts["max_iter"], 200),
+                            tol=min(opts["tol"], 1e-8))
+    if st["status"] == STATUS_NO_STATE:
+        return st
+    K, R = lag_kernels_static(st["J_samples"][:512], st["chi"], settings.lam, settings.delta, settings.dt,
+                              opts["window"])
+    W = K.shape[0] - 1
+    m = st["Q"].shape[0]
+    Ell = st["E_ell_ell"]
+    st.update(K=K, R=R, S=np.broadcast_to(Ell * settings.dt ** 2 / settings.delta, (W + 1, m, m)).copy(),
+              C_theta=np.broadcast_to(st["Q"], (W + 1, m, m)).copy(), lags=settings.dt * np.arange(W + 1),
+              converged=st["status"] == "ok", state={"chi": st["chi"], "M": st["M"], "c": st["c"]})
+    return st
+
+
+def _replica_tau(kern, model, settings, p, opts, r, init):
+    from .stationary_dmft import init_from_static, solve_stationary
+    from .stationary_static import lag_kernels_static, static_fixed_point
+
+    if init is None:
+        st = static_fixed_point(kern, model, settings.replace(tau=0.0), p, samples=min(opts["samples"], 20000),
+                                seed=settings.seed, replica=r)
+        if st["status"] == STATUS_NO_STATE:
+            init = "auto"  # no tau = 0 state (e.g. ridge-less): start from a short causal solve
+        else:
+            K0, _ = lag_kernels_static(st["J_samples"][:128], st["chi"], settings.lam, settings.delta,
+                                       settings.dt, opts["window"], tol=1e-6)
+            W = max(2, int(round(opts["window"] / settings.dt)))
+            init = init_from_static(st, K0, settings.tau, settings.delta, settings.dt, W)
+    P = max(opts["paths"] // opts["replicas"], 2 * opts["groups"])
+    return solve_stationary(model, settings, paths=P, window=opts["window"], init=init, tol=opts["tol"],
+                            max_iter=opts["max_iter"], damping=opts["damping"], groups=opts["groups"],
+                            targets=opts["targets"], replica=r)
+
+
+def stationary(model, settings, **options) -> Result:
+    """Stationary state of the discrete DMFT of ``model`` at ``settings`` (module docstring).
+
+    Parameters
+    ----------
+    model : dmftgen.model.Model
+        Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
+        h = lam theta (a declared regulariser H is not supported yet).
+    settings : dmftgen.config.Settings
+        delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
+        state does not depend on it), seed, params. ``T`` is not used.
+    **options
+        paths (8000, tau > 0: r-paths in total), replicas (4), window (30: memory truncation in
+        time units), samples (40000, tau = 0: draws per replica), theta_samples (2000), tol
+        (1e-3: relative change of the kernels), max_iter (200), damping (0.5), groups (10),
+        targets (4).
+
+    Returns
+    -------
+    dmftgen.results.Result
+        See the module docstring for the keys; ``meta`` has the settings, options, per-replica
+        iterations, residuals and times, and the total wall and CPU time.
+    """
+    from ..codegen import load_kernels
+    from .stationary_static import check_supported
+
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
+    opts = dict(DEFAULTS, **options)
+    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets"):
+        opts[key] = int(opts[key])
+    if opts["replicas"] < 2:
+        raise SettingsError(f"stationary: replicas = {opts['replicas']}: need >= 2 for error bars.")
+    if opts["window"] <= 2 * settings.dt:
+        raise SettingsError(f"stationary: window = {opts['window']} must exceed 2 dt = {2 * settings.dt}.")
+    kern = load_kernels(model)
+    check_supported(kern, model)
+    p = model.param_vector(settings.params)
+    t0, c0 = time.perf_counter(), time.process_time()
+    one = _replica_tau0 if settings.tau == 0 else _replica_tau
+    reps, init = [], None
+    for r in range(opts["replicas"]):
+        out = one(kern, model, settings, p, opts, r, init)
+        reps.append(out)
+        if out["status"] == STATUS_NO_STATE:
+            break
+        init = out["state"]
+    meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
+            "settings": settings.as_dict(), "options": opts, "versions": versions(),
+            "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
+                     "lag-kernel fixed point at step dt",
+            "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
+            "replica_residuals": [float(x["residuals"][-1]) if x.get("residuals") else None for x in reps],
+            "replica_time_s": [float(x.get("time_s", 0.0)) for x in reps if "time_s" in x],
+            "errors": f"between-replica standard error over {len(reps)} independent solves"}
+    if reps[-1]["status"] == STATUS_NO_STATE:
+        meta["timings"] = {"total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+        return Result({"t": np.array([np.inf])}, meta, status=STATUS_NO_STATE,
+                      message=reps[-1].get("message", "no stationary state (the fixed point runs away)"))
+    data = _combine(kern, model, settings, p, reps, opts)
+    Rn = np.sqrt((data["R_lag"] ** 2).sum(axis=(1, 2)))
+    meta["warnings"] = []
+    if Rn[-1] > 0.05 * Rn[1]:
+        meta["warnings"].append(f"the response R has decayed only to {Rn[-1] / Rn[1]:.2g} of R(1) at the end of "
+                                f"the window ({opts['window']:g}): use a larger --window")
+    meta["timings"] = {"total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+    bad = [x for x in reps if x["status"] != "ok"]
+    status = "not-converged" if bad else "ok"
+    message = "" if not bad else (f"{len(bad)} of {len(reps)} replicas did not reach tol = {opts['tol']:g} "
+                                  f"in {opts['max_iter']} iterations (last residuals "
+                                  f"{[round(r, 5) for r in meta['replica_residuals'] if r is not None]})")
+    return Result(data, meta, status=status, message=message)
+
+
+def _combine(kern, model, settings, p, reps, opts):
+    """Replica means and between-replica standard errors in the Result layout."""
+    R = len(reps)
+    rho = reps[0]["rho"]
+    k = rho.shape[0]
+    rho_inv = np.linalg.inv(rho) if k else np.zeros((0, 0))
+    per = []
+    for x in reps:
+        d = {"train_loss": x["train_loss"], "Q": x["Q"], "M": x["M"], "Gamma": x["Gamma"],
+             "E_r_ell": x["E_r_ell"], "E_ell_ell": x["E_ell_ell"],
+             "relaxation_time": _relaxation_time(x["R"], settings.dt)}
+        for name in model.metrics:
+            d[f"train_{name}"] = x[f"train_{name}"]
+        d.update(_test(kern, model, np.asarray(x["Q"]), np.asarray(x["M"]), rho, p))
+        per.append(d)
+    data = {"t": np.array([np.inf]), "rho": rho}
+    for key in per[0]:
+        arr = np.array([np.asarray(d[key], float) for d in per])
+        data[key] = arr.mean(0)[None]
+        data[key + "_err"] = (arr.std(0, ddof=1) / math.sqrt(R))[None]
+    W1 = min(x["K"].shape[0] for x in reps)
+    for key, src in (("K_lag", "K"), ("R_lag", "R"), ("S_lag", "S"), ("C_lag", "C_theta")):
+        data[key] = np.mean([x[src][:W1] for x in reps], axis=0)
+    data["lag"] = settings.dt * np.arange(W1)
+    Ks = data["K_lag"].sum(0)
+    m = Ks.shape[0]
+    data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
+        settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
+    # law of a theta row: Gaussian given theta* (the theta-side is linear for h = lam theta)
+    Q, Mo = data["Q"][0], data["M"][0]
+    cfl = Q - (Mo @ rho_inv @ Mo.T if k else 0.0)
+    w, v = np.linalg.eigh(0.5 * (cfl + cfl.T))
+    L = v * np.sqrt(np.clip(w, 0.0, None))
+    S = opts["theta_samples"]
+    rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 29]))
+    ths = math.sqrt(rho[0, 0]) * rng.standard_normal((S, k)) if k else np.zeros((S, 0))
+    th = rng.standard_normal((S, m)) @ L.T + (ths @ (Mo @ rho_inv).T if k else 0.0)
+    data["theta_samples"] = th[None]
+    data["theta_star_samples"] = ths
+    return data
+
+
+__all__ = ["stationary", "DEFAULTS", "STATUS_NO_STATE"]

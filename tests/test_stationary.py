@@ -1,0 +1,203 @@
+"""The stationary state of the DMFT (dmftgen.stationary): closed forms, ERM, long-time solves.
+
+References (independent of the stationary solver):
+
+* ridge regression: the exact stationary state of the discrete DMFT at the solver's step dt
+  (dmftgen.dmft.stationary.linreg_stationary, discrete Volterra sum; continuous at tau = 0);
+* tau = 0 with a ridge: direct minimisation of the empirical risk with scipy at finite d
+  (dmftgen.dmft.erm), averaged over seeds;
+* tau > 0 (slow): the plateau of the time-dependent solver at the same dt.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dmftgen import Settings
+from dmftgen.cli import main
+from dmftgen.dmft.stationary import linreg_stationary, plateau
+from dmftgen.dmft.stationary_dmft import StationaryGaussian
+from dmftgen.dmft.stationary_state import stationary
+from dmftgen.reference.volterra import gradient_flow
+
+DELTA, SIGMA, LAM = 2.0, 0.5, 0.1
+
+
+def _z(res, key, ref, ref_err=0.0):
+    v, e = float(np.ravel(res[key])[0]), float(np.ravel(res[key + "_err"])[0])
+    return abs(v - ref) / math.hypot(e, ref_err)
+
+
+def test_stationary_gaussian_has_the_matrix_lag_covariance():
+    """Circulant embedding of an asymmetric 2 x 2 lag covariance (c(-u) = c(u)^T)."""
+    u = np.arange(12)
+    c = np.zeros((12, 2, 2))
+    c[:, 0, 0], c[:, 1, 1] = np.exp(-u / 3), 0.5 * np.exp(-u / 2)
+    c[:, 0, 1], c[:, 1, 0] = 0.3 * np.exp(-u / 4), 0.1 * np.exp(-u / 5)
+    c[0, 1, 0] = c[0, 0, 1]
+    P = 40000
+    x = StationaryGaussian(np.random.default_rng(1), P, 40, 2).sample(c)
+    for lag in (0, 1, 3):
+        emp = np.einsum("pa,pb->ab", x[:, 20 + lag], x[:, 20]) / P
+        # sd of a product of two unit-scale normals / sqrt(P) ~ 1/200; 5 sd
+        assert np.abs(emp - c[lag]).max() < 5 * 1.0 / math.sqrt(P), (lag, emp, c[lag])
+
+
+def test_linreg_ridge_tau0_equals_the_gradient_flow_fixed_point(linreg):
+    """tau = 0: the static fixed point against the closed-form noise floor (exact, any dt)."""
+    res = stationary(linreg, Settings(delta=DELTA, tau=0.0, lam=LAM, dt=0.2, seed=3), samples=20000, window=10.0)
+    assert res.ok, res.message
+    L, E = linreg_stationary(DELTA, SIGMA, 0.0, LAM)
+    M_inf = gradient_flow(np.array([0.0, 400.0]), DELTA, sigma=SIGMA, lam=LAM).M[-1]
+    # Monte Carlo over 4 x 20000 draws: between-replica errors ~5e-4; 4 of them
+    assert _z(res, "train_loss", L) < 4
+    assert _z(res, "test_loss", E) < 4
+    assert _z(res, "M", M_inf) < 4
+    assert res["Gamma"][0, 0, 0] == pytest.approx(1.0)
+    # the lag kernels: K = Gamma at lag 0 plus the memory; chi = (lam + sum K)^{-1}
+    assert res["chi"][0, 0] * (LAM + res["K_lag"].sum(0)[0, 0]) == pytest.approx(1.0)
+    assert res["R_lag"][1, 0, 0] == pytest.approx(1.0)
+
+
+def test_linreg_ridge_tau_positive_matches_the_exact_discrete_floor(linreg):
+    """tau = 0.5, dt = 0.2: the lag-kernel fixed point vs the exact stationary state at that dt."""
+    st = Settings(delta=DELTA, tau=0.5, lam=LAM, dt=0.2, seed=5)
+    res = stationary(linreg, st, paths=4000, replicas=4, window=20.0)
+    assert res.ok, res.message
+    L_dt, E_dt = linreg_stationary(DELTA, SIGMA, 0.5, LAM, dt=0.2)
+    # between-replica errors with 3 degrees of freedom: a 4-sigma allowance (t_3 at 1 % is 5.8,
+    # the measured z is < 1.5)
+    assert _z(res, "train_loss", L_dt) < 5, (res["train_loss"], L_dt)
+    assert _z(res, "test_loss", E_dt) < 5, (res["test_loss"], E_dt)
+    M_inf = gradient_flow(np.array([0.0, 400.0]), DELTA, sigma=SIGMA, lam=LAM).M[-1]  # tau-independent
+    assert _z(res, "M", M_inf) < 5
+    assert res["Gamma"][0, 0, 0] == pytest.approx(1.0)
+    assert res["theta_samples"].shape == (1, 2000, 1)
+
+
+def test_logistic_ridge_tau0_is_the_empirical_risk_minimiser(logistic):
+    """tau = 0, lam = 0.1: the stationary state vs scipy ERM at d = 1500, 3 seeds.
+
+    The ERM values fluctuate at finite d (single-run sd of the train loss ~ 4e-3 at d = 2000,
+    measured) and carry an O(1/d) bias; the allowance is 4 combined standard errors (seed mean
+    and replicas) plus 1 % for the finite-d bias."""
+    from dmftgen.dmft.erm import erm
+
+    st = Settings(delta=DELTA, tau=0.0, lam=LAM, dt=0.2, seed=0)
+    res = stationary(logistic, st, samples=20000)
+    assert res.ok, res.message
+    runs = [erm(logistic, st.replace(seed=s), 1500) for s in range(3)]
+    assert all(r["success"] or r["grad_norm"] < 1e-6 for r in runs)
+    for key in ("train_loss", "test_loss", "Q", "M", "test_error"):
+        vals = np.array([np.ravel(r[key])[0] for r in runs])
+        mean, sem = vals.mean(), vals.std(ddof=1) / math.sqrt(len(vals))
+        v, e = float(np.ravel(res[key])[0]), float(np.ravel(res[key + "_err"])[0])
+        assert abs(v - mean) <= 4 * math.hypot(sem, e) + 0.01 * abs(mean), (key, v, mean, sem)
+
+
+@pytest.mark.parametrize("name, kw", [("linreg", dict(delta=0.5, tau=0.0, lam=0.0)),
+                                      ("logistic", dict(delta=0.5, tau=0.0, lam=0.0)),
+                                      ("linreg", dict(delta=2.0, tau=3.0, lam=0.0))])
+def test_no_stationary_state_is_a_status(name, kw, request):
+    """Interpolation without ridge (delta < 1 regression, separable logistic) and tau above the
+    critical value of ridge-less regression (2): status no-stationary-state, no exception."""
+    model = request.getfixturevalue(name)
+    res = stationary(model, Settings(dt=0.2, **kw), paths=1000, replicas=2, window=10.0, samples=5000)
+    assert res.status == "no-stationary-state", (res.status, res.message)
+    assert res.message
+
+
+def test_cli_stationary_writes_the_result_contract(tmp_path, capsys):
+    out = tmp_path / "st.json"
+    rc = main(["stationary", "linreg", "--tau", "0", "--lam", "0.1", "--samples", "5000", "--window", "10",
+               "--out", str(out)])
+    assert rc == 0
+    raw = json.loads(out.read_text())
+    assert raw["status"] == "ok" and raw["meta"]["kind"] == "stationary"
+    for key in ("train_loss", "train_loss_err", "test_loss", "Q", "M", "K_lag", "R_lag", "lag",
+                "relaxation_time", "theta_samples"):
+        assert key in raw, key
+    assert "train_loss" in capsys.readouterr().out
+
+
+def test_cli_stationary_bad_input_exits_2(tmp_path, capsys):
+    assert main(["stationary", "linreg", "--replicas", "1", "--out", str(tmp_path / "x.json")]) == 2
+    assert "replicas" in capsys.readouterr().err
+    assert main(["stationary", "linreg", "--tau", "-1", "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_cli_tau_curve_writes_curve_and_figure(tmp_path):
+    out = tmp_path / "curve.json"
+    rc = main(["stationary", "linreg", "--lam", "0.1", "--tau-curve", "0,0.5", "--paths", "2000",
+               "--replicas", "2", "--window", "10", "--samples", "5000", "--window", "10",
+               "--out", str(out)])
+    assert rc == 0
+    raw = json.loads(out.read_text())
+    assert raw["tau"] == [0.0, 0.5]
+    # the noise floor rises with the temperature (exact: 0.0703 -> 0.0971 at dt = 0.2)
+    assert raw["train_loss"][1] > raw["train_loss"][0]
+    assert out.with_suffix(".png").stat().st_size > 1000
+
+
+# -------------------------------------------------------------------------------------------------
+# tau > 0 against the time-dependent solver (slow)
+# -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_logistic_stationary_matches_long_time_solver(logistic):
+    """Lag-kernel fixed point vs the plateau of the time-dependent solve at dt = 0.2 (tau = 0.5)."""
+    from dmftgen.dmft import solve
+
+    st = Settings(delta=DELTA, tau=0.5, lam=LAM, T=50, dt=0.2, seed=33)
+    long = solve(logistic, st, paths=10000, replicas=4)
+    res = stationary(logistic, st.replace(seed=34))
+    assert long.ok and res.ok
+    for key in ("train_loss", "test_loss", "Q", "M"):
+        p = plateau(long, key, atol=0.0)
+        assert p.reached
+        # both sides have between-replica errors (feedback included): 3 combined sigma
+        assert _z(res, key, p.value, p.err) < 3.5, (key, res[key], p.value, p.err)
+
+
+@pytest.mark.slow
+def test_committee_stationary_matches_long_time_solver():
+    """Committee m = 2, tau = 0.2, lam = 0.1: stationary state vs the time-dependent solve at t = 40.
+
+    The relaxation time is ~7.5 (reported by the stationary solve), so at t = 40 the remaining
+    transient is ~e^{-40/7.5} of the initial gap, below the solver's Monte Carlo error (measured:
+    Q moves by 1e-3 between t = 30 and 40, its error is 2.5e-3). The time-dependent solve's
+    batch-means errors are ~1.5x too small (kernel feedback ignored): allowance 4 x
+    hypot(1.5 err_td, err_stationary)."""
+    from dmftgen.dmft import solve
+    from dmftgen.model import load_model
+
+    model = load_model("committee")
+    st = Settings(delta=DELTA, tau=0.2, lam=LAM, T=40, dt=0.2, seed=0)
+    long = solve(model, st, paths=4000)
+    res = stationary(model, st)
+    assert long.ok and res.ok
+    for key in ("train_loss", "test_loss", "Q", "M"):
+        v, e = np.asarray(res[key][0]), np.asarray(res[key + "_err"][0])
+        ref, ref_e = np.asarray(long[key][-1]), np.asarray(long[key + "_err"][-1])
+        assert np.all(np.abs(v - ref) <= 4 * np.hypot(1.5 * ref_e, e)), (key, v, ref, ref_e)
+
+
+def test_sweep_what_stationary_gives_the_final_performance_grid(tmp_path):
+    """`sweep --what stationary` (serial): one point t = inf per grid point, each equal to the
+    single stationary solve (same seed -> same numbers), and rising with the ridge for linreg
+    at tau = 0 (exact floors 0.0703 and 0.0978 at lam = 0.1 and 0.3)."""
+    from dmftgen.model import load_model
+    from dmftgen.sweep import SweepSpec, run_sweep
+
+    opts = {"samples": 5000, "replicas": 2, "window": 10.0}
+    base = Settings(delta=DELTA, tau=0.0, lam=LAM, dt=0.2)
+    spec = SweepSpec("linreg", "stationary", base, grid={"lam": [0.1, 0.3]}, options=opts)
+    ds = run_sweep(spec, tmp_path / "st.nc", workers=0)
+    assert list(ds["status"].values) == ["ok", "ok"]
+    assert np.isinf(ds["t"].values).all() and ds["t"].size == 1
+    single = stationary(load_model("linreg"), base, **opts)
+    assert float(ds["test_loss"].sel(lam=0.1).values[0]) == pytest.approx(float(single["test_loss"][0]), rel=1e-9)
+    tl = ds["train_loss"].values[:, 0]
+    assert tl[1] > tl[0]
+    for lam, L in zip((0.1, 0.3), tl):
+        assert L == pytest.approx(linreg_stationary(DELTA, SIGMA, 0.0, lam)[0], abs=5e-3)
