@@ -478,6 +478,7 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
     names = list(spec.grid)
     gshape = tuple(len(spec.grid[n]) for n in names)
     t = _time_axis(spec, points)
+    nt = len(t)
     results = {p.key: load_part(out, p) for p in points}
     pieces = {p.key: point_dataset(results[p.key], t, two_time) for p in points if results[p.key] is not None}
     template = {}  # union of the variables, first appearance wins

@@ -40,7 +40,7 @@ def add_parser(sub):
     g.add_argument("--theta-samples", type=int, default=D["theta_samples"],
                    help=f"samples of the law of a theta row (default {D['theta_samples']})")
     g.add_argument("--tau-curve", default=None, metavar="T1,T2,...",
-                   help="solve each tau of the list (overrides --tau) and write the curve and FILE.png")
+                   help="solve each tau of the list (overrides --tau) and write the curve and FILE.png (default: none, the single --tau)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
     p.set_defaults(func=run)
 
