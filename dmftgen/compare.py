@@ -1,69 +1,65 @@
-r"""Theory against simulation: run SGD/SGF and the DMFT on one time grid, tabulate, plot, warn.
+r"""Theory against simulation: run SGD/SGF and the DMFT on one time grid, tabulate, plot, decide.
 
     cmp = compare(model, settings, d=1024, seeds=4, methods=("sgd",), paths=20000)
-    cmp.summary            # one screen of text
+    cmp = compare(model, settings, d=(512, 1024, 2048), ...)   # finite-size extrapolation
+    cmp.summary            # one screen of text: verdict, error budget, hints
     write_outputs(cmp, "out/figure1")   # figure.png, table.csv, table.json, summary.txt, *.npz
 
-Normalised discrepancy.  For a scalar observable O (train/test loss, metrics, entries of Q and M)
-at grid time t_k, the simulation gives a mean over seeds with standard error ``sem`` (finite-size
-fluctuation, O((d seeds)^{-1/2})) and the solver a value with Monte Carlo error ``err``.  If both
-estimated the same limit without bias, their difference would be approximately
-N(0, sem^2 + err^2), so
+Normalised discrepancy (table column ``z``).  For a scalar observable O (train/test loss,
+metrics, entries of Q and M) at grid time t_k, the simulation gives a mean over seeds with
+standard error ``sem`` and the solver a value with Monte Carlo error ``err``;
 
-.. math:: z_k = \frac{|O^{\rm sim}_k - O^{\rm dmft}_k|}{\sqrt{{\rm sem}_k^2 + {\rm err}_k^2}}
+.. math:: z_k = \frac{|O^{\rm sim}_k - O^{\rm dmft}_k|}{\sqrt{{\rm sem}_k^2 + {\rm err}_k^2}}.
 
-is a |N(0, 1)| variable. Over ~100 strongly correlated grid times, max_k z_k of a few (<~ 3-4) is
-expected; larger values mean a systematic difference: finite-size bias (O(1/d)), SGD against SGF
-(higher cumulants of the minibatch noise, grows with tau), or a model outside the theory.
-
-Assumption checks (printed and recorded, never silent; math.md 1.5):
-
-* ell not globally Lipschitz in r, or its Jacobian not Lipschitz (A2): sup |grad_r ell| and a
-  finite-difference Hessian bound on growing probe boxes |r_a| <= R, R = 1, 4, 16, 64;
-* tau at or beyond the stability limit: the Volterra criterion of
-  :func:`dmftgen.reference.volterra.critical_tau` applied to the linearisation with slope c
-  (exact for affine ell, c = ||grad ell||: ell = c (r - y) is linear regression in the time
-  t' = c t with tau' = c tau, lam' = lam / c, dt' = c dt; for nonlinear ell a heuristic with the
-  typical slope c = ||E grad ell|| over the probes);
-* labels discontinuous in the teacher field (formally outside A2; the solver uses the Stein route);
-* runs that diverged or did not converge (``status``), non-finite values, large minibatches.
+The verdict is not a threshold on max_k z_k (~100 correlated values with estimated errors, whose
+false-alarm rate is unknown) but one family of Welch t tests at four well-separated times with a
+Bonferroni bound on its false-alarm rate, against the d -> infinity and dt -> 0 limits where they
+were measured: :mod:`dmftgen.analysis.verdict` (and :mod:`dmftgen.analysis.stats` for the
+formulas). Assumption checks: :mod:`dmftgen.analysis.diagnostics`. Figure:
+:mod:`dmftgen.analysis.figure`.
 """
 from __future__ import annotations
 
-import io
 import json
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .analysis.diagnostics import assumption_warnings, lipschitz_probe  # noqa: F401 (re-exported)
+from .analysis.stats import LEVEL, fit_inv_d
+from .analysis.verdict import assess, budget_lines, tested_indices, verdict_line
 from .errors import SettingsError
 from .results import jsonable
 
-__all__ = ["Comparison", "compare", "assumption_warnings", "observable_list", "discrepancy",
-           "build_table", "summary_text", "table_csv", "render_figure", "write_outputs", "Z_AGREE"]
-
-#: max normalised discrepancy still called "agreement within errors" in the summary (see module
-#: docstring: the max of ~100 correlated |N(0,1)| values rarely exceeds 4).
-Z_AGREE = 4.0
-#: beyond this the summary also raises a warning.
-Z_WARN = 6.0
+__all__ = ["Comparison", "compare", "assumption_warnings", "lipschitz_probe", "observable_list",
+           "discrepancy", "build_table", "summary_text", "table_csv", "render_figure", "write_outputs",
+           "LEVEL"]
 
 
 @dataclass
 class Comparison:
-    """Everything ``compare`` produced; ``write_outputs`` turns it into files."""
+    """Everything ``compare`` produced; ``write_outputs`` turns it into files.
+
+    ``sims`` holds the simulation at the largest d per method, ``sims_by_d`` every size;
+    ``dt_check`` the DMFT companion solve at 2 dt (SGD only); ``verdict`` the family test
+    (:func:`dmftgen.analysis.verdict.assess`) and ``raw_verdict`` the same without the d and dt
+    extrapolations.
+    """
 
     model: object
     settings: object
-    sims: dict                  # method -> Result
+    sims: dict                  # method -> Result (largest d)
     dmft: object                # Result
     table: dict                 # see build_table
     warnings: list = field(default_factory=list)
     options: dict = field(default_factory=dict)
     wall: dict = field(default_factory=dict)
     summary: str = ""
+    sims_by_d: dict = field(default_factory=dict)
+    dt_check: object = None
+    verdict: dict = field(default_factory=dict)
+    raw_verdict: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,9 +99,9 @@ def _series(res, key, index, err_suffix):
 def discrepancy(sim, sem, dmft, err):
     r"""Normalised discrepancy z = |sim - dmft| / sqrt(sem^2 + err^2), elementwise.
 
-    Missing error estimates (NaN, e.g. a single seed) count as 0. Where both errors vanish
-    (e.g. t = 0 with theta^0 = 0: both sides are exact) z is 0 if the values agree to round-off
-    (1e-9 relative) and inf otherwise.
+    Missing error estimates (NaN, e.g. a single seed) count as 0 here (the verdict does not test
+    such points). Where both errors vanish (e.g. t = 0 with theta^0 = 0: both sides are exact) z
+    is 0 if the values agree to round-off (1e-9 relative) and inf otherwise.
     """
     sim, sem, dmft, err = (np.asarray(a, dtype=float) for a in (sim, sem, dmft, err))
     den = np.sqrt(np.nan_to_num(sem) ** 2 + np.nan_to_num(err) ** 2)
@@ -118,43 +114,112 @@ def discrepancy(sim, sem, dmft, err):
     return z
 
 
-def build_table(model, sims: dict, dmft, metrics) -> dict:
-    """Both curves with their errors and z on the common grid.
+def sim_dof(res) -> float:
+    """Degrees of freedom of a simulation's sem: seeds used - 1 (inf if unknown)."""
+    S = res.meta.get("seeds_used", res.meta.get("seeds"))
+    return float(S) - 1.0 if S is not None else np.inf
+
+
+def dmft_dof(res) -> float:
+    """Degrees of freedom of the DMFT's ``*_err`` (replicas - 1, groups - 1; Richardson: min)."""
+    meta = res.meta
+    if meta.get("richardson"):
+        parts = [meta.get(k) or {} for k in ("coarse", "fine")]
+        vals = [_dof_of(m) for m in parts]
+        return float(min(vals))
+    return _dof_of(meta)
+
+
+def _dof_of(meta):
+    if "err_dof" in meta:
+        return float(meta["err_dof"])
+    if int(meta.get("replicas", 1) or 1) > 1:
+        return float(int(meta["replicas"]) - 1)
+    if "groups" in meta:
+        return float(int(meta["groups"]) - 1)
+    return np.inf
+
+
+def _welch_dof(parts):
+    """Welch--Satterthwaite dof of a sum of independent variances [(var, dof), ...]."""
+    v = sum(p[0] for p in parts)
+    den = sum(np.where(p[0] > 0, p[0] ** 2 / p[1], 0.0) for p in parts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, v ** 2 / np.where(den > 0, den, 1.0), np.inf)
+
+
+def build_table(model, sims: dict, dmft, metrics, sims_by_d=None, dt_check=None) -> dict:
+    """Both curves with their errors, z, and the extrapolations on the common grid.
 
     Returns
     -------
     dict
-        ``t`` (K,), ``epochs`` (K,) or None, and ``observables``: name -> {"panel", "dmft",
-        "dmft_err", "sim": {method: {"mean", "sem", "z"}}}; only observables present and finite
-        somewhere in the DMFT result are kept.
+        ``t`` (K,), ``epochs`` (K,) or None, ``d`` (sizes), and ``observables``: name ->
+        {"panel", "dmft", "dmft_err", "dmft_dof", ["dt_bias", "dmft_corr", "dmft_corr_err",
+        "dmft_corr_dof"] (SGD with the 2 dt check: f(2dt) - f(dt) and 2 f(dt) - f(2dt) at even
+        k, NaN at odd k), ["dt_disc"] (Richardson), "sim": {method: {"mean", "sem", "dof", "z",
+        ["by_d": {d: {"mean", "sem", "dof"}}, "extrap": {"mean", "sem", "dof", "fs_bias",
+        "fs_bias_err"}]}}}; only observables present and finite somewhere in the DMFT result.
     """
+    sims_by_d = sims_by_d or {}
     t_d = np.asarray(dmft.t, dtype=float)
     K = len(t_d)
-    for res in sims.values():
+    for res in list(sims.values()) + [r for byd in sims_by_d.values() for r in byd.values()]:
         K = min(K, len(res.t))
     t = t_d[:K]
-    for meth, res in sims.items():
+    for meth, res in list(sims.items()) + [(f"{m} d={d}", r) for m, byd in sims_by_d.items()
+                                           for d, r in byd.items()]:
         if K and np.max(np.abs(np.asarray(res.t[:K]) - t)) > 1e-9 * max(1.0, t[-1]):
             raise SettingsError(f"internal: the {meth} simulation and the DMFT use different time grids.")
     table = {"t": t, "observables": {}}
+    ddof = dmft_dof(dmft)
     for name, key, index, panel in observable_list(model, metrics):
         dv, de = _series(dmft, key, index, "_err")
         if dv is None or not np.isfinite(dv[:K]).any():
             continue
-        entry = {"panel": panel, "dmft": dv[:K], "dmft_err": de[:K], "sim": {}}
+        entry = {"panel": panel, "dmft": dv[:K], "dmft_err": de[:K], "dmft_dof": ddof, "sim": {}}
+        if dmft.meta.get("richardson") and key + "_disc" in dmft:
+            _, dd = _series(dmft, key, index, "_disc")
+            entry["dt_disc"] = dd[:K]
+        if dt_check is not None:
+            cv, ce = _series(dt_check, key, index, "_err")
+            if cv is not None:
+                bias = np.full(K, np.nan)
+                berr = np.full(K, np.nan)
+                kk = np.arange(0, K, 2)
+                kk = kk[kk // 2 < len(cv)]
+                bias[kk] = cv[kk // 2] - dv[kk]
+                berr[kk] = ce[kk // 2]
+                entry["dt_bias"] = bias
+                entry["dmft_corr"] = dv[:K] - bias
+                entry["dmft_corr_err"] = np.sqrt(4.0 * de[:K] ** 2 + berr ** 2)
+                entry["dmft_corr_dof"] = _welch_dof([(4.0 * de[:K] ** 2, ddof), (berr ** 2, dmft_dof(dt_check))])
         for meth, res in sims.items():
             sv, se = _series(res, key, index, "_sem")
             if sv is None:
                 continue
-            entry["sim"][meth] = {"mean": sv[:K], "sem": se[:K],
-                                  "z": discrepancy(sv[:K], se[:K], dv[:K], de[:K])}
+            sm = {"mean": sv[:K], "sem": se[:K], "dof": sim_dof(res),
+                  "z": discrepancy(sv[:K], se[:K], dv[:K], de[:K])}
+            byd = sims_by_d.get(meth) or {}
+            if len(byd) >= 2:
+                ds = sorted(byd)
+                ser = [_series(byd[d_], key, index, "_sem") for d_ in ds]
+                means = np.array([s_[0][:K] for s_ in ser])
+                sems = np.array([s_[1][:K] for s_ in ser])
+                dofs = [sim_dof(byd[d_]) for d_ in ds]
+                sm["by_d"] = {d_: {"mean": means[i], "sem": sems[i], "dof": dofs[i]} for i, d_ in enumerate(ds)}
+                fit = fit_inv_d(ds, means, sems, dofs)
+                sm["extrap"] = {"mean": fit["a"], "sem": fit["a_se"], "dof": fit["a_dof"],
+                                "fs_bias": fit["b"] / max(ds), "fs_bias_err": fit["b_se"] / max(ds)}
+            entry["sim"][meth] = sm
         table["observables"][name] = entry
     return table
 
 
 def table_columns(table: dict) -> tuple[list, list]:
-    """Flat (header, columns) of the table: t, epochs, then per observable dmft, dmft_err and,
-    per method, sim mean, sem and z."""
+    """Flat (header, columns) of the table: t, epochs, then per observable dmft, dmft_err,
+    [dmft_dt0, dmft_dt0_err: the dt -> 0 correction], per method sim mean, sem, z and, with
+    several d, [<method>_d<d>, <method>_d<d>_sem per size, <method>_dinf, <method>_dinf_sem]."""
     head = ["t"]
     cols = [table["t"]]
     if table.get("epochs") is not None:
@@ -163,9 +228,18 @@ def table_columns(table: dict) -> tuple[list, list]:
     for name, e in table["observables"].items():
         head += [f"{name}_dmft", f"{name}_dmft_err"]
         cols += [e["dmft"], e["dmft_err"]]
+        if e.get("dmft_corr") is not None:
+            head += [f"{name}_dmft_dt0", f"{name}_dmft_dt0_err"]
+            cols += [e["dmft_corr"], e["dmft_corr_err"]]
         for meth, s in e["sim"].items():
             head += [f"{name}_{meth}", f"{name}_{meth}_sem", f"{name}_{meth}_z"]
             cols += [s["mean"], s["sem"], s["z"]]
+            for d_, b in (s.get("by_d") or {}).items():
+                head += [f"{name}_{meth}_d{d_}", f"{name}_{meth}_d{d_}_sem"]
+                cols += [b["mean"], b["sem"]]
+            if s.get("extrap") is not None:
+                head += [f"{name}_{meth}_dinf", f"{name}_{meth}_dinf_sem"]
+                cols += [s["extrap"]["mean"], s["extrap"]["sem"]]
     return head, cols
 
 
@@ -178,164 +252,65 @@ def table_csv(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------------------------
-# Assumption checks
-# ----------------------------------------------------------------------------------------------
-def _probe_inputs(model, p, n, rng):
-    m, k = model.m, model.k
-    u = rng.uniform(-1.0, 1.0, size=(n, m))
-    u[: min(n, 2 * m)] = 0.0
-    for a in range(min(m, n // 2)):  # the box corners along the axes (where growth shows first)
-        u[2 * a, a], u[2 * a + 1, a] = 1.0, -1.0
-    std = model.teacher_std_value(p)
-    s = std * rng.standard_normal((n, k))
-    z = np.empty((n, len(model.noise)))
-    for j, law in enumerate(model.noise.values()):
-        z[:, j] = law.sample(rng, n)
-    return u, np.ascontiguousarray(s), np.ascontiguousarray(z)
-
-
-def lipschitz_probe(model, kern, p, radii=(1.0, 4.0, 16.0, 64.0), n=4000, seed=0) -> dict:
-    """sup ||grad_r ell|| (spectral) and a finite-difference bound of the Hessian on boxes |r_a| <= R.
-
-    Probes: r uniform in the box (plus its axis corners), s ~ N(0, teacher_std^2), z from the
-    noise laws.
-
-    Returns
-    -------
-    dict with ``radii``, ``jac_sup`` (len(radii),), ``jac_mean`` (spectral norm of the symmetric
-    part of the probe-averaged Jacobian, a typical slope like Gamma), ``hess_sup``, ``finite``.
-    """
-    rng = np.random.default_rng(seed)
-    m = model.m
-    u, s, z = _probe_inputs(model, p, n, rng)
-    p = np.ascontiguousarray(p, dtype=np.float64)
-    J = np.empty((n, m, m))
-    J2 = np.empty((n, m, m))
-    ell = np.empty((n, m))
-    jac_sup, jac_mean, hess_sup, finite = [], [], [], True
-    h = 1e-5
-    for R in radii:
-        r = np.ascontiguousarray(R * u)
-        with np.errstate(all="ignore"):
-            kern.ell_batch(r, s, z, p, ell)
-            kern.jac_ell_batch(r, s, z, p, J)
-        if not (np.all(np.isfinite(ell)) and np.all(np.isfinite(J))):
-            finite = False
-            jac_sup.append(np.inf)
-            jac_mean.append(np.inf)
-            hess_sup.append(np.inf)
-            continue
-        jac_sup.append(float(np.max(np.linalg.norm(J, ord=2, axis=(1, 2)))))
-        Jm = J.mean(axis=0)
-        jac_mean.append(float(np.linalg.norm(0.5 * (Jm + Jm.T), ord=2)))
-        hs = 0.0
-        for b in range(m):
-            r2 = r.copy()
-            r2[:, b] += h
-            with np.errstate(all="ignore"):
-                kern.jac_ell_batch(np.ascontiguousarray(r2), s, z, p, J2)
-            if np.all(np.isfinite(J2)):
-                hs = max(hs, float(np.max(np.abs(J2 - J))) / h)
-        hess_sup.append(hs)
-    return {"radii": list(radii), "jac_sup": jac_sup, "jac_mean": jac_mean, "hess_sup": hess_sup,
-            "finite": finite}
-
-
-def assumption_warnings(model, kern, settings, p, *, method=None, batch=None, n=None) -> list:
-    """Warnings (strings) for a model/settings pair that leaves the theory's assumptions.
-
-    See the module docstring for the checks and their justification.
-    """
-    from .reference.volterra import critical_tau
-
+def result_warnings(sims_by_d: dict, dmft, dt_check=None) -> list:
+    """Non-ok statuses and excluded (diverged) seeds, one line each."""
     out = []
-    probe = lipschitz_probe(model, kern, p)
-    js, hs = probe["jac_sup"], probe["hess_sup"]
-    if not probe["finite"]:
-        bad = next(R for R, v in zip(probe["radii"], js) if not np.isfinite(v))
-        out.append(f"ell or its Jacobian is not finite at |r| <= {bad:g}: the loss is not globally "
-                   "Lipschitz (assumption A2); the theory does not apply.")
-    else:
-        # Growth by more than 4x from R = 4 to R = 64 means super-linear growth of ell (a bounded
-        # Jacobian may still vary by O(1) between boxes, e.g. tanh', but not keep growing).
-        if js[-1] > 4.0 * max(js[1], 1e-12) and js[-1] > 1e-8:
-            out.append(f"grad_r ell grows with |r| (sup ||grad ell|| = {js[1]:.3g} on |r| <= 4, "
-                       f"{js[-1]:.3g} on |r| <= 64): ell is not globally Lipschitz in r "
-                       "(assumption A2, e.g. a polynomial loss of degree > 2); Theorem 2 does not "
-                       "cover this model and the simulation may blow up.")
-        elif hs[-1] > 4.0 * max(hs[1], 1e-12) and hs[-1] > 1e-6:
-            out.append(f"the Jacobian of ell is not Lipschitz in r (finite-difference Hessian bound "
-                       f"{hs[1]:.3g} on |r| <= 4, {hs[-1]:.3g} on |r| <= 64; assumption A2).")
-    if getattr(kern, "DISCONTINUOUS", False):
-        out.append("labels are discontinuous in the teacher field (jump in s): formally outside "
-                   "assumption A2; the DMFT uses the Stein route for the teacher drift nu "
-                   "(numerically validated, not covered by Theorem 2 as stated).")
-    tau, lam, dt, delta = settings.tau, settings.lam, settings.dt, settings.delta
-    exact = bool(getattr(kern, "LINEAR_ELL", False))
-    # Slope of the linearisation: for affine ell the Jacobian is constant and the criterion is
-    # exact; for nonlinear ell the worst case sup ||grad ell|| is far too pessimistic (it is
-    # reached only at rare (r, s, z)), so the probe-averaged Jacobian on |r| <= 1 and <= 4 (a
-    # typical slope, like Gamma = E grad ell) is used and the warning says "may".
-    slopes = js[:2] if exact else probe["jac_mean"][:2]
-    c = max(v for v in slopes if np.isfinite(v)) if np.isfinite(slopes[0]) else np.inf
-    if tau > 0 and c > 0 and np.isfinite(c):
-        tc = critical_tau(delta, lam / c)
-        what = ("the SGF is unstable (Volterra criterion, exact for affine ell)" if exact else
-                "beyond the linearised stability limit (Volterra criterion with the typical slope "
-                "c = |E grad ell| over probes); the dynamics may blow up")
-        if tau * c >= tc:
-            out.append(f"tau = {tau:g} with slope c = {c:.3g}: tau*c = {tau * c:.3g} >= tau_c = {tc:.3g}: "
-                       f"{what}. Lower --tau below {tc / c:.3g}.")
-        else:
-            tcd = critical_tau(delta, lam / c, dt=c * dt)
-            if tau * c >= tcd:
-                out.append(f"the Euler grid dt = {dt:g} {'is' if exact else 'may be'} unstable at "
-                           f"tau = {tau:g} (discrete-time criterion tau*c < {tcd:.3g}, slope c = {c:.3g}); "
-                           "reduce --dt.")
-    elif tau == 0 and np.isfinite(c) and c > 0:
-        tcd = critical_tau(delta, lam / c, dt=c * dt)
-        if tcd == 0:
-            out.append(f"gradient descent with step dt = {dt:g} {'is' if exact else 'may be'} unstable "
-                       f"(slope c = {c:.3g}); reduce --dt.")
-    if method == "sgd" and batch is not None and n is not None and batch > 0.1 * n:
-        out.append(f"minibatch B = {batch} is not small against n = {n}: SGD noise is smaller than the "
-                   f"SGF's by the factor (n - B)/(n - 1) = {(n - batch) / (n - 1):.2f} (the SGF limit "
-                   "assumes B = o(n)).")
-    return out
-
-
-def result_warnings(sims: dict, dmft) -> list:
-    out = []
-    for meth, res in sims.items():
-        if not res.ok:
-            out.append(f"simulation ({meth}) {res.status}: {res.message}")
-    if not dmft.ok:
-        out.append(f"DMFT solver {dmft.status}: {dmft.message}")
+    for meth, byd in sims_by_d.items():
+        for d_, res in sorted(byd.items()):
+            tag = f"simulation ({meth}" + (f", d={d_})" if len(byd) > 1 else ")")
+            if not res.ok:
+                out.append(f"{tag} {res.status}: {res.message}")
+            elif res.meta.get("diverged_seeds"):
+                out.append(f"{tag}: {res.message}")
+    for what, r in (("DMFT solver", dmft), ("DMFT time-step check (2 dt)", dt_check)):
+        if r is not None and not r.ok:
+            out.append(f"{what} {r.status}: {r.message}")
     return out
 
 
 # ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
+def _d_list(d):
+    ds = [d] if np.ndim(d) == 0 else list(d)
+    try:
+        ds = sorted({int(x) for x in ds})
+    except (TypeError, ValueError):
+        raise SettingsError(f"--d {d!r}: give one size or a comma-separated list, e.g. 512,1024,2048.") from None
+    if not ds:
+        raise SettingsError("--d: give at least one size.")
+    return ds
+
+
 def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, eta=None,
-            paths=20000, dmft_method=None, progress=False, sims=None, dmft=None) -> Comparison:
-    """Simulate (each method of ``methods``) and solve the DMFT on ``settings.times``; compare.
+            paths=20000, dmft_method=None, progress=False, sims=None, dmft=None, dt_bias="auto",
+            richardson=False, dt_check=None, level=LEVEL) -> Comparison:
+    """Simulate (each method, each size) and solve the DMFT on ``settings.times``; compare.
 
     Parameters
     ----------
     model : Model
     settings : Settings
-    d, seeds : int
-        Simulation dimension and number of independent runs.
+    d : int or sequence of int
+        Simulation dimension(s). Several sizes: every curve is extrapolated to d -> infinity by
+        the weighted fit x(d) = a + b/d, and the verdict is based on a.
+    seeds : int
+        Independent runs per size (>= 2 for an error bar; 1 gives the verdict "n/a").
     methods : tuple of {"sgd", "sgf"}
     batch, eta : SGD minibatch size and learning rate (tau = eta / B); default B = 1.
     paths : int
-        Monte Carlo paths of the DMFT solver.
+        Monte Carlo paths of the DMFT solver (default error bars: 8 replicas of paths/8).
     dmft_method : {"sweep", "fixed-point"}, optional
-        Default "sweep", or "fixed-point" at tau = 0 (the sweep's incremental Cholesky is
-        singular for gradient flow, math.md 5.3).
-    sims, dmft : precomputed Results (skip the corresponding runs; used by tests).
+        Default "sweep", or "fixed-point" at tau = 0.
+    dt_bias : {"auto", "off"}
+        "auto": with SGD, also solve at 2 dt on coupled noise (about a quarter of the cost) to
+        estimate the DMFT's O(dt) bias f(2dt) - f(dt) and to test 2 f(dt) - f(2dt) (dt -> 0).
+    richardson : bool
+        DMFT = 2 f(dt/2) - f(dt) (``dmftgen.dmft.richardson``; replaces the 2 dt check).
+    sims, dmft, dt_check : precomputed Results (skip the runs; used by tests). ``sims`` maps a
+        method to a Result or to {d: Result}.
+    level : float
+        Family-wise false-alarm rate of the verdict (default 1 %).
 
     Returns
     -------
@@ -349,50 +324,77 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
             raise SettingsError(f"unknown simulation method `{meth}`; use sgd, sgf or both.")
     if "sgd" in methods and settings.tau == 0:
         raise SettingsError("SGD needs tau = eta/B > 0; at tau = 0 compare gradient flow with --method sgf.")
+    if dt_bias not in ("auto", "off"):
+        raise SettingsError(f"--dt-bias {dt_bias!r}: use auto or off.")
+    if not 0.0 < float(level) < 0.5:
+        raise SettingsError(f"--level {level}: use a false-alarm rate in (0, 0.5), e.g. 0.01.")
+    ds = _d_list(d)
     kern = load_kernels(model)
     p = model.param_vector(settings.params)
-    n = int(round(settings.delta * d))
+    dmain = ds[-1]
+    n = int(round(settings.delta * dmain))
     if dmft_method is None:
         dmft_method = "fixed-point" if settings.tau == 0 else "sweep"
-    opts = {"d": d, "n": n, "seeds": seeds, "methods": list(methods), "batch": batch, "eta": eta,
-            "paths": paths, "dmft_method": dmft_method}
+    opts = {"d": dmain, "d_list": ds, "n": n, "seeds": seeds, "methods": list(methods), "batch": batch,
+            "eta": eta, "paths": paths, "dmft_method": dmft_method, "dt": settings.dt,
+            "richardson": bool(richardson), "dt_bias": dt_bias, "level": level}
     wall = {}
-    sims = dict(sims or {})
-    if not sims:
+    by_d = {}
+    for meth, r in dict(sims or {}).items():
+        by_d[meth] = dict(r) if isinstance(r, dict) else {dmain: r}
+    for meth in methods:
+        if meth in by_d:
+            continue
         from .sim import simulate
 
-        for meth in methods:
+        by_d[meth] = {}
+        for d_ in ds:
             t0 = time.perf_counter()
-            sims[meth] = simulate(model, settings, d=d, seeds=seeds, method=meth,
-                                  batch=batch if meth == "sgd" else None, eta=eta if meth == "sgd" else None,
-                                  progress=progress)
-            wall[f"sim_{meth}"] = time.perf_counter() - t0
-            if meth == "sgd":
-                opts["batch"] = sims[meth].meta.get("batch", batch)
-                opts["eta"] = sims[meth].meta.get("eta", eta)
-    if dmft is None:
-        from .dmft import solve
+            by_d[meth][d_] = simulate(model, settings, d=d_, seeds=seeds, method=meth,
+                                      batch=batch if meth == "sgd" else None,
+                                      eta=eta if meth == "sgd" else None, progress=progress)
+            wall[f"sim_{meth}" + (f"_d{d_}" if len(ds) > 1 else "")] = time.perf_counter() - t0
+    sims = {meth: byd[max(byd)] for meth, byd in by_d.items()}
+    if "sgd" in sims:
+        opts["batch"] = sims["sgd"].meta.get("batch", batch)
+        opts["eta"] = sims["sgd"].meta.get("eta", eta)
+    from .dmft import solve
 
+    if dmft is None:
         t0 = time.perf_counter()
-        dmft = solve(model, settings, paths=paths, method=dmft_method, progress=progress)
+        dmft = solve(model, settings, paths=paths, method=dmft_method, progress=progress,
+                     richardson=bool(richardson))
         wall["dmft"] = time.perf_counter() - t0
-    # after the runs: the SGD batch may have been derived from eta / tau by the simulator
+    if (dt_check is None and "sgd" in sims and dt_bias == "auto" and not richardson
+            and settings.n_steps >= 2):
+        # coupled companion solve at 2 dt: its noise is the main solve's, aggregated pairwise
+        N2 = settings.n_steps // 2
+        t0 = time.perf_counter()
+        dt_check = solve(model, settings.replace(dt=2 * settings.dt, T=2 * settings.dt * N2),
+                         paths=paths, method=dmft_method, progress=progress, refine=1)
+        wall["dmft_2dt"] = time.perf_counter() - t0
     warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in sims else None,
                                batch=opts.get("batch"), n=n)
-    warn += result_warnings(sims, dmft)
-    table = build_table(model, sims, dmft, list(kern.METRICS))
+    warn += result_warnings(by_d, dmft, dt_check)
+    multi = {meth: byd for meth, byd in by_d.items() if len(byd) >= 2}
+    table = build_table(model, sims, dmft, list(kern.METRICS), sims_by_d=multi,
+                        dt_check=dt_check if (dt_check is not None and dt_check.ok) else None)
+    table["d"] = ds
     if settings.tau > 0:
         table["epochs"] = table["t"] / (settings.delta * settings.tau)
-    for name, e in table["observables"].items():
-        for meth, s in e["sim"].items():
-            z = s["z"]
-            if np.isfinite(z).any() and np.nanmax(z) > Z_WARN:
-                k = int(np.nanargmax(z))
-                warn.append(f"{name}: simulation ({meth}) and DMFT differ by {np.nanmax(z):.1f} combined "
-                            f"standard errors at t = {table['t'][k]:g} (finite-size bias, SGD vs SGF at "
-                            "large tau, or a model outside the theory).")
+    N = len(table["t"]) - 1
+    has_dt = any(e.get("dmft_corr") is not None for e in table["observables"].values())
+    idx = tested_indices(N, even=has_dt)
+    verdict = assess(table, idx, level)
+    raw = assess(table, idx, level, uncorrected=True) if (has_dt or multi) else verdict
+    if verdict["word"] == "DISAGREEMENT" and verdict["worst"] is not None:
+        w = verdict["worst"]
+        warn.append(f"{w['obs']}: simulation ({w['method']}) and DMFT differ by t = {w['tstat']:+.1f} "
+                    f"combined standard errors at t = {w['t']:g} (p = {w['p']:.2g} before the "
+                    f"Bonferroni factor {verdict['K']}); see the error budget for the likely cause.")
     cmp = Comparison(model=model, settings=settings, sims=sims, dmft=dmft, table=table, warnings=warn,
-                     options=opts, wall=wall)
+                     options=opts, wall=wall, sims_by_d=by_d, dt_check=dt_check, verdict=verdict,
+                     raw_verdict=raw)
     cmp.summary = summary_text(cmp)
     return cmp
 
@@ -408,149 +410,122 @@ def _fmt(v, e):
     return f"{v:.4g} ± {e:.2g}"
 
 
+def _na_reason(cmp) -> str:
+    S = [r.meta.get("seeds_used", r.meta.get("seeds")) for byd in cmp.sims_by_d.values() for r in byd.values()]
+    if any(s is not None and s < 2 for s in S):
+        return "a single seed gives no simulation error bar: nothing is tested; use --seeds >= 2"
+    return "no testable point (missing error bars, or every tested point exact)"
+
+
+def verdict_what(cmp) -> str:
+    """What the verdict compares, in words."""
+    o = cmp.options
+    sim = ("simulation at d -> infinity (fit in 1/d)" if len(o.get("d_list", [])) > 1
+           else f"simulation at d = {o['d']}")
+    if o.get("richardson"):
+        dm = "DMFT Richardson 2 f(dt/2) - f(dt)"
+    elif any(e.get("dmft_corr") is not None for e in cmp.table["observables"].values()):
+        dm = "DMFT at dt -> 0 for SGD (2 f(dt) - f(2dt))" + (", at dt for SGF" if "sgf" in cmp.sims else "")
+    else:
+        dm = "DMFT at dt"
+    return f"{sim} vs {dm}"
+
+
 def summary_text(cmp: Comparison) -> str:
-    """One screen: settings, final values of both curves, max normalised discrepancy, warnings."""
+    """One screen: settings, final values, the verdict with its level and p-value, the error
+    budget by source, hints, statuses and warnings."""
     s, o, tab = cmp.settings, cmp.options, cmp.table
     t = tab["t"]
     methods = list(cmp.sims)
     params = ", ".join(f"{k}={v:g}" for k, v in zip(cmp.model.param_names, cmp.model.param_vector(s.params)))
+    dl = o.get("d_list") or [o["d"]]
     lines = [f"dmftgen compare {cmp.model.name}: simulation ({', '.join(methods)}) vs DMFT",
              f"  delta={s.delta:g} tau={s.tau:g} lam={s.lam:g} T={s.T:g} dt={s.dt:g} seed={s.seed}"
              + (f"  params: {params}" if params else ""),
-             f"  d={o['d']} n={o['n']} seeds={o['seeds']}"
+             f"  d={','.join(map(str, dl))} n={o['n']} seeds={o['seeds']}"
              + (f" SGD B={o['batch']} eta={o['eta']:g}" if "sgd" in methods and o.get("eta") else "")
-             + f"  DMFT paths={o['paths']} ({o['dmft_method']})"]
+             + f"  DMFT paths={o['paths']} ({o['dmft_method']}, {cmp.dmft.meta.get('replicas', 1)} replicas)"]
     if len(t):
         ep = f" (epochs {t[-1] / (s.delta * s.tau):.3g})" if s.tau > 0 else ""
-        lines.append(f"  time t = k*eta/d in [0, {t[-1]:g}]{ep}; z = |sim - dmft| / sqrt(sem^2 + err^2)")
-    head = f"  {'observable':<12} {'DMFT(T)':>18} " + " ".join(f"{m.upper() + '(T)':>18} {'max z':>6} {'at t':>5}" for m in methods)
+        lines.append(f"  time t = k*eta/d in [0, {t[-1]:g}]{ep}; z = |sim - dmft| / sqrt(sem^2 + err^2) "
+                     "(raw, every grid time)")
+    v = cmp.verdict
+    worst = {}
+    for r in v.get("tests", []):
+        key = (r["obs"], r["method"])
+        if np.isfinite(r["p"]) and (key not in worst or r["p"] < worst[key]["p"]):
+            worst[key] = r
+    head = f"  {'observable':<12} {'DMFT(T)':>18} " + " ".join(
+        f"{m.upper() + '(T)':>18} {'max z':>6} {'|t|':>6} {'p':>7}" for m in methods)
     lines += ["", head]
-    zmax_all = 0.0
     for name, e in tab["observables"].items():
         row = f"  {name:<12} {_fmt(e['dmft'][-1], e['dmft_err'][-1]):>18} "
         for meth in methods:
             sm = e["sim"].get(meth)
             if sm is None:
-                row += f"{'-':>18} {'-':>6} {'-':>5} "
+                row += f"{'-':>18} {'-':>6} {'-':>6} {'-':>7} "
                 continue
-            z = sm["z"]
-            if np.isfinite(z).any() or np.isinf(z).any():
-                zz = np.where(np.isnan(z), -1, z)
-                k = int(np.argmax(zz))
-                zmax = float(z[k])
-                zmax_all = max(zmax_all, zmax)
-                row += f"{_fmt(sm['mean'][-1], sm['sem'][-1]):>18} {zmax:>6.2f} {t[k]:>5.3g} "
-            else:
-                row += f"{_fmt(sm['mean'][-1], sm['sem'][-1]):>18} {'nan':>6} {'-':>5} "
+            z = sm["z"][1:] if len(sm["z"]) > 1 else sm["z"]
+            zmax = float(np.nanmax(z)) if np.isfinite(z).any() or np.isinf(z).any() else np.nan
+            w = worst.get((name, meth))
+            tcol = f"{abs(w['tstat']):>6.2f} {w['p']:>7.2g}" if w else f"{'n/a':>6} {'n/a':>7}"
+            row += f"{_fmt(sm['mean'][-1], sm['sem'][-1]):>18} {zmax:>6.2f} {tcol} "
         lines.append(row.rstrip())
-    lines.append("")
-    if zmax_all <= Z_AGREE:
-        lines.append(f"  verdict: agreement within errors (max z = {zmax_all:.2f} <= {Z_AGREE:g})")
-    elif zmax_all <= Z_WARN:
-        lines.append(f"  verdict: marginal (max z = {zmax_all:.2f}; expected <= {Z_AGREE:g} without bias)")
-    else:
-        lines.append(f"  verdict: DISAGREEMENT (max z = {zmax_all:.2f} > {Z_WARN:g})")
+    lines += ["", "  (|t|, p: the worst tested time per observable; p before the Bonferroni factor)", ""]
+    what = verdict_what(cmp)
+    lines.append("  " + (verdict_line(v, what) if v.get("K") else f"verdict: n/a ({_na_reason(cmp)})"))
+    rv = cmp.raw_verdict
+    if rv is not v and rv.get("K"):
+        lines.append(f"  without the extrapolations (DMFT at dt vs the largest d): {rv['word']} "
+                     f"(p = {rv['p']:.2g})")
+    lines.append(f"  (the false-alarm rate of DISAGREEMENT is at most {100 * v.get('level', LEVEL):g} % "
+                 "for unbiased theory and simulation)")
+    if v.get("K"):
+        lines += [""] + ["  " + x for x in budget_lines(v, o)]
+    stat = [f"DMFT solver: {cmp.dmft.status}" + (f": {cmp.dmft.message}" if cmp.dmft.message else "")]
+    if cmp.dt_check is not None and not cmp.dt_check.ok:
+        stat.append(f"DMFT 2 dt check: {cmp.dt_check.status}: {cmp.dt_check.message}")
+    for meth, byd in cmp.sims_by_d.items():
+        for d_, r in sorted(byd.items()):
+            if not r.ok or r.meta.get("diverged_seeds"):
+                stat.append(f"simulation {meth} d={d_}: {r.status}" + (f": {r.message}" if r.message else ""))
+    if not cmp.dmft.ok or len(stat) > 1:
+        lines += [""] + [f"  status: {x}" for x in stat]
     if cmp.wall:
-        lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in cmp.wall.items()))
+        lines.append("  wall time: " + ", ".join(f"{k} {v_:.1f}s" for k, v_ in cmp.wall.items()))
     if cmp.warnings:
         lines.append("")
         lines += [f"  WARNING: {w}" for w in cmp.warnings]
     return "\n".join(lines) + "\n"
 
 
-_PANEL_TITLES = {"loss": "loss", "overlaps": r"overlaps $Q=\theta^\top\theta/d$, $M=\theta^\top\theta^*/d$"}
-
-
 def render_figure(cmp: Comparison) -> bytes:
-    """PNG bytes of the Figure-1-style plot (matplotlib Agg, imported here, lazily)."""
-    import matplotlib
+    """PNG bytes of the figure (:func:`dmftgen.analysis.figure.render`)."""
+    from .analysis.figure import render
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
-    tab, s = cmp.table, cmp.settings
-    t = tab["t"]
-    panels = list(dict.fromkeys(e["panel"] for e in tab["observables"].values()))
-    npan = len(panels)
-    ncol = min(npan, 3)
-    nrow = int(math.ceil(npan / ncol)) if npan else 1
-    fig = Figure(figsize=(5.0 * ncol, 4.2 * nrow + 0.6), dpi=120)
-    axes = [fig.add_subplot(nrow, ncol, i + 1) for i in range(max(npan, 1))]
-    methods = list(cmp.sims)
-    markers = {"sgd": "o", "sgf": "^"}
-    step = max(1, len(t) * len(methods) // 24)  # ~24 markers per curve keep the DMFT line visible
-    o = cmp.options
-    from matplotlib.lines import Line2D
-
-    for ax, panel in zip(axes, panels):
-        names = [nm for nm, e in tab["observables"].items() if e["panel"] == panel]
-        handles = []
-        for i, name in enumerate(names):
-            e = tab["observables"][name]
-            if panel != "overlaps":
-                col = "C0" if name.startswith("train") else "C3"
-            else:
-                col = ("C2", "C4", "C1", "C5", "C6", "C8", "C9", "C7")[i % 8]  # not train/test colours
-            label = name.replace("_", " ")
-            ax.plot(t, e["dmft"], "-", color=col, lw=1.8)
-            err = np.nan_to_num(e["dmft_err"])
-            if np.any(err > 0):
-                ax.fill_between(t, e["dmft"] - 2 * err, e["dmft"] + 2 * err, color=col, alpha=0.25, lw=0)
-            for j, meth in enumerate(methods):
-                sm = e["sim"].get(meth)
-                if sm is None:
-                    continue
-                # several methods: stagger their markers so that they do not hide each other
-                sl = slice((j * step) // max(len(methods), 1), len(t), step)
-                ax.errorbar(t[sl], sm["mean"][sl], yerr=2 * np.nan_to_num(sm["sem"][sl]),
-                            fmt=markers.get(meth, "s"), ms=4.5, mfc="white", mec=col, ecolor=col,
-                            elinewidth=1, capsize=2, color=col, ls="none")
-            handles.append(Line2D([], [], color=col, lw=1.8, label=label))
-        # one legend entry per observable (colour) plus one per source (line / marker style)
-        handles.append(Line2D([], [], color="0.2", lw=1.8, label="DMFT (band ± 2 MC s.e.)"))
-        for meth in methods:
-            handles.append(Line2D([], [], color="0.2", ls="none", marker=markers.get(meth, "s"), mfc="white",
-                                  label=f"{meth.upper()} d={o['d']}, {o['seeds']} seeds (± 2 s.e.)"))
-        ax.set_title(_PANEL_TITLES.get(panel, f"{panel} (declared metric)"), fontsize=10)
-        ax.set_xlabel(r"SGF time $t = k\eta/d$")
-        ax.set_ylabel(panel if panel != "overlaps" else "overlap")
-        ax.grid(True, alpha=0.3)
-        ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85,
-                  ncol=2 if len(handles) > 7 else 1)
-        if s.tau > 0:
-            f = s.delta * s.tau
-            sec = ax.secondary_xaxis("top", functions=(lambda x, f=f: x / f, lambda e_, f=f: e_ * f))
-            sec.set_xlabel(r"epochs $= t/(\delta\tau) = kB/n$", fontsize=8)
-            sec.tick_params(labelsize=7)
-    params = ", ".join(f"{k}={v:g}" for k, v in zip(cmp.model.param_names, cmp.model.param_vector(s.params)))
-    sgd = f", SGD B={o.get('batch')} η={o.get('eta'):g}" if "sgd" in methods and o.get("eta") else ""
-    fig.suptitle(f"{cmp.model.name}: simulation vs DMFT   δ=n/d={s.delta:g}, τ=η/B={s.tau:g}, λ={s.lam:g}, "
-                 f"Δt={s.dt:g}, d={o['d']}, n={o['n']}{sgd}, DMFT paths={o['paths']}"
-                 + (f"; {params}" if params else ""), fontsize=9.5)
-    fig.text(0.5, 0.005, "markers: simulation mean ± 2 s.e. over seeds;  lines: DMFT, band ± 2 Monte Carlo "
-             "s.e.;  t = kη/d (SGD step k, learning rate η), epochs = t/(δτ)"
-             + ("   [WARNINGS: see summary.txt]" if cmp.warnings else ""),
-             ha="center", va="bottom", fontsize=8, color="0.25" if not cmp.warnings else "C3")
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close("all")
-    return buf.getvalue()
+    return render(cmp)
 
 
 def table_json(cmp: Comparison) -> str:
+    v = cmp.verdict
     payload = {
         "model": cmp.model.name,
         "settings": cmp.settings.as_dict(),
         "options": cmp.options,
         "t": cmp.table["t"],
         "epochs": cmp.table.get("epochs"),
-        "observables": cmp.table["observables"],
+        "observables": {nm: {k: (val if k != "sim" else {m: {kk: (vv if kk != "by_d" else
+                                                                    {str(d_): b for d_, b in vv.items()})
+                                                             for kk, vv in s.items()}
+                                                         for m, s in val.items()})
+                             for k, val in e.items()} for nm, e in cmp.table["observables"].items()},
+        "verdict": {k: v.get(k) for k in ("word", "p", "K", "level", "times", "worst", "budget", "tests")},
+        "verdict_uncorrected": {k: cmp.raw_verdict.get(k) for k in ("word", "p", "K")},
         "warnings": cmp.warnings,
         "status": {"dmft": cmp.dmft.status, **{f"sim_{m}": r.status for m, r in cmp.sims.items()}},
         "wall_s": cmp.wall,
-        "z_note": "z = |sim - dmft| / sqrt(sem^2 + err^2); 'inf' where both errors vanish but values differ",
+        "z_note": "z = |sim - dmft| / sqrt(sem^2 + err^2); 'inf' where both errors vanish but values differ; "
+                  "the verdict: Bonferroni over Welch t tests (dmftgen.analysis.verdict)",
     }
     return json.dumps(jsonable(payload, keep_inf=True), indent=1, allow_nan=False)
 
@@ -559,7 +534,8 @@ FILES = ("figure.png", "table.csv", "table.json", "summary.txt")
 
 
 def write_outputs(cmp: Comparison, out_dir) -> dict:
-    """Write figure.png, table.csv, table.json, summary.txt, sim_<method>.npz and dmft.npz.
+    """Write figure.png, table.csv, table.json, summary.txt, sim_<method>[_d<d>].npz, dmft.npz
+    [and dmft_2dt.npz].
 
     Every payload is produced in memory first and each file is replaced atomically (temp file +
     os.replace), so a failure at any point leaves an earlier run's files whole.
@@ -577,11 +553,18 @@ def write_outputs(cmp: Comparison, out_dir) -> dict:
         "table.json": table_json(cmp).encode(),
         "summary.txt": cmp.summary.encode(),
     }
+    results = [(f"sim_{m}.npz", r) for m, r in cmp.sims.items()]
+    for m, byd in cmp.sims_by_d.items():
+        if len(byd) > 1:
+            results += [(f"sim_{m}_d{d_}.npz", r) for d_, r in sorted(byd.items()) if r is not cmp.sims[m]]
+    results.append(("dmft.npz", cmp.dmft))
+    if cmp.dt_check is not None:
+        results.append(("dmft_2dt.npz", cmp.dt_check))
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in payloads.items():
         atomic_write(out / name, data)
         paths[name] = out / name
-    for name, res in [(f"sim_{m}.npz", r) for m, r in cmp.sims.items()] + [("dmft.npz", cmp.dmft)]:
+    for name, res in results:
         paths[name] = res.save(out / name)  # atomic as well
     return paths

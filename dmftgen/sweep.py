@@ -212,7 +212,7 @@ class SweepSpec:
         return out
 
 
-_RUN_CODE = ("sim", "dmft", "observables.py", "compare.py", "config.py", "results.py")
+_RUN_CODE = ("sim", "dmft", "analysis", "observables.py", "compare.py", "config.py", "results.py")
 
 
 def code_hash() -> str:

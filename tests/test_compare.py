@@ -112,7 +112,7 @@ def test_diverged_runs_and_large_discrepancies_are_warnings_not_silent():
     cmp = compare(load_model("linreg"), Settings(T=0.5, dt=0.1), sims={"sgf": sim}, dmft=dm, methods=("sgf",))
     assert len(cmp.table["t"]) == 3  # compared on the common finished part
     assert any("simulation (sgf) diverged: blew up" in w for w in cmp.warnings), cmp.warnings
-    assert any("differ by 10.0 combined standard errors" in w for w in cmp.warnings), cmp.warnings
+    assert any("differ by t = -20.0 combined standard errors" in w for w in cmp.warnings), cmp.warnings
     assert "DISAGREEMENT" in cmp.summary and "WARNING: simulation (sgf) diverged" in cmp.summary
 
 
