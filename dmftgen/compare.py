@@ -140,12 +140,13 @@ def _dof_of(meta):
     return np.inf
 
 
-def _welch_dof(parts):
-    """Welch--Satterthwaite dof of a sum of independent variances [(var, dof), ...]."""
-    v = sum(p[0] for p in parts)
-    den = sum(np.where(p[0] > 0, p[0] ** 2 / p[1], 0.0) for p in parts)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, v ** 2 / np.where(den > 0, den, 1.0), np.inf)
+def _min_dof(parts):
+    """Conservative dof of a sum of independent variances [(var, dof), ...]: the minimum over the
+    non-zero ones (see dmftgen.analysis.stats)."""
+    out = np.inf
+    for var, dof in parts:
+        out = np.minimum(out, np.where(np.asarray(var) > 0, dof, np.inf))
+    return out
 
 
 def build_table(model, sims: dict, dmft, metrics, sims_by_d=None, dt_check=None) -> dict:
@@ -193,7 +194,7 @@ def build_table(model, sims: dict, dmft, metrics, sims_by_d=None, dt_check=None)
                 entry["dt_bias"] = bias
                 entry["dmft_corr"] = dv[:K] - bias
                 entry["dmft_corr_err"] = np.sqrt(4.0 * de[:K] ** 2 + berr ** 2)
-                entry["dmft_corr_dof"] = _welch_dof([(4.0 * de[:K] ** 2, ddof), (berr ** 2, dmft_dof(dt_check))])
+                entry["dmft_corr_dof"] = _min_dof([(4.0 * de[:K] ** 2, ddof), (berr ** 2, dmft_dof(dt_check))])
         for meth, res in sims.items():
             sv, se = _series(res, key, index, "_sem")
             if sv is None:
@@ -282,7 +283,7 @@ def _d_list(d):
     return ds
 
 
-def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, eta=None,
+def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, eta=None,
             paths=20000, dmft_method=None, progress=False, sims=None, dmft=None, dt_bias="auto",
             richardson=False, dt_check=None, level=LEVEL) -> Comparison:
     """Simulate (each method, each size) and solve the DMFT on ``settings.times``; compare.
@@ -355,6 +356,11 @@ def compare(model, settings, *, d=1024, seeds=4, methods=("sgd",), batch=None, e
                                       eta=eta if meth == "sgd" else None, progress=progress)
             wall[f"sim_{meth}" + (f"_d{d_}" if len(ds) > 1 else "")] = time.perf_counter() - t0
     sims = {meth: byd[max(byd)] for meth, byd in by_d.items()}
+    if sims:  # precomputed results define the sizes
+        ds = sorted({d_ for byd in by_d.values() for d_ in byd})
+        dmain = ds[-1]
+        n = int(round(settings.delta * dmain))
+        opts.update(d=dmain, d_list=ds, n=n)
     if "sgd" in sims:
         opts["batch"] = sims["sgd"].meta.get("batch", batch)
         opts["eta"] = sims["sgd"].meta.get("eta", eta)
@@ -478,9 +484,9 @@ def summary_text(cmp: Comparison) -> str:
     if rv is not v and rv.get("K"):
         lines.append(f"  without the extrapolations (DMFT at dt vs the largest d): {rv['word']} "
                      f"(p = {rv['p']:.2g})")
-    lines.append(f"  (the false-alarm rate of DISAGREEMENT is at most {100 * v.get('level', LEVEL):g} % "
-                 "for unbiased theory and simulation)")
     if v.get("K"):
+        lines.append(f"  (the false-alarm rate of DISAGREEMENT is at most {100 * v.get('level', LEVEL):g} % "
+                     "for unbiased theory and simulation)")
         lines += [""] + ["  " + x for x in budget_lines(v, o)]
     stat = [f"DMFT solver: {cmp.dmft.status}" + (f": {cmp.dmft.message}" if cmp.dmft.message else "")]
     if cmp.dt_check is not None and not cmp.dt_check.ok:
