@@ -28,7 +28,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="logistic-sgf", choices=sorted(CONFIGS))
     ap.add_argument("--runs", type=int, default=40)
-    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--paths", type=int, default=4000)
     a = ap.parse_args(argv)
     name, methods, d, kw = CONFIGS[a.config]
