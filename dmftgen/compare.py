@@ -379,6 +379,10 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
         dt_check = solve(model, settings.replace(dt=2 * settings.dt, T=2 * settings.dt * N2),
                          paths=paths, method=dmft_method, progress=progress, refine=1)
         wall["dmft_2dt"] = time.perf_counter() - t0
+    if dt_check is not None and not dt_check.ok:
+        opts["dt_check_status"] = f"the 2 dt solve is {dt_check.status}; see the status lines"
+    elif dt_check is None and "sgd" in sims and dt_bias == "auto" and not richardson:
+        opts["dt_check_status"] = "a single time step: no 2 dt grid"
     warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in sims else None,
                                batch=opts.get("batch"), n=n)
     warn += result_warnings(by_d, dmft, dt_check)

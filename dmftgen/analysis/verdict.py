@@ -191,7 +191,8 @@ def budget_lines(v: dict, opts: dict) -> list:
         lines.append(f"  time step     removed by Richardson (correction |f(dt/2) - f(dt)| up to "
                      f"{x['size']:.2g} s.e., {x['obs']} at t = {x['t']:g}); remainder O(dt^2)")
     elif "sgd" in opts.get("methods", ()):
-        lines.append("  time step     not measured (--dt-bias off): the DMFT at dt is biased by O(dt) "
+        why = opts.get("dt_check_status") or "--dt-bias off"
+        lines.append(f"  time step     not measured ({why}): the DMFT at dt is biased by O(dt) "
                      "against SGD")
         srcs.append(("time step (not measured)", np.nan, "--dt-bias auto or --richardson"))
     else:
