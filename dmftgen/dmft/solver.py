@@ -903,29 +903,36 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * int(opts['groups'])} paths; "
                             f"use more paths or fewer replicas.")
     sub = dict(opts, replicas=1, jackknife=False)
-    res = [_solve_one(model, settings, paths // R, method, theta_samples if r == 0 else 0, progress, sub, r)
-           for r in range(R)]
+    # theta samples from every replica (S/R each): their law is the mixture of the replicas' laws,
+    # whose second moments are the replica means reported as Q and M
+    S = int(theta_samples)
+    per = [S // R + (1 if r < S % R else 0) for r in range(R)]
+    res = [_solve_one(model, settings, paths // R, method, per[r], progress, sub, r) for r in range(R)]
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
     for key in res[0].keys():
         if key in _CURVES_EXCLUDED or key.endswith("_err"):
             continue
-        arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U"):
-            arr = np.array([x[key][:n, :n] for x in res]) if key != "S_U" else \
-                np.array([x[key][: min(n, x[key].shape[0]), : min(n, x[key].shape[0])] for x in res])
+            # two time axes; replicas that stopped early (diverged) have shorter ones
+            n2 = min([n] + [x[key].shape[0] for x in res])
+            arr = np.array([x[key][:n2, :n2] for x in res])
+        else:
+            arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         data[key] = arr.mean(0)
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U", "Phi0", "Phi_star", "E_r_ell", "E_ell_ell"):
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
-    for key in ("theta_samples", "theta_star_samples", "theta0_samples"):
-        if key in res[0]:
-            data[key] = res[0][key]
+    for key, ax in (("theta_samples", 1), ("theta_star_samples", 0), ("theta0_samples", 0)):
+        parts = [x[key] for x in res if key in x and np.size(x[key])]
+        if parts:
+            data[key] = np.concatenate([p_[:n] for p_ in parts] if ax == 1 else parts, axis=ax)
     bad = [x for x in res if not x.ok]
     status = bad[0].status if bad else "ok"
     message = bad[0].message if bad else ""
     meta = dict(res[0].meta)
     meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]],
+                 "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
                  "err_dof": R - 1,
                  "errors": f"between-replica standard error sd/sqrt(R) over R = {R} independent solves "
                            f"of {paths // R} paths (includes the feedback of kernel errors; Student t "
