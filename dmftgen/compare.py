@@ -37,6 +37,10 @@ __all__ = ["Comparison", "compare", "assumption_warnings", "lipschitz_probe", "o
            "LEVEL"]
 
 
+#: seed offset between the sizes of ``compare --d d1,d2,...`` (independent simulations per size)
+SIZE_SEED_STRIDE = 7919
+
+
 @dataclass
 class Comparison:
     """Everything ``compare`` produced; ``write_outputs`` turns it into files.
@@ -349,9 +353,12 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
         from .sim import simulate
 
         by_d[meth] = {}
-        for d_ in ds:
+        for j, d_ in enumerate(ds):
             t0 = time.perf_counter()
-            by_d[meth][d_] = simulate(model, settings, d=d_, seeds=seeds, method=meth,
+            # several sizes: independent draws per size (the fit's errors assume independence);
+            # the largest d keeps settings.seed (the single-d run's numbers)
+            st_d = settings if d_ == dmain else settings.replace(seed=settings.seed + SIZE_SEED_STRIDE * (len(ds) - 1 - j))
+            by_d[meth][d_] = simulate(model, st_d, d=d_, seeds=seeds, method=meth,
                                       batch=batch if meth == "sgd" else None,
                                       eta=eta if meth == "sgd" else None, progress=progress)
             wall[f"sim_{meth}" + (f"_d{d_}" if len(ds) > 1 else "")] = time.perf_counter() - t0
