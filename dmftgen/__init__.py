@@ -10,7 +10,7 @@ Public surface (pipeline order; the theory is docs/theory.md):
     Result, load                                                            results (xarray.Dataset)
     DmftgenError and subclasses                                             user errors
 """
-from .compare import compare  # light (numpy only); bound here so `dmftgen.compare` is the function
+from .comparison import compare  # light (numpy only); the module is dmftgen.comparison
 from .config import Settings
 from .dataset import load
 from .errors import (CodegenError, DmftgenError, ModelError, SettingsError, StaleKernelsError,

@@ -207,7 +207,7 @@ class SweepSpec:
         return out
 
 
-_RUN_CODE = ("sim", "dmft", "observables.py", "compare.py", "config.py", "results.py", "stability.py",
+_RUN_CODE = ("sim", "dmft", "analysis", "observables.py", "comparison.py", "config.py", "results.py", "stability.py",
              "model.py", "symbolic.py", "functions.py", "codegen", "reference", "sweep.py")
 
 
@@ -310,7 +310,7 @@ def _call(what, model, settings, options):
         return solve(model, settings, **options)
     if what == "stationary":
         return _stationary_point(model, settings, options)
-    from .compare import compare, table_columns
+    from .comparison import compare, table_columns
     from .results import Result
 
     cmp = compare(model, settings, **options)

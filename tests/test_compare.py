@@ -13,7 +13,7 @@ from scipy import stats
 
 from dmftgen import Model, Settings, load_model, student, teacher
 from dmftgen.cli import main
-from dmftgen.compare import assumption_warnings, discrepancy
+from dmftgen.comparison import assumption_warnings, discrepancy
 from dmftgen.w2 import loglog_slope, w2, w2_1d, w2_against_dmft, w2_assignment, wp_1d
 
 TINY = ["--d", "64", "--seeds", "2", "--T", "0.4", "--dt", "0.1", "--paths", "400"]
@@ -74,7 +74,7 @@ def test_compare_failure_keeps_earlier_outputs(tmp_path, monkeypatch):
     # (b) a failure while rendering the outputs (after the runs): still nothing replaced
     import importlib
 
-    cmpmod = importlib.import_module("dmftgen.compare")  # `import dmftgen.compare as` gives the function
+    cmpmod = importlib.import_module("dmftgen.comparison")  # `import dmftgen.compare as` gives the function
 
     monkeypatch.setattr(cmpmod, "table_json", boom)
     with pytest.raises(RuntimeError):
@@ -106,7 +106,7 @@ def _fake(t, value, err_key, status="ok"):
 def test_diverged_runs_and_large_discrepancies_are_warnings_not_silent():
     # Precomputed (fake) results: a simulation that diverged after 3 grid points and a DMFT that
     # is off by 10 combined standard errors -> both reported in warnings and in the summary.
-    from dmftgen.compare import compare
+    from dmftgen.comparison import compare
 
     t = 0.1 * np.arange(6)
     sim = _fake(t[:3], lambda x: 1.0 + x, "_sem", status="diverged")
@@ -114,8 +114,258 @@ def test_diverged_runs_and_large_discrepancies_are_warnings_not_silent():
     cmp = compare(load_model("linreg"), Settings(T=0.5, dt=0.1), sims={"sgf": sim}, dmft=dm, methods=("sgf",))
     assert len(cmp.table["t"]) == 3  # compared on the common finished part
     assert any("simulation (sgf) diverged: blew up" in w for w in cmp.warnings), cmp.warnings
-    assert any("differ by 10.0 combined standard errors" in w for w in cmp.warnings), cmp.warnings
+    assert any("differ by t = -20.0 combined standard errors" in w for w in cmp.warnings), cmp.warnings
     assert "DISAGREEMENT" in cmp.summary and "WARNING: simulation (sgf) diverged" in cmp.summary
+
+
+# ----------------------------------------------------------------------------------------------
+# The verdict: statistics against independent references, calibration, extrapolations
+# ----------------------------------------------------------------------------------------------
+def test_welch_matches_scipy_ttest_and_normal_scores_are_exact():
+    from dmftgen.analysis.stats import welch
+
+    rng = np.random.default_rng(3)
+    for na, nb in [(4, 8), (3, 20), (12, 5)]:
+        a, b = rng.normal(0.0, 1.0, na), rng.normal(0.3, 2.0, nb)
+        ref = stats.ttest_ind(a, b, equal_var=False)   # independent reference: scipy's Welch statistic
+        w = welch(a.mean(), a.std(ddof=1) / math.sqrt(na), na - 1, b.mean(), b.std(ddof=1) / math.sqrt(nb), nb - 1)
+        assert float(w["t"]) == pytest.approx(ref.statistic, rel=1e-12)
+        # p on the conservative min(na, nb) - 1 dof (never below scipy's Welch-Satterthwaite p)
+        assert float(w["dof"]) == min(na, nb) - 1
+        assert float(w["p"]) == pytest.approx(2 * stats.t.sf(abs(ref.statistic), min(na, nb) - 1), rel=1e-9)
+        assert float(w["p"]) >= ref.pvalue
+        # normal score: Phi^-1 of the t cdf (same tail probability)
+        assert stats.norm.sf(abs(float(w["zn"]))) == pytest.approx(float(w["p"]) / 2, rel=1e-9)
+    # not testable: a missing error (one seed) or an exact point (both errors 0)
+    w = welch([1.0, 1.0, 1.0], [np.nan, 0.0, 0.1], 3, [1.0, 2.0, 1.1], [0.1, 0.0, 0.0], 7)
+    assert np.isnan(w["p"][0]) and np.isnan(w["p"][1]) and np.isfinite(w["p"][2])
+
+
+def test_fit_inv_d_matches_weighted_polyfit():
+    from dmftgen.analysis.stats import fit_inv_d
+
+    ds = np.array([256.0, 512.0, 1024.0])
+    x = np.array([[1.10, 2.0], [1.05, 2.1], [1.03, 1.9]])
+    s = np.array([[0.02, 0.1], [0.015, 0.1], [0.01, 0.2]])
+    fit = fit_inv_d(ds, x, s, [3, 3, 3])
+    for j in range(2):
+        # numpy's weighted fit (w = 1/sigma) in u = 1/d; cov="unscaled" is (X^T W X)^-1
+        coef, cov = np.polyfit(1 / ds, x[:, j], 1, w=1 / s[:, j], cov="unscaled")
+        assert fit["a"][j] == pytest.approx(coef[1], rel=1e-10)
+        assert fit["b"][j] == pytest.approx(coef[0], rel=1e-8)
+        assert fit["a_se"][j] == pytest.approx(math.sqrt(cov[1, 1]), rel=1e-8)
+    # two sizes: exact line through the points; equal errors and dofs: Welch dof from the weights
+    f2 = fit_inv_d([512, 1024], np.array([[1.2], [1.1]]), np.array([[0.1], [0.1]]), [4, 4])
+    assert f2["a"][0] == pytest.approx(1.0) and f2["b"][0] == pytest.approx(0.1 * 1024)
+    assert f2["a_se"][0] == pytest.approx(0.1 * math.sqrt(5))  # a = 2 x_1024 - x_512
+    assert f2["a_dof"][0] == 4  # conservative: the smallest dof of the sizes
+
+
+def test_family_verdict_false_alarm_rate_and_power_on_synthetic_tables():
+    """Monte Carlo of the decision rule itself (no dynamics): correlated observables, 4 seeds
+    (Student t_3 errors) and 8 replicas; the Bonferroni bound must hold, bias must be seen."""
+    from dmftgen.analysis.stats import LEVEL, bonferroni, welch
+
+    rng = np.random.default_rng(0)
+    n_fam, K, S, R = 4000, 16, 4, 8
+    # correlated seeds: a common factor (correlation 0.64) across the K observables of one seed
+
+    def fam(bias, S=S):
+        g = rng.standard_normal((n_fam, 1, S))
+        seeds = 0.8 * g + 0.6 * rng.standard_normal((n_fam, K, S))
+        reps = rng.standard_normal((n_fam, K, R)) * 0.5
+        x, sx = seeds.mean(2), seeds.std(2, ddof=1) / math.sqrt(S)
+        y, sy = reps.mean(2) + bias, reps.std(2, ddof=1) / math.sqrt(R)
+        p = welch(x, sx, S - 1, y, sy, R - 1)["p"]
+        return np.array([bonferroni(row)[0] for row in p]), p
+    p0, single = fam(0.0)
+    # binomial 3-sigma allowance around the bound (n_fam = 4000)
+    for lev in (LEVEL, 0.05):
+        assert np.mean(p0 < lev) <= lev + 3 * math.sqrt(lev * (1 - lev) / n_fam), lev
+    # the single tests: conservative (Hsu's min dof; measured 2.8 % at a nominal 5 %) but not vacuous
+    assert 0.02 < np.mean(single < 0.05) < 0.05 + 3 * math.sqrt(0.05 * 0.95 / single.size)
+    # power: a bias of 6 standard errors of the seed mean is seen in 25 % of the families with
+    # 4 seeds (t_3 tails) and in most with 8 seeds (hence compare's default --seeds 8)
+    pb, _ = fam(3.0)  # 3 sd of one seed = 6 s.e. of the 4-seed mean
+    assert 0.1 < np.mean(pb < LEVEL) < 0.5
+    pb8, _ = fam(3.0 * math.sqrt(2), S=8)  # 6 s.e. of the 8-seed mean
+    assert np.mean(pb8 < LEVEL) > 0.8
+
+
+def _fake_sim(t, values, sem, seeds=8, status="ok", meta=None, message=""):
+    from dmftgen.results import Result
+
+    n = len(t)
+    data = {"t": t, "train_loss": values, "test_loss": 2 * values, "Q": values.reshape(n, 1, 1),
+            "M": values.reshape(n, 1, 1)}
+    for k in list(data)[1:]:
+        data[k + "_sem"] = np.full_like(data[k], sem)
+    return Result(data, dict({"seeds_used": seeds, "seeds": seeds}, **(meta or {})), status=status,
+                  message=message)
+
+
+def _fake_dmft(t, values, err, replicas=8, status="ok", message=""):
+    from dmftgen.results import Result
+
+    n = len(t)
+    data = {"t": t, "train_loss": values, "test_loss": 2 * values, "Q": values.reshape(n, 1, 1),
+            "M": values.reshape(n, 1, 1)}
+    for k in list(data)[1:]:
+        data[k + "_err"] = np.full_like(data[k], err)
+        data[k + "_err"][0] = 0.0
+    return Result(data, {"replicas": replicas, "err_dof": replicas - 1}, status=status, message=message)
+
+
+def test_one_seed_gives_na_and_exact_t0_is_never_tested():
+    from dmftgen.comparison import compare
+
+    t = 0.1 * np.arange(9)
+    f = 1.0 + t
+    lin = load_model("linreg")
+    st = Settings(T=0.8, dt=0.1)
+    # one seed: the simulation has no error bar -> "n/a", never z = inf / DISAGREEMENT
+    one = _fake_sim(t, f + 0.05, np.nan, seeds=1)
+    cmp = compare(lin, st, sims={"sgf": one}, dmft=_fake_dmft(t, f, 0.01), methods=("sgf",))
+    assert cmp.verdict["K"] == 0 and "verdict: n/a (a single seed" in cmp.summary
+    assert "DISAGREEMENT" not in cmp.summary
+    # t = 0 differs with both errors 0 (exact on both sides): not among the tested times
+    sim = _fake_sim(t, f, 0.02)
+    sim["train_loss"][0] += 0.5
+    sim["train_loss_sem"][0] = 0.0
+    cmp = compare(lin, st, sims={"sgf": sim}, dmft=_fake_dmft(t, f, 0.01), methods=("sgf",))
+    assert cmp.verdict["times"] == pytest.approx([0.2, 0.4, 0.6, 0.8]) and cmp.verdict["word"] == "agreement"
+    assert cmp.verdict["p"] == 1.0 and "agreement at the 1 % level" in cmp.summary
+
+
+def test_finite_size_extrapolation_is_what_the_verdict_tests(tmp_path):
+    """x(d) = a + b/d exactly at two sizes: the fit recovers a; the DMFT equals a, so the
+    extrapolated verdict agrees while the raw comparison at the largest d does not."""
+    from dmftgen.comparison import compare, write_outputs
+
+    t = 0.1 * np.arange(9)
+    a, b = 1.0 + t, 40.0 * (t + 0.1)
+    sims = {"sgf": {256: _fake_sim(t, a + b / 256, 0.004), 512: _fake_sim(t, a + b / 512, 0.002)}}
+    cmp = compare(load_model("linreg"), Settings(T=0.8, dt=0.1), sims=sims, dmft=_fake_dmft(t, a, 0.001),
+                  methods=("sgf",))
+    ex = cmp.table["observables"]["train_loss"]["sim"]["sgf"]["extrap"]
+    np.testing.assert_allclose(ex["mean"], a, rtol=1e-10)
+    np.testing.assert_allclose(ex["fs_bias"], b / 512, rtol=1e-8)
+    assert cmp.verdict["word"] == "agreement" and cmp.raw_verdict["word"] == "DISAGREEMENT"
+    assert "finite size   b/d at d = 512" in cmp.summary and "fit x(d) = a + b/d over d = 256, 512" in cmp.summary
+    paths = write_outputs(cmp, tmp_path / "o")
+    head = (tmp_path / "o" / "table.csv").read_text().splitlines()[0].split(",")
+    assert "train_loss_sgf_dinf" in head and "train_loss_sgf_d256" in head
+    assert "sim_sgf_d256.npz" in {p.name for p in paths.values()}
+
+
+def test_time_step_bias_is_measured_named_and_removed_for_sgd():
+    """SGD against a DMFT with an O(dt) bias: f(dt) = f0 + c dt, f(2dt) = f0 + 2 c dt. The
+    verdict on 2 f(dt) - f(2dt) agrees; the uncorrected one does not; the budget and the hint
+    name the time step first."""
+    from dmftgen.comparison import compare
+
+    t = 0.1 * np.arange(9)
+    f0, c = 1.0 + t, 0.5 * t
+    sim = _fake_sim(t, f0, 0.002)
+    dm = _fake_dmft(t, f0 + c * 0.1, 0.001)
+    t2 = 0.2 * np.arange(5)
+    chk = _fake_dmft(t2, 1.0 + t2 + 0.5 * t2 * 0.2, 0.001)
+    cmp = compare(load_model("linreg"), Settings(T=0.8, dt=0.1, tau=0.5), sims={"sgd": sim}, dmft=dm,
+                  dt_check=chk, methods=("sgd",))
+    e = cmp.table["observables"]["train_loss"]
+    np.testing.assert_allclose(e["dt_bias"][::2], (c * 0.1)[::2], atol=1e-12)
+    np.testing.assert_allclose(e["dmft_corr"][::2], f0[::2], atol=1e-12)
+    assert cmp.verdict["word"] == "agreement" and cmp.raw_verdict["word"] == "DISAGREEMENT"
+    assert "time step     |f(2dt) - f(dt)|" in cmp.summary
+    # when the corrected verdict fails too (an extra bias), the hint lists the time step first
+    sim2 = _fake_sim(t, f0 + 0.03, 0.002)
+    cmp2 = compare(load_model("linreg"), Settings(T=0.8, dt=0.1, tau=0.5), sims={"sgd": sim2}, dmft=dm,
+                   dt_check=chk, methods=("sgd",))
+    assert cmp2.verdict["word"] == "DISAGREEMENT"
+    hint = next(x for x in cmp2.summary.splitlines() if "likely causes" in x)
+    assert hint.split("largest first: ")[1].startswith("time step (")
+
+
+def test_non_ok_solver_status_and_diverged_seeds_are_summary_lines():
+    from dmftgen.comparison import compare
+
+    t = 0.1 * np.arange(9)
+    f = 1.0 + t
+    sim = _fake_sim(t, f, 0.02, seeds=3, meta={"diverged_seeds": [2]},
+                    message="1 of 4 seeds diverged and are excluded from the averages (seed indices [2])")
+    dm = _fake_dmft(t, f, 0.01, status="inaccurate", message="self-check: S_U pivots clipped")
+    cmp = compare(load_model("linreg"), Settings(T=0.8, dt=0.1), sims={"sgf": sim}, dmft=dm, methods=("sgf",))
+    assert "  status: DMFT solver: inaccurate: self-check: S_U pivots clipped" in cmp.summary
+    assert "status: simulation sgf d=1024: ok: 1 of 4 seeds diverged" in cmp.summary
+    assert cmp.verdict["word"] == "agreement"  # the excluded seed does not make z infinite
+
+
+def test_simulator_excludes_and_counts_diverged_seeds(monkeypatch, linreg):
+    import dmftgen.sim.driver as drv
+    from dmftgen.sim import simulate
+
+    model = linreg
+    real = drv.run_sgf
+    calls = []
+
+    def flaky(*a, **k):
+        path, extra = real(*a, **k)
+        calls.append(1)
+        if len(calls) == 2:  # the second seed "blows up" after 2 records
+            path.status, path.message, path.n_done = "diverged", "diverged at t = 0.1: test", 2
+        return path, extra
+
+    monkeypatch.setattr(drv, "run_sgf", flaky)
+    st = Settings(delta=2.0, tau=0.5, T=0.4, dt=0.1, seed=1)
+    res = simulate(model, st, d=32, seeds=3)
+    monkeypatch.undo()
+    assert res.ok and res.meta["diverged_seeds"] == [1] and res.meta["seeds_used"] == 2
+    assert "1 of 3 seeds diverged and are excluded" in res.message and len(res.t) == 5
+    # the averages are those of seeds 0 and 2 alone (recomputed from single-seed runs)
+    s0 = simulate(model, st, d=32, seeds=1)
+    s2 = simulate(model, st, d=32, seeds=3)  # seeds 0, 1, 2 all fine
+    assert s2.meta["diverged_seeds"] == [] and s2.meta["seeds_used"] == 3
+    one_two = 2 * res["train_loss"] - s0["train_loss"]  # = seed 2 alone
+    assert np.all(np.isfinite(one_two)) and not np.allclose(one_two, s0["train_loss"])
+
+
+def test_default_dmft_errors_come_from_replicas(linreg):
+    from dmftgen.dmft import solve
+
+    model = linreg
+    st = Settings(delta=2.0, tau=0.5, T=0.4, dt=0.1, seed=2)
+    res = solve(model, st, paths=800)
+    assert res.meta["replicas"] == 8 and res.meta["err_dof"] == 7 and "between-replica" in res.meta["errors"]
+    one = solve(model, st, paths=800, replicas=1)
+    assert one.meta["err_dof"] == 19 and "replicas=1" in one.meta["errors"]
+    few = solve(model, st, paths=60)  # 60 // 40 = 1 replica fits: falls back to one solve
+    assert few.meta.get("replicas", 1) == 1
+    from dmftgen.errors import SettingsError
+    with pytest.raises(SettingsError, match="replicas"):
+        solve(model, st, paths=800, replicas="many")
+
+
+def test_overlap_panel_averages_exchangeable_units_at_m3():
+    from types import SimpleNamespace
+
+    from dmftgen.analysis.figure import display_curves
+
+    t = np.arange(3.0)
+    obs = {}
+    for a in range(3):
+        for b in range(a, 3):
+            v = np.full(3, 1.0 if a == b else 0.1 * (a + b))
+            obs[f"Q{a}{b}"] = {"panel": "overlaps", "dmft": v, "dmft_err": v * 0, "sim": {
+                "sgf": {"mean": v + 0.01, "sem": v * 0 + 0.01}}}
+    for a in range(3):
+        obs[f"M{a}0"] = {"panel": "overlaps", "dmft": np.full(3, 0.2 * a), "dmft_err": np.zeros(3), "sim": {}}
+    curves = display_curves(SimpleNamespace(m=3, k=1), {"t": t, "observables": obs}, ["sgf"], "overlaps")
+    labels = [c[0] for c in curves]
+    assert labels == ["Q diag (mean over a)", "Q off-diag (mean over a<b)", "M, teacher 0 (mean over a)"]
+    np.testing.assert_allclose(curves[1][1]["dmft"], (0.1 + 0.2 + 0.3) / 3)
+    np.testing.assert_allclose(curves[2][1]["dmft"], 0.2)
+    # m = 2: every entry drawn
+    assert len(display_curves(SimpleNamespace(m=2, k=1), {"t": t, "observables": obs}, ["sgf"], "loss")) == 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _no_compute(monkeypatch):
     import dmftgen.sim
     monkeypatch.setattr(dmftgen.sim, "simulate", boom)
     monkeypatch.setattr(dmftgen.dmft, "solve", boom)
-    monkeypatch.setattr("dmftgen.compare.compare", boom)
+    monkeypatch.setattr("dmftgen.comparison.compare", boom)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Re-running the same command resumes: finished points (in FILE.parts/) are not re
 """
 from __future__ import annotations
 
-from ._common import DYNAMICS_HELP, add_model_arg, add_settings_args, progress_enabled, settings_from_args
+from ._common import (DYNAMICS_HELP, add_model_arg, add_settings_args, add_theory_arg, progress_enabled,
+                      settings_from_args)
 
 #: Options forwarded to the single-run function, per --what (None = not given, use its default).
 FORWARD = {
@@ -64,6 +65,7 @@ def add_parser(sub):
     o.add_argument("--batch", type=int, default=None, help="simulate/compare --method sgd: minibatch size B (default 1, or eta/tau)")
     o.add_argument("--eta", type=float, default=None, help="simulate/compare --method sgd: learning rate (default tau*B)")
     o.add_argument("--data", choices=("gaussian", "rademacher"), default=None, help="simulate: law of X (default gaussian)")
+    add_theory_arg(p)
     p.set_defaults(func=run)
 
 
@@ -75,6 +77,10 @@ def spec_from_args(args):
 
     model = load_model(args.model)
     base = settings_from_args(args, model)
+    if args.what in ("solve", "compare", "stationary"):
+        from ..dmft.assumptions import require_theory
+
+        require_theory(model, allow=args.outside_theory)  # refused here, before any point runs
     grid = {}
     for item in args.grid:
         name, values = parse_grid_item(item)
@@ -87,6 +93,8 @@ def spec_from_args(args):
         if v is not None:
             options[name] = v
     options = {KEYWORD[args.what].get(k, k): v for k, v in options.items()}
+    if args.outside_theory and args.what in ("solve", "compare"):
+        options["allow_outside_theory"] = True
     if "methods" in options:
         options["methods"] = [options["methods"]]
     unused = [n for n in ("d", "seeds", "paths", "method", "scheme", "batch", "eta", "data")

@@ -57,8 +57,12 @@ Error bars
 ----------
 Batch means over path groups (r-side averages) and a group jackknife through the theta-side map
 (Q, M, test observables) ignore the feedback of kernel errors into later paths, which all groups
-share: at long horizons they are ~1.2-1.5x too small (measured on linreg at t = 5). Option
-``replicas=R`` runs R independent solves and reports between-replica errors, feedback included.
+share: at long horizons they are ~1.2-1.5x too small (measured on linreg at t = 5). Hence the
+default ``replicas="auto"``: R = min(8, paths // (2 groups)) independent solves of paths/R paths
+each (the cost is linear in the number of paths, so R replicas of P/R paths cost about one solve
+of P paths), and ``*_err`` is the between-replica standard error sd/sqrt(R), feedback included
+(Student t with R - 1 degrees of freedom: ``meta["err_dof"]``). ``replicas=1`` restores the
+within-solve estimates (``err_dof`` = groups - 1). Calibration: NOTES of issue 10 / README.
 """
 from __future__ import annotations
 
@@ -90,7 +94,7 @@ _OPTIONS = {
     "blowup": 1e10,          # train loss / <ell ell> / Q beyond this counts as diverged
     "threads": None,         # numba threads (None: numba default)
     "jackknife": True,       # error bars of Q, M, test observables by group jackknife
-    "replicas": 1,           # independent sub-solves (own theta-side each): honest error bars
+    "replicas": "auto",      # independent sub-solves (own theta-side each): honest error bars
     "theta_paths": None,     # theta-paths for a nonlinear regulariser (None: automatic budget)
     "refine": 0,             # draw the noises on the grid dt/2^refine and aggregate (coupling)
     "tangent_cv": True,      # control variate for the Monte Carlo tangents (see template docs)
@@ -737,9 +741,11 @@ class _Solver:
             "gram": getattr(self, "gram", None), "checks": checks,
             "options": {k: v for k, v in self.opts.items()},
             "versions": versions(),
-            "errors": "r-side averages: batch means over path groups; Q, M, test observables: group "
-                      "jackknife through the theta-side map (first order, ignores the feedback of "
-                      "kernel errors into later paths)",
+            "err_dof": G - 1,
+            "errors": "one solve (replicas=1): r-side averages: batch means over path groups; Q, M, "
+                      "test observables: group jackknife through the theta-side map (first order, "
+                      "ignores the feedback of kernel errors into later paths: too small at long "
+                      "horizons; the default replicas='auto' includes it)",
         }
         return Result(data, meta, status=status, message=message)
 
@@ -865,7 +871,8 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
         nu ("auto" | "stein" | "pathwise"); damping (0.3), max_iter (200), tol (1e-8),
         sampler ("eigh" | "cholesky"): fixed point; blowup (1e10): divergence threshold;
         threads: numba threads (set globally); jackknife (True): Q/M/test error bars;
-        replicas (1): R independent solves, between-replica errors (feedback included);
+        replicas ("auto": min(8, paths // (2 groups)), 1 if that is < 2): R independent solves
+        of paths/R paths, between-replica errors (feedback of kernel errors included);
         theta_paths (auto): theta-paths for a declared regulariser H; refine (0): draw the noise
         on dt/2^refine and aggregate (couples solves at different dt).
 
@@ -899,7 +906,8 @@ def _solve(model, settings, paths, method, theta_samples, progress, options):
         # tau = 0 (tests/test_selfchecks.py: gradient flow, m = 2, against SGF at the same dt).
         method = "sweep"
     opts = _check_options(options)
-    R = int(opts["replicas"])
+    R = _n_replicas(opts, paths)
+    opts["replicas"] = R
     if R > 1:
         return _solve_replicas(model, settings, paths, method, theta_samples, progress, opts)
     return _solve_one(model, settings, paths, method, theta_samples, progress, opts)
@@ -942,6 +950,26 @@ def _solve_one(model, settings, paths, method, theta_samples, progress, opts, re
 _CURVES_EXCLUDED = {"t", "rho", "theta_samples", "theta_star_samples", "theta0_samples"}
 
 
+#: replicas of the default error bars (7 degrees of freedom; measured calibration in README).
+AUTO_REPLICAS = 8
+
+
+def _n_replicas(opts, paths) -> int:
+    """The number of replicas: ``opts["replicas"]``, or for "auto" min(8, paths // (2 groups))
+    (each replica needs 2 paths per group), 1 if fewer than 2 replicas fit."""
+    R = opts["replicas"]
+    if R in (None, "auto"):
+        R = min(AUTO_REPLICAS, int(paths) // (2 * int(opts["groups"])))
+        return R if R >= 2 else 1
+    try:
+        R = int(R)
+    except (TypeError, ValueError):
+        raise SettingsError(f"option replicas={R!r}: use 'auto' or an integer >= 1.") from None
+    if R < 1:
+        raise SettingsError(f"option replicas={R}: use 'auto' or an integer >= 1.")
+    return R
+
+
 def _solve_replicas(model, settings, paths, method, theta_samples, progress, opts):
     """R independent solves with paths/R paths each (own kernels, theta-side, random streams).
 
@@ -956,30 +984,40 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * int(opts['groups'])} paths; "
                             f"use more paths or fewer replicas.")
     sub = dict(opts, replicas=1, jackknife=False)
-    res = [_solve_one(model, settings, paths // R, method, theta_samples if r == 0 else 0, progress, sub, r)
-           for r in range(R)]
+    # theta samples from every replica (S/R each): their law is the mixture of the replicas' laws,
+    # whose second moments are the replica means reported as Q and M
+    S = int(theta_samples)
+    per = [S // R + (1 if r < S % R else 0) for r in range(R)]
+    res = [_solve_one(model, settings, paths // R, method, per[r], progress, sub, r) for r in range(R)]
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
     for key in res[0].keys():
         if key in _CURVES_EXCLUDED or key.endswith("_err"):
             continue
-        arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U"):
-            arr = np.array([x[key][:n, :n] for x in res]) if key != "S_U" else \
-                np.array([x[key][: min(n, x[key].shape[0]), : min(n, x[key].shape[0])] for x in res])
+            # two time axes; replicas that stopped early (diverged) have shorter ones
+            n2 = min([n] + [x[key].shape[0] for x in res])
+            arr = np.array([x[key][:n2, :n2] for x in res])
+        else:
+            arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         data[key] = arr.mean(0)
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U", "Phi0", "Phi_star", "E_r_ell", "E_ell_ell"):
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
-    for key in ("theta_samples", "theta_star_samples", "theta0_samples"):
-        if key in res[0]:
-            data[key] = res[0][key]
+    for key, ax in (("theta_samples", 1), ("theta_star_samples", 0), ("theta0_samples", 0)):
+        parts = [x[key] for x in res if key in x and np.size(x[key])]
+        if parts:
+            data[key] = np.concatenate([p_[:n] for p_ in parts] if ax == 1 else parts, axis=ax)
     bad = [x for x in res if not x.ok]
     status = bad[0].status if bad else "ok"
     message = bad[0].message if bad else ""
     meta = dict(res[0].meta)
     meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]],
-                 "errors": f"between-replica standard error over {R} independent solves of {paths // R} paths"})
+                 "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
+                 "err_dof": R - 1,
+                 "errors": f"between-replica standard error sd/sqrt(R) over R = {R} independent solves "
+                           f"of {paths // R} paths (includes the feedback of kernel errors; Student t "
+                           f"with {R - 1} degrees of freedom)"})
     return Result(data, meta, status=status, message=message)
 
 

@@ -122,7 +122,11 @@ def _versions() -> dict:
 
 
 def _mean_sem(a: np.ndarray):
-    """Mean over axis 0 and its standard error std(ddof=1)/sqrt(S) (NaN for a single seed)."""
+    """Mean over axis 0 and its standard error std(ddof=1)/sqrt(S) (NaN for a single seed).
+
+    (mean - E)/sem is Student t with S - 1 degrees of freedom for Gaussian seeds (``meta
+    ["seeds_used"]`` - 1); one seed has no error bar (NaN: ``compare`` reports "n/a").
+    """
     S = a.shape[0]
     mean = a.mean(axis=0)
     if S < 2:
@@ -227,8 +231,8 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         rhos.append(D.rho.tolist())
         paths.append(path)
         tests.append(test_observables(kern, model, path.Q[:nd], path.M[:nd], D.rho, p) if nd else {})
-        if path.status != "ok":
-            # diverged, or interrupted (Ctrl-C): stop here and keep the finished part
+        if path.status == "interrupted":
+            # interrupted (Ctrl-C): stop here and keep the finished part of the finished seeds
             status = path.status
             message = (f"seed index {i} of {seeds}: {path.message}. Kept the first {nd} recorded "
                        f"times (t <= {times[nd - 1]:.6g})" if nd else
@@ -238,6 +242,23 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         bar.close()
     wall = time.perf_counter() - t0
 
+    # Diverged seeds are excluded from the averages and counted (meta "diverged_seeds"); the run
+    # is "diverged" only when every seed diverged (then all seeds up to the earliest blow-up).
+    diverged = [i for i, pp in enumerate(paths) if pp.status == "diverged"]
+    keep = [i for i, pp in enumerate(paths) if pp.status != "diverged"]
+    if diverged and keep:
+        first = paths[diverged[0]]
+        message = (f"{len(diverged)} of {len(paths)} seeds diverged and are excluded from the averages "
+                   f"(seed indices {diverged}; first: {first.message})")
+    elif diverged:
+        status = "diverged"
+        R0 = min(pp.n_done for pp in paths)
+        message = (f"every seed diverged; seed index {diverged[0]} of {seeds}: {paths[diverged[0]].message}. "
+                   + (f"Kept the first {R0} recorded times (t <= {times[R0 - 1]:.6g})" if R0 else
+                      "No time was finished."))
+        keep = list(range(len(paths)))
+    tests = [tests[i] for i in keep]
+    paths = [paths[i] for i in keep]
     R = min(pp.n_done for pp in paths)
     S = len(paths)
     arrays = {"t": times[:R].copy()}
@@ -263,7 +284,8 @@ def simulate(model, settings, *, d=1024, seeds=4, method="sgf", batch=None, eta=
         "source_hash": kern.SOURCE_HASH,
         "settings": settings.as_dict(),
         "d": d, "n": n, "delta_eff": delta_eff,
-        "seeds": seeds, "seeds_run": S,
+        "seeds": seeds, "seeds_run": S + (len(diverged) if status == "ok" else 0),
+        "seeds_used": S, "diverged_seeds": diverged,
         "method": method, "batch": batch, "eta": eta,
         "replace": bool(replace) if method == "sgd" else None,
         "data": data, "theta_rows": theta_rows, "matrix_free": bool(matrix_free),
