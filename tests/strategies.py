@@ -134,6 +134,6 @@ def agreement_models(draw, max_m=3, max_k=2):
     model = Model(name=name, student=r, teacher=s, noise={z: law} if uses_z else {}, loss=loss,
                   init_std=init, teacher_std=1, description=desc, source=__file__)
     run = {"delta": draw(st.sampled_from([1.5, 2.0, 3.0]), label="delta"),
-           "tau_frac": draw(st.sampled_from([0.2, 0.4, 0.6]), label="tau * sup|grad ell|"),
+           "tau_frac": draw(st.sampled_from([0.0, 0.2, 0.4, 0.6]), label="tau * sup|grad ell|"),  # 0: gradient flow
            "lam": draw(st.sampled_from([0.0, 0.1]), label="lam")}
     return model, run

@@ -229,3 +229,19 @@ def test_gradient_flow_committee_table_of_the_issue(committee, dt):
     sim = simulate(committee, s, d=2000, seeds=8, method="sgf")
     for key in ("train_loss", "test_loss"):
         assert _z(sim[key][-1], sim[key + "_sem"][-1], th[key][-1], th[key + "_err"][-1]) < 4.0
+
+
+def test_compare_and_sweep_refuse_lad_before_computing(tmp_path, gen_dir):
+    """compare and sweep refuse a model outside the theory at once (exit 2, no traceback), before
+    any simulation: nothing is written."""
+    from dmftgen.codegen import generate
+
+    f = _write(tmp_path, "lad", LAD)
+    generate(load_model(str(f)))
+    for cmd in (["compare", str(f), "--T", "0.5", "--d", "64", "--seeds", "2", "--out", str(tmp_path / "cmp")],
+                ["sweep", str(f), "--what", "solve", "--grid", "tau=0.1,0.2", "--T", "0.5",
+                 "--out", str(tmp_path / "sw.nc")]):
+        p = subprocess.run([sys.executable, "-m", "dmftgen", *cmd], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2, (cmd[0], p.stderr)
+        assert "Traceback" not in p.stderr and "discontinuous in the student field r" in p.stderr
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "sw.nc").exists()
