@@ -120,7 +120,7 @@ def test_signals_on_solve_leave_an_earlier_file_intact(sig, tmp_path):
 
 def test_sigint_on_simulate_keeps_a_complete_earlier_file(tmp_path):
     out = tmp_path / "sim.json"
-    argv = ["simulate", "linreg", "--d", "64", "--seeds", "2", "--T", "1", "--dt", "0.1", "--out", str(out)]
+    argv = ["simulate", "linreg", "--method", "sgf", "--d", "64", "--seeds", "2", "--T", "1", "--dt", "0.1", "--out", str(out)]
     assert main(argv) == 0
     before = out.read_bytes()
     rc, stdout, err = run_until_ready(tmp_path, HOOK_SIM, argv, signal.SIGINT)

@@ -8,12 +8,13 @@ and f = 2^refine (all float64, 8 bytes):
 
     \text{path histories}\; 8P\,[N f m + 2 N f + N m\,(1 + [f>1]) + (N+1) m + N m k\,[\nu\ \text{pathwise}]]
     \;+\; \text{tangents}\; 8 P_J (2N + 1) m^2
-    \;+\; \text{group sums}\; 8 G\,[NI^2 + NN^2 (1 + [\text{cv}])]\,[P_J > 0] + 8 G\, NI^2
+    \;+\; \text{group sums}\; 8 G\, NN^2\,[P_J > 0] + 8 G\, NI^2
     \;+\; \text{theta side}\; 8 \cdot 10\, NN^2 ,
 
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
 ``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
-two-time group sums ``su_sum``, ``kl_sum``, ``klcv_sum``; the Cholesky factors, W and the
+two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
+in place, no second array); the Cholesky factors, W and the
 theta-side matrices R, R^T, K_ell, C, ... of size NN^2).  ``tests/test_failures.py`` checks it
 against the peak traced by ``tracemalloc`` on small solves.
 
@@ -66,7 +67,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
     PJ = _tangent_paths(model, P, N, opts, linear)
     per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
     tangents = PJ * (2 * N + 1) * m * m
-    group = G * NI * NI + (G * NN * NN * (2 if opts.get("tangent_cv", True) else 1) if PJ else 0)
+    group = G * NI * NI + (G * NN * NN if PJ else 0)
     theta_side = 10 * NN * NN
     return 8.0 * (P * per_path + tangents + group + theta_side)
 

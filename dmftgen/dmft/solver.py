@@ -258,7 +258,11 @@ class _Solver:
         self.gam_sum = np.zeros((G, N + 1, m, m))
         self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
         self.use_cv = bool(self.opts["tangent_cv"]) and self.n_tan_g > 0
-        self.klcv_sum = np.zeros((G, NN, NN)) if self.use_cv else np.zeros((G, 1, 1))
+        # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
+        # (G, NN, NN) array instead of two). klcv_sum stays readable for the self-checks (which
+        # compute kl_sum - klcv_sum per group) as a zero view that takes no memory.
+        self._klcv_arg = np.zeros((1, 1, 1))
+        self.klcv_sum = np.broadcast_to(np.zeros((1, 1, 1)), (G, NN, NN) if self.use_cv else (G, 1, 1))
         if not hasattr(self, "Gcv"):
             self.Gcv = np.zeros((N + 1, m, m))     # control-variate matrices in a_l
             self.Gcv_g = np.zeros((N + 1, m, m))   # ... and at the row's own time k
@@ -276,7 +280,7 @@ class _Solver:
                              self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
                              self.su_sum, self.rl_sum, self.ll_sum, self.bad,
-                             self.use_cv, self.Gcv, self.Gcv_g, self.klcv_sum)
+                             self.use_cv, self.Gcv, self.Gcv_g, self._klcv_arg)
 
     def _theta(self):
         return ThetaSide(self.N, self.m, self.kk, self.lam, self.dt, self.delta, self.rho, self.sigma0,
@@ -303,7 +307,8 @@ class _Solver:
         out["S_U"] = S
         out["kl"] = avg(self.kl_sum, ntan) if self.n_tan_g else None
         if self.n_tan_g and self.use_cv:
-            out["kl"] = out["kl"] - avg(self.klcv_sum, ntan) + self.kl_det
+            # kl_sum already holds sum(Z - Zc) (the control variate is subtracted in the kernel)
+            out["kl"] = out["kl"] + self.kl_det
         return out
 
     def _set_row(self, th, k, kern):
@@ -540,7 +545,8 @@ class _Solver:
             row = np.zeros((m, (k + 1) * m))
             det_tangent_row(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
             self.kl_det[rk, : k * m] = row[:, : k * m]
-            kl = kl - self.klcv_sum[:, rk, : k * m].sum(0) / nt + row[:, : k * m]
+            # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
+            kl = kl + row[:, : k * m]
         return kl
 
     def _finite_row(self, k, th):

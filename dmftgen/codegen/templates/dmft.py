@@ -41,8 +41,10 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   Gamma known before the step) but the path's
   own dB; its mean follows the deterministic recursion (dB_l is independent of Zc_m, m > l), so
   K_ell = <Z> - <Zc> + E Zc removes most of the noise of the own-noise factors dt + sqrt(tau
-  delta) dB, whose sd sqrt(tau delta dt) dwarfs their mean dt on fine grids. ``klcv_sum`` as
-  ``kl_sum``.
+  delta) dB, whose sd sqrt(tau delta dt) dwarfs their mean dt on fine grids. The control
+  variate is subtracted in place: with ``use_cv`` ``kl_sum`` accumulates sum(Z - Zc), so only the
+  difference is stored (one (G, (N+1)M, (N+1)M) array, not two). ``klcv_sum`` is no longer
+  written (kept in the signature; pass any 3-d float64 array, e.g. (1, 1, 1)).
 """
 
 import math  # noqa: F401
@@ -262,4 +264,6 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                     t = -inv_delta * t * fac
                                     Zc[l * M + b, a, ln] = t
                                     tot += t
-                                klcv_sum[g, kM + a, l * M + b] += tot
+                                # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
+                                # (G, NN, NN) accumulator instead of two)
+                                kl_sum[g, kM + a, l * M + b] -= tot
