@@ -133,7 +133,7 @@ def test_injected_kernel_row_error_is_flagged(logistic, monkeypatch):
 def test_checks_pass_on_a_correct_solve_and_are_in_the_file(logistic, tmp_path):
     """No false alarm on a correct solve; the checks travel with the result and show-result prints
     them (exit 0)."""
-    th = solve(logistic, Settings(delta=2, tau=0.5, T=1, dt=0.05), paths=2000)
+    th = solve(logistic, Settings(delta=2, tau=0.5, T=1, dt=0.05), paths=2000, replicas=1)
     assert th.ok, th.message
     names = {c["name"] for c in th.meta["checks"]}
     assert {"Q balance", "M balance", "kernel consistency", "sampler factor", "input variance"} <= names

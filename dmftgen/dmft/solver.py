@@ -998,7 +998,8 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
     for key in res[0].keys():
-        if key in _CURVES_EXCLUDED or key.endswith("_err"):
+        if key in _CURVES_EXCLUDED or key.endswith("_err") or key.startswith("check_"):
+            # self-check residuals are per replica (each replica's meta has its own checks)
             continue
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U"):
             # two time axes; replicas that stopped early (diverged) have shorter ones
