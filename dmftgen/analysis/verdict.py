@@ -210,7 +210,9 @@ def budget_lines(v: dict, opts: dict) -> list:
                      "use e.g. --d 512,1024,2048 to fit and remove it")
         srcs.append(("finite size (not measured)", np.nan, "--d 512,1024,2048"))
     if v["word"] in ("marginal", "DISAGREEMENT"):
-        meas = sorted([s for s in srcs if np.isfinite(s[1])], key=lambda s: -s[1])
+        # a measured source below 1 s.e. cannot explain a significant difference: left out
+        meas = sorted([s for s in srcs if np.isfinite(s[1]) and s[1] >= 1.0], key=lambda s: -s[1])
+        small = [s[0] for s in srcs if np.isfinite(s[1]) and s[1] < 1.0]
         unmeas = [s for s in srcs if not np.isfinite(s[1])]
         parts = [f"{n} ({sz:.2g} s.e.; try {fix})" for n, sz, fix in meas]
         parts += [f"{n} (try {fix})" for n, sz, fix in unmeas]
@@ -218,5 +220,6 @@ def budget_lines(v: dict, opts: dict) -> list:
             parts.append("SGD vs SGF (higher cumulants of the minibatch noise, grow with tau; "
                          "try --method both)")
         parts.append("a model outside the theory (see the warnings)")
-        lines.append("likely causes, largest first: " + "; ".join(parts) + ".")
+        lines.append("likely causes, largest first: " + "; ".join(parts) + "."
+                     + (f" (Measured below 1 s.e., not a likely cause: {', '.join(small)}.)" if small else ""))
     return lines
