@@ -24,7 +24,13 @@ recomputed.  At the end (and on Ctrl-C, and on every resume) the parts of the cu
 combined into ``FILE``: an xarray Dataset (netCDF, h5netcdf engine) with dims
 ``(*grid parameters, t, component dims)``, the variables of the single-run results, per-point
 ``status``/``message``/``point_meta`` (JSON) strings, and the run metadata as a JSON string
-attribute ``meta`` (netCDF attributes cannot hold nested dicts or booleans).
+attribute ``meta`` (netCDF attributes cannot hold nested dicts or booleans).  The point
+Datasets are concatenated (:func:`point_dataset`, :func:`combine`); their dimensions come from
+the result schema of :mod:`dmftgen.dataset`, never from array shapes.
+
+Size: above 400 lines because it holds four jobs that several branches are editing at once
+(grid and keys, the Dask driver and parts, combine, the phase-diagram plots); the plots
+(``_select`` .. ``plot_phase``) are the first to move out once those branches are merged.
 """
 from __future__ import annotations
 

@@ -109,3 +109,8 @@ def test_sweep_concatenates_point_datasets(tmp_path):
     assert np.isnan(ds["theta_rows"].sel(delta=2.0).values[:, 2:]).all()      # padded after the blow-up
     assert np.isnan(ds["test_loss"].sel(delta=3.0).values).all()
     assert list(ds["status"].values) == ["diverged", "diverged", "missing"]
+    # a grid whose only finished point stopped early still spans the full time grid
+    out2 = tmp_path / "h.nc"
+    save_part(out2, pts[0], {"data": short.data, "meta": short.meta, "status": "diverged", "message": ""}, "run")
+    ds2 = combine(spec, out2)
+    assert ds2.sizes["t"] == NT and np.isnan(ds2["Q"].sel(delta=1.0).values[2:]).all()
