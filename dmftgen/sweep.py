@@ -445,6 +445,7 @@ def point_dataset(res, t: np.ndarray, two_time: bool = False):
     ``s``) are kept; with it also the two-time kernels and the arrays without a time axis
     (rho, S_U).
     """
+    nt = len(t)
     ds = res.to_dataset()
     if not two_time:
         ds = ds[[k for k, v in ds.data_vars.items() if "t" in v.dims and "s" not in v.dims]]
@@ -484,7 +485,6 @@ def combine(spec: SweepSpec, out, points: list[Point] | None = None, *, run_meta
     names = list(spec.grid)
     gshape = tuple(len(spec.grid[n]) for n in names)
     t = _time_axis(spec, points)
-    nt = len(t)
     results = {p.key: load_part(out, p) for p in points}
     pieces = {p.key: point_dataset(results[p.key], t, two_time) for p in points if results[p.key] is not None}
     template = {}  # union of the variables, first appearance wins
