@@ -31,6 +31,7 @@ import os
 from ..errors import SettingsError
 
 FRACTION = 0.8
+FIXED_BYTES = 4 * 2 ** 20  # size-independent: the test observables' common sample (measured ~4 MiB)
 
 
 def _tangent_paths(model, P, N, opts, linear_ell) -> int:
@@ -53,6 +54,13 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
     opts = dict(options or {})
     P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
     G = int(opts.get("groups", 20))
+    # replicas run one after the other: the peak is one replica of P / R paths, plus the R
+    # finished results kept for averaging (C_theta, R_theta, K_ell, R_ell: 4 two-time arrays each)
+    from .solver import _n_replicas
+
+    R = _n_replicas({"replicas": opts.get("replicas", "auto"), "groups": G}, P)
+    kept = (R * 4 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
+    P = max(P // R, 1)
     f = 2 ** int(opts.get("refine", 0))
     NI, NN = N * m, (N + 1) * m
     linear = discontinuous = False
@@ -69,7 +77,8 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
     tangents = PJ * (2 * N + 1) * m * m
     group = G * NI * NI + (G * NN * NN if PJ else 0)
     theta_side = 10 * NN * NN
-    return 8.0 * (P * per_path + tangents + group + theta_side)
+    # + the common quasi-Monte Carlo sample of the test observables and its gradient copies (~4 MiB)
+    return 8.0 * (P * per_path + tangents + group + theta_side) + kept + FIXED_BYTES
 
 
 def _parse_bytes(text: str) -> float:
