@@ -82,7 +82,7 @@ def run_until_ready(tmp_path, hook, argv, sig):
     return proc.returncode, "".join(lines) + out, err
 
 
-SOLVE = ["solve", "linreg", "--T", "2", "--dt", "0.1", "--paths", "400"]
+SOLVE = ["solve", "linreg", "--T", "2", "--dt", "0.1", "--paths", "400", "--replicas", "1"]
 
 
 def test_sigint_on_solve_writes_the_finished_part(tmp_path):
@@ -96,7 +96,7 @@ def test_sigint_on_solve_writes_the_finished_part(tmp_path):
     # rows 0..4 finished before the interrupt at row 5; the sweep is causal, so they equal the
     # first five rows of the uninterrupted solve (same seed, same random numbers)
     from dmftgen.dmft import solve
-    full = solve(load_model("linreg"), Settings(T=2, dt=0.1), paths=400)
+    full = solve(load_model("linreg"), Settings(T=2, dt=0.1), paths=400, replicas=1)
     assert len(res.t) == 5
     for key in ("train_loss", "test_loss", "Q", "M"):
         np.testing.assert_allclose(res[key], full[key][:5], rtol=1e-12, atol=1e-14, err_msg=key)

@@ -27,6 +27,9 @@ def add_parser(sub):
     g.add_argument("--max-iter", type=int, default=None, help="fixed point: iteration cap (default 200)")
     g.add_argument("--tangent-paths", type=int, default=None,
                    help="paths carrying the response tangents (default: all, or a cost budget for long grids)")
+    g.add_argument("--replicas", default=None, metavar="R",
+                   help="independent sub-solves of paths/R paths whose spread gives the error bars "
+                        "(default auto: min(8, paths // 40); 1 = one solve with batch-means errors)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
     g.add_argument("--theta-samples", type=int, default=0, metavar="S",
                    help="also store S samples of the law of a theta row at every time (default 0: none)")
@@ -48,7 +51,7 @@ def run(args) -> int:
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     options = {}
-    for name in ("damping", "max_iter", "tangent_paths", "groups"):
+    for name in ("damping", "max_iter", "tangent_paths", "groups", "replicas"):
         v = getattr(args, name)
         if v is not None:
             options[name] = v

@@ -994,7 +994,14 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     # whose second moments are the replica means reported as Q and M
     S = int(theta_samples)
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
-    res = [_solve_one(model, settings, paths // R, method, per[r], progress, sub, r) for r in range(R)]
+    res = []
+    for r in range(R):
+        one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r)
+        if one.status == "interrupted":
+            # Ctrl-C: stop at once; the finished part of this replica is what there is
+            one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"
+            return one
+        res.append(one)
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
     for key in res[0].keys():
