@@ -117,3 +117,16 @@ def test_templates_follow_what_a_model_can_use(tmp_path, monkeypatch):
     text = render(reg)
     assert "def dmft_theta_adjoint(" in text and "def jac_h_row(" in text and "def h_batch(" in text
     assert "def dmft_stationary_paths(" not in text
+
+
+@pytest.mark.parametrize("name", ["square_hinge", "tanh3"])
+def test_example_kernels_are_current(name):
+    """examples/ ships generated kernels beside its models: they must match the generator, or a
+    user's first `dmftgen compare examples/<name>.py` fails on stale kernels."""
+    from pathlib import Path
+
+    from dmftgen.codegen import check
+    from dmftgen.model import load_model
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    assert check(load_model(str(path))) is None, f"run: python -m dmftgen generate examples/{name}.py"
