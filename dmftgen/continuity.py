@@ -71,15 +71,15 @@ def find_jump(model, exprs, which: str, trials: int = 48, seed: int = 0) -> str:
     u /= np.linalg.norm(u, axis=1, keepdims=True)
     t = np.linspace(-6.0, 6.0, 2049)
 
-    def ev(tt):
-        """ell at base + tt u, tt of shape (trials, n): returns (trials, n, n_outputs)."""
-        x = np.repeat(base[:, None, :], tt.shape[1], axis=1)
-        x[:, :, off:off + len(syms)] += tt[:, :, None] * u[:, None, :]
+    def ev(b, v, tt):
+        """ell at b + tt v (one line per row of b, v), tt of shape (lines, n): (lines, n, outputs)."""
+        x = np.repeat(b[:, None, :], tt.shape[1], axis=1)
+        x[:, :, off:off + len(syms)] += tt[:, :, None] * v[:, None, :]
         with np.errstate(all="ignore"):
             vals = f(*[x[:, :, i] for i in range(nargs)])
-        return np.stack([np.broadcast_to(np.asarray(v, float), tt.shape) for v in vals], axis=-1)
+        return np.stack([np.broadcast_to(np.asarray(val, float), tt.shape) for val in vals], axis=-1)
 
-    y = ev(np.repeat(t[None, :], trials, axis=0))
+    y = ev(base, u, np.repeat(t[None, :], trials, axis=0))
     d = np.abs(np.diff(y, axis=1)).max(axis=2)                    # (trials, 2048)
     nb = np.maximum(np.pad(d, ((0, 0), (1, 0)))[:, :-1], np.pad(d, ((0, 0), (0, 1)))[:, 1:])
     cand = np.argwhere((d > 4.0 * nb + 1e-9) | ~np.isfinite(d))
@@ -90,22 +90,13 @@ def find_jump(model, exprs, which: str, trials: int = 48, seed: int = 0) -> str:
     rows = cand[:, 0]
     sub_base, sub_u = base[rows], u[rows]
 
-    def ev_sub(tt):
-        x = sub_base[:, None, :].repeat(tt.shape[1], axis=1)
-        x[:, :, off:off + len(syms)] += tt[:, :, None] * sub_u[:, None, :]
-        with np.errstate(all="ignore"):
-            vals = f(*[x[:, :, i] for i in range(nargs)])
-        return np.stack([np.broadcast_to(np.asarray(v, float), tt.shape) for v in vals], axis=-1)
-
-    for _ in range(45):
+    ya, yb = ev(sub_base, sub_u, lo), ev(sub_base, sub_u, hi)
+    for _ in range(45):  # keep the half with the larger increment; only the midpoint is new
         mid = 0.5 * (lo + hi)
-        ya, ym, yb = (ev_sub(v) for v in (lo, mid, hi))
-        left = np.abs(ym - ya).max(axis=2)
-        right = np.abs(yb - ym).max(axis=2)
-        go_left = left >= right
-        hi = np.where(go_left, mid, hi)
-        lo = np.where(go_left, lo, mid)
-    ya, yb = ev_sub(lo), ev_sub(hi)
+        ym = ev(sub_base, sub_u, mid)
+        go_left = (np.abs(ym - ya).max(axis=2) >= np.abs(yb - ym).max(axis=2))[:, :, None]
+        hi, yb = np.where(go_left[:, :, 0], mid, hi), np.where(go_left, ym, yb)
+        lo, ya = np.where(go_left[:, :, 0], lo, mid), np.where(go_left, ya, ym)
     gap = np.abs(yb - ya).max(axis=2)[:, 0]
     size = 1.0 + np.maximum(np.abs(ya), np.abs(yb)).max(axis=2)[:, 0]
     jump = (gap > 1e-8 * size) | ~np.isfinite(gap)

@@ -98,7 +98,7 @@ def test_syntax_broken_generated_file_is_one_message(gen_dir, monkeypatch, linre
         != str(gen_dir / "linreg.py")
 
 
-@pytest.mark.parametrize("rel", ["symbolic.py", "functions.py", "codegen/printer.py", "codegen/emit.py",
+@pytest.mark.parametrize("rel", ["symbolic.py", "continuity.py", "functions.py", "codegen/printer.py", "codegen/emit.py",
                                  "codegen/__init__.py", "codegen/templates/dmft.py"])
 def test_every_input_of_the_generated_bytes_is_in_the_source_hash(rel, tmp_path, monkeypatch, linreg):
     """A change to the derivation, the primitives, the printer, emitter, loader or a template

@@ -75,7 +75,7 @@ def _k_row(sv, k):
     return row
 
 
-def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
+def run_checks(sv, n, C, Q, Mo, rho):
     """Evaluate the self-checks on the first ``n`` grid points of solver ``sv``.
 
     Returns ``(checks, data)``: ``checks`` a list of dicts (name, what, n, worst_z, threshold,
@@ -94,8 +94,6 @@ def run_checks(sv, n, C, Q, Mo, rho, Q_err=None):
         if n >= 1:
             out.append(_consistency(sv, n, sv.kk))
         out.extend(_sampler_checks(sv, n, Q, t, variance=False))
-        return out, data
-    if n < 2:
         return out, data
     th = sv.th
     R = th.R
