@@ -34,19 +34,15 @@ FRACTION = 0.8
 FIXED_BYTES = 4 * 2 ** 20  # size-independent: the test observables' common sample (measured ~4 MiB)
 
 
-def _tangent_paths(model, P, N, opts, linear_ell) -> int:
-    """P_J as the solver chooses it (``solver._Solver._modes``); 0 for constant-Jacobian models."""
+def _tangent_paths(model, P_total, N, R, opts, tau, linear_ell) -> int:
+    """P_J of one replica as the solver chooses it (``tangents.py``); 0 for constant-Jacobian models."""
     if linear_ell:
         return 0
+    from .tangents import tangent_paths_per_group
+
     G = int(opts.get("groups", 20))
-    nt = opts.get("tangent_paths")
-    if nt is None:
-        cost = max(N, 1) ** 3 * model.m ** 3 / 6.0
-        if opts.get("tangent_cv", True):
-            cost *= 2.0
-        nt = max(50 * G, int(float(opts.get("tangent_budget", 4e10)) / cost))
-    nt = min(int(nt), P)
-    return min(int(math.ceil(nt / G)), P // G) * G
+    P = max(int(P_total) // R, 1)
+    return tangent_paths_per_group(P_total, N, model.m, G, opts, tau, R, P // G) * G
 
 
 def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> float:
@@ -60,7 +56,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
 
     R = _n_replicas({"replicas": opts.get("replicas", "auto"), "groups": G}, P)
     kept = (R * 4 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
-    P = max(P // R, 1)
+    P_total, P = P, max(P // R, 1)
     f = 2 ** int(opts.get("refine", 0))
     NI, NN = N * m, (N + 1) * m
     linear = discontinuous = False
@@ -72,7 +68,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
     except Exception:  # kernels missing/stale: the solve itself will say so; estimate conservatively
         pass
     pathwise = k > 0 and not discontinuous and not linear and opts.get("nu", "auto") != "stein"
-    PJ = _tangent_paths(model, P, N, opts, linear)
+    PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
     tangents = PJ * (2 * N + 1) * m * m
     group = G * NI * NI + (G * NN * NN if PJ else 0)

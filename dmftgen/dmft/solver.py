@@ -42,10 +42,11 @@ Cost and memory (P paths, K = T/dt steps, width m)
   (the paths' histories eta, dL; never the P x K x K tangents).
 * Response tangents: the adjoint recursion (template ``dmft_paths``) gives the row K_ell[k, :k]
   of one path from its own a_0..a_{k-1} in O(k^2 m^3): O(P_J K^3 m^3 / 6) time but O(P_J K m^2)
-  memory. P_J = all paths unless that exceeds ``tangent_budget`` multiply-adds (default 4e10,
-  counting the control variate's second recursion), then a subset of at least 50 per group (an
-  unbiased estimator of K_ell with more noise). The control variate (``tangent_cv``, default on)
-  costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic).
+  memory. P_J is chosen once for the whole solve (``tangents.py``): the tangents cost at most
+  what the r-side sweep costs and at most ``tangent_budget`` multiply-adds, with at least 50 paths
+  per group, shared among the replicas (an unbiased subset: K_ell gets noisier, not biased). The
+  control variate (``tangent_cv``, default on for tau > 0; at tau = 0 it equals its own mean and
+  is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic).
   LINEAR_ELL models with one constant Jacobian need no per-path tangents at all.
 * theta-side: O(K^3 m^3) deterministic linear algebra (or Monte Carlo theta-paths for HAS_REG).
 Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path
@@ -77,6 +78,7 @@ from ._linalg import GramQR, chol_append, det_tangent_row, psd_sqrt
 from .checks import run_checks, verdict
 from .memory import check_memory
 from ..stability import flag_instability
+from .tangents import tangent_paths_per_group, use_control_variate
 from .theta import ThetaSide
 
 _OPTIONS = {
@@ -121,7 +123,8 @@ def _check_options(options):
 class _Solver:
     """One DMFT solve: random numbers, path arrays, theta-side, kernels, observables."""
 
-    def __init__(self, model, settings, paths, method, theta_samples, progress, opts, replica=0):
+    def __init__(self, model, settings, paths, method, theta_samples, progress, opts, replica=0,
+                 n_replicas=1):
         from ..codegen import load_kernels
 
         self.t_start = time.perf_counter()
@@ -151,7 +154,7 @@ class _Solver:
             import numba
             numba.set_num_threads(int(opts["threads"]))
         self.p = model.param_vector(settings.params)
-        self.replica = int(replica)
+        self.replica, self.n_replicas = int(replica), int(n_replicas)
         self.method, self.P, self.G = method, paths, G
         self.theta_samples, self.progress = int(theta_samples), progress
         self.m, self.kk, self.nz = int(kern.M), int(kern.K), int(kern.NZ)
@@ -234,15 +237,11 @@ class _Solver:
             self.n_tan_g = 0
         else:
             nt = self.opts["tangent_paths"]
-            if nt is None:
-                cost = max(N, 1) ** 3 * m ** 3 / 6.0
-                if self.opts["tangent_cv"]:
-                    cost *= 2.0  # the control variate runs the same recursion once more
-                nt = max(50 * G, int(self.opts["tangent_budget"] / cost))
-            nt = min(int(nt), self.P)
-            if nt < G:
+            if nt is not None and int(nt) < G:
                 raise SettingsError(f"option tangent_paths={nt}: need at least one per path group ({G}).")
-            self.n_tan_g = min(int(np.ceil(nt / G)), int(np.diff(self.bounds).min()))
+            # P_J for the whole solve, shared among the replicas (tangents.py)
+            self.n_tan_g = tangent_paths_per_group(self.P * self.n_replicas, N, m, G, self.opts, self.tau,
+                                                   self.n_replicas, int(np.diff(self.bounds).min()))
         self.do_psi = self.nu_mode == "pathwise"
 
     # -- arrays of one pass ----------------------------------------------------------------------
@@ -257,7 +256,7 @@ class _Solver:
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
         self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
-        self.use_cv = bool(self.opts["tangent_cv"]) and self.n_tan_g > 0
+        self.use_cv = use_control_variate(self.opts, self.tau) and self.n_tan_g > 0
         # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
         # (G, NN, NN) array instead of two). klcv_sum stays readable for the self-checks (which
         # compute kl_sum - klcv_sum per group) as a zero view that takes no memory.
@@ -919,8 +918,8 @@ def _solve(model, settings, paths, method, theta_samples, progress, options):
     return _solve_one(model, settings, paths, method, theta_samples, progress, opts)
 
 
-def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0):
-    sv = _Solver(model, settings, paths, method, theta_samples, progress, opts, replica)
+def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0, n_replicas=1):
+    sv = _Solver(model, settings, paths, method, theta_samples, progress, opts, replica, n_replicas)
     N = sv.N
     interrupted = False
     try:
@@ -996,7 +995,7 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
     res = []
     for r in range(R):
-        one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r)
+        one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
         if one.status == "interrupted":
             # Ctrl-C: stop at once; the finished part of this replica is what there is
             one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"
@@ -1026,7 +1025,11 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     status = bad[0].status if bad else "ok"
     message = bad[0].message if bad else ""
     meta = dict(res[0].meta)
-    meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]],
+    tangents = meta["tangents"]
+    if tangents.startswith("adjoint on "):
+        per = int(tangents.split()[2])
+        tangents = f"adjoint on {per * R} paths ({per} in each replica)"
+    meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]], "tangents": tangents,
                  "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
                  "err_dof": R - 1,
                  "errors": f"between-replica standard error sd/sqrt(R) over R = {R} independent solves "
