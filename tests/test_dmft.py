@@ -143,14 +143,16 @@ def test_sampled_tangents_match_deterministic_tangents(linreg):
     st = Settings(delta=2.0, tau=0.5, T=1.5, dt=0.1, seed=18)
     a = solve(linreg, st, paths=4000)
     assert a.meta["tangents"] == "deterministic"
-    from dmftgen.dmft import solver as S
+    from dmftgen.dmft.modes import Modes
+    from dmftgen.dmft.rside import RSide
+    from dmftgen.dmft.solver import Solve, SolveOptions
 
     def forced(cv):
-        sv = S._Solver(linreg, st, 4000, "sweep", 0, False, S._check_options({"tangent_cv": cv}))
-        sv.A = sv.D = None  # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
-        sv.nu_mode, sv.do_psi = "pathwise", True
-        sv.n_tan_g = int(np.diff(sv.bounds).min())
-        reached = sv.sweep()
+        sv = Solve(linreg, st, 4000, "sweep", 0, False, SolveOptions(tangent_cv=cv))
+        # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
+        sv.modes = Modes(A=None, D=None, nu_mode="pathwise", n_tan_g=int(np.diff(sv.bounds).min()))
+        sv.rside = RSide(sv.kern, sv.p, sv.streams, sv.bounds, st, sv.m, sv.kk, sv.modes, cv)
+        reached, _ = sv.run()
         return sv.result(reached, "ok", "")
 
     # With the control variate (grad ell -> Gamma, same dB) and a constant grad ell, Z - Zc = 0
