@@ -135,7 +135,11 @@ def combine_replicas(res, paths) -> Result:
     status = bad[0].status if bad else "ok"
     message = bad[0].message if bad else ""
     meta = dict(res[0].meta)
-    meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]],
+    tangents = meta["tangents"]
+    if tangents.startswith("adjoint on "):
+        per = int(tangents.split()[2])
+        tangents = f"adjoint on {per * R} paths ({per} in each replica)"
+    meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]], "tangents": tangents,
                  "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
                  "err_dof": R - 1,
                  "errors": f"between-replica standard error sd/sqrt(R) over R = {R} independent solves "

@@ -29,32 +29,32 @@ import math
 import os
 
 from ..errors import SettingsError
-from .modes import tangent_paths_total, tangents_per_group
-from .options import SolveOptions
+from .options import as_options
+from .tangents import tangent_paths_per_group
 
 FRACTION = 0.8
 FIXED_BYTES = 4 * 2 ** 20  # size-independent: the test observables' common sample (measured ~4 MiB)
 
 
-def _tangent_paths(model, P, N, opts, linear_ell) -> int:
-    """P_J as the solver chooses it (:func:`dmftgen.dmft.modes.detect`), with groups of P // G
-    paths; 0 for constant-Jacobian models."""
+def _tangent_paths(model, P_total, N, R, opts, tau, linear_ell) -> int:
+    """P_J of one replica as the solver chooses it (``tangents.py``); 0 for constant-Jacobian models."""
     if linear_ell:
         return 0
     G = opts.groups
-    return tangents_per_group(tangent_paths_total(N, model.m, G, P, opts), G, P // G) * G
+    P = max(int(P_total) // R, 1)
+    return tangent_paths_per_group(P_total, N, model.m, G, opts, tau, R, P // G) * G
 
 
 def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> float:
     """Bytes the solve of ``model`` at ``settings`` with ``paths`` paths allocates at its peak."""
-    opts = options if isinstance(options, SolveOptions) else SolveOptions.from_kwargs(dict(options or {}))
+    opts = as_options(options)
     P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
     G = opts.groups
     # replicas run one after the other: the peak is one replica of P / R paths, plus the R
     # finished results kept for averaging (C_theta, R_theta, K_ell, R_ell: 4 two-time arrays each)
     R = opts.n_replicas(P)
     kept = (R * 4 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
-    P = max(P // R, 1)
+    P_total, P = P, max(P // R, 1)
     f = 2 ** opts.refine
     NI, NN = N * m, (N + 1) * m
     linear = discontinuous = False
@@ -66,7 +66,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
     except Exception:  # kernels missing/stale: the solve itself will say so; estimate conservatively
         pass
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
-    PJ = _tangent_paths(model, P, N, opts, linear)
+    PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
     tangents = PJ * (2 * N + 1) * m * m
     group = G * NI * NI + (G * NN * NN if PJ else 0)

@@ -4,18 +4,17 @@
   no per-path tangents: K_ell follows from A by the noiseless recursion (theta-side).
 * The teacher drift nu is estimated by Stein's identity for labels that jump (DISCONTINUOUS),
   pathwise otherwise, and is deterministic when d ell / d r* is one constant matrix D as well.
-* Otherwise P_J paths carry the adjoint tangents: all of them unless they cost more than
-  ``tangent_budget`` multiply-adds (K^3 m^3 / 6 per path, twice that with the control
-  variate), then a subset of at least 50 per group (unbiased, noisier).
+* Otherwise P_J paths carry the adjoint tangents, an unbiased subset chosen once for the whole
+  solve (:mod:`dmftgen.dmft.tangents`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import SettingsError
+from .tangents import tangent_paths_per_group
 
 #: rows of the samples on which a Jacobian / d ell / d r* is tested for being constant
 PROBE_ROWS = 512
@@ -37,26 +36,10 @@ class Modes:
         return self.nu_mode == "pathwise"
 
 
-def tangent_paths_total(N: int, m: int, G: int, P: int, opts) -> int:
-    """P_J before the split into groups: ``opts.tangent_paths``, or the budget's share (at least
-    50 per group), at most P."""
-    nt = opts.tangent_paths
-    if nt is None:
-        cost = max(N, 1) ** 3 * m ** 3 / 6.0
-        if opts.tangent_cv:
-            cost *= 2.0  # the control variate runs the same recursion once more
-        nt = max(50 * G, int(opts.tangent_budget / cost))
-    return min(int(nt), P)
-
-
-def tangents_per_group(nt: int, G: int, smallest_group: int) -> int:
-    """Tangent paths per group for P_J = ``nt`` (the first paths of every group)."""
-    return min(int(math.ceil(nt / G)), int(smallest_group))
-
-
-def detect(kern, p, s, z, bounds, N, opts, reg) -> Modes:
+def detect(kern, p, s, z, bounds, N, opts, reg, tau, replicas=1) -> Modes:
     """The modes of a solve with teacher fields ``s`` and label noises ``z`` (P rows) in the
-    groups ``bounds``; ``reg``: a declared regulariser (Monte Carlo theta-side)."""
+    groups ``bounds``; ``reg``: a declared regulariser (Monte Carlo theta-side); ``replicas``: R
+    sub-solves of P paths each share one tangent budget (:mod:`dmftgen.dmft.tangents`)."""
     m, kk = int(kern.M), int(kern.K)
     P, G = s.shape[0], bounds.shape[0] - 1
     n = min(P, PROBE_ROWS)
@@ -88,7 +71,9 @@ def detect(kern, p, s, z, bounds, N, opts, reg) -> Modes:
         A = None  # K_ell enters a Monte Carlo theta-side: keep the r-side estimator uniform
     if A is not None:
         return Modes(A, D, nu_mode, 0)
-    nt = tangent_paths_total(N, m, G, P, opts)
-    if nt < G:
+    nt = opts.tangent_paths
+    if nt is not None and int(nt) < G:
         raise SettingsError(f"option tangent_paths={nt}: need at least one per path group ({G}).")
-    return Modes(A, D, nu_mode, tangents_per_group(nt, G, int(np.diff(bounds).min())))
+    # P_J for the whole solve, shared among the replicas
+    return Modes(A, D, nu_mode, tangent_paths_per_group(P * replicas, N, m, G, opts, tau, replicas,
+                                                        int(np.diff(bounds).min())))

@@ -133,6 +133,13 @@ class SolveOptions:
         return replace(self, **changes)
 
 
+def as_options(options) -> SolveOptions:
+    """``options`` as a SolveOptions: one already, a dict of solve options, or None (defaults)."""
+    if isinstance(options, SolveOptions):
+        return options
+    return SolveOptions.from_kwargs(dict(options or {}))
+
+
 def names() -> tuple:
     """The option names, in field order."""
     return tuple(f.name for f in fields(SolveOptions))

@@ -11,9 +11,13 @@ Cost and memory (P paths, K = T/dt steps, width m)
 * memory and Gaussian-input sums, S_U row: O(P K^2 m^2) time, O(P K m) memory (the paths'
   histories eta, dL; never the P x K x K tangents);
 * response tangents by the adjoint recursion: the row K_ell[k, :k] of one path from its own
-  a_0..a_{k-1} in O(k^2 m^3), so O(P_J K^3 m^3 / 6) time but O(P_J K m^2) memory; the control
-  variate (``tangent_cv``) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd
-  (measured, logistic);
+  a_0..a_{k-1} in O(k^2 m^3), so O(P_J K^3 m^3 / 6) time but O(P_J K m^2) memory. P_J is chosen
+  once for the whole solve (:mod:`dmftgen.dmft.tangents`): the tangents cost at most what the
+  r-side sweep costs and at most ``tangent_budget`` multiply-adds, with at least 50 paths per
+  group, shared among the replicas (an unbiased subset: K_ell gets noisier, not biased). The
+  control variate (``tangent_cv``, default on for tau > 0; at tau = 0 it equals its own mean and
+  is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic);
+  LINEAR_ELL models with one constant Jacobian need no per-path tangents at all;
 * group sums: O(G K^2 m^2) memory (S_U, and K_ell when tangents are on).
 Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
@@ -47,11 +51,11 @@ class RSide:
         Student and teacher widths.
     modes : dmftgen.dmft.modes.Modes
         Tangent paths per group and whether nu is pathwise.
-    tangent_cv : bool
-        Control variate of the tangents.
+    use_cv : bool
+        The control variate of the tangents runs (:func:`dmftgen.dmft.tangents.use_control_variate`).
     """
 
-    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, tangent_cv):
+    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv):
         self.kern, self.p = kern, p
         self.s, self.g0, self.z, self.eta, self.dB = streams.s, streams.g0, streams.z, streams.eta, streams.dB
         self.bounds = bounds
@@ -61,7 +65,7 @@ class RSide:
         self.sq = math.sqrt(settings.tau * settings.delta)
         self.n_tan_g = modes.n_tan_g
         self.do_psi = modes.do_psi
-        self.use_cv = bool(tangent_cv) and self.n_tan_g > 0
+        self.use_cv = bool(use_cv) and self.n_tan_g > 0
         self.Gcv = None
 
     @property

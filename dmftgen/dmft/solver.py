@@ -6,7 +6,8 @@ one job per module:
 ==========================  ===================================================================
 :mod:`.options`             ``SolveOptions``: the typed, validated options
 :mod:`.streams`             the random streams (static draws, input normals, Brownian increments)
-:mod:`.modes`               deterministic tangents / nu, tangent paths (what the model allows)
+:mod:`.modes`               deterministic tangents / nu (what the model allows)
+:mod:`.tangents`            how many paths carry the adjoint tangents; the control variate
 :mod:`.rside`               the r-side path engine: accumulators and the generated ``dmft_paths``
 :mod:`.theta`, :mod:`.theta_mc`   the theta-side: deterministic (h = lam theta) and Monte Carlo
                             (declared H), one interface; the r-side Gaussian input
@@ -34,6 +35,7 @@ from .memory import check_memory
 from .modes import detect
 from .options import AUTO_REPLICAS, SolveOptions  # noqa: F401 (AUTO_REPLICAS re-exported)
 from .rside import RSide
+from .tangents import use_control_variate
 from .theta import ThetaSide
 
 METHODS = ("sweep", "fixed-point")
@@ -53,11 +55,13 @@ class Solve:
     progress : bool
         tqdm bar.
     opts : SolveOptions
-    replica : int
-        Replica index r (its own random streams for r > 0).
+    replica, n_replicas : int
+        Replica index r (its own random streams for r > 0) of R = ``n_replicas`` (the tangent
+        budget is shared among them).
     """
 
-    def __init__(self, model, settings, paths, method, theta_samples, progress, opts, replica=0):
+    def __init__(self, model, settings, paths, method, theta_samples, progress, opts, replica=0,
+                 n_replicas=1):
         from ..codegen import load_kernels
 
         self.t_start = time.perf_counter()
@@ -97,9 +101,10 @@ class Solve:
         self.bounds = np.linspace(0, paths, G + 1).round().astype(np.int64)
         self.streams = _streams.draw(model, settings.seed, int(replica), paths, self.N, self.m, self.kk,
                                      int(kern.NZ), self.dt, self.init_std, self.teacher_std, opts.refine)
-        self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg)
+        self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg,
+                            self.tau, int(n_replicas))
         self.rside = RSide(kern, self.p, self.streams, self.bounds, settings, self.m, self.kk, self.modes,
-                           opts.tangent_cv)
+                           use_control_variate(opts, self.tau))
         # filled by the driver
         self.th = self.S_U = self.L_S = self.W_in = self.wpre = self.gram = self.k_done = None
         self.n_clipped, self.timing, self.residuals = 0, {}, []
@@ -202,8 +207,8 @@ def _solve(model, settings, paths, method, theta_samples, progress, opts):
     return _solve_one(model, settings, paths, method, theta_samples, progress, opts)
 
 
-def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0):
-    sv = Solve(model, settings, paths, method, theta_samples, progress, opts, replica)
+def _solve_one(model, settings, paths, method, theta_samples, progress, opts, replica=0, n_replicas=1):
+    sv = Solve(model, settings, paths, method, theta_samples, progress, opts, replica, n_replicas)
     N = sv.N
     interrupted = False
     try:
@@ -247,7 +252,7 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
     res = []
     for r in range(R):
-        one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r)
+        one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
         if one.status == "interrupted":
             # Ctrl-C: stop at once; the finished part of this replica is what there is
             one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"

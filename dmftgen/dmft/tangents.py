@@ -1,0 +1,60 @@
+"""How many r-paths carry the adjoint response tangent (docs/theory.md §3, "Cost").
+
+The response kernel K_ell[k, l] = < grad ell(r_k) dr_k/dw_l > is a Monte Carlo average over the
+paths that run the adjoint recursion of the generated ``dmft_paths`` kernel. Row k of one path
+costs O(k^2 m^3), the whole grid N^3 m^3 / 6 multiply-adds per path, against about
+3 N^2 m^2 / 2 for the path itself (memory term, Gaussian input, S_U row). An unbiased subset of
+P_J paths therefore suffices (measured, bench/bench_issue12.py: the test-loss error at t = 5 of
+the Figure 1 setting is the same with tangents on 1000 or on 20000 paths), and this module picks
+P_J once, for the whole solve:
+
+    P_J = clip( min(P * 9 / (N m c), budget / (N^3 m^3 c / 6)),  50 G,  P )
+
+i.e. the tangents cost at most as much as the r-side sweep (ratio (3 N^2 m^2 / 2) / (N^3 m^3 c / 6)
+= 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than 50 per path
+group. c = 2 when the control variate runs (a second recursion), else 1.
+
+With R replicas (independent sub-solves, errorbars.py), P, P_J and the budget are totals
+over the replicas: each replica gets ceil(P_J / R) tangent paths. Before, every replica had its own
+floor of 50 per group, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths
+at K = 500 for the committee).
+
+The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
+tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
+it is off there (the estimate is the same to round-off, at half the cost).
+"""
+from __future__ import annotations
+
+import math
+
+from .options import as_options
+
+#: minimum tangent paths per path group, over all replicas (batch means need several per group)
+MIN_PER_GROUP = 50
+
+
+def use_control_variate(opts, tau: float) -> bool:
+    """The tangent control variate runs iff asked for and the own noise is random (tau > 0)."""
+    return bool(as_options(opts).tangent_cv) and float(tau) > 0.0
+
+
+def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float) -> int:
+    """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups;
+    ``opts`` a :class:`~dmftgen.dmft.options.SolveOptions` or a dict of solve options."""
+    opts = as_options(opts)
+    nt = opts.tangent_paths
+    if nt is None:
+        c = 2.0 if use_control_variate(opts, tau) else 1.0
+        n = max(int(N), 1)
+        per_path = n ** 3 * m ** 3 * c / 6.0
+        nt = min(P * 9.0 / (n * m * c), float(opts.tangent_budget) / per_path)
+        nt = max(MIN_PER_GROUP * G, int(nt))
+    return min(int(nt), int(P))
+
+
+def tangent_paths_per_group(P_total: int, N: int, m: int, G: int, opts, tau: float, replicas: int,
+                            smallest_group: int) -> int:
+    """n_tan_g: tangent paths in each group of one replica (the first n_tan_g paths of the group)."""
+    R = max(int(replicas), 1)
+    per_replica = math.ceil(total_tangent_paths(P_total, N, m, G, opts, tau) / R)
+    return min(math.ceil(per_replica / G), int(smallest_group))
