@@ -20,7 +20,6 @@ one job per module:
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ from .assemble import result as _result
 from .errorbars import combine_replicas
 from .memory import check_memory
 from .modes import detect
-from .options import AUTO_REPLICAS, SolveOptions  # noqa: F401 (AUTO_REPLICAS re-exported)
+from .options import SolveOptions
 from .rside import RSide
 from .tangents import use_control_variate
 from .theta import ThetaSide
