@@ -106,7 +106,7 @@ class Solve:
                            use_control_variate(opts, self.tau))
         # filled by the driver
         self.th = self.S_U = self.L_S = self.W_in = self.wpre = self.gram = self.k_done = None
-        self.n_clipped, self.timing, self.residuals = 0, {}, []
+        self.n_clipped, self.timing, self.residuals, self.converged = 0, {}, [], None
 
     def new_theta(self, qr=False):
         """A fresh theta-side: deterministic, or Monte Carlo for a declared regulariser (whose
