@@ -30,7 +30,7 @@ from .analysis.diagnostics import assumption_warnings, lipschitz_probe  # noqa: 
 from .analysis.stats import LEVEL, fit_inv_d
 from .analysis.verdict import assess, budget_lines, tested_indices, verdict_line
 from .errors import SettingsError
-from .results import jsonable
+from .results import Result, jsonable
 
 __all__ = ["Comparison", "compare", "assumption_warnings", "lipschitz_probe", "observable_list",
            "discrepancy", "build_table", "summary_text", "table_csv", "render_figure", "write_outputs",
@@ -41,14 +41,20 @@ __all__ = ["Comparison", "compare", "assumption_warnings", "lipschitz_probe", "o
 SIZE_SEED_STRIDE = 7919
 
 
-@dataclass
-class Comparison:
+@dataclass(eq=False, repr=False)
+class Comparison(Result):
     """Everything ``compare`` produced; ``write_outputs`` turns it into files.
 
     ``sims`` holds the simulation at the largest d per method, ``sims_by_d`` every size;
     ``dt_check`` the DMFT companion solve at 2 dt (SGD only); ``verdict`` the family test
     (:func:`dmftgen.analysis.verdict.assess`) and ``raw_verdict`` the same without the d and dt
     extrapolations.
+
+    A Comparison is a :class:`~dmftgen.results.Result` like every other command's: its arrays
+    are the columns of the table (:func:`table_columns`: t, epochs, ``<observable>_dmft``,
+    ``<observable>_dmft_err``, ``<observable>_<method>``, ``_sem``, ``_z``, ...), all on the time
+    grid, ``meta["kind"] == "comparison"``, and its status is the last non-ok status of the DMFT
+    and the simulations; ``to_dataset()`` labels every column by ``t``.
     """
 
     model: object
@@ -64,6 +70,26 @@ class Comparison:
     dt_check: object = None
     verdict: dict = field(default_factory=dict)
     raw_verdict: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.label()
+
+    def label(self):
+        """Set the Result part (data, meta, status, message) from the table and the runs; called
+        on construction and again once the summary is written."""
+        head, cols = table_columns(self.table)
+        data = {h: np.asarray(c, dtype=float) for h, c in zip(head, cols) if c is not None}
+        runs = [("dmft", self.dmft), *self.sims.items()]
+        status = "ok"
+        for _, r in runs:
+            if getattr(r, "status", "ok") != "ok":
+                status = r.status
+        meta = {"kind": "comparison", "model": self.model.name, "settings": self.settings.as_dict(),
+                "options": dict(self.options), "warnings": list(self.warnings), "wall": dict(self.wall),
+                "summary": self.summary, "dmft": dict(self.dmft.meta),
+                "sims": {k: dict(v.meta) for k, v in self.sims.items()}}
+        msg = "; ".join(f"{k}: {r.message}" for k, r in runs if getattr(r, "status", "ok") != "ok")
+        Result.__init__(self, data, meta, status=status, message=msg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,6 +446,7 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
                      options=opts, wall=wall, sims_by_d=by_d, dt_check=dt_check, verdict=verdict,
                      raw_verdict=raw)
     cmp.summary = summary_text(cmp)
+    cmp.label()
     return cmp
 
 

@@ -1,6 +1,6 @@
 r"""The one labelled result type: an ``xarray.Dataset`` with named dimensions.
 
-Every producer (simulate, solve, solve-long, compare, sweep) returns a
+Every producer (simulate, solve, solve-long, compare, w2, sweep) returns a
 :class:`dmftgen.results.Result`; ``Result.to_dataset()`` turns it into a Dataset whose
 dimensions are named by the schema below -- never guessed from array shapes -- and
 :func:`load` reads any result file (``.nc``, ``.json``, ``.npz``) back into that Dataset.
@@ -16,6 +16,7 @@ Dimensions
 ``j``       teacher columns 0..k-1 (m x k arrays: M, nu, Phi_star; ``j``, ``j2`` for rho)
 ``seed``    independent simulation seeds (theta_rows)
 ``row``     recorded rows of theta (theta_rows), ``sample`` draws of the DMFT law of a row
+``d``       the dimensions of the simulations of a W2 scan (coordinate: the values of d)
 ==========  ===============================================================================
 
 plus, in a sweep, one dimension per grid parameter (``delta``, ``tau``, ...).  Variables not
@@ -62,6 +63,10 @@ SCHEMA = {
     "theta_samples": ("t", "sample", "a"),
     "theta_star_samples": ("sample", "j"),
     "theta0_samples": ("sample", "a"),
+    # w2_scan (dmftgen/w2.py): W2 at chosen times t against the dimension d of the simulation
+    "d": ("d",),
+    "w2": ("t", "d"), "floor": ("t", "d"), "excess": ("t", "d"),
+    "slope": ("t",), "floor_slope": ("t",), "excess_slope": ("t",),
 }
 #: Suffixes whose variable has the dimensions of its base array.
 SUFFIXES = ("_coarse_err", "_fine_err", "_coarse", "_fine", "_disc", "_err", "_sem")
@@ -123,6 +128,9 @@ def to_dataset(result):
             attrs["estimator"] = SEM if key.endswith("_sem") else MC
         data_vars[name] = (dims_of(key, v.ndim, series=series), v, attrs)
     coords = {"t": ("t", t)}
+    # a variable named after its only dimension (w2's ``d``) is that dimension's coordinate
+    for name in [k for k, (dims, _, _) in data_vars.items() if dims == (k,)]:
+        coords[name] = data_vars.pop(name)
     used = {d for dims, _, _ in data_vars.values() for d in dims}
     if "s" in used:
         coords["s"] = ("s", t)
@@ -141,6 +149,9 @@ def to_result(ds):
     from .results import Result
 
     data = {"t": np.asarray(ds["t"].values)}
+    for name, var in ds.coords.items():
+        if "key" in var.attrs:  # a Result array that is a coordinate (w2's ``d``)
+            data[var.attrs["key"]] = np.asarray(var.values)
     for name, var in ds.data_vars.items():
         data[var.attrs.get("key", name)] = np.asarray(var.values)
     meta = json.loads(ds.attrs.get("meta", "{}"))

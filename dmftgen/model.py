@@ -279,12 +279,19 @@ def _check_user_symbol(model, sym, role):
                      "r<i>/s<j>/th<i>); rename it.")
 
 
-def require_params(model):
-    params = {}
-    for sym, default in dict(model.params).items():
+def _user_items(model, mapping, role):
+    """(symbol, value) of a user mapping: names given as strings become real Symbols, and every
+    name is checked (:func:`_check_user_symbol`)."""
+    for sym, value in dict(mapping).items():
         if isinstance(sym, str):
             sym = sp.Symbol(sym, real=True)
-        _check_user_symbol(model, sym, "parameter")
+        _check_user_symbol(model, sym, role)
+        yield sym, value
+
+
+def require_params(model):
+    params = {}
+    for sym, default in _user_items(model, model.params, "parameter"):
         if default is None:
             _fail(model, f"parameter `{sym.name}` has no default. Give one: params={{{sym.name}: 1.0}}.")
         try:
@@ -299,10 +306,7 @@ def require_params(model):
 
 def require_noise(model):
     noise = {}
-    for sym, law in dict(model.noise).items():
-        if isinstance(sym, str):
-            sym = sp.Symbol(sym, real=True)
-        _check_user_symbol(model, sym, "noise variable")
+    for sym, law in _user_items(model, model.noise, "noise variable"):
         if law is None:
             _fail(model, f"noise variable `{sym.name}` has no law. Give one of: {', '.join(NOISE_LAWS)} "
                          f"(e.g. noise={{{sym.name}: 'normal'}}).")

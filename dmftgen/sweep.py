@@ -316,23 +316,9 @@ def _call(what, model, settings, options):
         return solve(model, settings, **options)
     if what == "stationary":
         return _stationary_point(model, settings, options)
-    from .comparison import compare, table_columns
-    from .results import Result
+    from .comparison import compare
 
-    cmp = compare(model, settings, **options)
-    head, cols = table_columns(cmp.table)
-    data = {h: np.asarray(c, dtype=float) for h, c in zip(head, cols) if c is not None}
-    status = "ok"
-    for r in [cmp.dmft, *cmp.sims.values()]:
-        if getattr(r, "status", "ok") != "ok":
-            status = r.status
-    meta = {"kind": "comparison", "model": model.name, "settings": settings.as_dict(),
-            "options": dict(cmp.options), "warnings": list(cmp.warnings), "wall": dict(cmp.wall),
-            "summary": cmp.summary, "dmft": dict(cmp.dmft.meta),
-            "sims": {k: dict(v.meta) for k, v in cmp.sims.items()}}
-    msg = "; ".join(f"{k}: {r.message}" for k, r in [("dmft", cmp.dmft), *cmp.sims.items()]
-                    if getattr(r, "status", "ok") != "ok")
-    return Result(data, meta, status=status, message=msg)
+    return compare(model, settings, **options)  # a Result: the table's columns (kind "comparison")
 
 
 def _stationary_point(model, settings, options):

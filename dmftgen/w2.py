@@ -41,8 +41,9 @@ import math
 import numpy as np
 
 from .errors import SettingsError
+from .results import Result
 
-__all__ = ["w2_1d", "wp_1d", "w2_assignment", "w2", "w2_against_dmft", "loglog_slope", "w2_scan"]
+__all__ = ["w2_1d", "wp_1d", "w2_assignment", "w2", "w2_against_dmft", "loglog_slope", "w2_scan", "scan_payload"]
 
 
 def _quantile_pairs(x, y):
@@ -234,11 +235,12 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
 
     Returns
     -------
-    dict
-        ``d`` (D,), ``t`` (K,), ``w2``, ``w2_sem``, ``floor``, ``floor_sem`` (K, D) (means and
+    dmftgen.results.Result
+        ``t`` (K,), ``d`` (D,), ``w2``, ``w2_sem``, ``floor``, ``floor_sem`` (K, D) (means and
         standard errors over seeds / floor draws), ``excess`` (K, D) = sqrt(max(mean w2^2 -
         mean floor^2, 0)), ``slope``, ``floor_slope``, ``excess_slope`` (K,) (log-log least
-        squares), ``status``, ``messages``.
+        squares); ``status``; ``meta``: method, seeds, theta_samples, messages (one line per
+        failed run). ``to_dataset()`` labels the arrays by (t, d).
     """
     dims = sorted({int(d) for d in dims})
     if not dims or dims[0] < 2:
@@ -313,16 +315,26 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
             ms_w = np.nanmean(w2v[q, j] ** 2) if np.isfinite(w2v[q, j]).any() else np.nan
             ms_f = np.mean(np.square(flo[q][j])) if flo[q][j] else np.nan
             res_x[q, j] = math.sqrt(max(ms_w - ms_f, 0.0)) if np.isfinite(ms_w - ms_f) else np.nan
-    res = {"d": np.array(dims), "t": grid[idx], "method": method, "seeds": seeds,
-           "theta_samples": int(TS.shape[1]), "status": status, "messages": messages,
-           "w2": res_w2, "w2_sem": res_w2s, "floor": res_f, "floor_sem": res_fs, "excess": res_x}
-    for key in ("w2", "floor", "excess"):
-        res[key + "_slope"] = np.array([loglog_slope(dims, res[key][q]) for q in range(K)])
-    res["slope"] = res.pop("w2_slope")
-    return res
+    data = {"t": grid[idx], "d": np.array(dims),
+            "w2": res_w2, "w2_sem": res_w2s, "floor": res_f, "floor_sem": res_fs, "excess": res_x}
+    for key, name in (("floor", "floor_slope"), ("excess", "excess_slope"), ("w2", "slope")):
+        data[name] = np.array([loglog_slope(dims, data[key][q]) for q in range(K)])
+    meta = {"kind": "w2", "model": model.name, "settings": settings.as_dict(), "method": method,
+            "seeds": seeds, "theta_samples": int(TS.shape[1]), "messages": messages}
+    return Result(data, meta, status=status, message="; ".join(messages))
 
 
-def plot_w2(scan: dict, title: str = ""):
+def scan_payload(scan) -> dict:
+    """The scan as the flat dict of ``w2.json`` (d, t, method, seeds, theta_samples, status,
+    messages, then the arrays)."""
+    out = {"d": scan["d"], "t": scan.t}
+    out.update({k: scan.meta[k] for k in ("method", "seeds", "theta_samples")})
+    out.update(status=scan.status, messages=scan.meta["messages"])
+    out.update({k: v for k, v in scan.data.items() if k not in ("t", "d")})
+    return out
+
+
+def plot_w2(scan, title: str = ""):
     """Figure (matplotlib, Agg) of W2 against d on log-log axes, one line per time."""
     import matplotlib
 

@@ -114,3 +114,53 @@ def test_sweep_concatenates_point_datasets(tmp_path):
     save_part(out2, pts[0], {"data": short.data, "meta": short.meta, "status": "diverged", "message": ""}, "run")
     ds2 = combine(spec, out2)
     assert ds2.sizes["t"] == NT and np.isnan(ds2["Q"].sel(delta=1.0).values[2:]).all()
+
+
+def test_w2_scan_is_a_labelled_result(tmp_path):
+    """w2_scan gives the Result every command gives: W2 and its floor on (t, d), the d values as
+    the coordinate, and the same arrays back from a .nc file. As many times as dimensions, so the
+    shapes cannot tell t from d."""
+    from dmftgen import load_model
+    from dmftgen.w2 import w2_scan
+
+    st = Settings(delta=2.0, tau=0.5, T=0.2, dt=0.1, seed=4)
+    fake = Result({"t": st.times, "theta_samples": RNG.standard_normal((3, 64, 1))}, {}, status="ok")
+    scan = w2_scan(load_model("linreg"), st, dims=(8, 16, 32), times=(0.0, 0.1, 0.2), seeds=2, dmft=fake)
+    assert isinstance(scan, Result) and scan.ok and scan.meta["seeds"] == 2
+    ds = scan.to_dataset()
+    for key in ("w2", "floor", "excess"):
+        assert ds[key].dims == ("t", "d"), key
+    assert ds["w2_err"].dims == ("t", "d") and ds["w2_err"].attrs["estimator"] == SEM
+    assert ds["slope"].dims == ("t",) and list(ds["d"].values) == [8, 16, 32]
+    np.testing.assert_array_equal(ds["w2"].sel(d=16).values, scan["w2"][:, 1])
+    path = scan.save(tmp_path / "w2.nc")
+    back = to_result(dmftgen.load(path))
+    assert list(back.keys()) == list(scan.keys())
+    for key in scan.keys():
+        np.testing.assert_array_equal(back[key], scan[key])
+
+
+def test_compare_is_a_labelled_result():
+    """compare gives a Result too: the table's columns on t, meta kind "comparison", the status of
+    its runs (here a diverged simulation)."""
+    from dmftgen import load_model
+    from dmftgen.comparison import Comparison, compare, table_columns
+
+    t = 0.1 * np.arange(4)
+    sim = Result({"t": t, "train_loss": 1 + t, "train_loss_sem": 0.01 + 0 * t, "test_loss": 2 + t,
+                  "test_loss_sem": 0.01 + 0 * t}, {}, status="diverged", message="blew up")
+    dm = Result({"t": t, "train_loss": 1 + t, "train_loss_err": 0.01 + 0 * t, "test_loss": 2 + t,
+                 "test_loss_err": 0.01 + 0 * t}, {}, status="ok")
+    cmp = compare(load_model("linreg"), Settings(T=0.3, dt=0.1), sims={"sgf": sim}, dmft=dm, methods=("sgf",))
+    assert isinstance(cmp, Comparison) and isinstance(cmp, Result)
+    assert cmp.status == "diverged" and "sgf: blew up" in cmp.message
+    assert cmp.meta["kind"] == "comparison" and cmp.meta["summary"] == cmp.summary != ""
+    head, cols = table_columns(cmp.table)
+    ds = cmp.to_dataset()
+    assert set(ds.data_vars) >= {"train_loss_dmft", "train_loss_sgf", "train_loss_sgf_z", "test_loss_sgf_err"}
+    for h, c in zip(head, cols):
+        name = h[:-4] + "_err" if h.endswith("_sem") else h
+        if h != "t":
+            assert ds[name].dims == ("t",), h
+            np.testing.assert_array_equal(ds[name].values, np.asarray(c, float))
+    np.testing.assert_array_equal(ds["t"].values, t)

@@ -143,14 +143,16 @@ def test_sampled_tangents_match_deterministic_tangents(linreg):
     st = Settings(delta=2.0, tau=0.5, T=1.5, dt=0.1, seed=18)
     a = solve(linreg, st, paths=4000)
     assert a.meta["tangents"] == "deterministic"
-    from dmftgen.dmft import solver as S
+    from dmftgen.dmft.modes import Modes
+    from dmftgen.dmft.rside import RSide
+    from dmftgen.dmft.solver import Solve, SolveOptions
 
     def forced(cv):
-        sv = S._Solver(linreg, st, 4000, "sweep", 0, False, S._check_options({"tangent_cv": cv}))
-        sv.A = sv.D = None  # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
-        sv.nu_mode, sv.do_psi = "pathwise", True
-        sv.n_tan_g = int(np.diff(sv.bounds).min())
-        reached = sv.sweep()
+        sv = Solve(linreg, st, 4000, "sweep", 0, False, SolveOptions(tangent_cv=cv))
+        # force the Monte Carlo adjoint tangents on every path (and pathwise nu)
+        sv.modes = Modes(A=None, D=None, nu_mode="pathwise", n_tan_g=int(np.diff(sv.bounds).min()))
+        sv.rside = RSide(sv.kern, sv.p, sv.streams, sv.bounds, st, sv.m, sv.kk, sv.modes, cv)
+        reached, _ = sv.run()
         return sv.result(reached, "ok", "")
 
     # With the control variate (grad ell -> Gamma, same dB) and a constant grad ell, Z - Zc = 0
@@ -281,6 +283,32 @@ def test_bad_input_raises(linreg):
         solve(linreg, st, paths=1000, dampin=0.5)
     with pytest.raises(SettingsError, match="no parameter"):
         solve(linreg, st.replace(params={"beta": 1.0}), paths=1000)
+
+
+def test_options_are_typed_and_validated(linreg):
+    """SolveOptions: strings from the CLI become numbers, bad values are one SettingsError that
+    names the option, and the record is frozen."""
+    import dataclasses
+
+    from dmftgen.dmft import SolveOptions
+    from dmftgen.errors import SettingsError
+
+    o = SolveOptions.from_kwargs({"replicas": "4", "groups": "10", "damping": "0.5", "tangent_budget": "1e9"})
+    assert (o.replicas, o.groups, o.damping, o.tangent_budget) == (4, 10, 0.5, 1e9)
+    assert type(o.groups) is int and type(o.damping) is float
+    assert o.n_replicas(1000) == 4 and SolveOptions().n_replicas(1000) == 8 and SolveOptions().n_replicas(50) == 1
+    for bad, msg in (({"groups": "x"}, "groups='x'"), ({"groups": 1}, "at least 2 path groups"),
+                     ({"replicas": 0}, "replicas=0"), ({"replicas": "many"}, "'auto' or an integer"),
+                     ({"damping": 1.0}, r"damping=1.0: must be in \[0, 1\)"), ({"nu": "x"}, "nu='x'"),
+                     ({"max_iter": 2.5}, "max_iter=2.5"), ({"jackknife": True, "tol": None}, "tol=None")):
+        with pytest.raises(SettingsError, match=msg):
+            SolveOptions.from_kwargs(bad)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.groups = 3
+    st = Settings(T=1.0, dt=0.1)
+    with pytest.raises(SettingsError, match="option groups='x'"):
+        solve(linreg, st, paths=1000, groups="x")
+    assert solve(linreg, st, paths=400, replicas="2").meta["replicas"] == 2
 
 
 def test_cli_solve_writes_result(tmp_path):

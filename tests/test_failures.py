@@ -379,7 +379,7 @@ def test_loss_growth_alone_flags_a_nonlinear_model(logistic):
 def test_solve_refuses_too_many_paths_with_the_figure(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DMFTGEN_MEMORY_LIMIT", "4G")
     import dmftgen.dmft.solver as solver
-    monkeypatch.setattr(solver, "_Solver", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
+    monkeypatch.setattr(solver, "Solve", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
     for args in (["--paths", "10000000"], ["--dt", "1e-4", "--paths", "20000"]):
         rc = main(["solve", "linreg", *args, "--out", str(tmp_path / "m.json")])
         err = capsys.readouterr().err

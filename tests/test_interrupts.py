@@ -23,13 +23,14 @@ from dmftgen.results import Result
 REPO = Path(__file__).resolve().parent.parent
 
 HOOK_SOLVE = """
+import dmftgen.dmft.rside as rside
 import dmftgen.dmft.solver as solver
-_orig = solver._Solver._run_paths
+_orig = rside.RSide.run
 def _hook(self, k0, k1, *a):
     if k0 == 5:
         wait()
     return _orig(self, k0, k1, *a)
-solver._Solver._run_paths = _hook
+rside.RSide.run = _hook
 """
 
 HOOK_SIM = """
@@ -172,12 +173,12 @@ def test_sigint_on_solve_long_stops_before_the_fine_solve(tmp_path):
     out = tmp_path / "long.json"
     hook = HOOK_SOLVE + """
 _n = [0]
-_init = solver._Solver.__init__
+_init = solver.Solve.__init__
 def _count(self, *a, **k):
     _n[0] += 1
     print(f"SOLVE {_n[0]}", flush=True)
     _init(self, *a, **k)
-solver._Solver.__init__ = _count
+solver.Solve.__init__ = _count
 """
     argv = ["solve-long", "linreg", "--T", "2", "--dt", "0.2", "--paths", "400", "--out", str(out)]
     rc, stdout, err = run_until_ready(tmp_path, hook, argv, signal.SIGINT)

@@ -115,15 +115,15 @@ def test_injected_gamma_error_is_flagged(logistic, monkeypatch):
 
 def test_injected_kernel_row_error_is_flagged(logistic, monkeypatch):
     """Fault: one off-diagonal row of K_ell perturbed by 10 % on its way to the theta-side."""
-    from dmftgen.dmft import solver as solver_mod
+    from dmftgen.dmft import estimators
 
-    orig = solver_mod._Solver._kl_row
+    orig = estimators.kl_row
 
-    def patched(self, k, th):
-        row = orig(self, k, th)
+    def patched(r, k, RT):
+        row = orig(r, k, RT)
         return row * 1.1 if k == 7 else row
 
-    monkeypatch.setattr(solver_mod._Solver, "_kl_row", patched)
+    monkeypatch.setattr(estimators, "kl_row", patched)
     th = solve(logistic, Settings(delta=2, tau=0.5, T=1, dt=0.05), paths=2000)
     assert th.status == "inaccurate"
     bad = [c for c in th.meta["checks"] if not c["ok"]]

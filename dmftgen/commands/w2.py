@@ -58,7 +58,7 @@ def run(args) -> int:
     from .._io import check_output_dir, replace_dir
     from ..results import jsonable
     from ..model import load_model
-    from ..w2 import plot_w2, w2_scan
+    from ..w2 import plot_w2, scan_payload, w2_scan
 
     names = ("w2.png", "w2.csv", "w2.json", "w2.txt")
     check_output_dir(args.out, allowed=lambda n: n in names)  # before computing
@@ -67,8 +67,8 @@ def run(args) -> int:
     scan = w2_scan(model, settings, dims=_ints(args.d), times=None if args.times is None else _floats(args.times),
                    seeds=args.seeds, method=args.method, batch=args.batch, eta=args.eta, paths=args.paths,
                    theta_samples=args.theta_samples, progress=progress_enabled())
-    lines = [f"dmftgen w2 {model.name}: W2(rows of theta^t, DMFT law), {args.method}, {scan['seeds']} seeds/d, "
-             f"{scan['theta_samples']} DMFT samples; delta={settings.delta:g} tau={settings.tau:g} dt={settings.dt:g}",
+    lines = [f"dmftgen w2 {model.name}: W2(rows of theta^t, DMFT law), {args.method}, {scan.meta['seeds']} seeds/d, "
+             f"{scan.meta['theta_samples']} DMFT samples; delta={settings.delta:g} tau={settings.tau:g} dt={settings.dt:g}",
              f"  {'t':>6} {'d':>6} {'W2':>18} {'floor':>18} {'excess':>9}"]
     for q, t in enumerate(scan["t"]):
         for j, d in enumerate(scan["d"]):
@@ -76,7 +76,7 @@ def run(args) -> int:
                          f"{scan['floor'][q, j]:>10.4g} ± {scan['floor_sem'][q, j]:<6.2g}{scan['excess'][q, j]:>9.3g}")
         lines.append(f"  t = {t:g}: log-log slope of W2 {scan['slope'][q]:+.3f}, of the floor "
                      f"{scan['floor_slope'][q]:+.3f}, of the excess {scan['excess_slope'][q]:+.3f}")
-    for msg in scan["messages"]:
+    for msg in scan.meta["messages"]:
         lines.append(f"  WARNING: {msg}")
     text = "\n".join(lines) + "\n"
     fig = plot_w2(scan, title=f"{model.name}: Theorem 2, W2 against d ({args.method}, δ={settings.delta:g}, "
@@ -91,11 +91,11 @@ def run(args) -> int:
         for j, d in enumerate(scan["d"]):
             csv.append(f"{t:.10g},{d},{scan['w2'][q, j]:.10g},{scan['w2_sem'][q, j]:.10g},"
                        f"{scan['floor'][q, j]:.10g},{scan['floor_sem'][q, j]:.10g},{scan['excess'][q, j]:.10g}")
-    payload = {"model": model.name, "settings": settings.as_dict(), **scan}
+    payload = {"model": model.name, "settings": settings.as_dict(), **scan_payload(scan)}
     out = Path(args.out)
     files = {"w2.png": buf.getvalue(), "w2.csv": ("\n".join(csv) + "\n").encode(),
              "w2.json": json.dumps(jsonable(payload, keep_inf=True), indent=1).encode(), "w2.txt": text.encode()}
     replace_dir(out, files)  # the set is replaced as a unit
     print(text, end="")
     print(f"wrote {', '.join(str(out / n) for n in files)}")
-    return 0 if scan["status"] == "ok" else 1
+    return 0 if scan.ok else 1

@@ -34,6 +34,8 @@ import math
 
 import numpy as np
 
+from .estimators import group_k_row
+
 ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
 SAMPLER_TOL = 1e-8    # relative error allowed in L L^T = S_U (round-off is ~1e-14)
 MIN_GROUP_PATHS = 32  # paths per group below which the statistical checks are not run
@@ -57,24 +59,6 @@ def _zstat(per_group):
     return mean, err, z
 
 
-def _k_row(sv, k):
-    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m) of solver ``sv`` (the estimator it used)."""
-    m, G = sv.m, sv.G
-    rk = slice(k * m, (k + 1) * m)
-    cols = slice(0, (k + 1) * m)
-    if sv.A is not None:
-        return np.repeat(sv.th.Kl[None, rk, cols], G, axis=0)
-    sizes = np.diff(sv.bounds).astype(float)
-    row = np.zeros((G, m, (k + 1) * m))
-    if sv.n_tan_g and k > 0:
-        off = slice(0, k * m)
-        row[:, :, off] = sv.kl_sum[:, rk, off] / sv.n_tan_g
-        if sv.use_cv:
-            row[:, :, off] += sv.kl_det[None, rk, off]  # the kernel already subtracted <Zc> (control variate)
-    row[:, :, rk] = sv.gam_sum[:, k] / sizes[:, None, None]
-    return row
-
-
 def run_checks(sv, n, C, Q, Mo, rho):
     """Evaluate the self-checks on the first ``n`` grid points of solver ``sv``.
 
@@ -82,7 +66,7 @@ def run_checks(sv, n, C, Q, Mo, rho):
     t_worst, value, err, ok), ``data`` the per-time residual curves (``check_<name>``,
     ``check_<name>_err``) for the result file.
     """
-    m, G, kk, dt, lam = sv.m, sv.G, sv.kk, sv.dt, sv.lam
+    m, G, kk, dt, lam, r = sv.m, sv.G, sv.kk, sv.dt, sv.lam, sv.rside
     t = sv.settings.times[:n]
     sizes = np.diff(sv.bounds).astype(float)
     out, data = [], {}
@@ -98,8 +82,8 @@ def run_checks(sv, n, C, Q, Mo, rho):
     th = sv.th
     R = th.R
     a = 1.0 - lam * dt
-    ells = sv.ells_sum[:, :n] / sizes[:, None, None, None]
-    Mf = (th.Mf[: n * m] if sv.reg else th.M_flat(n)) if kk else None
+    ells = r.ells_sum[:, :n] / sizes[:, None, None, None]
+    Mf = th.M_flat(n) if kk else None
     # per-group teacher drift nu_g[k] with the estimator the solve used
     nug = np.zeros((G, n, m, kk))
     KM = np.zeros((G, n, m, kk))
@@ -107,22 +91,22 @@ def run_checks(sv, n, C, Q, Mo, rho):
     res = np.zeros((G, nk, m, m))
     res_used = np.zeros((nk, m, m))      # with the kernels the theta-side actually used
     mres_used = np.zeros((n, m, kk))
-    rl = sv.rl_sum[:, :n] / sizes[:, None, None, None]
-    rl_mean = sv.rl_sum[:, :n].sum(0) / float(sizes.sum())
-    ells_mean = sv.ells_sum[:, :n].sum(0) / float(sizes.sum())
+    rl = r.rl_sum[:, :n] / sizes[:, None, None, None]
+    rl_mean = r.rl_sum[:, :n].sum(0) / float(sizes.sum())
+    ells_mean = r.ells_sum[:, :n].sum(0) / float(sizes.sum())
     S_used = sv.S_U
     for k in range(n):
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
-        Kr = _k_row(sv, k)
+        Kr = group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
         Ku = th.Kl[rk, cols]
         if kk:
             KM[:, k] = Kr @ Mf[cols]
             mres_used[k] = dt * (ells_mean[k] - Ku @ Mf[cols] - th.nu[k] @ rho)
-            if sv.nu_mode == "stein":
+            if sv.modes.nu_mode == "stein":
                 nug[:, k] = (ells[:, k] - KM[:, k]) @ th.rho_inv
-            elif sv.nu_mode == "pathwise":
-                nug[:, k] = sv.dsl_sum[:, k] / sizes[:, None, None]
+            elif sv.modes.nu_mode == "pathwise":
+                nug[:, k] = r.dsl_sum[:, k] / sizes[:, None, None]
             else:
                 nug[:, k] = th.nu[k]
         if k >= nk:
@@ -134,7 +118,7 @@ def run_checks(sv, n, C, Q, Mo, rho):
         if k > 0:
             pm = slice(0, k * m)
             # S_U[m, k] = S_U[k, m]^T: the accumulator holds row k of the lower triangle
-            Sg = sv.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
+            Sg = r.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
             rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
         res[:, k] = rl[:, k] - rhs
         rhs_u = C[rk, cols] @ Ku.T
@@ -160,7 +144,7 @@ def run_checks(sv, n, C, Q, Mo, rho):
     out.append(_consistency(sv, n, kk))
     # 4. gradient flow descends
     if sv.tau == 0.0 and not sv.reg:
-        F = sv.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
+        F = r.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
         inc = np.diff(F, axis=1)
         mean, err, z = _zstat(inc)
         zpos = np.where(mean > 0, z, 0.0)
@@ -182,7 +166,7 @@ def _consistency(sv, n, kk):
     worst, at = 0.0, 0
     for k in range(n):
         rk = slice(k * m, (k + 1) * m)
-        rows = _k_row(sv, k)
+        rows = group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
         Kr = rows.mean(0)  # tangent part: the same number of tangent paths in every group
         w = np.diff(sv.bounds).astype(float)
         Kr[:, rk] = np.tensordot(w / w.sum(), rows[:, :, rk], axes=1)  # Gamma: over all paths
@@ -219,7 +203,7 @@ def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):
 
 def _sampler_checks(sv, n, Q, t, variance=True):
     out = []
-    L, S = getattr(sv, "L_S", None), getattr(sv, "S_U", None)
+    L, S = sv.L_S, sv.S_U
     if L is not None and S is not None and S.shape[0] and n == sv.N + 1:
         rng = np.random.default_rng(12345)
         X = rng.standard_normal((S.shape[0], 4))
@@ -228,7 +212,7 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         out.append({"name": "sampler factor", "what": "L L^T = S_U (relative error on random probes)",
                     "n": 1, "worst_z": rel, "threshold": SAMPLER_TOL, "t_worst": float("nan"),
                     "value": rel, "err": 0.0, "ok": bool(rel <= SAMPLER_TOL)})
-    W, wpre = getattr(sv, "W_in", None), getattr(sv, "wpre", None)
+    W, wpre = sv.W_in, sv.wpre
     if variance and W is not None and wpre is not None and not sv.reg:
         m = sv.m
         G = 16
@@ -239,7 +223,7 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         zs, rows = [], []
         for k in ks:
             rk = slice(k * m, (k + 1) * m)
-            w = wpre[:P, k, :] + (sv.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
+            w = wpre[:P, k, :] + (sv.rside.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
             ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
             mean, err, z = _zstat(ww)
             zs.append(np.abs(z).max())

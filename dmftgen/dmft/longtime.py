@@ -14,7 +14,8 @@ horizon is a *coarse* step with the first-order error removed by Richardson extr
     f_R = 2 f(dt/2) - f(dt) = f(0) + O(dt^2),
 
 the two solves sharing one noise (the coarse solve aggregates the fine one's increments,
-``refine``), so their Monte Carlo errors largely cancel in the difference. K stays at
+``refine``), so their Monte Carlo errors largely cancel in the difference (the one
+implementation: :mod:`dmftgen.dmft.extrapolation`). K stays at
 T/dt and 2T/dt: T = 50 at dt = 0.2 needs K = 250 and 500 instead of the 5000 of dt = 0.01.
 
 Alternatives considered (docs/longtime.md):
@@ -82,6 +83,8 @@ def solve_long(model, settings, *, paths: int = 20000, extrapolate: bool = True,
         ``*_coarse_err`` / ``*_fine_err``).
         meta["long"]: wall time and peak resident memory of each solve, steps, method.
     """
+    from .extrapolation import ERRORS, coupled_solves
+    from .extrapolation import extrapolate as richardson_data
     from .solver import solve
 
     if int(options.get("replicas", 1)) > 1 and extrapolate:
@@ -94,29 +97,12 @@ def solve_long(model, settings, *, paths: int = 20000, extrapolate: bool = True,
         res.meta["long"] = {"method": "uniform", "steps": [settings.n_steps],
                             "time_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
         return res
-    coarse = solve(model, settings, paths=paths, progress=progress, refine=L + 1, **options)
-    if coarse.status == "interrupted":  # Ctrl-C: stop, do not start the fine solve
-        raise KeyboardInterrupt
-    t1 = time.perf_counter()
-    rss1 = peak_rss_mb()
-    fine = solve(model, settings.replace(dt=settings.dt / 2), paths=paths, progress=progress, refine=L,
-                 **options)
-    t2 = time.perf_counter()
-    n = min(len(coarse.t), (len(fine.t) + 1) // 2)
-    data = {"t": coarse.t[:n], "rho": coarse["rho"]}
+    rss1 = []
+    coarse, fine, (t0, t1, t2) = coupled_solves(model, settings, paths=paths, refine=L, progress=progress,
+                                                after_coarse=lambda: rss1.append(peak_rss_mb()), **options)
     keys = list(_ONE_TIME) + [f"{p}_{q}" for q in model.metrics for p in ("train", "test")]
-    for key in keys:
-        if key not in coarse or key not in fine:
-            continue
-        fc, ff = np.asarray(coarse[key][:n]), np.asarray(fine[key][: 2 * n - 1: 2])
-        data[key] = 2.0 * ff - fc
-        data[key + "_coarse"], data[key + "_fine"] = fc, ff
-        ec, ef = coarse.get(key + "_err"), fine.get(key + "_err")
-        if ec is not None and ef is not None:
-            ec, ef = np.asarray(ec[:n]), np.asarray(ef[: 2 * n - 1: 2])
-            data[key + "_err"] = np.sqrt(4.0 * ef ** 2 + ec ** 2)
-            data[key + "_coarse_err"], data[key + "_fine_err"] = ec, ef
-        data[key + "_disc"] = np.abs(ff - fc)
+    data, n = richardson_data(coarse, fine, keys, parts=True)
+    data = {"t": data.pop("t"), "rho": coarse["rho"], **data}
     if coarse.ok and fine.ok:
         status, message = "ok", ""
     else:
@@ -129,10 +115,9 @@ def solve_long(model, settings, *, paths: int = 20000, extrapolate: bool = True,
         "long": {"method": "richardson", "steps": [settings.n_steps, 2 * settings.n_steps],
                  "dt": [settings.dt, settings.dt / 2],
                  "time_s": t2 - t0, "time_coarse_s": t1 - t0, "time_fine_s": t2 - t1,
-                 "peak_rss_mb": peak_rss_mb(), "peak_rss_after_coarse_mb": rss1},
+                 "peak_rss_mb": peak_rss_mb(), "peak_rss_after_coarse_mb": rss1[0]},
         "coarse": coarse.meta, "fine": fine.meta,
-        "errors": "Monte Carlo: sqrt(4 e(dt/2)^2 + e(dt)^2) (conservative for coupled solves); "
-                  "*_disc = |f(dt/2) - f(dt)|, the first-order discretisation error removed",
+        "errors": ERRORS,
     }
     return Result(data, meta, status=status, message=message)
 

@@ -1,6 +1,6 @@
 r"""Memory estimate of a DMFT solve, checked before anything is allocated.
 
-The solver (``solver._Solver``, sweep method, h = lam theta) holds, with P paths, N steps,
+The solver (:mod:`dmftgen.dmft.forward`, sweep method, h = lam theta) holds, with P paths, N steps,
 m student and k teacher columns, G path groups, NI = N m, NN = (N + 1) m, P_J tangent paths
 and f = 2^refine (all float64, 8 bytes):
 
@@ -29,6 +29,8 @@ import math
 import os
 
 from ..errors import SettingsError
+from .options import as_options
+from .tangents import tangent_paths_per_group
 
 FRACTION = 0.8
 FIXED_BYTES = 4 * 2 ** 20  # size-independent: the test observables' common sample (measured ~4 MiB)
@@ -38,26 +40,22 @@ def _tangent_paths(model, P_total, N, R, opts, tau, linear_ell) -> int:
     """P_J of one replica as the solver chooses it (``tangents.py``); 0 for constant-Jacobian models."""
     if linear_ell:
         return 0
-    from .tangents import tangent_paths_per_group
-
-    G = int(opts.get("groups", 20))
+    G = opts.groups
     P = max(int(P_total) // R, 1)
     return tangent_paths_per_group(P_total, N, model.m, G, opts, tau, R, P // G) * G
 
 
 def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> float:
     """Bytes the solve of ``model`` at ``settings`` with ``paths`` paths allocates at its peak."""
-    opts = dict(options or {})
+    opts = as_options(options)
     P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
-    G = int(opts.get("groups", 20))
+    G = opts.groups
     # replicas run one after the other: the peak is one replica of P / R paths, plus the R
     # finished results kept for averaging (C_theta, R_theta, K_ell, R_ell: 4 two-time arrays each)
-    from .solver import _n_replicas
-
-    R = _n_replicas({"replicas": opts.get("replicas", "auto"), "groups": G}, P)
+    R = opts.n_replicas(P)
     kept = (R * 4 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
     P_total, P = P, max(P // R, 1)
-    f = 2 ** int(opts.get("refine", 0))
+    f = 2 ** opts.refine
     NI, NN = N * m, (N + 1) * m
     linear = discontinuous = False
     try:
@@ -67,7 +65,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> 
         linear, discontinuous = bool(kern.LINEAR_ELL), bool(kern.DISCONTINUOUS)
     except Exception:  # kernels missing/stale: the solve itself will say so; estimate conservatively
         pass
-    pathwise = k > 0 and not discontinuous and not linear and opts.get("nu", "auto") != "stein"
+    pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
     tangents = PJ * (2 * N + 1) * m * m

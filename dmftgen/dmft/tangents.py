@@ -14,7 +14,7 @@ i.e. the tangents cost at most as much as the r-side sweep (ratio (3 N^2 m^2 / 2
 = 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than 50 per path
 group. c = 2 when the control variate runs (a second recursion), else 1.
 
-With R replicas (independent sub-solves, solver.py "Error bars"), P, P_J and the budget are totals
+With R replicas (independent sub-solves, errorbars.py), P, P_J and the budget are totals
 over the replicas: each replica gets ceil(P_J / R) tangent paths. Before, every replica had its own
 floor of 50 per group, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths
 at K = 500 for the committee).
@@ -27,23 +27,27 @@ from __future__ import annotations
 
 import math
 
+from .options import as_options
+
 #: minimum tangent paths per path group, over all replicas (batch means need several per group)
 MIN_PER_GROUP = 50
 
 
 def use_control_variate(opts, tau: float) -> bool:
     """The tangent control variate runs iff asked for and the own noise is random (tau > 0)."""
-    return bool(opts.get("tangent_cv", True)) and float(tau) > 0.0
+    return bool(as_options(opts).tangent_cv) and float(tau) > 0.0
 
 
 def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float) -> int:
-    """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups."""
-    nt = opts.get("tangent_paths")
+    """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups;
+    ``opts`` a :class:`~dmftgen.dmft.options.SolveOptions` or a dict of solve options."""
+    opts = as_options(opts)
+    nt = opts.tangent_paths
     if nt is None:
         c = 2.0 if use_control_variate(opts, tau) else 1.0
         n = max(int(N), 1)
         per_path = n ** 3 * m ** 3 * c / 6.0
-        nt = min(P * 9.0 / (n * m * c), float(opts.get("tangent_budget", 4e10)) / per_path)
+        nt = min(P * 9.0 / (n * m * c), float(opts.tangent_budget) / per_path)
         nt = max(MIN_PER_GROUP * G, int(nt))
     return min(int(nt), int(P))
 

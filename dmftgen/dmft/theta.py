@@ -15,15 +15,34 @@ hence theta_k = Phi0[k] theta^0 + Phis[k] theta* + sum_{m<k} R_theta[k, m] dU_m 
 
 Everything is stored as flat block matrices (row k*m + a). The teacher drift is either given
 (pathwise estimator, or deterministic), or computed row by row with the Stein identity
-(docs/theory.md §3, re-derived for discrete time and general m, k in dmftgen/dmft/solver.py):
+(docs/theory.md §3; derivation in :mod:`dmftgen.dmft.estimators`):
 
     nu[k] = ( <ell_k r*^T> - sum_{l<=k} K_ell[k, l] M[l] ) rho^{-1}.
+
+Gaussian input of the r-process ("PSD by construction")
+-------------------------------------------------------
+The theta-side is linear, so the r-side Gaussian w (covariance C_theta, cross-covariance M with
+r*) is sampled per path as
+
+    w_k = Phi0[k] g0 + Phis[k] r* + sum_{m<k} R_theta[k, m] xi_m,     xi = L eta ~ N(0, S_U),
+
+with g0 ~ N(0, Sigma0), r* ~ N(0, rho) and L the causal factor of S_U
+(:class:`dmftgen.dmft.sampler.CausalFactor`): its covariance is C_theta by construction.
+
+The theta-side interface
+------------------------
+The forward sweep (:mod:`dmftgen.dmft.forward`) drives this class and the Monte Carlo theta-side
+(:class:`dmftgen.dmft.theta_mc.ThetaMC`, a declared regulariser H) through the same methods:
+``begin_input(rside)`` and ``input_row(k, L, wpre, W)`` (the r-side Gaussian input of time k),
+``set_kernels(k, ...)`` (the r-side estimates of time k), ``advance(k, L)`` (row k + 1),
+``finite(k)``, and for the result ``moments(S_U, n)``, ``samples(...)``, ``M_flat``, ``rho``,
+``rho_inv``, ``R``, ``RT``, ``Kl``, ``nu``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import det_tangent_row
+from ._linalg import det_tangent_row, psd_sqrt
 
 
 class ThetaSide:
@@ -99,8 +118,9 @@ class ThetaSide:
         else:
             self.nu[k] = dsl
 
-    def advance(self, k):
-        """Row k + 1 of R_theta, Phi0, Phis from K_ell rows <= k and nu[k]."""
+    def advance(self, k, L_S=None):
+        """Row k + 1 of R_theta, Phi0, Phis from K_ell rows <= k and nu[k] (``L_S`` unused: the
+        noise enters through S_U, in :meth:`C_theta_flat`)."""
         m, dt = self.m, self.dt
         a = 1.0 - self.lam * dt
         s0 = slice(0, (k + 1) * m)
@@ -114,25 +134,29 @@ class ThetaSide:
         if self.k:
             self.Phis[rk1] = a * self.Phis[rk] - dt * (Kk @ self.Phis[s0]) - dt * self.nu[k]
 
-    # -- whole horizon ---------------------------------------------------------------------------
-    def run(self, gamma=None, kl=None, ells=None, dsl=None, nu=None, upto=None):
-        """Forward pass over all rows with the given r-side kernels (fixed point, jackknife).
+    # -- the r-side Gaussian input ----------------------------------------------------------------
+    def begin_input(self, rside):
+        """Arrays of the r-side input: ``wpre`` (P, N+1, m), the part of w_k known before the
+        paths' noise (Phi0 g0 + Phis r*), and ``W`` (NN, NI), the rows R_theta[k, :k] L that
+        multiply the paths' standard normals eta. Returns (wpre, W, clipped pivots = 0)."""
+        self._g0, self._s = rside.g0, rside.s
+        NN, NI = (self.N + 1) * self.m, self.N * self.m
+        return np.zeros((rside.P, self.N + 1, self.m)), np.zeros((NN, max(NI, 1))), 0
 
-        gamma (N+1, m, m); kl flat (NN, NN) (off-diagonal blocks used); ells / dsl / nu (N+1, m, k).
-        """
+    def input_row(self, k, L, wpre, W):
+        """Row k of the input: W[k, :k] = R_theta[k, :k] L[:k, :k], wpre[:, k] (0 pivots clipped)."""
         m = self.m
-        N = self.N if upto is None else upto
-        for k in range(N + 1):
-            self.set_kernels(
-                k,
-                gamma=None if gamma is None else gamma[k],
-                kl_off=None if kl is None else kl[k * m:(k + 1) * m, : k * m],
-                ells=None if ells is None else ells[k],
-                dsl=None if dsl is None else dsl[k],
-                nu=None if nu is None else nu[k])
-            if k < self.N:
-                self.advance(k)
-        return self
+        rk = slice(k * m, (k + 1) * m)
+        if k > 0:
+            W[rk, : k * m] = self.R[rk, : k * m] @ L[: k * m, : k * m]
+        wpre[:, k, :] = self._g0 @ self.Phi0[rk].T
+        if self.k:
+            wpre[:, k, :] += self._s @ self.Phis[rk].T
+        return 0
+
+    def finite(self, k) -> bool:
+        """The theta-side of row k + 1 is finite (the r-side checks cover this linear map)."""
+        return True
 
     # -- second moments --------------------------------------------------------------------------
     def C_theta_flat(self, S_U: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -164,100 +188,36 @@ class ThetaSide:
         """M[k] = E theta_k theta*^T = Phis[k] rho, shape (N+1, m, k)."""
         return (self.Phis @ self.rho).reshape(self.N + 1, self.m, self.k)
 
+    def moments(self, S_U: np.ndarray, n: int):
+        """(C_theta flat (n m, n m), Q (n, m, m), M (n, m, k)) on the first n grid points.
 
-class ThetaMC:
-    """theta-side by Monte Carlo theta-paths, for a nonlinear regulariser h (model HAS_REG).
-
-    theta_{k+1} = theta_k - dt (h(theta_k) + lam theta_k) - dt sum_{l<=k} K_ell[k, l] theta_l
-                  - dt nu[k] theta* + dU_k,          dU = L_S eta (causal Cholesky of S_U),
-
-    on P_theta paths with theta^0 ~ N(0, Sigma0), theta* ~ N(0, rho); R_theta = E Phi by the
-    generated adjoint kernel ``dmft_theta_adjoint``; C_theta, M and rho are the empirical second
-    moments of the theta-paths (an exact Gram matrix, so the r-side Gaussian built from them by a
-    pivot-clipped incremental Cholesky is PSD by construction).
-    """
-
-    def __init__(self, kern, p, N, m, k, lam, dt, delta, th0, ths, eta, groups):
-        self.kern, self.p = kern, p
-        self.N, self.m, self.k = N, m, k
-        self.lam, self.dt, self.delta = lam, dt, delta
-        NN = (N + 1) * m
-        Pt = th0.shape[0]
-        self.Pt = Pt
-        self.th = np.zeros((Pt, NN))
-        self.th[:, :m] = th0
-        self.ths = np.ascontiguousarray(ths)
-        self.eta = eta                                   # (P_theta, N m)
-        self.R = np.zeros((NN, NN))
-        self.RT = np.zeros((NN, NN))
-        self.Kl = np.zeros((NN, NN))
-        self.KlT = np.zeros((NN, NN))
-        self.nu = np.zeros((N + 1, m, k))
-        self.B_hist = np.zeros((Pt, N + 1, m, m))
-        self.bounds = np.linspace(0, Pt, groups + 1).round().astype(np.int64)
-        self.rho = (ths.T @ ths) / Pt if k else np.zeros((0, 0))
-        self.rho_inv = np.linalg.pinv(self.rho) if k else self.rho
-        self.C = np.zeros((NN, NN))
-        self.Mf = np.zeros((NN, k))
-        self._moments(0)
-
-    def _moments(self, k):
-        m, Pt = self.m, self.Pt
-        rk = slice(k * m, (k + 1) * m)
-        row = self.th[:, rk].T @ self.th[:, : (k + 1) * m] / Pt
-        self.C[rk, : (k + 1) * m] = row
-        self.C[: (k + 1) * m, rk] = row.T
-        if self.k:
-            self.Mf[rk] = self.th[:, rk].T @ self.ths / Pt
-
-    def set_kernels(self, k, gamma, kl_off=None, ells=None, dsl=None):
-        m = self.m
-        rk = slice(k * m, (k + 1) * m)
-        self.Kl[rk, rk] = gamma
-        if k > 0 and kl_off is not None:
-            self.Kl[rk, : k * m] = kl_off
-        self.KlT[:, rk] = self.Kl[rk, :].T
-        if self.k == 0:
-            return
-        if ells is not None:
-            self.nu[k] = (ells - self.Kl[rk, : (k + 1) * m] @ self.Mf[: (k + 1) * m]) @ self.rho_inv
+        A sweep stopped at row n - 1 (n <= N) has S_U only for the increments before it."""
+        m, N = self.m, self.N
+        if n == N + 1:
+            Q = self.Q_diag(S_U)
+            C = self.C_theta_flat(S_U)
         else:
-            self.nu[k] = dsl
+            C = self.C_theta_flat(S_U[: max(n - 1, 0) * m, : max(n - 1, 0) * m] if n > 1 else np.zeros((0, 0)), n)
+            Q = diag_blocks(C, n, m)
+        return C, Q[:n], self.M_overlap()[:n]
 
-    def advance(self, k, L_S):
-        """theta_{k+1} on every path, R_theta row k+1, C_theta row k+1 and M[k+1]."""
-        m, dt = self.m, self.dt
-        rk = slice(k * m, (k + 1) * m)
-        rk1 = slice((k + 1) * m, (k + 2) * m)
-        thk = np.ascontiguousarray(self.th[:, rk])
-        h = np.empty_like(thk)
-        self.kern.h_batch(thk, self.p, h)
-        drift = h + self.lam * thk + self.th[:, : (k + 1) * m] @ self.Kl[rk, : (k + 1) * m].T
-        if self.k:
-            drift += self.ths @ self.nu[k].T
-        dU = self.eta[:, : (k + 1) * m] @ L_S[rk, : (k + 1) * m].T
-        self.th[:, rk1] = thk - dt * drift + dU
-        G = self.bounds.shape[0] - 1
-        rsum = np.zeros((G, m, self.R.shape[0]))
-        self.kern.dmft_theta_adjoint(k + 1, self.th, self.p, self.lam, dt, self.KlT, self.bounds,
-                                     self.B_hist, rsum)
-        self.R[rk1, : (k + 1) * m] = rsum.sum(0)[:, : (k + 1) * m] / self.Pt
-        self.RT[: (k + 1) * m, rk1] = self.R[rk1, : (k + 1) * m].T
-        self._moments(k + 1)
+    def samples(self, S, rng, L_S, S_U, init_std, teacher_std) -> dict:
+        """S draws of the law of a theta row at every time, by its exact Gaussian representation
+        theta_k = Phi0[k] theta^0 + Phis[k] theta* + sum_m R_theta[k, m] dU_m, dU = L eta
+        (L the causal factor of S_U, or its symmetric square root after a fixed point)."""
+        N, m, kk = self.N, self.m, self.k
+        NI = N * m
+        th0 = init_std * rng.standard_normal((S, m))
+        ths = teacher_std * rng.standard_normal((S, kk))
+        L = L_S if L_S is not None else psd_sqrt(S_U)
+        dU = rng.standard_normal((S, NI)) @ L.T
+        flat = th0 @ self.Phi0.T + dU @ self.R[:, :NI].T
+        if kk:
+            flat += ths @ self.Phis.T
+        return {"theta_samples": flat.reshape(S, N + 1, m).transpose(1, 0, 2),
+                "theta_star_samples": ths, "theta0_samples": th0}
 
-    def M_flat(self, upto: int) -> np.ndarray:
-        return self.Mf[: upto * self.m]
 
-    def group_moments(self):
-        """Per-group Q[k] and M[k] (G, N+1, m, m / k) for batch-means error bars."""
-        m, N, G = self.m, self.N, self.bounds.shape[0] - 1
-        th = self.th.reshape(self.Pt, N + 1, m)
-        Q = np.zeros((G, N + 1, m, m))
-        Mo = np.zeros((G, N + 1, m, self.k))
-        for g in range(G):
-            sl = slice(self.bounds[g], self.bounds[g + 1])
-            n = sl.stop - sl.start
-            Q[g] = np.einsum("pka,pkb->kab", th[sl], th[sl]) / n
-            if self.k:
-                Mo[g] = np.einsum("pka,pj->kaj", th[sl], self.ths[sl]) / n
-        return Q, Mo
+def diag_blocks(C, n, m):
+    """The diagonal blocks C[k, k] (n, m, m) of a flat block matrix."""
+    return np.stack([C[k * m:(k + 1) * m, k * m:(k + 1) * m] for k in range(n)]) if n else np.zeros((0, m, m))

@@ -59,6 +59,11 @@ class Path:
         self.status = "diverged"
         self.message = f"diverged at t = {t:.6g}: {why}"
 
+    def interrupt(self, t: float) -> None:
+        """Ctrl-C at time t: the records 0 .. n_done-1 are complete and kept."""
+        self.status = "interrupted"
+        self.message = f"interrupted by the user at t = {t:.6g}"
+
 
 def blowup_limit(thT: np.ndarray, thsT: np.ndarray) -> float:
     """Threshold on max_a Q_aa (= RMS^2 of a column of theta) beyond which the run is diverged."""

@@ -113,7 +113,5 @@ def run_sgd(kern, data, p, *, lam, eta, batch, replace, times, rng, theta_rows=0
             if tick is not None:
                 tick(j)
     except KeyboardInterrupt:
-        # keep what is finished: records 0 .. n_done-1 are complete
-        path.status = "interrupted"
-        path.message = f"interrupted by the user at t = {done * eta / d:.6g}"
+        path.interrupt(done * eta / d)
     return path, thT

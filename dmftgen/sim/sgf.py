@@ -162,9 +162,7 @@ def run_sgf(kern, data, p, *, delta, tau, lam, dt, n_steps, rng=None, increments
             if tick is not None:
                 tick(step)
     except KeyboardInterrupt:
-        # keep what is finished: records 0 .. n_done-1 are complete
-        path.status = "interrupted"
-        path.message = f"interrupted by the user at t = {times[path.n_done]:.6g}"
+        path.interrupt(times[path.n_done])
         return path, thT
     # train observables of the final state
     loss_sum, _ = sweep(None, True, False)

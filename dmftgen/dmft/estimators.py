@@ -1,0 +1,156 @@
+"""Kernel estimators: the r-side averages that feed the theta-side, from the paths' group sums.
+
+Gamma_k = <grad ell(r_k)>, K_ell[k, :k] (adjoint tangents, with the control variate's known mean
+added back), S_U = <dL dL^T> / delta, and the teacher drift nu by one of two estimators.
+
+Teacher drift nu (m x k) by Stein's lemma in discrete time
+-----------------------------------------------------------
+(w, r*) is jointly Gaussian; write w_l = M[l] rho^{-1} r* + w_perp_l with w_perp independent of
+r*. For ell_k as a function of r* at fixed (w_perp, z, dB), Stein's identity (valid for a
+distributional derivative, so label jumps count) gives E[ell_k r*^T] = E[D_{r*} ell_k] rho with
+the total derivative D_{r*} ell_k = d ell_k/d r*|_w + sum_{l<=k} (d ell_k / d w_l) M[l] rho^{-1}.
+The first term averages to nu[k] (teacher drift at fixed w, memory included), the second to
+sum_l K_ell[k, l] M[l] rho^{-1}. Hence
+
+    nu[k] = ( E[ell_k r*^T] - sum_{l<=k} K_ell[k, l] M[l] ) rho^{-1}.
+
+Only the Gaussianity of (w, r*) is used (theta^0 independent of theta* is not needed here, and
+holds for all built-in models). For continuous labels the pathwise estimator
+nu[k] = E[d_s ell_k + grad ell_k psi_k] is used (lower variance). docs/theory.md section 3.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._linalg import det_tangent_row
+
+
+def kernels(r, drop=None) -> dict:
+    """All kernel estimates of the r-side ``r`` (an :class:`~dmftgen.dmft.rside.RSide` after a
+    pass), optionally leaving path group ``drop`` out (jackknife): gamma (N+1, m, m), ells and
+    dsl (N+1, m, k), S_U (NI, NI), kl (NN, NN) or None without tangents."""
+    G = r.G
+    sizes = r.sizes
+    w = np.ones(G)
+    if drop is not None:
+        w[drop] = 0.0
+    npath = float(sizes @ w)
+    ntan = float(r.n_tan_g * w.sum())
+
+    def avg(arr, n):
+        return np.tensordot(w, arr, axes=1) / n
+
+    out = {"gamma": avg(r.gam_sum, npath), "ells": avg(r.ells_sum, npath),
+           "dsl": avg(r.dsl_sum, npath),
+           "S_U": None}
+    S = avg(r.su_sum, npath * r.delta)
+    S = np.tril(S) + np.tril(S, -1).T
+    out["S_U"] = S
+    out["kl"] = avg(r.kl_sum, ntan) if r.n_tan_g else None
+    if r.n_tan_g and r.use_cv:
+        # kl_sum already holds sum(Z - Zc) (the control variate is subtracted in the kernel)
+        out["kl"] = out["kl"] + r.kl_det
+    return out
+
+
+def kl_row(r, k, RT):
+    """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on).
+
+    The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
+    (l < k) and Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
+    m = r.m
+    rk = slice(k * m, (k + 1) * m)
+    nt = r.n_tan_g * r.G
+    kl = r.kl_sum[:, rk, : k * m].sum(0) / nt
+    if r.use_cv and k > 0:
+        row = cv_mean_row(r, k, RT)
+        # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
+        kl = kl + row[:, : k * m]
+    return kl
+
+
+def cv_mean_row(r, k, RT):
+    """The control variate's known mean, row k (stored in ``r.kl_det``); (m, (k+1) m)."""
+    m = r.m
+    row = np.zeros((m, (k + 1) * m))
+    det_tangent_row(k, RT, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
+    r.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
+    return row
+
+
+def row_kernels(r, k, RT, nu_mode) -> dict:
+    """The keyword arguments of ``set_kernels(k, ...)`` from the sums of row k (forward sweep);
+    records Gamma_k as the control variate's matrix Gcv[k]."""
+    P = r.P
+    gam = r.gam_sum[:, k].sum(0) / P
+    kw = {"gamma": gam}
+    if r.n_tan_g:
+        kw["kl_off"] = kl_row(r, k, RT)
+    r.Gcv[k] = gam
+    if nu_mode == "stein":
+        kw["ells"] = r.ells_sum[:, k].sum(0) / P
+    elif nu_mode == "pathwise":
+        kw["dsl"] = r.dsl_sum[:, k].sum(0) / P
+    return kw
+
+
+def s_u_row(r, k):
+    """Row block k of S_U, S_U[k, <=k] = <dL_k dL_{<=k}^T> / delta (m, (k+1) m)."""
+    m = r.m
+    return r.su_sum[:, k * m:(k + 1) * m, : (k + 1) * m].sum(0) * (1.0 / (r.delta * r.P))
+
+
+def theta_from(th, kern, nu_mode):
+    """Run the deterministic theta-side ``th`` over every row with the kernel estimates ``kern``
+    (a dict of :func:`kernels`): fixed point and jackknife."""
+    m = th.m
+    for k in range(th.N + 1):
+        rk = slice(k * m, (k + 1) * m)
+        kw = {"gamma": kern["gamma"][k], "ells": None, "dsl": None}
+        if kern["kl"] is not None:
+            kw["kl_off"] = kern["kl"][rk, : k * m]
+        if nu_mode == "stein":
+            kw["ells"] = kern["ells"][k]
+        elif nu_mode == "pathwise":
+            kw["dsl"] = kern["dsl"][k]
+        th.set_kernels(k, **kw)
+        if k < th.N:
+            th.advance(k)
+    return th
+
+
+def group_k_row(r, k, th, deterministic):
+    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m), the estimator the solve used: the tangent
+    paths' group means (plus the control variate's known mean) and Gamma_k from all paths of
+    the group; with deterministic tangents the theta-side's row, repeated."""
+    m, G = r.m, r.G
+    rk = slice(k * m, (k + 1) * m)
+    cols = slice(0, (k + 1) * m)
+    if deterministic:
+        return np.repeat(th.Kl[None, rk, cols], G, axis=0)
+    row = np.zeros((G, m, (k + 1) * m))
+    if r.n_tan_g and k > 0:
+        off = slice(0, k * m)
+        row[:, :, off] = r.kl_sum[:, rk, off] / r.n_tan_g
+        if r.use_cv:
+            row[:, :, off] += r.kl_det[None, rk, off]  # the kernel already subtracted <Zc> (control variate)
+    row[:, :, rk] = r.gam_sum[:, k] / r.sizes[:, None, None]
+    return row
+
+
+def nu_err(r, th, n, nu_mode):
+    """Batch-means error of nu: the estimator evaluated on each path group (kernels fixed)."""
+    m, kk, G = r.m, r.kk, r.G
+    sizes = r.sizes.reshape(G, 1, 1, 1)
+    if nu_mode == "stein":
+        Mf = th.M_flat(n)
+        KM = (th.Kl[: n * m, : n * m] @ Mf).reshape(n, m, kk)
+        # K_ell[k, l] = 0 for l > k, so the full product is the causal sum over l <= k
+        per = (r.ells_sum[:, :n] / sizes - KM) @ th.rho_inv
+    elif nu_mode == "pathwise":
+        per = r.dsl_sum[:, :n] / sizes
+    else:
+        return np.zeros((n, m, kk))
+    return per.std(0, ddof=1) / math.sqrt(G)

@@ -1,0 +1,111 @@
+"""The causal forward sweep: one pass over the time rows, each using earlier rows only.
+
+For k = 0..N (docs/theory.md section 2):
+
+1. the theta-side gives the r-side Gaussian input of time k (``input_row``), from the causal
+   factor L of S_U (rows < k) and its response R_theta (rows <= k);
+2. the paths advance to time k and accumulate the group sums of row k (``RSide.run``);
+3. the kernel estimates of row k (Gamma_k, K_ell[k, :k], nu[k]) go to the theta-side;
+4. S_U[k, <=k] from the increments dL_k, the rows of time k of L, and theta-side row k + 1.
+
+The same driver serves the deterministic theta-side (h = lam theta) and the Monte Carlo one
+(declared H): both implement the interface of :mod:`dmftgen.dmft.theta`. A row whose kernels,
+loss or <ell ell> is not finite or beyond ``blowup`` ends the sweep as ``diverged``; Ctrl-C
+between rows keeps the finished ones (``k_done``).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .estimators import row_kernels, s_u_row
+from .sampler import CausalFactor, use_qr
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def progress_bar(enabled, total, desc):
+    """A tqdm bar on stderr (``leave=False``), or a silent stand-in."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="step" if "sweep" in desc else "it", leave=False)
+
+
+def finite_row(r, k, th, blowup) -> bool:
+    """Row k is finite and below ``blowup``: K_ell row, nu[k], <ell ell>_k and the train loss."""
+    m = r.m
+    rk = slice(k * m, (k + 1) * m)
+    lossk = r.loss_sum[:, k].sum() / r.P
+    llk = np.trace(r.ll_sum[:, k].sum(0)) / r.P
+    vals = [th.Kl[rk].ravel(), th.nu[k].ravel(), np.array([llk])]
+    if np.isfinite(lossk):
+        vals.append(np.array([lossk]))
+    v = np.concatenate(vals)
+    return bool(np.all(np.isfinite(v)) and np.all(np.abs(v) < blowup))
+
+
+def sweep(sv) -> int:
+    """Run the forward sweep of solve ``sv``; returns the number of finished grid points
+    (N + 1, or the row where it diverged). Leaves on ``sv``: th, S_U, L_S, W_in, wpre, gram,
+    n_clipped, timing, residuals."""
+    r, opts = sv.rside, sv.opts
+    N, m = sv.N, sv.m
+    NI = N * m
+    qr = use_qr(opts.gram, sv.tau, sv.delta, sv.dt)
+    sv.gram = "qr" if qr else "cholesky"
+    th = sv.new_theta(qr)
+    wpre, W, clipped = th.begin_input(r)
+    r.alloc()
+    # S_U = <dL dL^T> / delta: the QR factors the increments scaled by 1/sqrt(delta P)
+    fac = CausalFactor(NI, qr, r.P, math.sqrt(1.0 / (sv.delta * r.P)), opts.pivot_tol, opts.qr_tol)
+    sv.n_clipped = clipped
+    reached = N + 1
+    # rows finished so far, for a Ctrl-C between rows (see solver._solve_one)
+    sv.th, sv.S_U, sv.L_S, sv.k_done, sv.timing, sv.residuals = th, fac.S, fac.L, 0, {}, []
+    sv.W_in, sv.wpre = W, wpre
+    bar = progress_bar(sv.progress, N + 1, "DMFT sweep")
+    t_paths = t_theta = 0.0
+    blowup = float(opts.blowup)
+    for k in range(N + 1):
+        t0 = time.perf_counter()
+        sv.n_clipped += th.input_row(k, fac.L, wpre, W)
+        if k > 0:
+            r.Gcv_g[k] = r.Gcv[k - 1]
+        t1 = time.perf_counter()
+        r.run(k, k + 1, wpre, W, True, th.R, th.RT)
+        t2 = time.perf_counter()
+        t_paths += t2 - t1
+        if r.bad.min() <= k:
+            reached = k
+            break
+        th.set_kernels(k, **row_kernels(r, k, th.RT, sv.modes.nu_mode))
+        if k < N:
+            rk = slice(k * m, (k + 1) * m)
+            row = s_u_row(r, k)
+            fac.S[rk, : (k + 1) * m] = row
+            fac.S[: (k + 1) * m, rk] = row.T
+            sv.n_clipped += fac.extend(k * m, (k + 1) * m, lambda i: r.dL[:, i])
+            th.advance(k, fac.L)
+        if not (finite_row(r, k, th, blowup) and th.finite(k)):
+            reached = k
+            break
+        t_theta += time.perf_counter() - t2 + (t1 - t0)
+        bar.update(1)
+        sv.k_done = k + 1
+    bar.close()
+    sv.timing = {"paths_s": t_paths, "theta_s": t_theta}
+    if sv.reg:
+        sv.timing["theta_paths"] = th.Pt
+    return reached

@@ -1,0 +1,111 @@
+"""The r-side path engine: P effective r-paths in G groups, advanced by the generated kernel.
+
+The per-path sweep is the generated ``dmft_paths`` (template ``dmftgen/codegen/templates/dmft.py``):
+for each time row it advances every path with its Gaussian input, accumulates the group sums of
+the r-side averages (loss, metrics, Gamma, <ell r*^T>, d_s ell, S_U row, <r ell^T>, <ell ell^T>)
+and, on the first ``n_tan_g`` paths of each group, the adjoint tangents of the response row
+K_ell[k, :k] (docs/theory.md section 3). This module owns the accumulators and the call.
+
+Cost and memory (P paths, K = T/dt steps, width m)
+--------------------------------------------------
+* memory and Gaussian-input sums, S_U row: O(P K^2 m^2) time, O(P K m) memory (the paths'
+  histories eta, dL; never the P x K x K tangents);
+* response tangents by the adjoint recursion: the row K_ell[k, :k] of one path from its own
+  a_0..a_{k-1} in O(k^2 m^3), so O(P_J K^3 m^3 / 6) time but O(P_J K m^2) memory. P_J is chosen
+  once for the whole solve (:mod:`dmftgen.dmft.tangents`): the tangents cost at most what the
+  r-side sweep costs and at most ``tangent_budget`` multiply-adds, with at least 50 paths per
+  group, shared among the replicas (an unbiased subset: K_ell gets noisier, not biased). The
+  control variate (``tangent_cv``, default on for tau > 0; at tau = 0 it equals its own mean and
+  is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic);
+  LINEAR_ELL models with one constant Jacobian need no per-path tangents at all;
+* group sums: O(G K^2 m^2) memory (S_U, and K_ell when tangents are on).
+Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
+grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
+K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with
+tangents on all paths (1.0, 5.0, 26.3 s for K = 50, 100, 200).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class RSide:
+    """The paths of one solve and their group sums.
+
+    Parameters
+    ----------
+    kern : module
+        The generated kernels (``dmft_paths``, ``NMET``).
+    p : ndarray
+        Model parameters.
+    streams : dmftgen.dmft.streams.Streams
+        The draws (s, g0, z, eta, dB); ``s`` and ``eta`` may be replaced by a Monte Carlo
+        theta-side (its own Gaussian input) before :meth:`alloc`.
+    bounds : (G + 1,) int
+        Path groups [bounds[g], bounds[g + 1]).
+    settings : Settings
+        N, dt, delta, tau.
+    m, kk : int
+        Student and teacher widths.
+    modes : dmftgen.dmft.modes.Modes
+        Tangent paths per group and whether nu is pathwise.
+    use_cv : bool
+        The control variate of the tangents runs (:func:`dmftgen.dmft.tangents.use_control_variate`).
+    """
+
+    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv):
+        self.kern, self.p = kern, p
+        self.s, self.g0, self.z, self.eta, self.dB = streams.s, streams.g0, streams.z, streams.eta, streams.dB
+        self.bounds = bounds
+        self.P, self.G = int(bounds[-1]), bounds.shape[0] - 1
+        self.N, self.m, self.kk = settings.n_steps, m, kk
+        self.dt, self.delta = settings.dt, settings.delta
+        self.sq = math.sqrt(settings.tau * settings.delta)
+        self.n_tan_g = modes.n_tan_g
+        self.do_psi = modes.do_psi
+        self.use_cv = bool(use_cv) and self.n_tan_g > 0
+        self.Gcv = None
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Paths per group (float)."""
+        return np.diff(self.bounds).astype(float)
+
+    def alloc(self):
+        """Zero the accumulators of one pass over the paths (the control-variate matrices Gcv
+        persist: the sweep fills them row by row, the fixed point sets them per iteration)."""
+        P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
+        NN, NI = (N + 1) * m, N * m
+        self.dL = np.zeros((P, NI))
+        self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
+        self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
+        self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk))
+        self.loss_sum = np.zeros((G, N + 1))
+        self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
+        self.gam_sum = np.zeros((G, N + 1, m, m))
+        # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
+        # (G, NN, NN) array instead of two); kl_det holds the known mean of Zc.
+        self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
+        self._klcv_arg = np.zeros((1, 1, 1))  # the kernel's unused klcv_sum argument
+        if self.Gcv is None:
+            self.Gcv = np.zeros((N + 1, m, m))     # control-variate matrices in a_l
+            self.Gcv_g = np.zeros((N + 1, m, m))   # ... and at the row's own time k
+            self.kl_det = np.zeros((NN, NN)) if self.use_cv else None
+        self.ells_sum = np.zeros((G, N + 1, m, kk))
+        self.dsl_sum = np.zeros((G, N + 1, m, kk))
+        self.su_sum = np.zeros((G, NI, NI))
+        self.rl_sum = np.zeros((G, N + 1, m, m))
+        self.ll_sum = np.zeros((G, N + 1, m, m))
+        self.bad = np.full(G, N + 1, dtype=np.int64)
+
+    def run(self, k0, k1, wpre, W, use_W, R, RT):
+        """Advance every path over rows k0..k1-1 with input ``wpre`` (+ ``W`` eta if ``use_W``)
+        and the theta-side response R (R^T), accumulating the group sums."""
+        self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
+                             wpre, W, use_W, self.eta, R, RT, self.s, self.z, self.dB, self.p,
+                             self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
+                             self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
+                             self.su_sum, self.rl_sum, self.ll_sum, self.bad,
+                             self.use_cv, self.Gcv, self.Gcv_g, self._klcv_arg)

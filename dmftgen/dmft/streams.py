@@ -1,0 +1,62 @@
+"""Random numbers of a DMFT solve: independent streams per purpose, common to every iterate.
+
+One ``SeedSequence([seed, 4])`` (stream 4 of the package: the DMFT solver; replica r > 0 gets
+``[seed, 4, r]``) spawns four children in a fixed order -- static draws (teacher fields s, initial
+fields g0, label noises z), the standard normals eta of the Gaussian input, the Brownian increments
+dB of the r-process, and theta samples -- so that adding a draw to one purpose never shifts another.
+The Monte Carlo theta-side (declared regulariser H) has two more streams spawned from
+``[seed, 4, (r,) 1]``, so that every other model's numbers do not depend on it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Streams:
+    """The draws of one solve (P paths, N steps, width m, k teacher columns, nz label noises).
+
+    s (P, k): teacher fields r* ~ N(0, rho); g0 (P, m): initial fields ~ N(0, Sigma0);
+    z (P, nz): label noises; eta (P, N m): standard normals of the Gaussian input; dB (P, N):
+    Brownian increments sqrt(dt) N(0, 1); rng_theta: theta samples; rng_theta_paths, rng_zeta:
+    the Monte Carlo theta-side's theta-paths and r-side input.
+    """
+
+    s: np.ndarray
+    g0: np.ndarray
+    z: np.ndarray
+    eta: np.ndarray
+    dB: np.ndarray
+    rng_theta: np.random.Generator
+    rng_theta_paths: np.random.Generator
+    rng_zeta: np.random.Generator
+
+
+def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refine=0) -> Streams:
+    """Draw the noises of a solve.
+
+    With ``refine`` = L > 0 the noises are drawn on the grid dt / 2^L and summed (Brownian
+    increments) or summed / sqrt(2^L) (the standard normals of the Gaussian input), so that solves
+    at dt, dt/2, dt/4 ... with the same seed share one fine noise (coupled paths): their
+    differences, e.g. for convergence studies or Richardson, lose most of the Monte Carlo noise.
+    """
+    key = [seed, 4] if replica == 0 else [seed, 4, replica]
+    ss = np.random.SeedSequence(key)
+    r_static, r_eta, r_dB, r_theta = (np.random.default_rng(c) for c in ss.spawn(4))
+    s = np.ascontiguousarray(teacher_std * r_static.standard_normal((P, kk)))
+    g0 = init_std * r_static.standard_normal((P, m))
+    z = np.empty((P, nz))
+    for j, law in enumerate(model.noise.values()):
+        z[:, j] = law.sample(r_static, P)
+    f = 2 ** int(refine)
+    eta = r_eta.standard_normal((P, N * f * m))
+    dB = r_dB.standard_normal((P, N * f))
+    if f > 1:
+        eta = eta.reshape(P, N, f, m).sum(2).reshape(P, N * m) / math.sqrt(f)
+        dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
+    r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta),
+                   dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
