@@ -47,7 +47,7 @@ def add_scheme_arg(group, default: str | None) -> None:
     """``--scheme {sweep,fixed-point}``: the DMFT solver scheme."""
     group.add_argument("--scheme", choices=("sweep", "fixed-point"), default=default,
                        help="DMFT scheme: causal forward sweep or damped fixed point over whole trajectories "
-                            f"(default {default or 'sweep, fixed-point at tau = 0'})")
+                            f"(default {default or 'sweep'})")
 
 
 def parse_params(items) -> dict:

@@ -61,7 +61,7 @@ def add_parser(sub):
                    help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
                         "simulate() sgf, compare() sgd, or sgf at tau = 0)")
     o.add_argument("--scheme", choices=("sweep", "fixed-point"), default=None,
-                   help="solve/compare: DMFT scheme (default sweep; compare: fixed-point at tau = 0)")
+                   help="solve/compare: DMFT scheme (default sweep)")
     o.add_argument("--batch", type=int, default=None, help="simulate/compare --method sgd: minibatch size B (default 1, or eta/tau)")
     o.add_argument("--eta", type=float, default=None, help="simulate/compare --method sgd: learning rate (default tau*B)")
     o.add_argument("--data", choices=("gaussian", "rademacher"), default=None, help="simulate: law of X (default gaussian)")
