@@ -43,13 +43,23 @@ STATUS_NO_STATE = "no-stationary-state"
 
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
-            "tol": 1e-3, "max_iter": 200, "damping": 0.5, "groups": 10, "targets": 4}
+            "tol": 1e-3, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2}
 
 
-def _relaxation_time(R, dt):
-    """Mean lag of the response, sum_n n dt |R(n)|_F / sum_n |R(n)|_F (= T for R = e^{-t/T})."""
+def _relaxation_time(R, dt, extend=True):
+    """Mean lag of the response, sum_n n dt |R(n)|_F / sum_n |R(n)|_F (= T for R = e^{-t/T}).
+
+    ``extend`` (default): with |R| continued geometrically beyond the window (decay rate of its
+    last eighth) up to 10 times the window, as the solve continues R.
+    """
     nr = np.sqrt((R ** 2).sum(axis=(1, 2)))
-    lags = dt * np.arange(R.shape[0])
+    W = nr.size - 1
+    if extend and W >= 16:
+        b = W // 8
+        q = (nr[W - b + 1:].sum() / nr[W - 2 * b + 1: W - b + 1].sum()) ** (1.0 / b)
+        if 0.0 < q < 1.0:
+            nr = np.concatenate([nr, nr[-1] * q ** np.arange(1, 9 * W + 1)])
+    lags = dt * np.arange(nr.size)
     return float((lags * nr).sum() / nr.sum()) if nr.sum() > 0 else float("nan")
 
 
@@ -96,7 +106,7 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     P = max(opts["paths"] // opts["replicas"], 2 * opts["groups"])
     return solve_stationary(model, settings, paths=P, window=opts["window"], init=init, tol=opts["tol"],
                             max_iter=opts["max_iter"], damping=opts["damping"], groups=opts["groups"],
-                            targets=opts["targets"], replica=r)
+                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0)
 
 
 def stationary(model, settings, **options) -> Result:
@@ -129,7 +139,7 @@ def stationary(model, settings, **options) -> Result:
     if unknown:
         raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
     opts = dict(DEFAULTS, **options)
-    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets"):
+    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets", "anderson"):
         opts[key] = int(opts[key])
     if opts["replicas"] < 2:
         raise SettingsError(f"stationary: replicas = {opts['replicas']}: need >= 2 for error bars.")
@@ -146,20 +156,37 @@ def stationary(model, settings, **options) -> Result:
         reps.append(out)
         if out["status"] == STATUS_NO_STATE:
             break
-        init = out["state"]
+        # the next replica starts from the mean of the converged states so far (closest to its own
+        # fixed point, which differs from theirs by Monte Carlo error only)
+        init = {key: np.mean([x["state"][key] for x in reps], axis=0) for key in out["state"]}
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
             "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
                      "lag-kernel fixed point at step dt",
             "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
             "replica_residuals": [float(x["residuals"][-1]) if x.get("residuals") else None for x in reps],
+            "replica_residual_seq": [[float(v) for v in x.get("residuals", [])] for x in reps],
             "replica_time_s": [float(x.get("time_s", 0.0)) for x in reps if "time_s" in x],
-            "errors": f"between-replica standard error over {len(reps)} independent solves"}
+            }
     if reps[-1]["status"] == STATUS_NO_STATE:
         meta["timings"] = {"total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
         return Result({"t": np.array([np.inf])}, meta, status=STATUS_NO_STATE,
                       message=reps[-1].get("message", "no stationary state (the fixed point runs away)"))
     data = _combine(kern, model, settings, p, reps, opts)
+    meta["error_budget"] = data.pop("_budget")
+    meta["errors"] = (
+        f"*_err = sqrt(stat^2 + iteration^2 + window^2): stat the between-replica standard error over "
+        f"{len(reps)} independent solves (kernel feedback included); " + (
+            "iteration and window zero (the tau = 0 static fixed point is solved to 1e-8 and has no "
+            "memory truncation)" if settings.tau == 0 else
+            "iteration = the distance of the last iterate from the fixed point (2 x residual / last step x "
+            "the last change of the observable); window = 2 mu |D|, D the change of the observable when "
+            "the geometric continuations of R and K beyond the window are dropped (one pass on the same "
+            "random numbers), mu the relative error of that continuation measured inside the window "
+            "(from W/2 predicting W/2..W). meta.error_budget has the three parts per observable; "
+            "meta.window_tail the relative tail masses of R and K beyond the window and mu"))
+    if settings.tau > 0:
+        meta["window_tail"] = [x.get("window_tail") for x in reps]
     Rn = np.sqrt((data["R_lag"] ** 2).sum(axis=(1, 2)))
     meta["warnings"] = []
     if Rn[-1] > 0.05 * Rn[1]:
@@ -174,31 +201,80 @@ def stationary(model, settings, **options) -> Result:
     return Result(data, meta, status=status, message=message)
 
 
+def _observables(kern, model, settings, p, x, rho):
+    """The reported one-time observables of one replica's solve (dict of floats / arrays)."""
+    d = {"train_loss": x["train_loss"], "Q": x["Q"], "M": x["M"], "Gamma": x["Gamma"],
+         "E_r_ell": x["E_r_ell"], "E_ell_ell": x["E_ell_ell"],
+         "relaxation_time": _relaxation_time(x["R"], settings.dt)}
+    for name in model.metrics:
+        d[f"train_{name}"] = x[f"train_{name}"]
+    d.update(_test(kern, model, np.asarray(x["Q"]), np.asarray(x["M"]), rho, p))
+    return d
+
+
 def _combine(kern, model, settings, p, reps, opts):
     """Replica means and between-replica standard errors in the Result layout."""
     R = len(reps)
     rho = reps[0]["rho"]
     k = rho.shape[0]
     rho_inv = np.linalg.inv(rho) if k else np.zeros((0, 0))
-    per = []
+    per, iters = [], []
     for x in reps:
-        d = {"train_loss": x["train_loss"], "Q": x["Q"], "M": x["M"], "Gamma": x["Gamma"],
-             "E_r_ell": x["E_r_ell"], "E_ell_ell": x["E_ell_ell"],
-             "relaxation_time": _relaxation_time(x["R"], settings.dt)}
-        for name in model.metrics:
-            d[f"train_{name}"] = x[f"train_{name}"]
-        d.update(_test(kern, model, np.asarray(x["Q"]), np.asarray(x["M"]), rho, p))
+        d = _observables(kern, model, settings, p, x, rho)
         per.append(d)
+        # iteration error of one replica (solve_stationary): iter_factor x the last change
+        it = {}
+        prev = x.get("prev_obs")
+        fac = float(x.get("iter_factor", 0.0))
+        if prev is not None and np.isfinite(fac):
+            dp = _observables(kern, model, settings, p, dict(x, **prev, R=x["R"]), rho)
+            for key in d:
+                it[key] = fac * np.abs(np.asarray(d[key], float) - np.asarray(dp[key], float))
+            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x["Q"]) - np.asarray(x["Q_in"])))
+        for key in d:
+            v = np.abs(np.asarray(d[key], float))
+            if key not in it:  # tau = 0: solved to 1e-8; tau > 0 converged at its first pass: 2 res |value|
+                it[key] = 2.0 * float(x["residuals"][-1]) * v if "prev_obs" in x else np.zeros_like(v)
+        iters.append(it)
+    # window error (tau > 0): the geometric continuations beyond the window change an observable by
+    # D (one pass without them, on the same random numbers, first replica: the same state up to
+    # Monte Carlo error in all replicas); the fixed point amplifies a one-pass change by at most 2,
+    # and the continuation errs by a fraction mu of itself, mu measured inside the window (the
+    # continuation from W/2 predicting lags W/2..W, the larger of R and K): 2 mu |D|. Test
+    # observables through (Q, M); the relaxation time (whose R is continued the same way) likewise.
+    win = {key: np.zeros_like(np.asarray(v, float)) for key, v in per[0].items()}
+    wd = reps[0].get("window_delta")
+    if wd is not None:
+        x0 = reps[0]
+        mu = max(x0["window_tail"]["mispredict_R"], x0["window_tail"]["mispredict_K"])
+        for key in win:
+            if key in wd:
+                win[key] = 2.0 * mu * np.abs(wd[key])
+        t0 = _test(kern, model, np.asarray(x0["Q"]), np.asarray(x0["M"]), rho, p)
+        t1 = _test(kern, model, np.asarray(x0["Q"]) + wd["Q"], np.asarray(x0["M"]) + wd["M"], rho, p)
+        for key in t0:
+            win[key] = 2.0 * mu * np.abs(np.asarray(t1[key]) - np.asarray(t0[key]))
+        win["relaxation_time"] = 2.0 * mu * np.abs(_relaxation_time(x0["R"], settings.dt)
+                                                   - _relaxation_time(x0["R"], settings.dt, extend=False))
     data = {"t": np.array([np.inf]), "rho": rho}
+    budget = {}
     for key in per[0]:
         arr = np.array([np.asarray(d[key], float) for d in per])
+        stat = arr.std(0, ddof=1) / math.sqrt(R)
+        # iteration and window errors are biases shared by the replicas (they start from each
+        # other's kernels): their replica mean, not divided by sqrt(R); added in quadrature
+        itr = np.mean([d[key] for d in iters], axis=0)
+        win_k = win[key]
         data[key] = arr.mean(0)[None]
-        data[key + "_err"] = (arr.std(0, ddof=1) / math.sqrt(R))[None]
+        data[key + "_err"] = np.sqrt(stat ** 2 + itr ** 2 + win_k ** 2)[None]
+        budget[key] = {"stat": np.asarray(stat).tolist(), "iteration": np.asarray(itr).tolist(),
+                       "window": np.asarray(win_k).tolist()}
+    data["_budget"] = budget
     W1 = min(x["K"].shape[0] for x in reps)
     for key, src in (("K_lag", "K"), ("R_lag", "R"), ("S_lag", "S"), ("C_lag", "C_theta")):
         data[key] = np.mean([x[src][:W1] for x in reps], axis=0)
     data["lag"] = settings.dt * np.arange(W1)
-    Ks = data["K_lag"].sum(0)
+    Ks = data["K_lag"].sum(0) + (np.mean([x["K_tail"] for x in reps], axis=0) if "K_tail" in reps[0] else 0.0)
     m = Ks.shape[0]
     data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
         settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
