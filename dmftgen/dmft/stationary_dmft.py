@@ -230,8 +230,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     targets : int
         Target times per path for the adjoint responses K(u).
     damping, max_iter, tol :
-        new <- (1 - damping) new + damping old; stop when the kernels change by < tol (relative)
-        and |lam M + E[ell r*^T]| < tol |E[ell r*^T]|.
+        x <- x + (1 - damping) (G(x) - x), accelerated by Anderson mixing (``anderson`` previous
+        steps); stop when G(x) - x < tol relative to G(x) in every block (K, S, S_inf, M; for M
+        this is chi (lam M + E[ell r*^T]), the stationarity of M).
     init : "auto" | dict | Result
         Initial lag kernels: "auto" runs a causal :func:`dmftgen.dmft.solve` at the same dt up to
         ``init_time`` (default ``window``) and takes its last row (:func:`init_from_result`); a
@@ -389,7 +390,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                              f"{s0 / s0_first:.3g} after {it} passes): no stationary state (tau beyond "
                              "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
-                  np.abs(lam * M + new_els).max() / max(np.abs(new_els).max(), 1e-300) if kk else 0.0,
+                  # M_new - M = -chi (lam M + E[ell r*^T]): the stationarity of M in the units of M
+                  np.abs(M_new - M).max() / max(np.abs(M_new).max(), 1e-300) if kk else 0.0,
                   np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300),
                   np.abs(new_Sinf - S_inf).max() / max(np.abs(newS).max(), 1e-300))
         residuals.append(float(res))
@@ -407,17 +409,30 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                                     for sh, v in zip(blocks, (newK, newS, new_Sinf, M_new if kk else np.ones(1)))])
         if len(residuals) > 1 and res > 1.5 * residuals[-2]:
             hist_x, hist_f = [], []
+        if anderson > 0 and len(residuals) > 10 and min(residuals[-8:]) > 0.5 * min(residuals[:-8]):
+            # no progress over 8 passes: plain iteration from here (an unstable tau then shows as the
+            # growth of S(0), a stable but slow one still converges)
+            anderson, hist_x, hist_f = 0, [], []
         hist_x.append(x.copy())
         hist_f.append(f.copy())
         x_prev = x.copy()
         hist_x, hist_f = hist_x[-(anderson + 1):], hist_f[-(anderson + 1):]
         beta = 1.0 - damping
-        x = x + beta * f
+        x_plain = x + beta * f
+        x = x_plain
         if anderson > 0 and len(hist_x) > 1:
             dX = np.diff(np.array(hist_x), axis=0).T
             dF = np.diff(np.array(hist_f), axis=0).T
             gamma = np.linalg.lstsq(dF * scale[:, None], f * scale, rcond=1e-10)[0]
-            x = x - (dX + beta * dF) @ gamma
+            x = x_plain - (dX + beta * dF) @ gamma
+            # an extrapolation to a non-physical state (negative noise variance: the affine noise
+            # loop of an unstable tau has its only fixed point there) is refused: plain step instead,
+            # so that the growth of S(0) shows the missing stationary state
+            _, Sx, Sinfx, _ = _unpack(x, blocks)
+            if np.trace(Sx[0]) <= 0 or np.linalg.eigvalsh(0.5 * (Sinfx + Sinfx.T)).min() < \
+                    -1e-9 * max(np.abs(Sx[0]).max(), 1e-300):
+                x = x_plain
+                hist_x, hist_f = [], []
         Kx, Sx, Sinfx, Mx = _unpack(x, blocks)
         x = _pack(Kx, Sx, 0.5 * (Sinfx + Sinfx.T), Mx)
     R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)

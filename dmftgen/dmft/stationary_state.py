@@ -43,7 +43,8 @@ STATUS_NO_STATE = "no-stationary-state"
 
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
-            "tol": 1e-3, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2}
+            "tol": 1e-3, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2,
+            "starts": 4}
 
 
 def _relaxation_time(R, dt, extend=True):
@@ -71,8 +72,17 @@ def _test(kern, model, Q, M, rho, p):
 
 
 def _replica_tau0(kern, model, settings, p, opts, r, init):
-    from .stationary_static import lag_kernels_static, static_fixed_point
+    from .stationary_static import lag_kernels_static, multistart, static_fixed_point
 
+    points = None
+    if r == 0 and init is None and opts["starts"] > 1:
+        # several starts on the same draws: a non-convex model can have several stationary points;
+        # the solve continues from the lowest regularised empirical risk and lists them all
+        points, failed = multistart(kern, model, settings, p, samples=min(opts["samples"], 10000),
+                                    seed=settings.seed, starts=opts["starts"])
+        points = {"points": points, "failed": failed}
+        if points["points"]:
+            init = points["points"][0]["state"]
     st = static_fixed_point(kern, model, settings, p, samples=opts["samples"], seed=settings.seed,
                             replica=r, init=init, max_iter=max(opts["max_iter"], 200),
                             tol=min(opts["tol"], 1e-8))
@@ -85,7 +95,8 @@ def _replica_tau0(kern, model, settings, p, opts, r, init):
     Ell = st["E_ell_ell"]
     st.update(K=K, R=R, S=np.broadcast_to(Ell * settings.dt ** 2 / settings.delta, (W + 1, m, m)).copy(),
               C_theta=np.broadcast_to(st["Q"], (W + 1, m, m)).copy(), lags=settings.dt * np.arange(W + 1),
-              converged=st["status"] == "ok", state={"chi": st["chi"], "M": st["M"], "c": st["c"]})
+              converged=st["status"] == "ok", state={"chi": st["chi"], "M": st["M"], "c": st["c"]},
+              fixed_points=points)
     return st
 
 
@@ -139,7 +150,8 @@ def stationary(model, settings, **options) -> Result:
     if unknown:
         raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
     opts = dict(DEFAULTS, **options)
-    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets", "anderson"):
+    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets", "anderson",
+                "starts"):
         opts[key] = int(opts[key])
     if opts["replicas"] < 2:
         raise SettingsError(f"stationary: replicas = {opts['replicas']}: need >= 2 for error bars.")
@@ -187,8 +199,21 @@ def stationary(model, settings, **options) -> Result:
             "meta.window_tail the relative tail masses of R and K beyond the window and mu"))
     if settings.tau > 0:
         meta["window_tail"] = [x.get("window_tail") for x in reps]
+    found = reps[0].get("fixed_points")
+    pts = found["points"] if found else None
+    if found is not None:
+        meta["fixed_points"] = [{"Q": q["Q"].tolist(), "M": q["M"].tolist(), "train_loss": q["train_loss"],
+                                 "objective": q["objective"], "starts": q["starts"]} for q in pts]
+        meta["failed_starts"] = [{"start": j, "status": s} for j, s in found["failed"]]
     Rn = np.sqrt((data["R_lag"] ** 2).sum(axis=(1, 2)))
     meta["warnings"] = []
+    if pts is not None and len(pts) > 1:
+        meta["warnings"].append(
+            f"{len(pts)} distinct stationary points from {opts['starts']} starts (non-convex model; up to a "
+            "permutation of the units): " + "; ".join(
+                f"objective {q['objective']:.6g}, train loss {q['train_loss']:.5g}, Q diag "
+                f"{np.round(np.diag(q['Q']), 4).tolist()}, M {np.round(np.ravel(q['M']), 4).tolist()}" for q in pts)
+            + ". Reported: the lowest objective delta E[L] + lam tr Q / 2 (meta.fixed_points lists them)")
     if Rn[-1] > 0.05 * Rn[1]:
         meta["warnings"].append(f"the response R has decayed only to {Rn[-1] / Rn[1]:.2g} of R(1) at the end of "
                                 f"the window ({opts['window']:g}): use a larger --window")
