@@ -25,7 +25,7 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 # --- template body ---
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, targets, gam_cv, bounds,
                           gam, els, loss, rl, ll, met, dL, kl, klcv, bad):
     """Stationary DMFT r-side on lag kernels: see dmftgen/dmft/stationary_dmft.py.
