@@ -1,38 +1,52 @@
 """Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0, ridge lam > 0).
 
-For a GLM (student width m = 1, teacher width k = 1, h = lam theta) whose SGF has a stationary
-state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation invariant at long
-times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
-S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly by a
-damped fixed point, with the memory truncated at ``window`` lags (K(u) = S(u) = R(u) = 0 beyond).
+For a model with h = lam theta (student width m <= 3, any teacher width k) whose SGF has a
+stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
+invariant at long times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
+S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly, with
+the memory truncated at ``window`` lags W and continued geometrically beyond it.
 
-theta-side (deterministic, given K, S and E[ell r*]):
+theta-side (deterministic, given K, S and E[ell r*^T]; m x m matrices per lag):
 
-    R(0) = 0, R(1) = 1,  R(n+1) = (1 - lam dt) R(n) - dt sum_{j=1}^{n} K(n - j) R(j),
-    M = -E[ell r*] / lam                       (stationary M_{k+1} = M_k - dt (lam M_k + E[ell_k r*]))
-    c(u) = sum_{a, b >= 1} R(a) R(b) S(|u - a + b|)     (fluctuation of theta about (M/rho) theta*)
-    C_theta(u) = M^2 / rho + c(u),   Q = C_theta(0).
+    R(0) = 0, R(1) = I,  R(n+1) = (1 - lam dt) R(n) - dt sum_{j=1}^{n} K(n - j) R(j),
+    M = -(lam + Khat)^{-1} (E[ell r*^T] - Khat M),   Khat = sum_u K(u)     ("hat" form of lam M + E[ell r*^T] = 0)
+    c(u) = sum_{a, b >= 1} R(a) S~(u - a + b) R(b)^T + c_inf,   c_inf = R_tot S_inf R_tot^T,
+    C_theta(u) = M rho^{-1} M^T + c(u),   Q = C_theta(0),
+
+with S = S~ + S_inf (S_inf the static part: r*, z and the static part of w are frozen per path).
 
 r-side (Monte Carlo, P paths of L = burn + samples steps, common random numbers across
-iterations): w_k = (M / rho) r* + w~_k with w~ the stationary Gaussian of covariance c (circulant
+iterations): w_k = M rho^{-1} r* + w~_k with w~ the stationary Gaussian of covariance c (circulant
 embedding, FFT), and
 
-    r_k = w_k - (1/delta) sum_{n=1}^{min(k, W)} R(n) dL_{k-n},   dL_k = ell(r_k) (dt + sqrt(tau delta) dB_k).
+    r_k = w_k - (1/delta) [sum_{n=1}^{W} R(n) dL_{k-n} + R_tail <dL>_{W<n<=2W}],
+    dL_k = ell(r_k) (dt + sqrt(tau delta) dB_k).
 
-After ``burn`` steps (>= 2 W) the averages over the remaining steps give Gamma, E[ell r*],
-S(u) = (1/delta) <dL_k dL_{k-u}>, and K(u) = <Z_u> from the adjoint recursion of the template
-(dmftgen/codegen/templates/dmft.py) started at a few target times per path,
+After ``burn`` steps (>= 2 W) the averages over the remaining steps give Gamma, E[ell r*^T],
+S(u) = (1/delta) <dL_k dL_{k-u}^T> (by FFT over the stored increments), S_inf (mean over the lags
+W < u <= 2W) and K(u) = <Z_u> from the adjoint recursion of the template
+(dmftgen/codegen/templates/stationary.py) at ``targets`` times per path,
 
-    Z_0 = ell'(r_k),  Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R(v - v')) a_{k-v},  a_l = ell'(r_l)(dt + sq dB_l),
+    Z_0 = grad ell(r_k),  Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R(v - v')) a_{k-v},  a_l = grad ell(r_l)(dt + sq dB_l),
 
-with the same control variate (ell' -> Gamma in Z, own dB kept, its mean by the deterministic
-recursion). Observables: train loss <Loss(r_k)>, metrics, test loss from (Q, M) by
-dmftgen.observables, E[r ell], E[ell^2].
+with a control variate (grad ell -> Gamma in Z, its mean by the deterministic recursion).
+
+Fixed point. The map x = (K, S, S_inf, M) -> G(x) is deterministic (common random numbers) and
+contracts by ~0.3 per pass undamped; Anderson mixing (type II, ``anderson`` previous steps)
+accelerates it, refusing extrapolations to a negative noise variance and falling back to plain
+iteration when it stalls (so that an unstable tau shows as the growth of S(0)). It stops when
+|G(x) - x| < tol relative to G(x) in every block.
+
+Tails beyond the window. sum_{n>W} R(n) and sum_{u>W} K(u) are continued geometrically from
+the last blocks of the window (:func:`_geom_tail`): R_tail in the r-memory and in c_inf, the K
+tail in Khat. The error this leaves is estimated, not assumed away: one extra pass at the final
+state without the continuations (same random numbers) gives the change D of every observable,
+and the continuation's relative error mu is measured inside the window
+(:func:`_tail_misprediction`); dmftgen.dmft.stationary_state reports 2 mu |D| as the window error.
 
 Validity: the fixed point is the t -> infinity limit of the time-dependent discrete solve at the
 same dt if that limit exists and is unique (a stable model) and ``window`` spans the decay of R
-and S; compare with :func:`dmftgen.dmft.solve_long` (tests/test_longtime.py). Richardson in dt
-works as for the time-dependent solve (``solve_stationary(..., dt)`` and ``dt/2``).
+and S; compare with :func:`dmftgen.dmft.solve` at large T (tests/test_stationary.py, slow).
 [Derived here from docs/theory.md §2 by time-translation invariance; not from the paper.]
 """
 from __future__ import annotations
@@ -151,7 +165,7 @@ class StationaryGaussian:
 
     def __init__(self, rng, P, L, m):
         self.P, self.L, self.m = P, L, m
-        self.nfft = 1 << int(np.ceil(np.log2(2 * L)))
+        self.nfft = 2 * _fft_len(L)  # even and >= 2L: a fast FFT length (2^a 3^b)
         half = (P + 1) // 2
         self.Z = rng.standard_normal((half, self.nfft, m)) + 1j * rng.standard_normal((half, self.nfft, m))
 

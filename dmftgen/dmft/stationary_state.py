@@ -13,10 +13,27 @@ Two routes, one result:
   the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
   depends on dt at O(dt)), started from the tau = 0 solution.
 
-Error bars: ``replicas`` independent solves (own random numbers, ``paths / replicas`` paths or
-``samples`` draws each); every ``*_err`` is the between-replica standard error sd / sqrt(R), so the
-feedback of kernel errors into the paths is included (within-solve batch means are ~1.5x too
-small, docs/longtime.md). The first replica's converged kernels start the others.
+Error bars: every ``*_err`` is sqrt(stat^2 + iteration^2 + window^2), and ``meta.error_budget``
+has the three parts per observable:
+
+* stat: ``replicas`` independent solves (own random numbers, ``paths / replicas`` paths or
+  ``samples`` draws each), between-replica standard error sd / sqrt(R), so the feedback of kernel
+  errors into the paths is included (within-solve batch means are ~1.5x too small,
+  docs/longtime.md). The first replica's converged state starts the others (then the mean so far).
+* iteration (tau > 0): the last iterate x_k is off the fixed point by ~2 |G(x_k) - x_k|; per
+  observable the larger of 2 res_k max_j |obs_j - obs_{j-1}| / |x_j - x_{j-1}| (sensitivity seen
+  along the iteration) and |obs_k - obs_{k-1}| rho / (1 - rho), rho = max(0.5, res_k / res_{k-1}).
+  A bias shared by the replicas: their mean, not divided by sqrt(R). Zero at tau = 0 (solved to
+  1e-8).
+* window (tau > 0): 2 mu |D| (dmftgen.dmft.stationary_dmft): D the change of the observable when
+  the geometric continuations of R and K beyond the window are dropped, mu their relative error
+  measured inside the window. Zero at tau = 0 (no memory truncation in the static equations).
+
+Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
+(M = 0, +-rho_std, and for m >= 2 opposite and specialised units) on common draws; the distinct
+points (up to a permutation of the units) are listed in ``meta.fixed_points`` with their
+objective delta E[L] + lam tr(Q) / 2, a warning is added when there are several, and the solve
+continues from the lowest objective. Starts that run away are in ``meta.failed_starts``.
 
 Result layout (the contract of every command; one "time", t = [inf], the t -> infinity limit):
 ``train_loss``, ``test_loss``, ``train_/test_<metric>``, ``Q`` (1, m, m), ``M`` (1, m, k),
@@ -105,7 +122,7 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     from .stationary_static import lag_kernels_static, static_fixed_point
 
     if init is None:
-        st = static_fixed_point(kern, model, settings.replace(tau=0.0), p, samples=min(opts["samples"], 20000),
+        st = static_fixed_point(kern, model, settings.replace(tau=0.0), p, samples=min(opts["samples"], 8000),
                                 seed=settings.seed, replica=r)
         if st["status"] == STATUS_NO_STATE:
             init = "auto"  # no tau = 0 state (e.g. ridge-less): start from a short causal solve
@@ -127,15 +144,18 @@ def stationary(model, settings, **options) -> Result:
     ----------
     model : dmftgen.model.Model
         Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
-        h = lam theta (a declared regulariser H is not supported yet).
+        h = lam theta. A declared regulariser H is refused (UnsupportedModelError): its stationary
+        theta-row law is not Gaussian and needs a Monte Carlo theta-side on lag kernels, not built.
     settings : dmftgen.config.Settings
         delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
         state does not depend on it), seed, params. ``T`` is not used.
     **options
         paths (8000, tau > 0: r-paths in total), replicas (4), window (30: memory truncation in
         time units), samples (40000, tau = 0: draws per replica), theta_samples (2000), tol
-        (1e-3: relative change of the kernels), max_iter (200), damping (0.5), groups (10),
-        targets (4).
+        (3e-4: relative residual |G(x) - x| of the kernels; tau = 0 uses min(tol, 1e-8)),
+        max_iter (100), damping (0: plain steps are undamped), anderson (4: Anderson memory, 0
+        for plain iteration), groups (10), targets (2: adjoint targets per path), starts (4:
+        multi-start search at tau = 0, 1 to skip it).
 
     Returns
     -------
