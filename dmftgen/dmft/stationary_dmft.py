@@ -334,7 +334,10 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     nfft = _fft_len(L)
     blocks = [(W + 1, m, m), (W + 1, m, m), (m, m), (m, kk)]
     x = _pack(K, S, S_inf, M)
-    hist_x, hist_f = [], []
+    pairs, last_pt = [], None
+    sec = init.get("secants") if hasattr(init, "get") else None
+    if sec is not None and anderson > 0 and sec[0].shape[0] == x.size:
+        pairs = [(sec[0][:, j], sec[1][:, j]) for j in range(sec[0].shape[1])][-anderson:]
     x_prev = None
     steps = []
     scale = None
@@ -416,28 +419,31 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
             converged = True
             break
         # next input: Anderson mixing (type II, memory ``anderson``) of x -> G(x), plain
-        # (damped) iteration when anderson = 0; a step that raised the residual restarts the history
+        # (damped) iteration when anderson = 0. The history is kept as secant pairs
+        # (x_j - x_{j-1}, f_j - f_{j-1}); pairs of another replica's map (``init["secants"]``, the
+        # same map up to Monte Carlo error) start it. A step that raised the residual restarts it.
         gx = _pack(newK, newS, new_Sinf, M_new)
         f = gx - x
         if scale is None:
             scale = np.concatenate([np.full(int(np.prod(sh)), 1.0 / max(np.abs(v).max(), 1e-300))
                                     for sh, v in zip(blocks, (newK, newS, new_Sinf, M_new if kk else np.ones(1)))])
         if len(residuals) > 1 and res > 1.5 * residuals[-2]:
-            hist_x, hist_f = [], []
+            pairs, last_pt = [], None
         if anderson > 0 and len(residuals) > 10 and min(residuals[-8:]) > 0.5 * min(residuals[:-8]):
             # no progress over 8 passes: plain iteration from here (an unstable tau then shows as the
             # growth of S(0), a stable but slow one still converges)
-            anderson, hist_x, hist_f = 0, [], []
-        hist_x.append(x.copy())
-        hist_f.append(f.copy())
+            anderson, pairs, last_pt = 0, [], None
+        if last_pt is not None:
+            pairs.append((x - last_pt[0], f - last_pt[1]))
+        last_pt = (x.copy(), f.copy())
+        pairs = pairs[-anderson:] if anderson > 0 else []
         x_prev = x.copy()
-        hist_x, hist_f = hist_x[-(anderson + 1):], hist_f[-(anderson + 1):]
         beta = 1.0 - damping
         x_plain = x + beta * f
         x = x_plain
-        if anderson > 0 and len(hist_x) > 1:
-            dX = np.diff(np.array(hist_x), axis=0).T
-            dF = np.diff(np.array(hist_f), axis=0).T
+        if pairs:
+            dX = np.array([u for u, _ in pairs]).T
+            dF = np.array([v for _, v in pairs]).T
             gamma = np.linalg.lstsq(dF * scale[:, None], f * scale, rcond=1e-10)[0]
             x = x_plain - (dX + beta * dF) @ gamma
             # an extrapolation to a non-physical state (negative noise variance: the affine noise
@@ -447,7 +453,7 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
             if np.trace(Sx[0]) <= 0 or np.linalg.eigvalsh(0.5 * (Sinfx + Sinfx.T)).min() < \
                     -1e-9 * max(np.abs(Sx[0]).max(), 1e-300):
                 x = x_plain
-                hist_x, hist_f = [], []
+                pairs, last_pt = [], None
         Kx, Sx, Sinfx, Mx = _unpack(x, blocks)
         x = _pack(Kx, Sx, 0.5 * (Sinfx + Sinfx.T), Mx)
         steps.append(_rel_change(x, x_prev, blocks))
@@ -487,7 +493,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                                    "mispredict_K": _tail_misprediction(out["K"])},
                    "window_delta": window_delta,
                    "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
-                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo}})
+                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                   "secants": (np.array([u for u, _ in pairs]).T, np.array([v for _, v in pairs]).T)
+                   if pairs else None})
     return result
 
 

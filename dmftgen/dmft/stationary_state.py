@@ -191,6 +191,8 @@ def stationary(model, settings, **options) -> Result:
         # the next replica starts from the mean of the converged states so far (closest to its own
         # fixed point, which differs from theirs by Monte Carlo error only)
         init = {key: np.mean([x["state"][key] for x in reps], axis=0) for key in out["state"]}
+        if out.get("secants") is not None:  # tau > 0: Anderson history of the last replica's map
+            init["secants"] = out["secants"]
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
             "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
