@@ -199,7 +199,7 @@ def main(argv=None):
         for name, o in out.items():
             r0 = o["runs"][0]["values"]
             print(f"{name}: median CPU {o['cpu_median_s']:.2f} s (wall {o['wall_median_s']:.1f} s); seed 0: "
-                  + ", ".join(f"{k} {v[0][0]:.5g} +- {e[0]:.2g}" for k, (v, e) in r0.items()))
+                  + ", ".join(f"{k} {v[0]:.5g} +- {e[0]:.2g}" for k, (v, e) in r0.items()))
         print(f"-> {outdir / 'cost.json'}")
         return
     img = ROOT / "docs" / "img" / f"stationary_{args.case}_logistic.png"

@@ -208,6 +208,7 @@ def stationary(model, settings, **options) -> Result:
                       message=reps[-1].get("message", "no stationary state (the fixed point runs away)"))
     data = _combine(kern, model, settings, p, reps, opts)
     meta["error_budget"] = data.pop("_budget")
+    meta["error_dof"] = len(reps) - 1  # of the statistical part: compare with Student's t, not a normal
     meta["errors"] = (
         f"*_err = sqrt(stat^2 + iteration^2 + window^2): stat the between-replica standard error over "
         f"{len(reps)} independent solves (kernel feedback included); " + (
