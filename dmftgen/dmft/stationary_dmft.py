@@ -37,6 +37,11 @@ accelerates it, refusing extrapolations to a negative noise variance and falling
 iteration when it stalls (so that an unstable tau shows as the growth of S(0)). It stops when
 |G(x) - x| < tol relative to G(x) in every block.
 
+Reported averages. The kernels are fitted to the iteration's own paths, so averages over those
+paths are optimistic (e.g. the train loss of logistic ~2 % low at P = 2000); the train loss,
+metrics, Gamma, E[r ell^T] and E[ell ell^T] are therefore taken in one more pass at the final
+kernels on fresh random numbers.
+
 Tails beyond the window. sum_{n>W} R(n) and sum_{u>W} K(u) are continued geometrically from
 the last blocks of the window (:func:`_geom_tail`): R_tail in the r-memory and in c_inf, the K
 tail in Khat. The error this leaves is estimated, not assumed away: one extra pass at the final

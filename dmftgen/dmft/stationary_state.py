@@ -29,6 +29,10 @@ has the three parts per observable:
   the geometric continuations of R and K beyond the window are dropped, mu their relative error
   measured inside the window. Zero at tau = 0 (no memory truncation in the static equations).
 
+Path averages (tau > 0): train loss, metrics, Gamma, E[r ell^T], E[ell ell^T] come from one pass on
+fresh paths at the converged kernels (dmftgen.dmft.stationary_dmft; the iteration's own paths are
+optimistic because the kernels are fitted to them).
+
 Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
 (M = 0, +-rho_std, and for m >= 2 opposite and specialised units) on common draws; the distinct
 points (up to a permutation of the units) are listed in ``meta.fixed_points`` with their
