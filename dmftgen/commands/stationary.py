@@ -107,18 +107,20 @@ def _curve(model, settings, args, out) -> int:
         raise SettingsError(f"--tau-curve {args.tau_curve!r}: give tau >= 0 values, e.g. 0,0.25,0.5,1.")
     keys = ["train_loss", "test_loss"] + [f"{s}_{q}" for q in model.metrics for s in ("train", "test")]
     cols = {k: [] for k in keys + [k + "_err" for k in keys]}
-    statuses, metas = [], []
+    statuses, metas, cpu = [], [], []
     for tau in taus:
         res = stationary(model, settings.replace(tau=tau), **_options(args))
         statuses.append(res.status)
+        cpu.append(float(res.meta.get("timings", {}).get("cpu_s", np.nan)))
         metas.append({"status": res.status, "message": res.message, "timings": res.meta.get("timings")})
         for k in keys:
             ok = k in res
             cols[k].append(float(res[k][0]) if ok else np.nan)
             cols[k + "_err"].append(float(res[k + "_err"][0]) if ok else np.nan)
         print(f"  tau = {tau:g}: {res.status}, test loss {cols['test_loss'][-1]:.5g} ± "
-              f"{cols['test_loss_err'][-1]:.2g} ({res.meta.get('timings', {}).get('total_s', 0):.0f} s)")
-    data = {"tau": np.array(taus), **{k: np.array(v) for k, v in cols.items()}}
+              f"{cols['test_loss_err'][-1]:.2g} ({res.meta.get('timings', {}).get('total_s', 0):.0f} s, "
+              f"CPU {cpu[-1]:.1f} s)")
+    data = {"tau": np.array(taus), **{k: np.array(v) for k, v in cols.items()}, "cpu_s": np.array(cpu)}
     meta = {"kind": "stationary-tau-curve", "model": model.name, "settings": settings.as_dict(),
             "options": _options(args), "points": metas}
     status = "ok" if all(s == "ok" for s in statuses) else "not-converged"
