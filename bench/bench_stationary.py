@@ -3,6 +3,10 @@
     python bench/bench_stationary.py --case erm      # tau = 0, lam = 0.1: vs scipy ERM at d = 2000, 4000
     python bench/bench_stationary.py --case law      # tau = 0.5: theta-row law vs SGF at d = 2000, T = 60;
                                                      # fluctuation-dissipation test (not Gibbs)
+    nice -n 10 python bench/bench_stationary.py --case cost --repeats 3
+                                                     # CPU seconds (time.process_time) per point at the
+                                                     # default accuracy: logistic tau 0 / 0.5, committee
+                                                     # tau 0.2 (lam 0.1, delta 2, dt 0.2); medians over seeds
 
 Writes out/stationary/<case>.json and docs/img/stationary_<case>_logistic.png.
 
@@ -146,12 +150,58 @@ def plot_law(out, path):
     fig.savefig(path, dpi=110)
 
 
+COST_CASES = {"logistic_tau0": ("logistic", 0.0), "logistic_tau0.5": ("logistic", 0.5),
+              "committee_tau0.2": ("committee", 0.2)}
+
+
+def case_cost(repeats=3, names=None):
+    """CPU time (time.process_time: all threads of this process) of one default-accuracy point,
+    after one small warm-up solve per model (numba's on-disk cache loaded); medians over
+    ``repeats`` seeds, with the values, their error budgets and the passes per replica."""
+    from dmftgen import Settings, load_model, stationary
+
+    out = {}
+    for name in names or COST_CASES:
+        model_name, tau = COST_CASES[name]
+        model = load_model(model_name)
+        st = Settings(delta=2.0, tau=tau, lam=0.1, dt=0.2)
+        stationary(model, st, replicas=2, paths=400, samples=2000, max_iter=2, window=5.0)
+        runs = []
+        for seed in range(repeats):
+            c0, t0 = time.process_time(), time.perf_counter()
+            res = stationary(model, st.replace(seed=seed))
+            cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+            keys = ["train_loss", "test_loss", "Q", "M", "relaxation_time"] + [
+                f"{s}_{q}" for q in model.metrics for s in ("train", "test")]
+            runs.append({"seed": seed, "cpu_s": cpu, "wall_s": wall, "status": res.status,
+                         "passes": res.meta["replica_iterations"],
+                         "values": {k: [np.ravel(res[k][0]).tolist(), np.ravel(res[k + "_err"][0]).tolist()]
+                                    for k in keys},
+                         "budget": {k: res.meta["error_budget"][k] for k in ("train_loss", "test_loss", "Q", "M")}})
+            print(f"{name} seed {seed}: cpu {cpu:.2f} s, wall {wall:.1f} s, {res.status}, passes {runs[-1]['passes']}",
+                  flush=True)
+        out[name] = {"runs": runs, "cpu_median_s": float(np.median([r["cpu_s"] for r in runs])),
+                     "wall_median_s": float(np.median([r["wall_s"] for r in runs]))}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=("erm", "law"), required=True)
+    ap.add_argument("--case", choices=("erm", "law", "cost"), required=True)
+    ap.add_argument("--repeats", type=int, default=3, help="cost: seeds per point (default 3)")
+    ap.add_argument("--points", default=None, help=f"cost: comma list of {sorted(COST_CASES)} (default all)")
     args = ap.parse_args(argv)
     outdir = ROOT / "out" / "stationary"
     outdir.mkdir(parents=True, exist_ok=True)
+    if args.case == "cost":
+        out = case_cost(args.repeats, args.points.split(",") if args.points else None)
+        (outdir / "cost.json").write_text(json.dumps(out, indent=1))
+        for name, o in out.items():
+            r0 = o["runs"][0]["values"]
+            print(f"{name}: median CPU {o['cpu_median_s']:.2f} s (wall {o['wall_median_s']:.1f} s); seed 0: "
+                  + ", ".join(f"{k} {v[0]:.5g} +- {e[0]:.2g}" for k, (v, e) in r0.items()))
+        print(f"-> {outdir / 'cost.json'}")
+        return
     img = ROOT / "docs" / "img" / f"stationary_{args.case}_logistic.png"
     out = case_erm() if args.case == "erm" else case_law()
     (outdir / f"{args.case}.json").write_text(json.dumps(out, indent=1))

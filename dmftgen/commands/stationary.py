@@ -24,7 +24,7 @@ def add_parser(sub):
         description="Solve the stationary (time-translation-invariant) state of the discrete DMFT at "
                     "step --dt directly, without the transient: at tau = 0 the static fixed point "
                     "(the empirical-risk minimiser), at tau > 0 the lag-kernel fixed point. Error "
-                    "bars are between independent replicas.")
+                    "bars: between independent replicas, plus the iteration and window-truncation errors (meta.error_budget).")
     add_model_arg(p)
     add_settings_args(p, T=1.0, dt=0.2)
     g = p.add_argument_group("stationary solver")
@@ -37,6 +37,9 @@ def add_parser(sub):
                    help=f"tau = 0: Monte Carlo draws per replica (default {D['samples']})")
     g.add_argument("--tol", type=float, default=D["tol"], help=f"relative tolerance (default {D['tol']:g})")
     g.add_argument("--max-iter", type=int, default=D["max_iter"], help=f"iteration cap (default {D['max_iter']})")
+    g.add_argument("--starts", type=int, default=D["starts"],
+                   help=f"tau = 0: starts of the search for distinct stationary points (non-convex models; "
+                        f"1 skips it; default {D['starts']})")
     g.add_argument("--theta-samples", type=int, default=D["theta_samples"],
                    help=f"samples of the law of a theta row (default {D['theta_samples']})")
     g.add_argument("--tau-curve", default=None, metavar="T1,T2,...",
@@ -47,7 +50,7 @@ def add_parser(sub):
 
 def _options(args):
     return {"paths": args.paths, "replicas": args.replicas, "window": args.window, "samples": args.samples,
-            "tol": args.tol, "max_iter": args.max_iter, "theta_samples": args.theta_samples}
+            "tol": args.tol, "max_iter": args.max_iter, "theta_samples": args.theta_samples, "starts": args.starts}
 
 
 def run(args) -> int:
@@ -58,7 +61,7 @@ def run(args) -> int:
     from ..model import load_model
 
     out = result_path(args.out)
-    for name in ("paths", "replicas", "samples", "max_iter"):
+    for name in ("paths", "replicas", "samples", "max_iter", "starts"):
         if getattr(args, name) < 1:
             raise SettingsError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a positive integer.")
     model = load_model(args.model)
@@ -104,18 +107,20 @@ def _curve(model, settings, args, out) -> int:
         raise SettingsError(f"--tau-curve {args.tau_curve!r}: give tau >= 0 values, e.g. 0,0.25,0.5,1.")
     keys = ["train_loss", "test_loss"] + [f"{s}_{q}" for q in model.metrics for s in ("train", "test")]
     cols = {k: [] for k in keys + [k + "_err" for k in keys]}
-    statuses, metas = [], []
+    statuses, metas, cpu = [], [], []
     for tau in taus:
         res = stationary(model, settings.replace(tau=tau), **_options(args))
         statuses.append(res.status)
+        cpu.append(float(res.meta.get("timings", {}).get("cpu_s", np.nan)))
         metas.append({"status": res.status, "message": res.message, "timings": res.meta.get("timings")})
         for k in keys:
             ok = k in res
             cols[k].append(float(res[k][0]) if ok else np.nan)
             cols[k + "_err"].append(float(res[k + "_err"][0]) if ok else np.nan)
         print(f"  tau = {tau:g}: {res.status}, test loss {cols['test_loss'][-1]:.5g} ± "
-              f"{cols['test_loss_err'][-1]:.2g} ({res.meta.get('timings', {}).get('total_s', 0):.0f} s)")
-    data = {"tau": np.array(taus), **{k: np.array(v) for k, v in cols.items()}}
+              f"{cols['test_loss_err'][-1]:.2g} ({res.meta.get('timings', {}).get('total_s', 0):.0f} s, "
+              f"CPU {cpu[-1]:.1f} s)")
+    data = {"tau": np.array(taus), **{k: np.array(v) for k, v in cols.items()}, "cpu_s": np.array(cpu)}
     meta = {"kind": "stationary-tau-curve", "model": model.name, "settings": settings.as_dict(),
             "options": _options(args), "points": metas}
     status = "ok" if all(s == "ok" for s in statuses) else "not-converged"

@@ -1,38 +1,57 @@
 """Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0, ridge lam > 0).
 
-For a GLM (student width m = 1, teacher width k = 1, h = lam theta) whose SGF has a stationary
-state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation invariant at long
-times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
-S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly by a
-damped fixed point, with the memory truncated at ``window`` lags (K(u) = S(u) = R(u) = 0 beyond).
+For a model with h = lam theta (student width m <= 3, any teacher width k) whose SGF has a
+stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
+invariant at long times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
+S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly, with
+the memory truncated at ``window`` lags W and continued geometrically beyond it.
 
-theta-side (deterministic, given K, S and E[ell r*]):
+theta-side (deterministic, given K, S and E[ell r*^T]; m x m matrices per lag):
 
-    R(0) = 0, R(1) = 1,  R(n+1) = (1 - lam dt) R(n) - dt sum_{j=1}^{n} K(n - j) R(j),
-    M = -E[ell r*] / lam                       (stationary M_{k+1} = M_k - dt (lam M_k + E[ell_k r*]))
-    c(u) = sum_{a, b >= 1} R(a) R(b) S(|u - a + b|)     (fluctuation of theta about (M/rho) theta*)
-    C_theta(u) = M^2 / rho + c(u),   Q = C_theta(0).
+    R(0) = 0, R(1) = I,  R(n+1) = (1 - lam dt) R(n) - dt sum_{j=1}^{n} K(n - j) R(j),
+    M = -(lam + Khat)^{-1} (E[ell r*^T] - Khat M),   Khat = sum_u K(u)     ("hat" form of lam M + E[ell r*^T] = 0)
+    c(u) = sum_{a, b >= 1} R(a) S~(u - a + b) R(b)^T + c_inf,   c_inf = R_tot S_inf R_tot^T,
+    C_theta(u) = M rho^{-1} M^T + c(u),   Q = C_theta(0),
+
+with S = S~ + S_inf (S_inf the static part: r*, z and the static part of w are frozen per path).
 
 r-side (Monte Carlo, P paths of L = burn + samples steps, common random numbers across
-iterations): w_k = (M / rho) r* + w~_k with w~ the stationary Gaussian of covariance c (circulant
+iterations): w_k = M rho^{-1} r* + w~_k with w~ the stationary Gaussian of covariance c (circulant
 embedding, FFT), and
 
-    r_k = w_k - (1/delta) sum_{n=1}^{min(k, W)} R(n) dL_{k-n},   dL_k = ell(r_k) (dt + sqrt(tau delta) dB_k).
+    r_k = w_k - (1/delta) [sum_{n=1}^{W} R(n) dL_{k-n} + R_tail <dL>_{W<n<=2W}],
+    dL_k = ell(r_k) (dt + sqrt(tau delta) dB_k).
 
-After ``burn`` steps (>= 2 W) the averages over the remaining steps give Gamma, E[ell r*],
-S(u) = (1/delta) <dL_k dL_{k-u}>, and K(u) = <Z_u> from the adjoint recursion of the template
-(dmftgen/codegen/templates/dmft.py) started at a few target times per path,
+After ``burn`` steps (>= 2 W) the averages over the remaining steps give Gamma, E[ell r*^T],
+S(u) = (1/delta) <dL_k dL_{k-u}^T> (by FFT over the stored increments), S_inf (mean over the lags
+W < u <= 2W) and K(u) = <Z_u> from the adjoint recursion of the template
+(dmftgen/codegen/templates/stationary.py) at ``targets`` times per path,
 
-    Z_0 = ell'(r_k),  Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R(v - v')) a_{k-v},  a_l = ell'(r_l)(dt + sq dB_l),
+    Z_0 = grad ell(r_k),  Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R(v - v')) a_{k-v},  a_l = grad ell(r_l)(dt + sq dB_l),
 
-with the same control variate (ell' -> Gamma in Z, own dB kept, its mean by the deterministic
-recursion). Observables: train loss <Loss(r_k)>, metrics, test loss from (Q, M) by
-dmftgen.observables, E[r ell], E[ell^2].
+with a control variate (grad ell -> Gamma in Z, its mean by the deterministic recursion).
+
+Fixed point. The map x = (K, S, S_inf, M) -> G(x) is deterministic (common random numbers) and
+contracts by ~0.3 per pass undamped; Anderson mixing (type II, ``anderson`` previous steps)
+accelerates it, refusing extrapolations to a negative noise variance and falling back to plain
+iteration when it stalls (so that an unstable tau shows as the growth of S(0)). It stops when
+|G(x) - x| < tol relative to G(x) in every block.
+
+Reported averages. The kernels are fitted to the iteration's own paths, so averages over those
+paths are optimistic (e.g. the train loss of logistic ~2 % low at P = 2000); the train loss,
+metrics, Gamma, E[r ell^T] and E[ell ell^T] are therefore taken in one more pass at the final
+kernels on fresh random numbers.
+
+Tails beyond the window. sum_{n>W} R(n) and sum_{u>W} K(u) are continued geometrically from
+the last blocks of the window (:func:`_geom_tail`): R_tail in the r-memory and in c_inf, the K
+tail in Khat. The error this leaves is estimated, not assumed away: one extra pass at the final
+state without the continuations (same random numbers) gives the change D of every observable,
+and the continuation's relative error mu is measured inside the window
+(:func:`_tail_misprediction`); dmftgen.dmft.stationary_state reports 2 mu |D| as the window error.
 
 Validity: the fixed point is the t -> infinity limit of the time-dependent discrete solve at the
 same dt if that limit exists and is unique (a stable model) and ``window`` spans the decay of R
-and S; compare with :func:`dmftgen.dmft.solve_long` (tests/test_longtime.py). Richardson in dt
-works as for the time-dependent solve (``solve_stationary(..., dt)`` and ``dt/2``).
+and S; compare with :func:`dmftgen.dmft.solve` at large T (tests/test_stationary.py, slow).
 [Derived here from docs/theory.md §2 by time-translation invariance; not from the paper.]
 """
 from __future__ import annotations
@@ -53,14 +72,54 @@ def _kernel(kern):
     return kern.dmft_stationary_paths
 
 
+def _geom_tail(X):
+    """sum_{n > W} X(n) (m x m) of a lag kernel X(0..W) by geometric continuation of its last blocks.
+
+    With b = max(2, W // 8) lags per block, A = sum of the last block and B the one before it,
+    q = |A| / |B| (Frobenius) is the decay over b lags and the continuation is
+    A (q + q^2 + ...) = A q / (1 - q). A tail that does not decay (q >= 0.9, or not estimable)
+    gives 0: the window then does not span the decay, which the caller reports.
+    """
+    W = X.shape[0] - 1
+    b = max(2, W // 8)
+    if W < 2 * b + 1:
+        return np.zeros_like(X[-1])
+    A = X[W - b + 1:].sum(0)
+    B = X[W - 2 * b + 1: W - b + 1].sum(0)
+    nb = float(np.sqrt((B ** 2).sum()))
+    q = float(np.sqrt((A ** 2).sum())) / nb if nb > 0 else 1.0
+    return A * (q / (1.0 - q)) if q < 0.9 else np.zeros_like(A)
+
+
+def _tail_misprediction(X):
+    """Relative error of the geometric continuation when it is tested inside the window.
+
+    The continuation from the blocks ending at W' = W / 2 predicts sum_{W' < n <= W} X(n); the
+    relative misprediction |predicted - actual| / |actual| bounds that of the continuation beyond
+    W (the decay becomes more nearly geometric at larger lags, and noisier kernels mispredict more).
+    """
+    W = X.shape[0] - 1
+    Wh = W // 2
+    b = max(2, Wh // 8)
+    if Wh < 2 * b + 1:
+        return 1.0
+    A = X[Wh - b + 1: Wh + 1].sum(0)
+    B = X[Wh - 2 * b + 1: Wh - b + 1].sum(0)
+    nb = float(np.linalg.norm(B))
+    q = float(np.linalg.norm(A)) / nb if nb > 0 else 1.0
+    nblk = (W - Wh) / b
+    pred = A * (q * (1.0 - q ** nblk) / (1.0 - q)) if q < 1.0 else A * nblk
+    act = X[Wh + 1:].sum(0)
+    na = float(np.linalg.norm(act))
+    return min(1.0, float(np.linalg.norm(pred - act)) / na) if na > 0 else 1.0
+
+
 def _R_tail(R):
-    """sum_{n > W} R(n) (m x m) by geometric extrapolation of the last two lags (0 if not decaying)."""
-    a, b = np.abs(R[-1]).max(), np.abs(R[-2]).max()
-    q = a / b if b > 0 else 0.0
-    return R[-1] * (q / (1.0 - q)) if 0.0 < q < 1.0 else np.zeros_like(R[-1])
+    """sum_{n > W} R(n): :func:`_geom_tail` of the theta response."""
+    return _geom_tail(R)
 
 
-def _theta_side(K, S, S_inf, lam, dt, W):
+def _theta_side(K, S, S_inf, lam, dt, W, tails=True):
     """R(0..W), fluctuation covariance c(u) (u = 0..3W) and its static part c_inf (all m x m).
 
     S(u) = S~(u) + S_inf with S~ = 0 beyond the window: the static part S_inf (per-sample
@@ -76,7 +135,7 @@ def _theta_side(K, S, S_inf, lam, dt, W):
         # sum_{j=1}^{n} K(n - j) R(j)
         R[n + 1] = (1 - lam * dt) * R[n] - dt * np.einsum("jab,jbc->ac", K[n - 1::-1][:n], R[1:n + 1])
     St = S - S_inf
-    R_tot = R.sum(0) + _R_tail(R)
+    R_tot = R.sum(0) + (_R_tail(R) if tails else 0.0)
     c_inf = R_tot @ S_inf @ R_tot.T
     # c(u) = sum_{a,b} R(a) S~(u - a + b) R(b)^T, S~(-v) = S~(v)^T: products of FFTs
     nfft = 1 << int(np.ceil(np.log2(8 * (W + 1))))
@@ -111,7 +170,7 @@ class StationaryGaussian:
 
     def __init__(self, rng, P, L, m):
         self.P, self.L, self.m = P, L, m
-        self.nfft = 1 << int(np.ceil(np.log2(2 * L)))
+        self.nfft = 2 * _fft_len(L)  # even and >= 2L: a fast FFT length (2^a 3^b)
         half = (P + 1) // 2
         self.Z = rng.standard_normal((half, self.nfft, m)) + 1j * rng.standard_normal((half, self.nfft, m))
 
@@ -170,9 +229,9 @@ def init_from_static(st, lag, tau, delta, dt, W):
 
 
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
-                     samples: float | None = None, targets: int = 4, damping: float = 0.5, max_iter: int = 200,
-                     tol: float = 1e-3, groups: int = 10, init="auto", init_time: float | None = None,
-                     replica: int = 0):
+                     samples: float | None = None, targets: int = 4, damping: float = 0.0, max_iter: int = 100,
+                     tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,
+                     replica: int = 0, anderson: int = 4, window_check: bool = True):
     """Stationary state of the discrete DMFT at step ``settings.dt`` and tau > 0 (module docstring).
 
     Parameters
@@ -190,8 +249,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     targets : int
         Target times per path for the adjoint responses K(u).
     damping, max_iter, tol :
-        new <- (1 - damping) new + damping old; stop when the kernels change by < tol (relative)
-        and |lam M + E[ell r*^T]| < tol |E[ell r*^T]|.
+        x <- x + (1 - damping) (G(x) - x), accelerated by Anderson mixing (``anderson`` previous
+        steps); stop when G(x) - x < tol relative to G(x) in every block (K, S, S_inf, M; for M
+        this is chi (lam M + E[ell r*^T]), the stationarity of M).
     init : "auto" | dict | Result
         Initial lag kernels: "auto" runs a causal :func:`dmftgen.dmft.solve` at the same dt up to
         ``init_time`` (default ``window``) and takes its last row (:func:`init_from_result`); a
@@ -233,16 +293,23 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     rho_std = model.teacher_std_value(p)
     rho = rho_std ** 2 * np.eye(kk)
     rho_inv = np.linalg.inv(rho) if kk else np.zeros((0, 0))
-    ss = np.random.SeedSequence([settings.seed, 7, int(replica)])
-    r_s, r_g, r_b = (np.random.default_rng(c) for c in ss.spawn(3))
-    s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
-    zz = np.empty((P, int(kern.NZ)))
-    for j, law in enumerate(model.noise.values()):
-        zz[:, j] = law.sample(r_s, P)
-    zz = np.ascontiguousarray(zz)
-    dB = np.ascontiguousarray(math.sqrt(dt) * r_b.standard_normal((P, L)))
-    gauss = StationaryGaussian(r_g, P, L, m)
-    xi_static = r_g.standard_normal((P, m))
+    def draws(key):
+        """The random numbers of one set of P paths: teacher, label noise, Brownian increments,
+        the stationary Gaussian's normals and the static offsets."""
+        r_s, r_g, r_b = (np.random.default_rng(c) for c in np.random.SeedSequence(key).spawn(3))
+        s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
+        zz = np.empty((P, int(kern.NZ)))
+        for j, law in enumerate(model.noise.values()):
+            zz[:, j] = law.sample(r_s, P)
+        dB = np.ascontiguousarray(math.sqrt(dt) * r_b.standard_normal((P, L)))
+        gauss = StationaryGaussian(r_g, P, L, m)
+        return s, np.ascontiguousarray(zz), dB, gauss, r_g.standard_normal((P, m))
+
+    # the iteration's paths (common random numbers across passes) and, for the reported averages,
+    # a fresh set: the converged kernels are fitted to the iteration's own paths, whose averages
+    # are then optimistic (train loss ~2 % low for logistic at P = 2000: docs/longtime.md)
+    own = draws([settings.seed, 7, int(replica)])
+    s, zz, dB, gauss, xi_static = own
     tg = np.linspace(B, L - 1, max(1, int(targets))).round().astype(np.int64)
     bounds = np.linspace(0, P, G + 1).round().astype(np.int64)
     sq = math.sqrt(tau * delta)
@@ -275,8 +342,28 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     out = None
     sizes = np.diff(bounds).astype(float)
     nS, nT = sizes * Sn, sizes * tg.size
-    for it in range(max_iter):
-        R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W)
+    dL = np.zeros((P, L, m))
+    nfft = _fft_len(L)
+    blocks = [(W + 1, m, m), (W + 1, m, m), (m, m), (m, kk)]
+    x = _pack(K, S, S_inf, M)
+    pairs, last_pt = [], None
+    sec = init.get("secants") if hasattr(init, "get") else None
+    if sec is not None and anderson > 0 and sec[0].shape[0] == x.size:
+        pairs = [(sec[0][:, j], sec[1][:, j]) for j in range(sec[0].shape[1])][-anderson:]
+    x_prev = None
+    steps = []
+    scale = None
+    obs_hist = []
+    nTot = nS.sum()
+
+    def evaluate(x, tails=True, rnd=None):
+        """One pass of the map x -> G(x) on the common random numbers (or on ``rnd``, another
+        set of draws): (G parts, observables) or a message (str) when the paths or kernels are not
+        finite. ``tails=False`` drops the geometric continuations beyond the window (the
+        window-error estimate)."""
+        s, zz, dB, gauss, xi_static = own if rnd is None else rnd
+        K, S, S_inf, M = _unpack(x, blocks)
+        R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W, tails=tails)
         w = gauss.sample(c) + xi_static[:, None, :] @ _sqrt_psd(c_inf).T
         if kk:
             w = w + (s @ (M @ rho_inv).T)[:, None, :]
@@ -284,36 +371,49 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         acc = {"gam": np.zeros((G, m, m)), "els": np.zeros((G, m, kk)), "loss": np.zeros(G),
                "rl": np.zeros((G, m, m)), "ll": np.zeros((G, m, m))}
         met = np.zeros((G, max(NMET, 1)))
-        su = np.zeros((G, W + 1, m, m))
-        sfar = np.zeros((G, m, m))
         kl = np.zeros((G, W + 1, m, m))
         klcv = np.zeros((G, W + 1, m, m))
         bad = np.zeros(G, np.int64)
         gam_cv = np.ascontiguousarray(K[0])
-        run(np.ascontiguousarray(R), np.ascontiguousarray(_R_tail(R)), w, s, zz, dB, p, inv_delta, dt, sq, B,
-            tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, su, sfar, kl,
+        Rt = _R_tail(R) if tails else np.zeros((m, m))
+        run(np.ascontiguousarray(R), np.ascontiguousarray(Rt), w, s, zz, dB, p, inv_delta, dt, sq, B,
+            tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, dL, kl,
             klcv, bad)
         if bad.any():
-            return _no_state(f"the r-paths blew up at iteration {it}: no stationary state at these "
-                             f"settings (unstable tau or step), or too little damping", t_start, residuals)
+            return "the r-paths blew up: no stationary state at these settings (unstable tau or step)"
         Zb = _det_cv_mean(R, gam_cv, inv_delta, dt)
         newK = (kl.sum(0) - klcv.sum(0)) / nT.sum() + Zb
-        newK[0] = acc["gam"].sum(0) / nS.sum()
-        new_els = acc["els"].sum(0) / nS.sum()
-        newS = su.sum(0) / (nS.sum() * delta)
-        new_Sinf = sfar.sum(0) / (nS.sum() * W * delta)
+        newK[0] = acc["gam"].sum(0) / nTot
+        new_els = acc["els"].sum(0) / nTot
+        lagcov = _lag_covariance(dL, B, 2 * W, nfft)
+        newS = lagcov[: W + 1] / (nTot * delta)
+        new_Sinf = lagcov[W + 1:].sum(0) / (nTot * W * delta)
         new_Sinf = 0.5 * (new_Sinf + new_Sinf.T)
         # M: lam M + E[ell r*^T] = 0 with E[ell r*^T] = nu rho + Khat M (Stein) gives
-        # M = -(lam + Khat)^{-1} nu rho (gain chi instead of the 1/lam of M = -E[ell r*^T]/lam)
-        Khat = newK.sum(0)
+        # M = -(lam + Khat)^{-1} nu rho (gain chi instead of the 1/lam of M = -E[ell r*^T]/lam);
+        # Khat = sum over all lags, the part beyond the window by geometric continuation
+        Khat = newK.sum(0) + (_geom_tail(newK) if tails else 0.0)
         try:
             chi = np.linalg.inv(lam * eye + Khat)
         except np.linalg.LinAlgError:
-            return _no_state("lam + sum_u K(u) is singular: no restoring force (interpolation)", t_start,
-                             residuals)
+            return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
         M_new = -chi @ (new_els - Khat @ M)
         if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
-            return _no_state(f"non-finite kernels at iteration {it}", t_start, residuals)
+            return "non-finite kernels"
+        obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(),
+               "Q": (M @ rho_inv @ M.T if kk else 0.0) + c_inf + c[0],
+               "Gamma": acc["gam"].sum(0) / nTot, "E_r_ell": acc["rl"].sum(0) / nTot,
+               "E_ell_ell": acc["ll"].sum(0) / nTot}
+        for j, name in enumerate(model.metrics):
+            obs[f"train_{name}"] = float(met[:, j].sum() / nTot)
+        return (K, S, S_inf, M), (newK, newS, new_Sinf, M_new, new_els, Khat), obs
+
+    for it in range(max_iter):
+        ev = evaluate(x)
+        if isinstance(ev, str):
+            return _no_state(f"{ev} (iteration {it})", t_start, residuals)
+        (K, S, S_inf, M), (newK, newS, new_Sinf, M_new, new_els, Khat), obs = ev
+        last_ev, last_x = ev, x.copy()
         s0 = float(np.trace(newS[0]))
         if it == 0:
             s0_first = max(s0, 1e-300)
@@ -322,36 +422,154 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                              f"{s0 / s0_first:.3g} after {it} passes): no stationary state (tau beyond "
                              "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
-                  np.abs(lam * M + new_els).max() / max(np.abs(new_els).max(), 1e-300) if kk else 0.0,
-                  np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300))
+                  # M_new - M = -chi (lam M + E[ell r*^T]): the stationarity of M in the units of M
+                  np.abs(M_new - M).max() / max(np.abs(M_new).max(), 1e-300) if kk else 0.0,
+                  np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300),
+                  np.abs(new_Sinf - S_inf).max() / max(np.abs(newS).max(), 1e-300))
         residuals.append(float(res))
-        out = dict(acc=acc, met=met, R=R, M=M, c=c, c_inf=c_inf, K=newK, els=new_els, S=newS, S_inf=new_Sinf)
-        a = damping if it > 0 else 0.0
-        K = (1 - a) * newK + a * K
-        S = (1 - a) * newS + a * S
-        S_inf = (1 - a) * new_Sinf + a * S_inf
-        M = (1 - a) * M_new + a * M
+        obs_hist.append(obs)
+        out = dict(obs=obs, M=M, K=newK, els=new_els, S=newS, S_inf=new_Sinf, Khat=Khat)
         if res < tol:
             converged = True
             break
-    acc = out["acc"]
-    nTot = nS.sum()
+        # next input: Anderson mixing (type II, memory ``anderson``) of x -> G(x), plain
+        # (damped) iteration when anderson = 0. The history is kept as secant pairs
+        # (x_j - x_{j-1}, f_j - f_{j-1}); pairs of another replica's map (``init["secants"]``, the
+        # same map up to Monte Carlo error) start it. A step that raised the residual restarts it.
+        gx = _pack(newK, newS, new_Sinf, M_new)
+        f = gx - x
+        if scale is None:
+            scale = np.concatenate([np.full(int(np.prod(sh)), 1.0 / max(np.abs(v).max(), 1e-300))
+                                    for sh, v in zip(blocks, (newK, newS, new_Sinf, M_new if kk else np.ones(1)))])
+        if len(residuals) > 1 and res > 1.5 * residuals[-2]:
+            pairs, last_pt = [], None
+        if anderson > 0 and len(residuals) > 10 and min(residuals[-8:]) > 0.5 * min(residuals[:-8]):
+            # no progress over 8 passes: plain iteration from here (an unstable tau then shows as the
+            # growth of S(0), a stable but slow one still converges)
+            anderson, pairs, last_pt = 0, [], None
+        if last_pt is not None:
+            pairs.append((x - last_pt[0], f - last_pt[1]))
+        last_pt = (x.copy(), f.copy())
+        pairs = pairs[-anderson:] if anderson > 0 else []
+        x_prev = x.copy()
+        beta = 1.0 - damping
+        x_plain = x + beta * f
+        x = x_plain
+        if pairs:
+            dX = np.array([u for u, _ in pairs]).T
+            dF = np.array([v for _, v in pairs]).T
+            gamma = np.linalg.lstsq(dF * scale[:, None], f * scale, rcond=1e-10)[0]
+            x = x_plain - (dX + beta * dF) @ gamma
+            # an extrapolation to a non-physical state (negative noise variance: the affine noise
+            # loop of an unstable tau has its only fixed point there) is refused: plain step instead,
+            # so that the growth of S(0) shows the missing stationary state
+            _, Sx, Sinfx, _ = _unpack(x, blocks)
+            if np.trace(Sx[0]) <= 0 or np.linalg.eigvalsh(0.5 * (Sinfx + Sinfx.T)).min() < \
+                    -1e-9 * max(np.abs(Sx[0]).max(), 1e-300):
+                x = x_plain
+                pairs, last_pt = [], None
+        Kx, Sx, Sinfx, Mx = _unpack(x, blocks)
+        x = _pack(Kx, Sx, 0.5 * (Sinfx + Sinfx.T), Mx)
+        steps.append(_rel_change(x, x_prev, blocks))
+    # the reported path averages: one pass at the final input on fresh paths (out of sample)
+    fresh = evaluate(x if not converged else last_x, rnd=draws([settings.seed, 7, int(replica), 1]))
+    if isinstance(fresh, str):
+        return _no_state(f"{fresh} (fresh paths)", t_start, residuals)
+    out["obs_own"] = out["obs"]
+    out["obs"] = dict(fresh[2], Q=out["obs"]["Q"], M=out["obs"]["M"])
     R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
     Mo = out["M"]
     Q = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
-    result = {"Q": Q, "M": Mo, "rho": rho, "train_loss": float(acc["loss"].sum() / nTot),
-              "Gamma": acc["gam"].sum(0) / nTot, "E_r_ell": acc["rl"].sum(0) / nTot,
-              "E_ell_ell": acc["ll"].sum(0) / nTot, "E_ell_s": out["els"]}
-    for j, name in enumerate(model.metrics):
-        result[f"train_{name}"] = float(out["met"][:, j].sum() / nTot)
-    result.update({"K": out["K"], "R": R, "S": out["S"], "S_inf": out["S_inf"],
+    obs = out["obs"]
+    result = {"Q": Q, "M": Mo, "rho": rho, "E_ell_s": out["els"]}
+    result.update({k: v for k, v in obs.items() if k not in ("Q", "M")})
+    # iteration error (see stationary_state): the input x_k of the last pass is off the fixed point
+    # by about |G(x_k) - x_k| / (1 - g); the caller turns this into observable errors with the
+    # sensitivities seen along the iteration (obs_hist, steps: |x_j - x_{j-1}| in the same metric)
+    # window truncation (module docstring): the tail masses beyond the window of R (sum R = chi/dt)
+    # and K (lam + Khat = chi^{-1}), and, with ``window_check``, the effect of the geometric tail
+    # continuations on every observable: one more pass at the final input without them, on the
+    # same random numbers. The continuation leaves an error below its own size, and the fixed
+    # point amplifies a one-pass change by 1 / (1 - g) <= 2: window error = 2 |without - with|.
+    Rt = _geom_tail(R)
+    eps_R = float(np.linalg.norm(Rt) / max(np.linalg.norm(R.sum(0) + Rt), 1e-300))
+    Kt = _geom_tail(out["K"])
+    eps_K = float(np.linalg.norm(Kt) / max(np.linalg.norm(lam * eye + out["Khat"]), 1e-300))
+    window_delta = None
+    if window_check:
+        ev0 = last_ev if converged else evaluate(x, tails=True)
+        ev1 = evaluate(x, tails=False)
+        if not isinstance(ev0, str) and not isinstance(ev1, str):
+            window_delta = {key: np.asarray(ev1[2][key], float) - np.asarray(ev0[2][key], float)
+                            for key in ev0[2]}
+            window_delta["M"] = ev1[1][3] - ev0[1][3]
+    result.update({"K": out["K"], "K_tail": Kt, "R": R, "S": out["S"], "S_inf": out["S_inf"],
                    "C_theta": (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c, "c_inf": c_inf,
                    "lags": dt * np.arange(W + 1), "residuals": residuals, "iterations": len(residuals),
                    "converged": converged, "status": "ok" if converged else "not-converged",
-                   "time_s": time.perf_counter() - t_start,
+                   "time_s": time.perf_counter() - t_start, "obs_hist": obs_hist, "steps": steps,
+                   "Q_in": obs["Q"],
+                   "window_tail": {"R": eps_R, "K": eps_K, "mispredict_R": _tail_misprediction(R),
+                                   "mispredict_K": _tail_misprediction(out["K"])},
+                   "window_delta": window_delta,
                    "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
-                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo}})
+                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                   "secants": (np.array([u for u, _ in pairs]).T, np.array([v for _, v in pairs]).T)
+                   if pairs else None})
     return result
+
+
+def _fft_len(n):
+    """Smallest 2^a 3^b >= n (a fast FFT length)."""
+    best = 1 << int(np.ceil(np.log2(max(n, 1))))
+    p3 = 1
+    while p3 < best:
+        p2 = p3
+        while p2 < n:
+            p2 *= 2
+        best = min(best, p2)
+        p3 *= 3
+    return best
+
+
+def _lag_covariance(dL, burn, umax, nfft):
+    """sum_paths sum_{k >= burn} dL_k dL_{k-u}^T for u = 0..umax (m x m each), by FFT.
+
+    With a = dL zeroed before ``burn`` and b = dL, ifft(A_b conj(B_c))[u] = sum_k a_k b_{k-u}
+    (circular; no wrap-around because k - u >= burn - umax >= 0 and nfft >= L). The sum over
+    paths is taken in the frequency domain.
+    """
+    P, L, m = dL.shape
+    if burn < umax:
+        raise SettingsError(f"lag covariance: burn {burn} < largest lag {umax}.")
+    F = np.fft.rfft(dL, nfft, axis=1)
+    a = dL.copy()
+    a[:, :burn] = 0.0
+    Fa = np.fft.rfft(a, nfft, axis=1)
+    cross = np.einsum("pfb,pfc->fbc", Fa, np.conj(F))
+    return np.fft.irfft(cross, nfft, axis=0)[: umax + 1]
+
+
+def _rel_change(a, b, blocks):
+    """max over the blocks (K, S, S_inf, M) of |a - b|_max / |a|_max: the residual's metric."""
+    out = 0.0
+    for u, v in zip(_unpack(a, blocks), _unpack(b, blocks)):
+        if u.size:
+            out = max(out, float(np.abs(u - v).max() / max(np.abs(u).max(), 1e-300)))
+    return out
+
+
+def _pack(K, S, S_inf, M):
+    return np.concatenate([np.ravel(K), np.ravel(S), np.ravel(S_inf), np.ravel(M)])
+
+
+def _unpack(x, blocks):
+    out, i = [], 0
+    for sh in blocks:
+        n = int(np.prod(sh))
+        out.append(x[i:i + n].reshape(sh).copy())
+        i += n
+    return out
 
 
 def _no_state(message, t_start, residuals=()):

@@ -13,10 +13,31 @@ Two routes, one result:
   the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
   depends on dt at O(dt)), started from the tau = 0 solution.
 
-Error bars: ``replicas`` independent solves (own random numbers, ``paths / replicas`` paths or
-``samples`` draws each); every ``*_err`` is the between-replica standard error sd / sqrt(R), so the
-feedback of kernel errors into the paths is included (within-solve batch means are ~1.5x too
-small, docs/longtime.md). The first replica's converged kernels start the others.
+Error bars: every ``*_err`` is sqrt(stat^2 + iteration^2 + window^2), and ``meta.error_budget``
+has the three parts per observable:
+
+* stat: ``replicas`` independent solves (own random numbers, ``paths / replicas`` paths or
+  ``samples`` draws each), between-replica standard error sd / sqrt(R), so the feedback of kernel
+  errors into the paths is included (within-solve batch means are ~1.5x too small,
+  docs/longtime.md). The first replica's converged state starts the others (then the mean so far).
+* iteration (tau > 0): the last iterate x_k is off the fixed point by ~2 |G(x_k) - x_k|; per
+  observable the larger of 2 res_k max_j |obs_j - obs_{j-1}| / |x_j - x_{j-1}| (sensitivity seen
+  along the iteration) and |obs_k - obs_{k-1}| rho / (1 - rho), rho = max(0.5, res_k / res_{k-1}).
+  A bias shared by the replicas: their mean, not divided by sqrt(R). Zero at tau = 0 (solved to
+  1e-8).
+* window (tau > 0): 2 mu |D| (dmftgen.dmft.stationary_dmft): D the change of the observable when
+  the geometric continuations of R and K beyond the window are dropped, mu their relative error
+  measured inside the window. Zero at tau = 0 (no memory truncation in the static equations).
+
+Path averages (tau > 0): train loss, metrics, Gamma, E[r ell^T], E[ell ell^T] come from one pass on
+fresh paths at the converged kernels (dmftgen.dmft.stationary_dmft; the iteration's own paths are
+optimistic because the kernels are fitted to them).
+
+Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
+(M = 0, +-rho_std, and for m >= 2 opposite and specialised units) on common draws; the distinct
+points (up to a permutation of the units) are listed in ``meta.fixed_points`` with their
+objective delta E[L] + lam tr(Q) / 2, a warning is added when there are several, and the solve
+continues from the lowest objective. Starts that run away are in ``meta.failed_starts``.
 
 Result layout (the contract of every command; one "time", t = [inf], the t -> infinity limit):
 ``train_loss``, ``test_loss``, ``train_/test_<metric>``, ``Q`` (1, m, m), ``M`` (1, m, k),
@@ -43,13 +64,24 @@ STATUS_NO_STATE = "no-stationary-state"
 
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
-            "tol": 1e-3, "max_iter": 200, "damping": 0.5, "groups": 10, "targets": 4}
+            "tol": 3e-4, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2,
+            "starts": 4}
 
 
-def _relaxation_time(R, dt):
-    """Mean lag of the response, sum_n n dt |R(n)|_F / sum_n |R(n)|_F (= T for R = e^{-t/T})."""
+def _relaxation_time(R, dt, extend=True):
+    """Mean lag of the response, sum_n n dt |R(n)|_F / sum_n |R(n)|_F (= T for R = e^{-t/T}).
+
+    ``extend`` (default): with |R| continued geometrically beyond the window (decay rate of its
+    last eighth) up to 10 times the window, as the solve continues R.
+    """
     nr = np.sqrt((R ** 2).sum(axis=(1, 2)))
-    lags = dt * np.arange(R.shape[0])
+    W = nr.size - 1
+    if extend and W >= 16:
+        b = W // 8
+        q = (nr[W - b + 1:].sum() / nr[W - 2 * b + 1: W - b + 1].sum()) ** (1.0 / b)
+        if 0.0 < q < 1.0:
+            nr = np.concatenate([nr, nr[-1] * q ** np.arange(1, 9 * W + 1)])
+    lags = dt * np.arange(nr.size)
     return float((lags * nr).sum() / nr.sum()) if nr.sum() > 0 else float("nan")
 
 
@@ -61,8 +93,17 @@ def _test(kern, model, Q, M, rho, p):
 
 
 def _replica_tau0(kern, model, settings, p, opts, r, init):
-    from .stationary_static import lag_kernels_static, static_fixed_point
+    from .stationary_static import lag_kernels_static, multistart, static_fixed_point
 
+    points = None
+    if r == 0 and init is None and opts["starts"] > 1:
+        # several starts on the same draws: a non-convex model can have several stationary points;
+        # the solve continues from the lowest regularised empirical risk and lists them all
+        points, failed = multistart(kern, model, settings, p, samples=min(opts["samples"], 10000),
+                                    seed=settings.seed, starts=opts["starts"])
+        points = {"points": points, "failed": failed}
+        if points["points"]:
+            init = points["points"][0]["state"]
     st = static_fixed_point(kern, model, settings, p, samples=opts["samples"], seed=settings.seed,
                             replica=r, init=init, max_iter=max(opts["max_iter"], 200),
                             tol=min(opts["tol"], 1e-8))
@@ -75,7 +116,8 @@ def _replica_tau0(kern, model, settings, p, opts, r, init):
     Ell = st["E_ell_ell"]
     st.update(K=K, R=R, S=np.broadcast_to(Ell * settings.dt ** 2 / settings.delta, (W + 1, m, m)).copy(),
               C_theta=np.broadcast_to(st["Q"], (W + 1, m, m)).copy(), lags=settings.dt * np.arange(W + 1),
-              converged=st["status"] == "ok", state={"chi": st["chi"], "M": st["M"], "c": st["c"]})
+              converged=st["status"] == "ok", state={"chi": st["chi"], "M": st["M"], "c": st["c"]},
+              fixed_points=points)
     return st
 
 
@@ -84,7 +126,7 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     from .stationary_static import lag_kernels_static, static_fixed_point
 
     if init is None:
-        st = static_fixed_point(kern, model, settings.replace(tau=0.0), p, samples=min(opts["samples"], 20000),
+        st = static_fixed_point(kern, model, settings.replace(tau=0.0), p, samples=min(opts["samples"], 8000),
                                 seed=settings.seed, replica=r)
         if st["status"] == STATUS_NO_STATE:
             init = "auto"  # no tau = 0 state (e.g. ridge-less): start from a short causal solve
@@ -96,7 +138,7 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     P = max(opts["paths"] // opts["replicas"], 2 * opts["groups"])
     return solve_stationary(model, settings, paths=P, window=opts["window"], init=init, tol=opts["tol"],
                             max_iter=opts["max_iter"], damping=opts["damping"], groups=opts["groups"],
-                            targets=opts["targets"], replica=r)
+                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0)
 
 
 def stationary(model, settings, **options) -> Result:
@@ -106,15 +148,18 @@ def stationary(model, settings, **options) -> Result:
     ----------
     model : dmftgen.model.Model
         Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
-        h = lam theta (a declared regulariser H is not supported yet).
+        h = lam theta. A declared regulariser H is refused (UnsupportedModelError): its stationary
+        theta-row law is not Gaussian and needs a Monte Carlo theta-side on lag kernels, not built.
     settings : dmftgen.config.Settings
         delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
         state does not depend on it), seed, params. ``T`` is not used.
     **options
         paths (8000, tau > 0: r-paths in total), replicas (4), window (30: memory truncation in
         time units), samples (40000, tau = 0: draws per replica), theta_samples (2000), tol
-        (1e-3: relative change of the kernels), max_iter (200), damping (0.5), groups (10),
-        targets (4).
+        (3e-4: relative residual |G(x) - x| of the kernels; tau = 0 uses min(tol, 1e-8)),
+        max_iter (100), damping (0: plain steps are undamped), anderson (4: Anderson memory, 0
+        for plain iteration), groups (10), targets (2: adjoint targets per path), starts (4:
+        multi-start search at tau = 0, 1 to skip it).
 
     Returns
     -------
@@ -129,7 +174,8 @@ def stationary(model, settings, **options) -> Result:
     if unknown:
         raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
     opts = dict(DEFAULTS, **options)
-    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets"):
+    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets", "anderson",
+                "starts"):
         opts[key] = int(opts[key])
     if opts["replicas"] < 2:
         raise SettingsError(f"stationary: replicas = {opts['replicas']}: need >= 2 for error bars.")
@@ -146,22 +192,55 @@ def stationary(model, settings, **options) -> Result:
         reps.append(out)
         if out["status"] == STATUS_NO_STATE:
             break
-        init = out["state"]
+        # the next replica starts from the mean of the converged states so far (closest to its own
+        # fixed point, which differs from theirs by Monte Carlo error only)
+        init = {key: np.mean([x["state"][key] for x in reps], axis=0) for key in out["state"]}
+        if out.get("secants") is not None:  # tau > 0: Anderson history of the last replica's map
+            init["secants"] = out["secants"]
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
             "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
                      "lag-kernel fixed point at step dt",
             "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
             "replica_residuals": [float(x["residuals"][-1]) if x.get("residuals") else None for x in reps],
+            "replica_residual_seq": [[float(v) for v in x.get("residuals", [])] for x in reps],
             "replica_time_s": [float(x.get("time_s", 0.0)) for x in reps if "time_s" in x],
-            "errors": f"between-replica standard error over {len(reps)} independent solves"}
+            }
     if reps[-1]["status"] == STATUS_NO_STATE:
         meta["timings"] = {"total_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
         return Result({"t": np.array([np.inf])}, meta, status=STATUS_NO_STATE,
                       message=reps[-1].get("message", "no stationary state (the fixed point runs away)"))
     data = _combine(kern, model, settings, p, reps, opts)
+    meta["error_budget"] = data.pop("_budget")
+    meta["error_dof"] = len(reps) - 1  # of the statistical part: compare with Student's t, not a normal
+    meta["errors"] = (
+        f"*_err = sqrt(stat^2 + iteration^2 + window^2): stat the between-replica standard error over "
+        f"{len(reps)} independent solves (kernel feedback included); " + (
+            "iteration and window zero (the tau = 0 static fixed point is solved to 1e-8 and has no "
+            "memory truncation)" if settings.tau == 0 else
+            "iteration = the distance of the last iterate from the fixed point (2 x residual / last step x "
+            "the last change of the observable); window = 2 mu |D|, D the change of the observable when "
+            "the geometric continuations of R and K beyond the window are dropped (one pass on the same "
+            "random numbers), mu the relative error of that continuation measured inside the window "
+            "(from W/2 predicting W/2..W). meta.error_budget has the three parts per observable; "
+            "meta.window_tail the relative tail masses of R and K beyond the window and mu"))
+    if settings.tau > 0:
+        meta["window_tail"] = [x.get("window_tail") for x in reps]
+    found = reps[0].get("fixed_points")
+    pts = found["points"] if found else None
+    if found is not None:
+        meta["fixed_points"] = [{"Q": q["Q"].tolist(), "M": q["M"].tolist(), "train_loss": q["train_loss"],
+                                 "objective": q["objective"], "starts": q["starts"]} for q in pts]
+        meta["failed_starts"] = [{"start": j, "status": s} for j, s in found["failed"]]
     Rn = np.sqrt((data["R_lag"] ** 2).sum(axis=(1, 2)))
     meta["warnings"] = []
+    if pts is not None and len(pts) > 1:
+        meta["warnings"].append(
+            f"{len(pts)} distinct stationary points from {opts['starts']} starts (non-convex model; up to a "
+            "permutation of the units): " + "; ".join(
+                f"objective {q['objective']:.6g}, train loss {q['train_loss']:.5g}, Q diag "
+                f"{np.round(np.diag(q['Q']), 4).tolist()}, M {np.round(np.ravel(q['M']), 4).tolist()}" for q in pts)
+            + ". Reported: the lowest objective delta E[L] + lam tr Q / 2 (meta.fixed_points lists them)")
     if Rn[-1] > 0.05 * Rn[1]:
         meta["warnings"].append(f"the response R has decayed only to {Rn[-1] / Rn[1]:.2g} of R(1) at the end of "
                                 f"the window ({opts['window']:g}): use a larger --window")
@@ -174,31 +253,90 @@ def stationary(model, settings, **options) -> Result:
     return Result(data, meta, status=status, message=message)
 
 
+def _observables(kern, model, settings, p, x, rho):
+    """The reported one-time observables of one replica's solve (dict of floats / arrays)."""
+    d = {"train_loss": x["train_loss"], "Q": x["Q"], "M": x["M"], "Gamma": x["Gamma"],
+         "E_r_ell": x["E_r_ell"], "E_ell_ell": x["E_ell_ell"],
+         "relaxation_time": _relaxation_time(x["R"], settings.dt)}
+    for name in model.metrics:
+        d[f"train_{name}"] = x[f"train_{name}"]
+    d.update(_test(kern, model, np.asarray(x["Q"]), np.asarray(x["M"]), rho, p))
+    return d
+
+
 def _combine(kern, model, settings, p, reps, opts):
     """Replica means and between-replica standard errors in the Result layout."""
     R = len(reps)
     rho = reps[0]["rho"]
     k = rho.shape[0]
     rho_inv = np.linalg.inv(rho) if k else np.zeros((0, 0))
-    per = []
+    per, iters = [], []
     for x in reps:
-        d = {"train_loss": x["train_loss"], "Q": x["Q"], "M": x["M"], "Gamma": x["Gamma"],
-             "E_r_ell": x["E_r_ell"], "E_ell_ell": x["E_ell_ell"],
-             "relaxation_time": _relaxation_time(x["R"], settings.dt)}
-        for name in model.metrics:
-            d[f"train_{name}"] = x[f"train_{name}"]
-        d.update(_test(kern, model, np.asarray(x["Q"]), np.asarray(x["M"]), rho, p))
+        d = _observables(kern, model, settings, p, x, rho)
         per.append(d)
+        # iteration error of one replica, the larger of two estimates:
+        # (a) the last input x_k is off the fixed point by about 2 |G(x_k) - x_k| (contraction
+        #     g <= 0.5 of the map) and an observable's sensitivity to x is at least its largest
+        #     change per unit step along the iteration: 2 res_k max_j |obs_j - obs_{j-1}| / step_j;
+        # (b) if each observable's error contracts by rho <= max(0.5, res_k / res_{k-1}) per pass,
+        #     e_k <= rho / (1 - rho) |obs_k - obs_{k-1}|.
+        # Checked against a solve to tol 1e-7 on the same random numbers (tests/test_stationary.py).
+        it = {}
+        hist, steps = x.get("obs_hist"), x.get("steps")
+        if hist is not None and len(hist) > 1:
+            ds = [_observables(kern, model, settings, p, dict(x, **h), rho) for h in hist]
+            res = x["residuals"]
+            rate = min(0.9, max(0.5, res[-1] / res[-2]))
+            for key in d:
+                sens = np.max([np.abs(np.asarray(ds[j][key], float) - np.asarray(ds[j - 1][key], float))
+                               / max(steps[j - 1], 1e-300) for j in range(1, len(ds))], axis=0)
+                last = np.abs(np.asarray(ds[-1][key], float) - np.asarray(ds[-2][key], float))
+                it[key] = np.maximum(2.0 * res[-1] * sens, last * rate / (1.0 - rate))
+            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x["Q"]) - np.asarray(x["Q_in"])))
+        for key in d:
+            v = np.abs(np.asarray(d[key], float))
+            if key not in it:  # tau = 0: solved to 1e-8; tau > 0 converged at its first pass: 2 res |value|
+                it[key] = 2.0 * float(x["residuals"][-1]) * v if "obs_hist" in x else np.zeros_like(v)
+        iters.append(it)
+    # window error (tau > 0): the geometric continuations beyond the window change an observable by
+    # D (one pass without them, on the same random numbers, first replica: the same state up to
+    # Monte Carlo error in all replicas); the fixed point amplifies a one-pass change by at most 2,
+    # and the continuation errs by a fraction mu of itself, mu measured inside the window (the
+    # continuation from W/2 predicting lags W/2..W, the larger of R and K): 2 mu |D|. Test
+    # observables through (Q, M); the relaxation time (whose R is continued the same way) likewise.
+    win = {key: np.zeros_like(np.asarray(v, float)) for key, v in per[0].items()}
+    wd = reps[0].get("window_delta")
+    if wd is not None:
+        x0 = reps[0]
+        mu = max(x0["window_tail"]["mispredict_R"], x0["window_tail"]["mispredict_K"])
+        for key in win:
+            if key in wd:
+                win[key] = 2.0 * mu * np.abs(wd[key])
+        t0 = _test(kern, model, np.asarray(x0["Q"]), np.asarray(x0["M"]), rho, p)
+        t1 = _test(kern, model, np.asarray(x0["Q"]) + wd["Q"], np.asarray(x0["M"]) + wd["M"], rho, p)
+        for key in t0:
+            win[key] = 2.0 * mu * np.abs(np.asarray(t1[key]) - np.asarray(t0[key]))
+        win["relaxation_time"] = 2.0 * mu * np.abs(_relaxation_time(x0["R"], settings.dt)
+                                                   - _relaxation_time(x0["R"], settings.dt, extend=False))
     data = {"t": np.array([np.inf]), "rho": rho}
+    budget = {}
     for key in per[0]:
         arr = np.array([np.asarray(d[key], float) for d in per])
+        stat = arr.std(0, ddof=1) / math.sqrt(R)
+        # iteration and window errors are biases shared by the replicas (they start from each
+        # other's kernels): their replica mean, not divided by sqrt(R); added in quadrature
+        itr = np.mean([d[key] for d in iters], axis=0)
+        win_k = win[key]
         data[key] = arr.mean(0)[None]
-        data[key + "_err"] = (arr.std(0, ddof=1) / math.sqrt(R))[None]
+        data[key + "_err"] = np.sqrt(stat ** 2 + itr ** 2 + win_k ** 2)[None]
+        budget[key] = {"stat": np.asarray(stat).tolist(), "iteration": np.asarray(itr).tolist(),
+                       "window": np.asarray(win_k).tolist()}
+    data["_budget"] = budget
     W1 = min(x["K"].shape[0] for x in reps)
     for key, src in (("K_lag", "K"), ("R_lag", "R"), ("S_lag", "S"), ("C_lag", "C_theta")):
         data[key] = np.mean([x[src][:W1] for x in reps], axis=0)
     data["lag"] = settings.dt * np.arange(W1)
-    Ks = data["K_lag"].sum(0)
+    Ks = data["K_lag"].sum(0) + (np.mean([x["K_tail"] for x in reps], axis=0) if "K_tail" in reps[0] else 0.0)
     m = Ks.shape[0]
     data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
         settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)

@@ -220,13 +220,83 @@ def lag_kernels_static(J, chi, lam, delta, dt, window, iters=200, tol=1e-8, damp
     return K, R
 
 
+def _starts(m, k, rho_std, lam, n):
+    """``n`` initial states {chi, M, c} for the multi-start search: the default start (M = 0),
+    aligned and anti-aligned units (M = +-rho_std), and for m >= 2 units of opposite signs and a
+    single specialised unit."""
+    eye = np.eye(m)
+    out = [None]
+    cands = [np.ones((m, k)), -np.ones((m, k))]
+    if m >= 2:
+        cands.append(np.array([[(-1.0) ** i] * k for i in range(m)]))
+        cands.append(np.array([[1.0 if i == 0 else 0.0] * k for i in range(m)]))
+    for Mv in cands:
+        out.append({"chi": eye / (lam + 0.1), "M": rho_std * Mv, "c": 0.5 * eye})
+    return out[:max(1, n)]
+
+
+def _objective(st, delta, lam):
+    """Regularised empirical risk per coordinate at a fixed point: delta E[L] + lam tr(Q) / 2."""
+    return float(delta * st["train_loss"] + 0.5 * lam * np.trace(st["Q"]))
+
+
+def _same_point(a, b, rtol=1e-4):
+    """Equal (Q, M) up to a permutation of the student units (committee symmetry)."""
+    import itertools
+
+    m = a["Q"].shape[0]
+    scale = 1.0 + max(np.abs(a["Q"]).max(), np.abs(b["Q"]).max())
+    for perm in itertools.permutations(range(m)):
+        P = np.eye(m)[list(perm)]
+        dq = np.abs(P @ b["Q"] @ P.T - a["Q"]).max()
+        dm = np.abs(P @ b["M"] - a["M"]).max() if a["M"].size else 0.0
+        if max(dq, dm) <= rtol * scale:
+            return True
+    return False
+
+
+def multistart(kern, model, settings, p, *, samples=10000, seed=0, starts=4, max_iter=500, tol=1e-9):
+    """The tau = 0 fixed point from several starts on the same draws (common random numbers).
+
+    A convex loss has one stationary point (the ERM) and every start finds it; a non-convex one
+    (e.g. a committee) can have several (minima, and saddles of the regularised empirical risk).
+    Returns (points, failed): the distinct converged points (up to a permutation of the units) as
+    dicts with Q, M, train_loss, objective = delta E[L] + lam tr(Q) / 2, the indices of the starts
+    that reached them and the state to start a solve from, sorted by objective; and the starts that
+    found no fixed point, as (index, status) pairs (e.g. lam + Khat not positive along the way: a
+    start near a saddle of a non-convex risk).
+    """
+    m, k = int(kern.M), int(kern.K)
+    rho_std = model.teacher_std_value(p)
+    found, failed = [], []
+    for j, init in enumerate(_starts(m, k, rho_std, settings.lam, starts)):
+        st = static_fixed_point(kern, model, settings, p, samples=samples, seed=seed, init=init,
+                                max_iter=max_iter, tol=tol)
+        if st["status"] != "ok":
+            failed.append((j, st["status"]))
+            continue
+        pt = {"Q": st["Q"], "M": st["M"], "train_loss": st["train_loss"],
+              "objective": _objective(st, settings.delta, settings.lam), "starts": [j],
+              "state": {"chi": st["chi"], "M": st["M"], "c": st["c"]}}
+        for q in found:
+            if _same_point(q, pt):
+                q["starts"].append(j)
+                break
+        else:
+            found.append(pt)
+    return sorted(found, key=lambda q: q["objective"]), failed
+
+
 def check_supported(kern, model):
     if getattr(kern, "HAS_REG", False):
         raise UnsupportedModelError(
-            f"stationary: model `{model.name}` declares a regulariser H; the stationary solve supports "
-            "the ridge h = lam theta only (use --lam, or solve-long for the time-dependent route).")
+            f"stationary: model `{model.name}` declares a regulariser H, which is not supported: with a "
+            "non-quadratic H the stationary law of a theta row is not Gaussian, and the stationary "
+            "solve has only the linear theta-side of the ridge h = lam theta (a Monte Carlo theta-side "
+            "on lag kernels is not built). Declare the model without H and use --lam for a ridge, or "
+            "follow the time-dependent solve to long times (dmftgen solve-long).")
     if int(kern.M) > 3:
         raise UnsupportedModelError(f"stationary: m = {kern.M} > 3 is not supported.")
 
 
-__all__ = ["static_fixed_point", "lag_kernels_static", "check_supported"]
+__all__ = ["static_fixed_point", "lag_kernels_static", "check_supported", "multistart"]

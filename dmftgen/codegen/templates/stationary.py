@@ -25,22 +25,23 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 # --- template body ---
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, targets, gam_cv, bounds,
-                          gam, els, loss, rl, ll, met, su, sfar, kl, klcv, bad):
+                          gam, els, loss, rl, ll, met, dL, kl, klcv, bad):
     """Stationary DMFT r-side on lag kernels: see dmftgen/dmft/stationary_dmft.py.
 
     Shapes: R (W+1, M, M), R_tail (M, M), w (P, L, M), s (P, K), z (P, NZ), dB (P, L),
-    gam_cv (M, M); accumulators per path group g: gam, rl, ll, sfar (G, M, M), els (G, M, K),
-    loss (G,), met (G, max(NMET, 1)), su, kl, klcv (G, W+1, M, M), bad (G,).
+    gam_cv (M, M); output dL (P, L, M) (the increments of every path); accumulators per path
+    group g: gam, rl, ll (G, M, M), els (G, M, K), loss (G,), met (G, max(NMET, 1)),
+    kl, klcv (G, W+1, M, M), bad (G,).
 
     For each path (prange over path groups) the r-process with the truncated lag memory
     r_k = w_k - (1/delta) [sum_{n=1..W} R[n] dL_{k-n} + R_tail (mean dL over lags W+1..2W)],
     dL_k = ell_k (dt + sq dB_k); after ``burn`` steps it accumulates Gamma, E[ell r*^T], the loss,
-    E[r ell^T], E[ell ell^T], the metrics, the lag covariance sum_k dL_k dL_{k-u}^T (su; sfar its
-    far lags W < u <= 2W, the static part) and, at the ``targets``, the lag response kernel by the
+    E[r ell^T], E[ell ell^T], the metrics and, at the ``targets``, the lag response kernel by the
     adjoint tangent Z_v = -(1/delta) (sum_{v'<v} Z_{v'} R[v - v']) a_{k-v}, Z_0 = grad ell(r_k),
     a_l = grad ell(r_l) (dt + sq dB_l) (kl), with its control variate (klcv: grad ell -> gam_cv).
+    The lag covariance of the increments is left to the caller (FFT over the stored dL).
     """
     G = bounds.shape[0] - 1
     P = w.shape[0]
@@ -51,7 +52,6 @@ def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, ta
         ell = np.empty(M)
         jac = np.empty((M, M))
         mt = np.empty(max(NMET, 1))
-        dL = np.zeros((L, M))
         a = np.zeros((L, M, M))
         gk = np.zeros((L, M, M))
         Z = np.zeros((W + 1, M, M))
@@ -69,11 +69,11 @@ def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, ta
                     mem = 0.0
                     for n in range(1, nmax + 1):
                         for c in range(M):
-                            mem += R[n, b, c] * dL[k - n, c]
+                            mem += R[n, b, c] * dL[i, k - n, c]
                     if k - W - 1 >= 0:
-                        tail_sum[b] += dL[k - W - 1, b]
+                        tail_sum[b] += dL[i, k - W - 1, b]
                     if k - 2 * W - 1 >= 0:
-                        tail_sum[b] -= dL[k - 2 * W - 1, b]
+                        tail_sum[b] -= dL[i, k - 2 * W - 1, b]
                     r[b] = mem
                 if k > 2 * W:
                     # geometric tail of R beyond the window acting on the path's recent mean dL
@@ -90,7 +90,7 @@ def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, ta
                 ell_jac_row(r, s[i], z[i], p, ell, jac)
                 fac = dt + sq * dB[i, k]
                 for b in range(M):
-                    dL[k, b] = ell[b] * fac
+                    dL[i, k, b] = ell[b] * fac
                     for c in range(M):
                         a[k, b, c] = jac[b, c] * fac
                         gk[k, b, c] = jac[b, c]
@@ -107,15 +107,6 @@ def dmft_stationary_paths(R, R_tail, w, s, z, dB, p, inv_delta, dt, sq, burn, ta
                         metrics_row(r, s[i], z[i], p, mt)
                         for c in range(NMET):
                             met[g, c] += mt[c]
-                    for u in range(W + 1):
-                        for b in range(M):
-                            for c in range(M):
-                                su[g, u, b, c] += dL[k, b] * dL[k - u, c]
-                    # far lags W < u <= 2W: the static (quenched) part of S_U
-                    for u in range(W + 1, 2 * W + 1):
-                        for b in range(M):
-                            for c in range(M):
-                                sfar[g, b, c] += dL[k, b] * dL[k - u, c]
             if blown:
                 continue
             for tk in range(targets.shape[0]):
