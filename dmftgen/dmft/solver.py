@@ -671,7 +671,8 @@ class _Solver:
             Mo = th.M_overlap()[:n]
             rho = self.rho
         data["Q"], data["M"] = Q[:n], Mo
-        tst = test_observables(kern, model, Q[:n], Mo, rho, self.p) if n else {}
+        # a replica (n_replicas > 1) leaves them to _solve_replicas: evaluated once, on the mean
+        tst = test_observables(kern, model, Q[:n], Mo, rho, self.p) if n and self.n_replicas == 1 else {}
         for key, v in tst.items():
             if key != "test_loss_mc":
                 data[key] = v
@@ -771,37 +772,9 @@ class _Solver:
 
     def _test_gradients(self, Q, Mo, base, rho):
         """d(test observable)/d(Q, M entries) by central differences on the common sample."""
-        from ..observables import test_observables
+        from ..observables import test_gradients
 
-        m, kk = self.m, self.kk
-        n = Q.shape[0]
-        keys = [k for k in base if k != "test_loss_mc"]
-        npar = m * m + m * kk
-        grads = {key: np.zeros((n, npar)) for key in keys}
-        # A finite step (3 % of the largest Q) on a common sample: indicator metrics (0-1 error)
-        # have a gradient only in this smoothed sense; for smooth losses the O(h^2) bias is tiny.
-        scale = max(float(np.abs(Q).max(initial=0.0)), 1e-2)
-        h = 0.03 * scale
-        for i in range(npar):
-            outs = []
-            for sgn in (1.0, -1.0):
-                Qp, Mp = Q.copy(), Mo.copy()
-                if i < m * m:
-                    a, b = divmod(i, m)
-                    Qp[:, a, b] += sgn * h
-                    if a != b:
-                        Qp[:, b, a] += sgn * h  # symmetric perturbation of the pair
-                else:
-                    a, j = divmod(i - m * m, kk)
-                    Mp[:, a, j] += sgn * h
-                # a smaller common sample suffices for an error-propagation gradient
-                outs.append(test_observables(self.kern, self.model, Qp, Mp, rho, self.p, n=1 << 14))
-            for key in keys:
-                d = (outs[0][key] - outs[1][key]) / (2 * h)
-                if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:
-                    d = 0.5 * d  # the pair (a,b),(b,a) was moved together; both entries get half
-                grads[key][:, i] = np.nan_to_num(d)
-        return grads
+        return test_gradients(self.kern, self.model, Q, Mo, rho, self.p, base)
 
     def _theta_samples(self):
         """S samples of the law of a theta row at every time (exact Gaussian representation)."""
@@ -1017,6 +990,9 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
         if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U", "Phi0", "Phi_star", "E_r_ell", "E_ell_ell"):
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
+    # test observables: once, at the replica mean of (Q, M), between-replica error by propagation
+    # (observables.replica_test_observables; the replicas skipped them, see _Solver.result)
+    data.update(_replica_test(model, settings, res, n))
     for key, ax in (("theta_samples", 1), ("theta_star_samples", 0), ("theta0_samples", 0)):
         parts = [x[key] for x in res if key in x and np.size(x[key])]
         if parts:
@@ -1035,7 +1011,24 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
                  "errors": f"between-replica standard error sd/sqrt(R) over R = {R} independent solves "
                            f"of {paths // R} paths (includes the feedback of kernel errors; Student t "
                            f"with {R - 1} degrees of freedom)"})
-    return Result(data, meta, status=status, message=message)
+    out = Result(data, meta, status=status, message=message)
+    # the replicas' growth test saw only their train loss: the test loss is checked here
+    from ..codegen import load_kernels
+
+    return flag_instability(out, load_kernels(model), model, settings)
+
+
+def _replica_test(model, settings, res, n):
+    """test_<x> and test_<x>_err of R replica Results (first n times) from their Q and M."""
+    from ..codegen import load_kernels
+    from ..observables import replica_test_observables
+
+    if n == 0:
+        return {}
+    Qs = np.array([x["Q"][:n] for x in res])
+    Ms = np.array([x["M"][:n] for x in res])
+    return replica_test_observables(load_kernels(model), model, Qs, Ms, res[0]["rho"],
+                                    model.param_vector(settings.params))
 
 
 def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", progress: bool = False,
