@@ -75,7 +75,7 @@ import numpy as np
 from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result, versions
 from ._linalg import GramQR, chol_append, det_tangent_row, psd_sqrt
-from .checks import run_checks, verdict
+from .checks import RowRecord, run_checks, verdict
 from .memory import check_memory
 from ..stability import flag_instability
 from .tangents import tangent_paths_per_group, use_control_variate
@@ -255,7 +255,10 @@ class _Solver:
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
-        self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
+        # row mode (issue 12): the forward sweep keeps only row k of the two-time group sums
+        # (template docstring; checks.RowRecord keeps what the self-checks need from them)
+        rows = self.row_sums = self._use_row_sums()
+        self.kl_sum = np.zeros((G, m if rows else NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
         self.use_cv = use_control_variate(self.opts, self.tau) and self.n_tan_g > 0
         # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
         # (G, NN, NN) array instead of two). klcv_sum stays readable for the self-checks (which
@@ -268,10 +271,21 @@ class _Solver:
             self.kl_det = np.zeros((NN, NN)) if self.use_cv else None
         self.ells_sum = np.zeros((G, N + 1, m, kk))
         self.dsl_sum = np.zeros((G, N + 1, m, kk))
-        self.su_sum = np.zeros((G, NI, NI))
+        self.su_sum = np.zeros((G, m if rows else NI, NI))
+        self.rows = RowRecord(G, N, m, self.kk) if rows else None
         self.rl_sum = np.zeros((G, N + 1, m, m))
         self.ll_sum = np.zeros((G, N + 1, m, m))
         self.bad = np.full(G, N + 1, dtype=np.int64)
+
+    def _use_row_sums(self):
+        """Row mode: the plain forward sweep (not the fixed point, the Monte Carlo theta-side, nor
+        the group jackknife of replicas=1, which need every row of every group at the end)."""
+        return (self.method == "sweep" and not self.reg
+                and not (self.opts["jackknife"] and self.n_replicas == 1))
+
+    def _group_row(self, arr, k):
+        """Per-group block row k of a two-time group sum (G, m, cols) in either layout."""
+        return arr[:, : self.m] if self.row_sums else arr[:, k * self.m:(k + 1) * self.m]
 
     def _run_paths(self, k0, k1, wpre, W, use_W, R, RT):
         self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
@@ -363,6 +377,9 @@ class _Solver:
                 wpre[:, k, :] += self.s @ th.Phis[rk].T
             if k > 0:
                 self.Gcv_g[k] = self.Gcv[k - 1]
+            if self.row_sums:
+                self.su_sum[:] = 0.0
+                self.kl_sum[:] = 0.0
             t1 = time.perf_counter()
             self._run_paths(k, k + 1, wpre, W, True, th.R, th.RT)
             t2 = time.perf_counter()
@@ -380,8 +397,10 @@ class _Solver:
             elif self.nu_mode == "pathwise":
                 kw["dsl"] = self.dsl_sum[:, k].sum(0) / P
             th.set_kernels(k, **kw)
+            if self.rows is not None:
+                self.rows.add(self, k, th, W)
             if k < N:
-                row = self.su_sum[:, rk, : (k + 1) * m].sum(0) * inv_dP
+                row = self._group_row(self.su_sum, k)[:, :, : (k + 1) * m].sum(0) * inv_dP
                 S[rk, : (k + 1) * m] = row
                 S[: (k + 1) * m, rk] = row.T
                 th.advance(k)
@@ -539,7 +558,7 @@ class _Solver:
         m = self.m
         rk = slice(k * m, (k + 1) * m)
         nt = self.n_tan_g * self.G
-        kl = self.kl_sum[:, rk, : k * m].sum(0) / nt
+        kl = self._group_row(self.kl_sum, k)[:, :, : k * m].sum(0) / nt
         if self.use_cv and k > 0:
             row = np.zeros((m, (k + 1) * m))
             det_tangent_row(k, th.RT, self.Gcv, self.Gcv_g[k], self.delta, self.dt, row)
@@ -864,7 +883,8 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
     from .assumptions import require_theory
 
     outside = require_theory(model, allow=allow_outside_theory)
-    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, options)
+    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, options,
+                 method or "sweep")
     if richardson:
         res = globals()["richardson"](model, settings, paths=paths, method=method, progress=progress,
                                       allow_outside_theory=allow_outside_theory, **options)
