@@ -15,10 +15,9 @@ where the forward sweep (``method="sweep"``, h = lam theta, not the group jackkn
 ``replicas=1``) keeps only the current row of each two-time group sum (issue 12, "row mode",
 ``checks.RowRecord``): the group sums are then 8 G m (NN [P_J > 0] + NI) + 8 * 3 G (N+1) m^2 (k + 2 m)/3,
 so the whole solve is O(P K m + K^2 m^2) instead of O(G K^2 m^2). With R > 1 replicas (the
-default) the solve of one replica (P / R paths) is followed by the averaging, which holds the R
-results' two-time arrays (C_theta, R_theta, K_ell, R_ell, S_U and one (R, ...) stack: 6 R NN^2),
-and the test observables are evaluated once, at the end: the peak is max(one replica, the ~4 MiB
-of the test sample) + 8 * 6 R NN^2;
+default) the replicas run one after the other; their two-time results (C_theta, R_theta, K_ell,
+R_ell, S_U) are summed as they finish (5 NN^2, not 5 R NN^2), and the test observables are
+evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test sample) + 8 * 5 NN^2;
 
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
 ``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
@@ -59,13 +58,12 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
     opts = dict(options or {})
     P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
     G = int(opts.get("groups", 20))
-    # replicas run one after the other: the peak is one replica of P / R paths, plus the R
-    # finished results kept for averaging (C_theta, R_theta, K_ell, R_ell, S_U: 5 two-time arrays
-    # each, and the (R, ...) stack of one of them while it is averaged)
+    # replicas run one after the other: the peak is one replica of P / R paths, plus the running
+    # sums of the replicas' two-time results (C_theta, R_theta, K_ell, R_ell, S_U: 5 arrays, not R x 5)
     from .solver import _n_replicas
 
     R = _n_replicas({"replicas": opts.get("replicas", "auto"), "groups": G}, P)
-    kept = (R * 6 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
+    kept = (5 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
     P_total, P = P, max(P // R, 1)
     f = 2 ** int(opts.get("refine", 0))
     NI, NN = N * m, (N + 1) * m

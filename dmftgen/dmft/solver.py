@@ -987,12 +987,14 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     S = int(theta_samples)
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
     res = []
+    two = {}  # running sums of the two-time arrays (issue 12: memory 2 K^2, not R K^2)
     for r in range(R):
         one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
         if one.status == "interrupted":
             # Ctrl-C: stop at once; the finished part of this replica is what there is
             one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"
             return one
+        _fold_two_time(two, one)
         res.append(one)
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
@@ -1000,19 +1002,21 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
         if key in _CURVES_EXCLUDED or key.endswith("_err") or key.startswith("check_"):
             # self-check residuals are per replica (each replica's meta has its own checks)
             continue
-        if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U"):
-            # two time axes; replicas that stopped early (diverged) have shorter ones
-            n2 = min([n] + [x[key].shape[0] for x in res])
-            arr = np.array([x[key][:n2, :n2] for x in res])
-        else:
-            arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
+        arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         data[key] = arr.mean(0)
-        if key in ("C_theta", "R_theta", "K_ell", "R_ell", "S_U", "Phi0", "Phi_star", "E_r_ell", "E_ell_ell"):
+        if key in ("Phi0", "Phi_star", "E_r_ell", "E_ell_ell"):
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
+    for key, acc in two.items():
+        # two time axes; replicas that stopped early (diverged) have shorter ones
+        n2 = min(n, acc.shape[0])
+        data[key] = acc[:n2, :n2] / R
     # test observables: once, at the replica mean of (Q, M), between-replica error by propagation
     # (observables.replica_test_observables; the replicas skipped them, see _Solver.result)
-    data.update(_replica_test(model, settings, res, n))
+    from ..codegen import load_kernels
+
+    kern = load_kernels(model)
+    data.update(_replica_test(kern, model, settings, res, n))
     for key, ax in (("theta_samples", 1), ("theta_star_samples", 0), ("theta0_samples", 0)):
         parts = [x[key] for x in res if key in x and np.size(x[key])]
         if parts:
@@ -1033,22 +1037,36 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
                            f"with {R - 1} degrees of freedom)"})
     out = Result(data, meta, status=status, message=message)
     # the replicas' growth test saw only their train loss: the test loss is checked here
-    from ..codegen import load_kernels
-
-    return flag_instability(out, load_kernels(model), model, settings)
+    return flag_instability(out, kern, model, settings)
 
 
-def _replica_test(model, settings, res, n):
+_TWO_TIME = ("C_theta", "R_theta", "K_ell", "R_ell", "S_U")
+
+
+def _fold_two_time(acc, one):
+    """Add the two-time arrays of replica Result ``one`` into the running sums ``acc`` (truncated
+    to the shorter time axis) and drop them from ``one``: the same sums, in the same order, as
+    averaging the R stacked arrays, without holding R copies of (N+1)^2 m^2 values each."""
+    for key in _TWO_TIME:
+        if key not in one.data:
+            continue
+        x = one.data.pop(key)
+        if key not in acc:
+            acc[key] = np.array(x, dtype=float)
+        else:
+            n2 = min(acc[key].shape[0], x.shape[0])
+            acc[key] = acc[key][:n2, :n2] + x[:n2, :n2]
+
+
+def _replica_test(kern, model, settings, res, n):
     """test_<x> and test_<x>_err of R replica Results (first n times) from their Q and M."""
-    from ..codegen import load_kernels
     from ..observables import replica_test_observables
 
     if n == 0:
         return {}
     Qs = np.array([x["Q"][:n] for x in res])
     Ms = np.array([x["M"][:n] for x in res])
-    return replica_test_observables(load_kernels(model), model, Qs, Ms, res[0]["rho"],
-                                    model.param_vector(settings.params))
+    return replica_test_observables(kern, model, Qs, Ms, res[0]["rho"], model.param_vector(settings.params))
 
 
 def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", progress: bool = False,
