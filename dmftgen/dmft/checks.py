@@ -94,8 +94,8 @@ class RowRecord:
             Sg = sv._group_row(sv.su_sum, k)[:, :, : k * m] / (sizes[:, None, None] * sv.delta) \
                 if k < sv.N else None
             if Sg is not None:
-                self.rs[:, k] = np.einsum("ij,gkj->gik", th.R[rk, : k * m], Sg) / sv.dt
-        self.ck[:, k] = np.einsum("ij,gkj->gik", C, Kr)
+                self.rs[:, k] = np.matmul(Sg, th.R[rk, : k * m].T).transpose(0, 2, 1) / sv.dt
+        self.ck[:, k] = np.matmul(Kr, C.T).transpose(0, 2, 1)  # C Kr_g^T
         self.cons[k] = _consistency_row(sv, k, Kr)
 
 
