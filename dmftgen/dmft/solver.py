@@ -49,6 +49,20 @@ Cost and memory (P paths, K = T/dt steps, width m)
   is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic).
   LINEAR_ELL models with one constant Jacobian need no per-path tangents at all.
 * theta-side: O(K^3 m^3) deterministic linear algebra (or Monte Carlo theta-paths for HAS_REG).
+* Memory (``memory.py``): O(P K m) path histories + O(K^2 m^2) two-time kernels. The forward sweep
+  keeps only the current row of the per-group two-time sums su_sum / kl_sum ("row mode", template
+  docstring; ``checks.RowRecord`` records what the self-checks need from them row by row), and the
+  replicas' two-time results are summed as they finish; before (issue 12) both were O(G K^2 m^2)
+  and O(R K^2 m^2). The fixed point and the group jackknife (replicas=1) keep every row.
+* P-independent part (issue 12, bench/bench_issue12.py): per replica N+1 kernel launches, the
+  theta-side and the self-checks; once per solve the test observables, at the replica mean of
+  (Q, M) on the 2^16 common sample, with the error propagated from the between-replica spread by
+  a finite-difference gradient (``observables.replica_test_observables``; before: one full
+  evaluation per replica, 4/5 of this part). On a shared machine the idle OpenMP worker spins
+  between the N+1 launches (measured: an empty launch costs 11 us CPU with one thread, 370 us
+  with two, 18 us with two and OMP_WAIT_POLICY=PASSIVE), and OpenBLAS threads do the same on the
+  theta-side's small products (100 x 100: 9x the CPU with 2 threads): set OMP_WAIT_POLICY=PASSIVE
+  and OPENBLAS_NUM_THREADS=1 there.
 Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path
 time grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent),
 like K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4
@@ -62,6 +76,7 @@ share: at long horizons they are ~1.2-1.5x too small (measured on linreg at t = 
 default ``replicas="auto"``: R = min(8, paths // (2 groups)) independent solves of paths/R paths
 each (the cost is linear in the number of paths, so R replicas of P/R paths cost about one solve
 of P paths), and ``*_err`` is the between-replica standard error sd/sqrt(R), feedback included
+(test observables: F at the replica mean, error = sd_r of grad F . (Q_r - Qbar, M_r - Mbar) / sqrt(R))
 (Student t with R - 1 degrees of freedom: ``meta["err_dof"]``). ``replicas=1`` restores the
 within-solve estimates (``err_dof`` = groups - 1). Calibration: NOTES of issue 10 / README.
 """
