@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD python3 bench/bench_issue12.py --quick     # (a) + (b) at K = 100..400, minutes
     PYTHONPATH=$PWD python3 bench/bench_issue12.py             # all: (a) P = 2e4, (b) K = 100..800, (c), (d)
     PYTHONPATH=$PWD python3 bench/bench_issue12.py --only a    # one section (a | b | c | d)
+    python3 bench/bench_issue12.py --only a --threads 1 --root /tmp/before   # another checkout
 
 Every measurement runs in a fresh subprocess (peak resident memory ru_maxrss is that run's own,
 imports and one warm-up solve included) after a warm-up call that compiles / loads the cached
@@ -10,17 +11,17 @@ numba kernels; the timed call reports CPU seconds (time.process_time: all thread
 and wall seconds. On a shared machine quote CPU seconds; the wall column moves with the load.
 
 (a) Equal-accuracy cost, the poster's Figure 1 setting (logistic, delta 2, tau 0.5, lam 0, T 5,
-    dt 0.05): ``dmftgen.simulate(method="sgd", d=1024, seeds=4)`` gives the test loss at t = 5 with
-    its standard error e_sim (``test_loss_sem``, between seeds); ``dmftgen.solve(paths=P)`` gives
-    its own ``test_loss_err`` e_dmft (group jackknife, or between replicas if that is the default).
-    Monte Carlo error scales like P^-1/2 and the path cost like P, so the DMFT cost at the
-    simulation's error is  cpu_dmft * (e_dmft / e_sim)^2  (an upper bound on the true cost: the
-    P-independent theta-side / jackknife time is scaled up too).  Printed: that cost / cpu_sim
-    (goal <= 0.1), and the ratio with only the P-dependent part scaled (the P-independent part
-    measured by a solve at P = 40). Each at the default options and with the tangent lever
-    ``tangent_paths=1000`` (adjoint tangents on an unbiased subset of 50 paths per group).
-    e_dmft is one run's error estimate (group jackknife: ~15-30 % scatter between seeds), so the
-    ratio, which goes like e_dmft^2, scatters by ~+-40 % between seeds.
+    dt 0.05): ``dmftgen.simulate(method="sgd", d=1024)`` run with 16 seeds gives the test-loss error
+    at t = 5 of 4 seeds, e_sim = 2 x its 16-seed standard error, and the CPU of 4 seeds, cpu(16)/4
+    (a 4-seed standard error itself has 3 degrees of freedom: +-80 % in the squared ratio).
+    ``dmftgen.solve(paths=2e4)`` at --seeds seeds (default 3) gives the median CPU and the rms of
+    its ``test_loss_err`` (between-replica, 7 dof each). Monte Carlo error ~ P^-1/2 and path cost
+    ~ P give P_eq = P (e_dmft / e_sim)^2; the solve is then RUN at P_eq (same seeds), and its CPU,
+    rescaled for the small mismatch of its error (P-dependent part only; the P-independent part
+    is a solve at P = 320, 8 replicas of 40 paths), over the simulation's CPU is the ratio
+    (goal <= 0.1). Also printed: the two scaled estimates from P = 2e4.
+    ``--threads N`` runs every timed subprocess with NUMBA_NUM_THREADS = OPENBLAS_NUM_THREADS = N
+    (one core = one thread everywhere); ``--root DIR`` times another checkout (before/after).
 (b) Growth in K = T/dt at fixed P (logistic, T = 5, dt = 5/K, default tangent budget): CPU and
     wall time and peak RSS per K, fitted exponents of log(time) and log(RSS - RSS_0) against log K
     (RSS_0: the interpreter + numba baseline, measured by a P = 200, K = 10 run).
