@@ -179,7 +179,8 @@ def replica_test_observables(kern, model, Q_reps, M_reps, rho, p) -> dict:
     dev = np.concatenate([(Q_reps - Qb).reshape(R, T, -1), (M_reps - Mb).reshape(R, T, -1)], axis=2)
     for key, gr in grads.items():
         lin = np.einsum("ki,rki->rk", gr, dev)
-        out[key + "_err"] = lin.std(0, ddof=1) / np.sqrt(R)
+        # no error where the value itself is undefined (non-finite Q or M at that time)
+        out[key + "_err"] = np.where(np.isfinite(out[key]), lin.std(0, ddof=1) / np.sqrt(R), np.nan)
     return out
 
 
