@@ -198,10 +198,13 @@ def section_b(quick, out):
     mem = fit(Ks, [max(r["rss_mb"] - base["rss_mb"], 1.0) for r in rows])
     mem2 = fit(Ks[-2:], [max(r["rss_mb"] - base["rss_mb"], 1.0) for r in rows[-2:]])
     est = fit(Ks, [r["est_mb"] for r in rows])
+    rss_list = ", ".join("%.0f" % r["rss_mb"] for r in rows)
     print(f"   ==> fitted exponents over K = {Ks[0]}..{Ks[-1]}: cpu K^{cpu:.2f}, wall K^{wall:.2f} (goal <= 2.2); "
-          f"RSS - {base['rss_mb']:.0f} MB baseline: K^{mem:.2f} (last two K: K^{mem2:.2f}); solver's own "
+          f"peak RSS {rss_list} MB (interpreter + numba ~{base['rss_mb']:.0f} MB, "
+          f"+-15 MB between runs: RSS - baseline K^{mem:.2f} is unreliable below ~100 MB); solver's own "
           f"allocation estimate (dmft.memory.estimate_bytes) {rows[0]['est_mb']:.0f}..{rows[-1]['est_mb']:.0f} MB: "
-          f"K^{est:.2f} (goal <= 1)", flush=True)
+          f"K^{est:.2f} (goal <= 1; its K^2 part is the O(K^2 m^2) two-time output, C_theta, R_theta, K_ell, ...)",
+          flush=True)
     out["b"] = {"K": list(Ks), "P": P, "rows": rows, "base_rss_mb": base["rss_mb"], "exp_cpu": cpu,
                 "exp_wall": wall, "exp_mem": mem, "exp_mem_last2": mem2, "exp_est": est}
 
