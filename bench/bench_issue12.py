@@ -3,6 +3,7 @@
     PYTHONPATH=$PWD python3 bench/bench_issue12.py --quick     # (a) + (b) at K = 100..400, minutes
     PYTHONPATH=$PWD python3 bench/bench_issue12.py             # all: (a) P = 2e4, (b) K = 100..800, (c), (d)
     PYTHONPATH=$PWD python3 bench/bench_issue12.py --only a    # one section (a | b | c | d)
+    python3 bench/bench_issue12.py --only a --threads 1 --root /tmp/before   # another checkout
 
 Every measurement runs in a fresh subprocess (peak resident memory ru_maxrss is that run's own,
 imports and one warm-up solve included) after a warm-up call that compiles / loads the cached
@@ -10,17 +11,17 @@ numba kernels; the timed call reports CPU seconds (time.process_time: all thread
 and wall seconds. On a shared machine quote CPU seconds; the wall column moves with the load.
 
 (a) Equal-accuracy cost, the poster's Figure 1 setting (logistic, delta 2, tau 0.5, lam 0, T 5,
-    dt 0.05): ``dmftgen.simulate(method="sgd", d=1024, seeds=4)`` gives the test loss at t = 5 with
-    its standard error e_sim (``test_loss_sem``, between seeds); ``dmftgen.solve(paths=P)`` gives
-    its own ``test_loss_err`` e_dmft (group jackknife, or between replicas if that is the default).
-    Monte Carlo error scales like P^-1/2 and the path cost like P, so the DMFT cost at the
-    simulation's error is  cpu_dmft * (e_dmft / e_sim)^2  (an upper bound on the true cost: the
-    P-independent theta-side / jackknife time is scaled up too).  Printed: that cost / cpu_sim
-    (goal <= 0.1), and the ratio with only the P-dependent part scaled (the P-independent part
-    measured by a solve at P = 40). Each at the default options and with the tangent lever
-    ``tangent_paths=1000`` (adjoint tangents on an unbiased subset of 50 paths per group).
-    e_dmft is one run's error estimate (group jackknife: ~15-30 % scatter between seeds), so the
-    ratio, which goes like e_dmft^2, scatters by ~+-40 % between seeds.
+    dt 0.05): ``dmftgen.simulate(method="sgd", d=1024)`` run with 16 seeds gives the test-loss error
+    at t = 5 of 4 seeds, e_sim = 2 x its 16-seed standard error, and the CPU of 4 seeds, cpu(16)/4
+    (a 4-seed standard error itself has 3 degrees of freedom: +-80 % in the squared ratio).
+    ``dmftgen.solve(paths=2e4)`` at --seeds seeds (default 3) gives the median CPU and the rms of
+    its ``test_loss_err`` (between-replica, 7 dof each). Monte Carlo error ~ P^-1/2 and path cost
+    ~ P give P_eq = P (e_dmft / e_sim)^2; the solve is then RUN at P_eq (same seeds), and its CPU,
+    rescaled for the small mismatch of its error (P-dependent part only; the P-independent part
+    is a solve at P = 320, 8 replicas of 40 paths), over the simulation's CPU is the ratio
+    (goal <= 0.1). Also printed: the two scaled estimates from P = 2e4.
+    ``--threads N`` runs every timed subprocess with NUMBA_NUM_THREADS = OPENBLAS_NUM_THREADS = N
+    (one core = one thread everywhere); ``--root DIR`` times another checkout (before/after).
 (b) Growth in K = T/dt at fixed P (logistic, T = 5, dt = 5/K, default tangent budget): CPU and
     wall time and peak RSS per K, fitted exponents of log(time) and log(RSS - RSS_0) against log K
     (RSS_0: the interpreter + numba baseline, measured by a P = 200, K = 10 run).
@@ -38,6 +39,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NSEEDS = 3        # DMFT seeds in (a) (--seeds)
+THREADS = None    # NUMBA_NUM_THREADS of the measured subprocesses (--threads)
+KS = None         # (b): K values (--Ks)
 
 ONE = r"""
 import json, resource, sys, time
@@ -96,6 +100,11 @@ def run(kind, model, settings, **kw):
     arg = json.dumps({"kind": kind, "model": model, "settings": settings, "kw": kw})
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if THREADS:
+        # one core means one thread everywhere: numba's prange and numpy's BLAS (OpenBLAS threads
+        # spin: 100 x 100 matrix products cost ~9x more CPU with 2 threads on a loaded machine)
+        for var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(THREADS)
     p = subprocess.run([sys.executable, "-c", ONE, arg], capture_output=True, text=True, env=env, cwd=ROOT)
     lines = [x for x in p.stdout.splitlines() if x.startswith("@@")]
     if p.returncode != 0 or not lines:
@@ -121,42 +130,60 @@ FIG1 = {"delta": 2.0, "tau": 0.5, "lam": 0.0, "T": 5.0, "dt": 0.05, "seed": 0}
 
 def section_a(quick, out):
     print("(a) equal-accuracy cost, logistic delta 2 tau 0.5 T 5 dt 0.05", flush=True)
-    sim = run("sim", "logistic", FIG1, method="sgd", d=1024, seeds=4)
-    print("   " + fmt("simulate sgd d=1024 seeds=4", sim), flush=True)
+    # The simulation's error of 4 seeds is estimated from 16 seeds (sd / sqrt(4)): a 4-seed
+    # standard error has 3 degrees of freedom (+-40 % scatter, +-80 % in the squared ratio).
+    # Its CPU time is that of 4 seeds (cpu(16 seeds) / 4; seeds are independent runs).
+    sim = run("sim", "logistic", FIG1, method="sgd", d=1024, seeds=16)
+    es = 2.0 * sim["test_loss_err_T"]
+    cpu_sim = sim["cpu_s"] / 4.0
+    print("   " + fmt("simulate sgd d=1024 seeds=16", sim) + f"  -> 4 seeds: cpu {cpu_sim:.2f} s, "
+          f"test-loss error at t=5 {es:.5f}", flush=True)
     P = 5000 if quick else 20000
-    es = sim["test_loss_err_T"]
-    # the P-independent part of a solve (theta-side, jackknife, test observables and their
-    # gradients, self-checks): a solve with the fewest paths allowed (2 per group)
-    fixed = run("solve", "logistic", FIG1, paths=40)
-    print("   " + fmt("solve P=40 (P-independent part)", fixed), flush=True)
-    out["a"] = {"sim": sim, "P": P, "fixed": fixed}
-    # default options, then the tangent lever: response tangents on 1000 paths (50 per group,
-    # an unbiased subset) instead of all P; the test-loss error at t = 5 is set by the r-side
-    for label, kw in (("default", {}), ("tangent_paths=1000", {"tangent_paths": 1000})):
-        dm = run("solve", "logistic", FIG1, paths=P, **kw)
-        print("   " + fmt(f"solve P={P} {label}", dm) + f"  paths_s {dm['paths_s']:.2f}  total_s "
-              f"{dm['total_s']:.2f} (wall)  [{dm['tangents']}]", flush=True)
-        ed = dm["test_loss_err_T"]
-        scale = (ed / es) ** 2
-        cpu_eq = dm["cpu_s"] * scale
-        wall_eq = dm["wall_s"] * scale
-        ratio = cpu_eq / sim["cpu_s"]
-        # scaling only the P-dependent part: fixed + (cpu - fixed) * scale
-        cpu_lin = fixed["cpu_s"] + max(dm["cpu_s"] - fixed["cpu_s"], 0.0) * scale
-        ratio_lin = cpu_lin / sim["cpu_s"]
-        print(f"   test loss t=5: sim {sim['test_loss_T']:.5f} +- {es:.5f}   dmft {dm['test_loss_T']:.5f} +- {ed:.5f}"
-              f"   [{dm.get('errors', '')}]")
-        print(f"   DMFT at the simulation's error (error ~ P^-1/2, cost ~ P): P_eq = {P * scale:.0f}, "
-              f"cpu {cpu_eq:.2f} s, wall {wall_eq:.2f} s")
-        print(f"   ==> equal-accuracy cost ratio DMFT/sim (CPU) [{label}] = {ratio:.3f}   "
-              f"(wall {wall_eq / sim['wall_s']:.3f}; goal <= 0.1); scaling only the P-dependent part "
-              f"(cpu {cpu_lin:.2f} s): {ratio_lin:.3f}", flush=True)
-        out["a"][label] = {"dmft": dm, "P_eq": P * scale, "ratio_cpu": ratio, "ratio_wall": wall_eq / sim["wall_s"],
-                           "ratio_cpu_fixed_unscaled": ratio_lin}
+    # the P-independent part of a default solve (8 replicas of 40 paths: theta-side, checks,
+    # test observables and their gradients, N+1 kernel launches per replica)
+    fixed = run("solve", "logistic", FIG1, paths=320)
+    print("   " + fmt("solve P=320 (P-independent part)", fixed), flush=True)
+    out["a"] = {"sim": sim, "sim_err_4_seeds": es, "sim_cpu_4_seeds": cpu_sim, "P": P, "fixed": fixed}
+    seeds = range(NSEEDS)
+    dms = []
+    for sd in seeds:
+        dm = run("solve", "logistic", dict(FIG1, seed=sd), paths=P)
+        dms.append(dm)
+        print("   " + fmt(f"solve P={P} seed {sd}", dm) + f"  paths_s {dm['paths_s']:.2f} (wall)  "
+              f"test loss {dm['test_loss_T']:.5f} +- {dm['test_loss_err_T']:.5f}  [{dm['tangents']}]", flush=True)
+    cpus = sorted(d["cpu_s"] for d in dms)
+    cpu_med = cpus[len(cpus) // 2]
+    # pooled error (rms over seeds: each is a 7-dof between-replica estimate)
+    ed = math.sqrt(sum(d["test_loss_err_T"] ** 2 for d in dms) / len(dms))
+    scale = (ed / es) ** 2
+    cpu_eq = cpu_med * scale
+    ratio = cpu_eq / cpu_sim
+    cpu_lin = fixed["cpu_s"] + max(cpu_med - fixed["cpu_s"], 0.0) * scale
+    print(f"   DMFT: median cpu {cpu_med:.2f} s over {len(dms)} seeds, rms error {ed:.5f}; at the "
+          f"simulation's error (error ~ P^-1/2, cost ~ P): P_eq = {P * scale:.0f}, cpu {cpu_eq:.2f} s")
+    print(f"   scaled: cpu x (e_dmft/e_sim)^2 / cpu_sim = {ratio:.3f}; scaling only the P-dependent part "
+          f"(cpu {cpu_lin:.2f} s): {cpu_lin / cpu_sim:.3f}", flush=True)
+    out["a"].update({"dmft": dms, "cpu_median": cpu_med, "err_rms": ed, "P_eq": P * scale,
+                     "ratio_scaled": ratio, "ratio_fixed_unscaled": cpu_lin / cpu_sim})
+    # direct: solve at P_eq itself (no scaling assumption), same seeds
+    Pq = max(320, int(round(P * scale / 320.0)) * 320)
+    dq = [run("solve", "logistic", dict(FIG1, seed=sd), paths=Pq) for sd in seeds]
+    cq = sorted(d["cpu_s"] for d in dq)[len(dq) // 2]
+    eq = math.sqrt(sum(d["test_loss_err_T"] ** 2 for d in dq) / len(dq))
+    for sd, d in zip(seeds, dq):
+        print("   " + fmt(f"solve P={Pq} seed {sd}", d) + f"  test loss {d['test_loss_T']:.5f} +- "
+              f"{d['test_loss_err_T']:.5f}", flush=True)
+    # the measured cost at P_eq, rescaled for its error if it missed e_sim (P-dependent part only)
+    cq_eq = fixed["cpu_s"] + max(cq - fixed["cpu_s"], 0.0) * (eq / es) ** 2
+    print(f"   direct: P = {Pq}: median cpu {cq:.2f} s, rms error {eq:.5f} (sim {es:.5f}); at the "
+          f"simulation's error: cpu {cq_eq:.2f} s", flush=True)
+    print(f"   ==> equal-accuracy cost ratio DMFT/sim (CPU) = {cq_eq / cpu_sim:.3f} (goal <= 0.1)", flush=True)
+    out["a"].update({"direct": dq, "P_direct": Pq, "cpu_direct": cq, "err_direct": eq,
+                     "ratio_cpu": cq_eq / cpu_sim})
 
 
 def section_b(quick, out):
-    Ks = (100, 200, 400) if quick else (100, 200, 400, 800)
+    Ks = KS or ((100, 200, 400) if quick else (100, 200, 400, 800))
     P = 2000
     print(f"(b) growth in K = T/dt, logistic T 5, P = {P}, default tangent budget", flush=True)
     base = run("solve", "logistic", dict(FIG1, T=1.0, dt=0.1), paths=400)
@@ -171,10 +198,13 @@ def section_b(quick, out):
     mem = fit(Ks, [max(r["rss_mb"] - base["rss_mb"], 1.0) for r in rows])
     mem2 = fit(Ks[-2:], [max(r["rss_mb"] - base["rss_mb"], 1.0) for r in rows[-2:]])
     est = fit(Ks, [r["est_mb"] for r in rows])
+    rss_list = ", ".join("%.0f" % r["rss_mb"] for r in rows)
     print(f"   ==> fitted exponents over K = {Ks[0]}..{Ks[-1]}: cpu K^{cpu:.2f}, wall K^{wall:.2f} (goal <= 2.2); "
-          f"RSS - {base['rss_mb']:.0f} MB baseline: K^{mem:.2f} (last two K: K^{mem2:.2f}); solver's own "
+          f"peak RSS {rss_list} MB (interpreter + numba ~{base['rss_mb']:.0f} MB, "
+          f"+-15 MB between runs: RSS - baseline K^{mem:.2f} is unreliable below ~100 MB); solver's own "
           f"allocation estimate (dmft.memory.estimate_bytes) {rows[0]['est_mb']:.0f}..{rows[-1]['est_mb']:.0f} MB: "
-          f"K^{est:.2f} (goal <= 1)", flush=True)
+          f"K^{est:.2f} (goal <= 1; its K^2 part is the O(K^2 m^2) two-time output, C_theta, R_theta, K_ell, ...)",
+          flush=True)
     out["b"] = {"K": list(Ks), "P": P, "rows": rows, "base_rss_mb": base["rss_mb"], "exp_cpu": cpu,
                 "exp_wall": wall, "exp_mem": mem, "exp_mem_last2": mem2, "exp_est": est}
 
@@ -203,13 +233,22 @@ def main():
     ap.add_argument("--quick", action="store_true", help="(a) at P = 5000, (b) at K <= 400; skip (c), (d)")
     ap.add_argument("--only", choices=("a", "b", "c", "d"), default=None)
     ap.add_argument("--json", default=None, help="also write all figures to this JSON file")
+    ap.add_argument("--root", default=None, help="time the dmftgen of another checkout (before/after)")
+    ap.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS of the timed runs")
+    ap.add_argument("--seeds", type=int, default=3, help="DMFT seeds in (a) (median CPU, rms error)")
+    ap.add_argument("--Ks", default=None, help="(b): comma-separated K values (default 100,200,400,800)")
     args = ap.parse_args()
+    global ROOT, THREADS, NSEEDS, KS
+    ROOT = os.path.abspath(args.root) if args.root else ROOT
+    THREADS, NSEEDS = args.threads, args.seeds
+    KS = tuple(int(x) for x in args.Ks.split(",")) if args.Ks else None
     try:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover
         load = float("nan")
     print(f"bench_issue12: {os.cpu_count()} CPUs, load average {load:.1f} at start"
-          f"{' (--quick)' if args.quick else ''}", flush=True)
+          f"{' (--quick)' if args.quick else ''}; dmftgen from {ROOT}; NUMBA_NUM_THREADS="
+          f"{THREADS or os.environ.get('NUMBA_NUM_THREADS', 'default')}", flush=True)
     out = {"quick": args.quick, "load_start": load}
     secs = {"a": section_a, "b": section_b, "c": section_c, "d": section_d}
     todo = [args.only] if args.only else (["a", "b"] if args.quick else ["a", "b", "c", "d"])

@@ -35,7 +35,9 @@ def result(sv, reached, status, message) -> Result:
     C, Q, Mo = th.moments(S_U, n)
     rho = th.rho
     data["Q"], data["M"] = Q, Mo
-    tst = test_observables(kern, model, Q, Mo, rho, sv.p) if n else {}
+    # a replica (n_replicas > 1) leaves them to the replica combination: evaluated once, at the
+    # replica mean of (Q, M) (issue 12; errorbars.combine_replicas)
+    tst = test_observables(kern, model, Q, Mo, rho, sv.p) if n and sv.n_replicas == 1 else {}
     for key, v in tst.items():
         if key != "test_loss_mc":
             data[key] = v

@@ -59,6 +59,55 @@ def _zstat(per_group):
     return mean, err, z
 
 
+class RowRecord:
+    """What the checks need from the per-group two-time sums, recorded row by row (issue 12).
+
+    In row mode the forward sweep keeps only row k of the per-group sums ``su_sum``/``kl_sum``
+    ((G, m, .) instead of (G, (N+1) m, .): memory O(P K m + K^2 m^2), not O(G K^2 m^2)). Right after
+    step k (the theta-side has taken row k) :meth:`add` contracts the group rows with what
+    :func:`run_checks` multiplies them by, all known at step k: C_theta[k, <=k] (from the causal
+    factor, W W^T = R_theta S_U R_theta^T, plus the Phi0 / Phi_star parts), M[<=k], R_theta[k, <k].
+    Per group g and row k (K_g the group's K_ell row, S_g its S_U row):
+
+    * ``ck[g, k]`` = sum_{l<=k} C_theta[k, l] K_g[k, l]^T          (m, m)
+    * ``km[g, k]`` = sum_{l<=k} K_g[k, l] M[l]                     (m, k)
+    * ``rs[g, k]`` = sum_{l<k} R_theta[k, l] S_g[k, l]^T / dt      (m, m)
+    * ``cons[k]``  = the kernel-consistency residual of row k (relative).
+    """
+
+    def __init__(self, G, N, m, kk):
+        self.ck = np.zeros((G, N + 1, m, m))
+        self.km = np.zeros((G, N + 1, m, kk))
+        self.rs = np.zeros((G, N + 1, m, m))
+        self.cons = np.zeros(N + 1)
+
+    def add(self, sv, k, th, W):
+        """Record row k of solve ``sv`` (a :class:`dmftgen.dmft.solver.Solve` in the forward sweep)
+        right after ``th.set_kernels(k, ...)``; ``W`` the input rows R_theta[k, :k] L."""
+        m, r = sv.m, sv.rside
+        rk = slice(k * m, (k + 1) * m)
+        cols = slice(0, (k + 1) * m)
+        Kr = _k_row(sv, k)
+        C = th.Phi0[rk] @ sv.sigma0 @ th.Phi0[cols].T
+        if sv.kk:
+            C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
+            self.km[:, k] = Kr @ (th.Phis[cols] @ sv.rho)
+        if k > 0:
+            C = C + W[rk, : k * m] @ W[cols, : k * m].T
+            sizes = np.diff(sv.bounds).astype(float)
+            Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (sizes[:, None, None] * sv.delta) \
+                if k < sv.N else None
+            if Sg is not None:
+                self.rs[:, k] = np.matmul(Sg, th.R[rk, : k * m].T).transpose(0, 2, 1) / sv.dt
+        self.ck[:, k] = np.matmul(Kr, C.T).transpose(0, 2, 1)  # C Kr_g^T
+        self.cons[k] = _consistency_row(sv, k, Kr)
+
+
+def _k_row(sv, k):
+    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m) of solve ``sv`` (the estimator it used)."""
+    return group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
+
+
 def run_checks(sv, n, C, Q, Mo, rho):
     """Evaluate the self-checks on the first ``n`` grid points of solver ``sv``.
 
@@ -95,13 +144,14 @@ def run_checks(sv, n, C, Q, Mo, rho):
     rl_mean = r.rl_sum[:, :n].sum(0) / float(sizes.sum())
     ells_mean = r.ells_sum[:, :n].sum(0) / float(sizes.sum())
     S_used = sv.S_U
+    rec = getattr(sv, "rows", None)  # row mode: per-group rows recorded during the sweep
     for k in range(n):
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
-        Kr = group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
+        Kr = _k_row(sv, k) if rec is None else None
         Ku = th.Kl[rk, cols]
         if kk:
-            KM[:, k] = Kr @ Mf[cols]
+            KM[:, k] = Kr @ Mf[cols] if rec is None else rec.km[:, k]
             mres_used[k] = dt * (ells_mean[k] - Ku @ Mf[cols] - th.nu[k] @ rho)
             if sv.modes.nu_mode == "stein":
                 nug[:, k] = (ells[:, k] - KM[:, k]) @ th.rho_inv
@@ -112,14 +162,17 @@ def run_checks(sv, n, C, Q, Mo, rho):
         if k >= nk:
             continue
         # 1. Stein balance of E[r ell^T]
-        rhs = np.einsum("ij,gkj->gik", C[rk, cols], Kr)
+        rhs = np.einsum("ij,gkj->gik", C[rk, cols], Kr) if rec is None else rec.ck[:, k].copy()
         if kk:
             rhs += np.einsum("ij,gkj->gik", Mo[k], nug[:, k])
         if k > 0:
             pm = slice(0, k * m)
-            # S_U[m, k] = S_U[k, m]^T: the accumulator holds row k of the lower triangle
-            Sg = r.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
-            rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
+            if rec is None:
+                # S_U[m, k] = S_U[k, m]^T: the accumulator holds row k of the lower triangle
+                Sg = r.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
+                rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
+            else:
+                rhs -= rec.rs[:, k]
         res[:, k] = rl[:, k] - rhs
         rhs_u = C[rk, cols] @ Ku.T
         if kk:
@@ -162,22 +215,27 @@ def run_checks(sv, n, C, Q, Mo, rho):
 
 def _consistency(sv, n, kk):
     """max |kernels used by the theta-side - mean of the per-group r-side estimates| (relative)."""
-    m, th = sv.m, sv.th
+    rec = getattr(sv, "rows", None)
     worst, at = 0.0, 0
     for k in range(n):
-        rk = slice(k * m, (k + 1) * m)
-        rows = group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
-        Kr = rows.mean(0)  # tangent part: the same number of tangent paths in every group
-        w = np.diff(sv.bounds).astype(float)
-        Kr[:, rk] = np.tensordot(w / w.sum(), rows[:, :, rk], axes=1)  # Gamma: over all paths
-        Ku = th.Kl[rk, : (k + 1) * m]
-        d = float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)
+        d = rec.cons[k] if rec is not None else _consistency_row(sv, k, _k_row(sv, k))
         if d > worst:
             worst, at = d, k
     tol = 1e-9
     return {"name": "kernel consistency", "what": "theta-side K_ell rows = the r-side estimates (relative)",
             "n": int(n), "worst_z": worst, "threshold": tol, "t_worst": float(sv.settings.times[at]),
             "value": worst, "err": 0.0, "ok": bool(worst <= tol)}
+
+
+def _consistency_row(sv, k, rows):
+    """Relative difference of the theta-side's K_ell row k and the mean of the group rows ``rows``."""
+    m = sv.m
+    rk = slice(k * m, (k + 1) * m)
+    Kr = rows.mean(0)  # tangent part: the same number of tangent paths in every group
+    w = np.diff(sv.bounds).astype(float)
+    Kr[:, rk] = np.tensordot(w / w.sum(), rows[:, :, rk], axes=1)  # Gamma: over all paths
+    Ku = sv.th.Kl[rk, : (k + 1) * m]
+    return float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)
 
 
 def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):

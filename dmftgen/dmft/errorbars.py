@@ -7,6 +7,7 @@ share: at long horizons they are ~1.2-1.5x too small (measured on linreg at t = 
 default ``replicas="auto"``: R = min(8, paths // (2 groups)) independent solves of paths/R paths
 each (the cost is linear in the number of paths, so R replicas of P/R paths cost about one solve
 of P paths), and ``*_err`` is the between-replica standard error sd/sqrt(R), feedback included
+(test observables: F at the replica mean, error = sd_r of grad F . (Q_r - Qbar, M_r - Mbar) / sqrt(R))
 (Student t with R - 1 degrees of freedom: ``meta["err_dof"]``). ``replicas=1`` keeps the
 within-solve estimates (``err_dof`` = groups - 1).
 """
@@ -71,45 +72,48 @@ def propagate(grad, cov):
 
 
 def observable_gradients(kern, model, p, Q, Mo, base, rho):
-    """d(test observable)/d(Q, M entries) by central differences on the common sample."""
-    from ..observables import test_observables
+    """d(test observable)/d(Q, M entries) by central differences on the common sample
+    (:func:`dmftgen.observables.test_gradients`)."""
+    from ..observables import test_gradients
 
-    m, kk = Q.shape[1], Mo.shape[2]
-    n = Q.shape[0]
-    keys = [k for k in base if k != "test_loss_mc"]
-    npar = m * m + m * kk
-    grads = {key: np.zeros((n, npar)) for key in keys}
-    # A finite step (3 % of the largest Q) on a common sample: indicator metrics (0-1 error)
-    # have a gradient only in this smoothed sense; for smooth losses the O(h^2) bias is tiny.
-    scale = max(float(np.abs(Q).max(initial=0.0)), 1e-2)
-    h = 0.03 * scale
-    for i in range(npar):
-        outs = []
-        for sgn in (1.0, -1.0):
-            Qp, Mp = Q.copy(), Mo.copy()
-            if i < m * m:
-                a, b = divmod(i, m)
-                Qp[:, a, b] += sgn * h
-                if a != b:
-                    Qp[:, b, a] += sgn * h  # symmetric perturbation of the pair
-            else:
-                a, j = divmod(i - m * m, kk)
-                Mp[:, a, j] += sgn * h
-            # a smaller common sample suffices for an error-propagation gradient
-            outs.append(test_observables(kern, model, Qp, Mp, rho, p, n=1 << 14))
-        for key in keys:
-            d = (outs[0][key] - outs[1][key]) / (2 * h)
-            if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:
-                d = 0.5 * d  # the pair (a,b),(b,a) was moved together; both entries get half
-            grads[key][:, i] = np.nan_to_num(d)
-    return grads
+    return test_gradients(kern, model, Q, Mo, rho, p, base)
 
 
-def combine_replicas(res, paths) -> Result:
+def fold_two_time(acc, one):
+    """Add the two-time arrays of replica Result ``one`` into the running sums ``acc`` (truncated
+    to the shorter time axis) and drop them from ``one``: the same sums, in the same order, as
+    averaging the R stacked arrays, without holding R copies of (N+1)^2 m^2 values each (issue 12)."""
+    for key in TWO_TIME:
+        if key not in one.data:
+            continue
+        x = one.data.pop(key)
+        if key not in acc:
+            acc[key] = np.array(x, dtype=float)
+        else:
+            n2 = min(acc[key].shape[0], x.shape[0])
+            acc[key] = acc[key][:n2, :n2] + x[:n2, :n2]
+
+
+def replica_test(kern, model, settings, res, n):
+    """test_<x> and test_<x>_err of R replica Results (first n times) from their Q and M, by
+    :func:`dmftgen.observables.replica_test_observables` (value at the replica mean, error by
+    first-order propagation of the between-replica covariance of (Q, M))."""
+    from ..observables import replica_test_observables
+
+    if n == 0:
+        return {}
+    Qs = np.array([x["Q"][:n] for x in res])
+    Ms = np.array([x["M"][:n] for x in res])
+    return replica_test_observables(kern, model, Qs, Ms, res[0]["rho"], model.param_vector(settings.params))
+
+
+def combine_replicas(res, paths, *, two, kern, model, settings) -> Result:
     """The mean of R replica Results, with ``*_err`` the between-replica standard error
     sd/sqrt(R) (Student t, R - 1 degrees of freedom) on the common finished times; theta samples
     are pooled (their law is the mixture of the replicas' laws, whose second moments are the
-    replica means reported as Q and M); two-time arrays are averaged on their common part."""
+    replica means reported as Q and M); two-time arrays are averaged on their common part, from
+    the running sums ``two`` of :func:`fold_two_time` (the replicas no longer hold them); the test
+    observables are evaluated here, once, at the replica mean of (Q, M) (:func:`replica_test`)."""
     R = len(res)
     n = min(len(x.t) for x in res)
     data = {"t": res[0].t[:n], "rho": res[0]["rho"]}
@@ -117,16 +121,17 @@ def combine_replicas(res, paths) -> Result:
         if key in _CURVES_EXCLUDED or key.endswith("_err") or key.startswith("check_"):
             # self-check residuals are per replica (each replica's meta has its own checks)
             continue
-        if key in TWO_TIME:
-            # two time axes; replicas that stopped early (diverged) have shorter ones
-            n2 = min([n] + [x[key].shape[0] for x in res])
-            arr = np.array([x[key][:n2, :n2] for x in res])
-        else:
-            arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
+        arr = np.array([x[key][: n] if x[key].ndim and x[key].shape[0] >= n else x[key] for x in res])
         data[key] = arr.mean(0)
         if key in NO_ERR:
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
+    for key, acc in two.items():
+        # two time axes; replicas that stopped early (diverged) have shorter ones
+        n2 = min(n, acc.shape[0])
+        data[key] = acc[:n2, :n2] / R
+    # test observables: once, at the replica mean of (Q, M), between-replica error by propagation
+    data.update(replica_test(kern, model, settings, res, n))
     for key, ax in (("theta_samples", 1), ("theta_star_samples", 0), ("theta0_samples", 0)):
         parts = [x[key] for x in res if key in x and np.size(x[key])]
         if parts:

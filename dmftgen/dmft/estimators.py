@@ -63,7 +63,7 @@ def kl_row(r, k, RT):
     m = r.m
     rk = slice(k * m, (k + 1) * m)
     nt = r.n_tan_g * r.G
-    kl = r.kl_sum[:, rk, : k * m].sum(0) / nt
+    kl = r.group_row(r.kl_sum, k)[:, :, : k * m].sum(0) / nt
     if r.use_cv and k > 0:
         row = cv_mean_row(r, k, RT)
         # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
@@ -99,7 +99,7 @@ def row_kernels(r, k, RT, nu_mode) -> dict:
 def s_u_row(r, k):
     """Row block k of S_U, S_U[k, <=k] = <dL_k dL_{<=k}^T> / delta (m, (k+1) m)."""
     m = r.m
-    return r.su_sum[:, k * m:(k + 1) * m, : (k + 1) * m].sum(0) * (1.0 / (r.delta * r.P))
+    return r.group_row(r.su_sum, k)[:, :, : (k + 1) * m].sum(0) * (1.0 / (r.delta * r.P))
 
 
 def theta_from(th, kern, nu_mode):
@@ -133,7 +133,7 @@ def group_k_row(r, k, th, deterministic):
     row = np.zeros((G, m, (k + 1) * m))
     if r.n_tan_g and k > 0:
         off = slice(0, k * m)
-        row[:, :, off] = r.kl_sum[:, rk, off] / r.n_tan_g
+        row[:, :, off] = r.group_row(r.kl_sum, k)[:, :, off] / r.n_tan_g
         if r.use_cv:
             row[:, :, off] += r.kl_det[None, rk, off]  # the kernel already subtracted <Zc> (control variate)
     row[:, :, rk] = r.gam_sum[:, k] / r.sizes[:, None, None]

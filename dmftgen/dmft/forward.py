@@ -4,8 +4,10 @@ For k = 0..N (docs/theory.md section 2):
 
 1. the theta-side gives the r-side Gaussian input of time k (``input_row``), from the causal
    factor L of S_U (rows < k) and its response R_theta (rows <= k);
-2. the paths advance to time k and accumulate the group sums of row k (``RSide.run``);
-3. the kernel estimates of row k (Gamma_k, K_ell[k, :k], nu[k]) go to the theta-side;
+2. the paths advance to time k and accumulate the group sums of row k (``RSide.run``; in row
+   mode, issue 12, the two-time sums su_sum / kl_sum hold only this row and are zeroed first);
+3. the kernel estimates of row k (Gamma_k, K_ell[k, :k], nu[k]) go to the theta-side; in row mode
+   ``checks.RowRecord`` records what the self-checks need from the group rows;
 4. S_U[k, <=k] from the increments dL_k, the rows of time k of L, and theta-side row k + 1.
 
 The same driver serves the deterministic theta-side (h = lam theta) and the Monte Carlo one
@@ -20,6 +22,7 @@ import time
 
 import numpy as np
 
+from .checks import RowRecord
 from .estimators import row_kernels, s_u_row
 from .sampler import CausalFactor, use_qr
 
@@ -68,6 +71,7 @@ def sweep(sv) -> int:
     th = sv.new_theta(qr)
     wpre, W, clipped = th.begin_input(r)
     r.alloc()
+    sv.rows = RowRecord(sv.G, N, m, sv.kk) if r.row_sums else None
     # S_U = <dL dL^T> / delta: the QR factors the increments scaled by 1/sqrt(delta P)
     fac = CausalFactor(NI, qr, r.P, math.sqrt(1.0 / (sv.delta * r.P)), opts.pivot_tol, opts.qr_tol)
     sv.n_clipped = clipped
@@ -83,6 +87,7 @@ def sweep(sv) -> int:
         sv.n_clipped += th.input_row(k, fac.L, wpre, W)
         if k > 0:
             r.Gcv_g[k] = r.Gcv[k - 1]
+        r.zero_rows()  # row mode: su_sum / kl_sum hold only the row of step k
         t1 = time.perf_counter()
         r.run(k, k + 1, wpre, W, True, th.R, th.RT)
         t2 = time.perf_counter()
@@ -91,6 +96,8 @@ def sweep(sv) -> int:
             reached = k
             break
         th.set_kernels(k, **row_kernels(r, k, th.RT, sv.modes.nu_mode))
+        if sv.rows is not None:
+            sv.rows.add(sv, k, th, W)  # row mode: what the self-checks need from row k
         if k < N:
             rk = slice(k * m, (k + 1) * m)
             row = s_u_row(r, k)

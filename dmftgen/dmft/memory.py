@@ -11,6 +11,14 @@ and f = 2^refine (all float64, 8 bytes):
     \;+\; \text{group sums}\; 8 G\, NN^2\,[P_J > 0] + 8 G\, NI^2
     \;+\; \text{theta side}\; 8 \cdot 10\, NN^2 ,
 
+where the forward sweep (``method="sweep"``, h = lam theta, not the group jackknife of
+``replicas=1``) keeps only the current row of each two-time group sum (issue 12, "row mode",
+``checks.RowRecord``): the group sums are then 8 G m (NN [P_J > 0] + NI) + 8 * 3 G (N+1) m^2 (k + 2 m)/3,
+so the whole solve is O(P K m + K^2 m^2) instead of O(G K^2 m^2). With R > 1 replicas (the
+default) the replicas run one after the other; their two-time results (C_theta, R_theta, K_ell,
+R_ell, S_U) are summed as they finish (5 NN^2, not 5 R NN^2), and the test observables are
+evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test sample) + 8 * 5 NN^2;
+
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
 ``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
 two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
@@ -45,34 +53,44 @@ def _tangent_paths(model, P_total, N, R, opts, tau, linear_ell) -> int:
     return tangent_paths_per_group(P_total, N, model.m, G, opts, tau, R, P // G) * G
 
 
-def estimate_bytes(model, settings, paths: int, options: dict | None = None) -> float:
+def estimate_bytes(model, settings, paths: int, options: dict | None = None, method: str = "sweep") -> float:
     """Bytes the solve of ``model`` at ``settings`` with ``paths`` paths allocates at its peak."""
     opts = as_options(options)
     P, N, m, k = int(paths), int(settings.n_steps), int(model.m), int(model.k)
     G = opts.groups
-    # replicas run one after the other: the peak is one replica of P / R paths, plus the R
-    # finished results kept for averaging (C_theta, R_theta, K_ell, R_ell: 4 two-time arrays each)
+    # replicas run one after the other: the peak is one replica of P / R paths, plus the running
+    # sums of the replicas' two-time results (C_theta, R_theta, K_ell, R_ell, S_U: 5 arrays, not R x 5)
     R = opts.n_replicas(P)
-    kept = (R * 4 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
+    kept = (5 * ((N + 1) * m) ** 2 * 8.0) if R > 1 else 0.0
     P_total, P = P, max(P // R, 1)
     f = 2 ** opts.refine
     NI, NN = N * m, (N + 1) * m
-    linear = discontinuous = False
+    linear = discontinuous = reg = False
     try:
         from ..codegen import load_kernels
 
         kern = load_kernels(model)
         linear, discontinuous = bool(kern.LINEAR_ELL), bool(kern.DISCONTINUOUS)
+        reg = bool(getattr(kern, "HAS_REG", False))
     except Exception:  # kernels missing/stale: the solve itself will say so; estimate conservatively
         pass
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
     tangents = PJ * (2 * N + 1) * m * m
-    group = G * NI * NI + (G * NN * NN if PJ else 0)
+    # row mode (solver.Solve.use_row_sums): only row k of su_sum / kl_sum, plus the checks' record
+    rows = (method or "sweep") == "sweep" and not reg and not (opts.jackknife and R == 1)
+    if rows:
+        group = G * m * NI + (G * m * NN if PJ else 0) + G * (N + 1) * m * (2 * m + k)
+    else:
+        group = G * NI * NI + (G * NN * NN if PJ else 0)
     theta_side = 10 * NN * NN
-    # + the common quasi-Monte Carlo sample of the test observables and its gradient copies (~4 MiB)
-    return 8.0 * (P * per_path + tangents + group + theta_side) + kept + FIXED_BYTES
+    solver = 8.0 * (P * per_path + tangents + group + theta_side)
+    # + the common quasi-Monte Carlo sample of the test observables and its gradient copies (~4 MiB):
+    # with replicas they are evaluated once, after the replicas' solvers are gone (issue 12)
+    if R > 1:
+        return max(solver, FIXED_BYTES) + kept
+    return solver + FIXED_BYTES
 
 
 def _parse_bytes(text: str) -> float:
@@ -127,10 +145,10 @@ def memory_limit() -> tuple[float | None, str]:
     return min(cands)
 
 
-def check_memory(model, settings, paths: int, options: dict | None = None) -> float:
+def check_memory(model, settings, paths: int, options: dict | None = None, method: str = "sweep") -> float:
     """Raise SettingsError (figure + hint) if the solve would need more than 80 % of the memory
     available; returns the estimate in bytes otherwise."""
-    need = estimate_bytes(model, settings, paths, options)
+    need = estimate_bytes(model, settings, paths, options, method)
     limit, source = memory_limit()
     if limit is not None and need > FRACTION * limit:
         N = settings.n_steps

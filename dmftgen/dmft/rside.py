@@ -18,7 +18,20 @@ Cost and memory (P paths, K = T/dt steps, width m)
   control variate (``tangent_cv``, default on for tau > 0; at tau = 0 it equals its own mean and
   is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic);
   LINEAR_ELL models with one constant Jacobian need no per-path tangents at all;
-* group sums: O(G K^2 m^2) memory (S_U, and K_ell when tangents are on).
+* group sums: O(G K^2 m^2) memory (S_U, and K_ell when tangents are on); the forward sweep keeps
+  only their current row ("row mode", issue 12): O(G K m^2).
+* Memory (``memory.py``): O(P K m) path histories + O(K^2 m^2) two-time kernels. Before issue 12 the
+  per-group two-time sums were O(G K^2 m^2) and the replicas' two-time results O(R K^2 m^2); the
+  fixed point and the group jackknife (replicas=1) still keep every row.
+* P-independent part (issue 12, bench/bench_issue12.py): per replica N+1 kernel launches, the
+  theta-side and the self-checks; once per solve the test observables, at the replica mean of
+  (Q, M) on the 2^16 common sample, with the error propagated from the between-replica spread by
+  a finite-difference gradient (``observables.replica_test_observables``; before: one full
+  evaluation per replica, 4/5 of this part). On a shared machine the idle OpenMP worker spins
+  between the N+1 launches (measured: an empty launch costs 11 us CPU with one thread, 370 us
+  with two, 18 us with two and OMP_WAIT_POLICY=PASSIVE), and OpenBLAS threads do the same on the
+  theta-side's small products (100 x 100: 9x the CPU with 2 threads): set OMP_WAIT_POLICY=PASSIVE
+  and OPENBLAS_NUM_THREADS=1 there.
 Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with
@@ -53,9 +66,15 @@ class RSide:
         Tangent paths per group and whether nu is pathwise.
     use_cv : bool
         The control variate of the tangents runs (:func:`dmftgen.dmft.tangents.use_control_variate`).
+    row_sums : bool
+        Row mode (issue 12, forward sweep only): the two-time group sums ``su_sum`` / ``kl_sum``
+        hold only the block row of the current step ((G, m, .) instead of (G, N m, .) / (G, (N+1) m,
+        .); template docstring). The driver zeroes them before each step (:meth:`zero_rows`) and
+        reads them with :meth:`group_row`; :class:`dmftgen.dmft.checks.RowRecord` keeps what the
+        self-checks need from them.
     """
 
-    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv):
+    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv, row_sums=False):
         self.kern, self.p = kern, p
         self.s, self.g0, self.z, self.eta, self.dB = streams.s, streams.g0, streams.z, streams.eta, streams.dB
         self.bounds = bounds
@@ -66,6 +85,7 @@ class RSide:
         self.n_tan_g = modes.n_tan_g
         self.do_psi = modes.do_psi
         self.use_cv = bool(use_cv) and self.n_tan_g > 0
+        self.row_sums = bool(row_sums)
         self.Gcv = None
 
     @property
@@ -87,7 +107,9 @@ class RSide:
         self.gam_sum = np.zeros((G, N + 1, m, m))
         # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
         # (G, NN, NN) array instead of two); kl_det holds the known mean of Zc.
-        self.kl_sum = np.zeros((G, NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
+        # row mode (issue 12): only block row k of the two-time group sums (see the class docstring)
+        rows = self.row_sums
+        self.kl_sum = np.zeros((G, m if rows else NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
         self._klcv_arg = np.zeros((1, 1, 1))  # the kernel's unused klcv_sum argument
         if self.Gcv is None:
             self.Gcv = np.zeros((N + 1, m, m))     # control-variate matrices in a_l
@@ -95,10 +117,20 @@ class RSide:
             self.kl_det = np.zeros((NN, NN)) if self.use_cv else None
         self.ells_sum = np.zeros((G, N + 1, m, kk))
         self.dsl_sum = np.zeros((G, N + 1, m, kk))
-        self.su_sum = np.zeros((G, NI, NI))
+        self.su_sum = np.zeros((G, m if rows else NI, NI))
         self.rl_sum = np.zeros((G, N + 1, m, m))
         self.ll_sum = np.zeros((G, N + 1, m, m))
         self.bad = np.full(G, N + 1, dtype=np.int64)
+
+    def group_row(self, arr, k):
+        """Per-group block row k of a two-time group sum (G, m, cols) in either layout."""
+        return arr[:, : self.m] if self.row_sums else arr[:, k * self.m:(k + 1) * self.m]
+
+    def zero_rows(self):
+        """Row mode: zero the one-row two-time sums before the next step."""
+        if self.row_sums:
+            self.su_sum[:] = 0.0
+            self.kl_sum[:] = 0.0
 
     def run(self, k0, k1, wpre, W, use_W, R, RT):
         """Advance every path over rows k0..k1-1 with input ``wpre`` (+ ``W`` eta if ``use_W``)

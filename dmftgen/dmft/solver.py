@@ -29,7 +29,7 @@ from ..results import Result
 from ..stability import flag_instability
 from . import streams as _streams
 from .assemble import result as _result
-from .errorbars import combine_replicas
+from .errorbars import combine_replicas, fold_two_time
 from .memory import check_memory
 from .modes import detect
 from .options import SolveOptions
@@ -100,13 +100,21 @@ class Solve:
         self.bounds = np.linspace(0, paths, G + 1).round().astype(np.int64)
         self.streams = _streams.draw(model, settings.seed, int(replica), paths, self.N, self.m, self.kk,
                                      int(kern.NZ), self.dt, self.init_std, self.teacher_std, opts.refine)
+        self.n_replicas = int(n_replicas)
         self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg,
-                            self.tau, int(n_replicas))
+                            self.tau, self.n_replicas)
         self.rside = RSide(kern, self.p, self.streams, self.bounds, settings, self.m, self.kk, self.modes,
-                           use_control_variate(opts, self.tau))
-        # filled by the driver
-        self.th = self.S_U = self.L_S = self.W_in = self.wpre = self.gram = self.k_done = None
+                           use_control_variate(opts, self.tau), row_sums=self.use_row_sums())
+        # filled by the driver (rows: the self-checks' checks.RowRecord in row mode)
+        self.th = self.S_U = self.L_S = self.W_in = self.wpre = self.gram = self.k_done = self.rows = None
         self.n_clipped, self.timing, self.residuals, self.converged = 0, {}, [], None
+
+    def use_row_sums(self):
+        """Row mode (issue 12): the plain forward sweep keeps only row k of the per-group two-time
+        sums su_sum / kl_sum (not the fixed point, the Monte Carlo theta-side, nor the group
+        jackknife of replicas=1, which need every row of every group at the end)."""
+        return (self.method == "sweep" and not self.reg
+                and not (self.opts.jackknife and self.n_replicas == 1))
 
     def new_theta(self, qr=False):
         """A fresh theta-side: deterministic, or Monte Carlo for a declared regulariser (whose
@@ -180,7 +188,8 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
 
     outside = require_theory(model, allow=allow_outside_theory)
     opts = SolveOptions.from_kwargs(options)
-    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, opts)
+    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, opts,
+                 method or "sweep")
     if richardson:
         from .extrapolation import richardson as extrapolated
 
@@ -240,7 +249,13 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     combined by :func:`dmftgen.dmft.errorbars.combine_replicas`. Unlike batch means within one
     solve, their spread includes the feedback of kernel errors into later paths (shared by all
     groups of one solve). The bias of the finite-P system grows like R/P, negligible for
-    paths/R >= 10^3."""
+    paths/R >= 10^3.
+
+    Issue 12: the replicas' two-time results are summed as they finish
+    (:func:`~dmftgen.dmft.errorbars.fold_two_time`: memory 5 K^2 m^2, not 5 R K^2 m^2), and the
+    test observables are evaluated once, at the replica mean of (Q, M), with the between-replica
+    error propagated to first order (``observables.replica_test_observables``; the replicas skip
+    them, see :func:`dmftgen.dmft.assemble.result`)."""
     R = int(opts.replicas)
     if paths // R < 2 * opts.groups:
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * opts.groups} paths; "
@@ -250,14 +265,21 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     S = int(theta_samples)
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
     res = []
+    two = {}  # running sums of the two-time arrays (issue 12: memory 5 K^2 m^2, not 5 R K^2 m^2)
     for r in range(R):
         one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
         if one.status == "interrupted":
             # Ctrl-C: stop at once; the finished part of this replica is what there is
             one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"
             return one
+        fold_two_time(two, one)
         res.append(one)
-    return combine_replicas(res, paths)
+    from ..codegen import load_kernels
+
+    kern = load_kernels(model)
+    out = combine_replicas(res, paths, two=two, kern=kern, model=model, settings=settings)
+    # the replicas' growth test saw only their train loss: the test loss is checked here
+    return flag_instability(out, kern, model, settings)
 
 
 __all__ = ["solve", "Solve", "SolveOptions", "METHODS"]

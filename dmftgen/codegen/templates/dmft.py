@@ -36,6 +36,11 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   ``dsl_sum`` (G, N+1, M, K) (d_s ell + grad ell psi), ``su_sum`` (G, N M, N M) (dL_k dL_l^T, l<=k),
   ``rl_sum`` (G, N+1, M, M) (r ell^T), ``ll_sum`` (G, N+1, M, M) (ell ell^T), ``bad`` (G,) first
   non-finite step (N+1 if none).
+* Row mode (issue 12, forward sweep only, k1 = k0 + 1): ``su_sum`` of shape (G, M, N M) and
+  ``kl_sum`` of shape (G, M, (N+1)M) hold only the row of the current step k (block row k is
+  written at rows 0..M-1; the caller zeroes them before the step and reads them after it). The
+  mode is told by the shape (second axis M instead of N M / (N+1) M; for N = 1 the two layouts
+  coincide), so the signature is unchanged. Memory O(G K m^2) instead of O(G K^2 m^2).
 * Control variate for the tangents (``use_cv``): Zc, the same adjoint recursion with grad ell
   replaced by fixed matrices (``Gcv_g[k]`` at the row's own time, ``Gcv[l]`` in a_l; estimates of
   Gamma known before the step) but the path's
@@ -93,6 +98,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     G = bounds.shape[0] - 1
     inv_delta = 1.0 / delta
     NN = (N + 1) * M
+    # row mode (see the module docstring): block row k lives at rows 0..M-1
+    su_full = su_sum.shape[1] > M
+    kl_full = kl_sum.shape[1] > M
     for g in prange(G):
         r = np.empty(M)
         ell = np.empty(M)
@@ -171,10 +179,11 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             for j in range(K):
                                 b_hist[i, k, a, j] = q[a, j] * fac
                     # S_U row k (times delta * P): the full second moment, white part and cross terms
+                    srow = kM if su_full else 0
                     for a in range(M):
                         x = dL[i, kM + a]
                         for j in range(kM + M):
-                            su_sum[g, kM + a, j] += x * dL[i, j]
+                            su_sum[g, srow + a, j] += x * dL[i, j]
                     if tangent:
                         for a in range(M):
                             for b in range(M):
@@ -190,6 +199,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
             t0 = g * n_tan_g + b0
             for k in range(max(k0, 1), k1):
                 kM = k * M
+                krow = kM if kl_full else 0
                 for a in range(M):
                     for b in range(M):
                         for ln in range(nl):
@@ -251,7 +261,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 t = -inv_delta * t
                                 Zt[l * M + b, a, ln] = t
                                 tot += t
-                            kl_sum[g, kM + a, l * M + b] += tot
+                            kl_sum[g, krow + a, l * M + b] += tot
                     if use_cv:
                         for a in range(M):
                             for b in range(M):
@@ -266,4 +276,4 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                     tot += t
                                 # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
                                 # (G, NN, NN) accumulator instead of two)
-                                kl_sum[g, kM + a, l * M + b] -= tot
+                                kl_sum[g, krow + a, l * M + b] -= tot

@@ -1,0 +1,55 @@
+"""Issue 12 (performance) levers that must not move a result: test observables of the replicas at
+their mean, the sweep's row mode for the per-group two-time sums, the running replica sums."""
+import numpy as np
+import pytest
+
+from dmftgen.codegen import load_kernels
+from dmftgen.config import Settings
+from dmftgen.model import load_model
+from dmftgen.observables import replica_test_observables, test_observables
+
+
+def test_replica_test_observables_match_the_per_replica_evaluation():
+    """Committee (smooth in Q, M): F at the replica mean equals the mean of the R evaluations to the
+    Jensen gap, and the propagated error equals their standard error to a few per cent."""
+    model = load_model("committee")
+    kern = load_kernels(model)
+    p = model.param_vector()
+    rng = np.random.default_rng(0)
+    T, R = 5, 8
+    base_Q = np.array([[[0.5, 0.1], [0.1, 0.4]]] * T) * np.linspace(1, 2, T)[:, None, None]
+    base_M = np.full((T, 2, 1), 0.3)
+    Qs = np.array([base_Q + 0.01 * (lambda a: a + np.swapaxes(a, 1, 2))(rng.standard_normal((T, 2, 2)))
+                   for _ in range(R)])
+    Ms = np.array([base_M + 0.01 * rng.standard_normal((T, 2, 1)) for _ in range(R)])
+    rho = np.eye(1)
+    per = np.array([test_observables(kern, model, Qs[r], Ms[r], rho, p)["test_loss"] for r in range(R)])
+    out = replica_test_observables(kern, model, Qs, Ms, rho, p)
+    err = per.std(0, ddof=1) / np.sqrt(R)
+    assert np.all(np.abs(out["test_loss"] - per.mean(0)) < 0.05 * err)
+    assert np.allclose(out["test_loss_err"], err, rtol=0.05)
+
+
+@pytest.mark.parametrize("name,tau,kw", [("logistic", 0.5, {"replicas": 1, "jackknife": False}),
+                                          ("committee", 0.0, {"replicas": 1, "jackknife": False}),
+                                          ("committee", 0.2, {})])
+def test_row_mode_gives_the_same_solve(name, tau, kw, monkeypatch):
+    """The sweep with only row k of su_sum / kl_sum per group (default) and with every row (as
+    before issue 12): the same bytes for every curve, the self-checks equal to round-off."""
+    from dmftgen.dmft import solve, solver
+
+    model = load_model(name)
+    st = Settings(delta=2 if name == "logistic" else 3, tau=tau, T=1.0, dt=0.1)
+    a = solve(model, st, paths=2000, **kw)
+    monkeypatch.setattr(solver.Solve, "use_row_sums", lambda self: False)
+    b = solve(model, st, paths=2000, **kw)
+    assert a.status == b.status == "ok"
+    assert set(a.keys()) == set(b.keys())
+    for key in a.keys():
+        if key.startswith("check_"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-14)
+        else:
+            assert np.array_equal(np.asarray(a[key]), np.asarray(b[key]), equal_nan=True), key
+    za = [c["worst_z"] for c in a.meta["checks"]]
+    zb = [c["worst_z"] for c in b.meta["checks"]]
+    np.testing.assert_allclose(za, zb, rtol=1e-9, atol=1e-12)
