@@ -32,7 +32,14 @@ Cost and memory (P paths, K = T/dt steps, width m)
   with two, 18 us with two and OMP_WAIT_POLICY=PASSIVE), and OpenBLAS threads do the same on the
   theta-side's small products (100 x 100: 9x the CPU with 2 threads): set OMP_WAIT_POLICY=PASSIVE
   and OPENBLAS_NUM_THREADS=1 there.
-Measured (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
+  Measured (bench/bench_issue12.py, one thread, load ~11 on 2 cores, CPU s): Figure 1 setting
+  (logistic, K = 100, P = 2e4) 6.5 s (before the tangent subset) -> 2.7 s (tangent subset) ->
+  1.5 s (test observables at the replica mean); its P-independent part (P = 320) 2.1 -> 0.9 s.
+  Committee K = 500, P = 2e4: 250 s with 1120 tangent paths, 246 s with 160: there the r-side
+  sums (memory term, Gaussian input, S_U row; O(P K^2 m^2), at ~0.1-0.2 GFlop/s under load)
+  dominate, not the tangents; peak RSS 505 MB (about 1.45 GB before the row mode). Logistic
+  K = 100..800 at P = 2000: CPU K^2.34 (0.9, 3.3, 17, 119 s).
+Older measurements (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with
 tangents on all paths (1.0, 5.0, 26.3 s for K = 50, 100, 200).
