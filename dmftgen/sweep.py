@@ -779,10 +779,9 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
                title: str | None = None):
     """Heat map of a final value / time-to-level over grid dims ``x`` (columns) and ``y`` (rows),
     or curves over ``x`` (a grid dim, or ``t``) with one line per value of ``y``.  Writes PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
 
     for name in (x, y):
         if name is not None and name not in ds.dims:
@@ -794,10 +793,11 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
         vals, _, label = phase_values(ds, value, at_time=at_time, time_to=time_to, above=above, sel=sel,
                                       mean=mean, keep=(y, x))
         z = np.asarray(vals.values, dtype=float)
-        fig, ax = plt.subplots(figsize=(1.2 + 0.9 * max(3, z.shape[1]), 1.0 + 0.7 * max(3, z.shape[0])))
+        fig = Figure(figsize=(1.2 + 0.9 * max(3, z.shape[1]), 1.0 + 0.7 * max(3, z.shape[0])))
+        ax = fig.subplots()
         finite = z[np.isfinite(z)]
         norm = LogNorm() if (log and finite.size and finite.min() > 0) else None
-        cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
+        cmap = colormaps["viridis"].with_extremes(bad="0.85")
         im = ax.imshow(np.ma.masked_invalid(z), origin="lower", aspect="auto", cmap=cmap, norm=norm)
         ax.set_xticks(range(z.shape[1]), [f"{v:g}" for v in ds[x].values])
         ax.set_yticks(range(z.shape[0]), [f"{v:g}" for v in ds[y].values])
@@ -814,7 +814,8 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
         keep = (x,) if y is None else (x, y)
         vals, err, label = phase_values(ds, value, at_time=at_time, time_to=time_to, above=above, sel=sel,
                                         mean=mean, keep=keep)
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig = Figure(figsize=(5.5, 4))
+        ax = fig.subplots()
         xs = ds[x].values
         hues = [None] if y is None else list(ds[y].values)
         for h in hues:
@@ -842,5 +843,4 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=120)
-    plt.close(fig)
     return out_png
