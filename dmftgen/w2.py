@@ -335,13 +335,12 @@ def scan_payload(scan) -> dict:
 
 
 def plot_w2(scan, title: str = ""):
-    """Figure (matplotlib, Agg) of W2 against d on log-log axes, one line per time."""
-    import matplotlib
+    """Figure (object-oriented matplotlib, no pyplot: the caller's backend is never switched) of W2
+    against d on log-log axes, one line per time."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    fig = Figure(figsize=(6.4, 4.8), dpi=120)
+    ax = fig.subplots()
     d = scan["d"]
     for q, t in enumerate(scan["t"]):
         col = f"C{q}"

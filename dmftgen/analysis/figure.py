@@ -71,11 +71,8 @@ def display_curves(model, table, methods, panel):
 
 
 def render(cmp) -> bytes:
-    """PNG bytes of the comparison figure (matplotlib Agg, imported lazily)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """PNG bytes of the comparison figure (object-oriented matplotlib, imported lazily; no pyplot, so
+    the caller's backend is never switched)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -187,5 +184,4 @@ def render(cmp) -> bytes:
     fig.tight_layout(rect=(0, 0.03, 1, 0.93))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close("all")
     return buf.getvalue()

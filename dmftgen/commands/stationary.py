@@ -133,15 +133,13 @@ def _curve(model, settings, args, out) -> int:
 
 def plot_tau_curve(data, model, settings, path):
     """Stationary test (and train) loss and metrics against tau with error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from .._io import atomic_path
 
     names = ["loss"] + list(model.metrics)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(names), 3.4))
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, q in zip(axes[0], names):
         for side, mk in (("test", "o-"), ("train", "s--")):
             key = f"{side}_{q}"
@@ -156,5 +154,4 @@ def plot_tau_curve(data, model, settings, path):
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
     return path

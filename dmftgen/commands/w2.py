@@ -83,9 +83,6 @@ def run(args) -> int:
                               f"τ={settings.tau:g})")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
     csv = ["t,d,w2,w2_sem,floor,floor_sem,excess"]
     for q, t in enumerate(scan["t"]):
         for j, d in enumerate(scan["d"]):
