@@ -16,6 +16,8 @@ from dmftgen.model import load_model
 from dmftgen.reference.marchenko_pastur import gradient_flow
 from dmftgen.reference.volterra import volterra
 
+from .model_sources import linreg_with_regularizer
+
 SIGMA = 0.5  # linreg label noise (model default)
 
 
@@ -354,31 +356,9 @@ def test_logistic_matches_sgf_simulation(logistic):
 # -------------------------------------------------------------------------------------------------
 # Declared regulariser H (HAS_REG): Monte Carlo theta-side
 # -------------------------------------------------------------------------------------------------
-QUADREG = '''"""linreg with a declared quadratic regulariser H = mu th^2 / 2 (HAS_REG, but h = mu theta)."""
-import sympy as sp
-from dmftgen import Model, student, teacher, theta
-r = student(1)
-s = teacher(1)
-th = theta(1)
-z, sigma, mu = sp.symbols("z sigma mu", real=True)
-y = s[0] + sigma * z
-MODEL = Model(name="dmft_quadreg_test", student=r, teacher=s, noise={z: "normal"},
-              params={sigma: 0.5, mu: 0.3}, labels=y, loss=(r[0] - y) ** 2 / 2,
-              regularizer=mu * th[0] ** 2 / 2, init_std=0, teacher_std=1)
-'''
+QUADREG = linreg_with_regularizer("dmft_quadreg_test", "mu * th[0] ** 2 / 2", 0.3)  # h = mu theta
 
-SOFTREG = '''"""linreg with a smooth non-quadratic regulariser H = mu sqrt(1 + th^2)."""
-import sympy as sp
-from dmftgen import Model, student, teacher, theta
-r = student(1)
-s = teacher(1)
-th = theta(1)
-z, sigma, mu = sp.symbols("z sigma mu", real=True)
-y = s[0] + sigma * z
-MODEL = Model(name="dmft_softreg_test", student=r, teacher=s, noise={z: "normal"},
-              params={sigma: 0.5, mu: 1.0}, labels=y, loss=(r[0] - y) ** 2 / 2,
-              regularizer=mu * sp.sqrt(1 + th[0] ** 2), init_std=1.0, teacher_std=1)
-'''
+SOFTREG = linreg_with_regularizer("dmft_softreg_test", "mu * sp.sqrt(1 + th[0] ** 2)", 1.0, init_std=1.0)
 
 
 def _tmp_model(tmp_path, name, text):

@@ -21,6 +21,8 @@ from dmftgen.dmft.stationary_dmft import StationaryGaussian
 from dmftgen.dmft.stationary_state import stationary
 from dmftgen.reference.volterra import gradient_flow
 
+from .model_sources import linreg_with_regularizer
+
 DELTA, SIGMA, LAM = 2.0, 0.5, 0.1
 
 
@@ -221,18 +223,7 @@ def test_non_convex_model_reports_its_distinct_stationary_points(tmp_path):
     assert float(np.ravel(res["M"])[0]) == pytest.approx(float(np.ravel(pts[0]["M"])[0]), rel=0.05)
 
 
-QUADREG = '''"""linreg with a declared regulariser H (not supported by the stationary solve)."""
-import sympy as sp
-from dmftgen import Model, student, teacher, theta
-r = student(1)
-s = teacher(1)
-th = theta(1)
-z, sigma, mu = sp.symbols("z sigma mu", real=True)
-y = s[0] + sigma * z
-MODEL = Model(name="stationary_reg_test", student=r, teacher=s, noise={z: "normal"},
-              params={sigma: 0.5, mu: 0.3}, labels=y, loss=(r[0] - y) ** 2 / 2,
-              regularizer=mu * sp.sqrt(1 + th[0] ** 2), init_std=0, teacher_std=1)
-'''
+SOFTREG = linreg_with_regularizer("stationary_reg_test", "mu * sp.sqrt(1 + th[0] ** 2)", 0.3)
 
 
 def test_declared_regulariser_is_refused_with_the_reason(tmp_path, capsys):
@@ -240,7 +231,7 @@ def test_declared_regulariser_is_refused_with_the_reason(tmp_path, capsys):
     from dmftgen.model import load_model
 
     f = tmp_path / "stationary_reg_test.py"
-    f.write_text(QUADREG)
+    f.write_text(SOFTREG)
     generate(load_model(str(f)))
     assert main(["stationary", str(f), "--tau", "0.5", "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
