@@ -5,9 +5,10 @@ import time
 
 import numpy as np
 
+from ..observables import test_gradients
 from ..results import Result, versions
 from .checks import run_checks, verdict
-from .errorbars import batch_means, observable_gradients, propagate, theta_errors, theta_replicates
+from .errorbars import batch_means, propagate, theta_errors, theta_replicates
 from .estimators import nu_err
 
 
@@ -47,7 +48,7 @@ def result(sv, reached, status, message) -> Result:
     if (sv.opts.jackknife or sv.reg) and n == N + 1:
         reps_Q, reps_M, fac = theta_replicates(sv, n)
         Q_err, M_err, cov = theta_errors(reps_Q, reps_M, fac, n)
-        for key, gr in observable_gradients(kern, model, sv.p, Q, Mo, tst, rho).items():
+        for key, gr in test_gradients(kern, model, Q, Mo, rho, sv.p, tst).items():
             data[key + "_err"] = propagate(gr, cov)
     else:
         for key in tst:

@@ -71,14 +71,6 @@ def propagate(grad, cov):
     return np.sqrt(np.maximum(np.einsum("ki,kij,kj->k", grad, cov, grad), 0.0))
 
 
-def observable_gradients(kern, model, p, Q, Mo, base, rho):
-    """d(test observable)/d(Q, M entries) by central differences on the common sample
-    (:func:`dmftgen.observables.test_gradients`)."""
-    from ..observables import test_gradients
-
-    return test_gradients(kern, model, Q, Mo, rho, p, base)
-
-
 def fold_two_time(acc, one):
     """Add the two-time arrays of replica Result ``one`` into the running sums ``acc`` (truncated
     to the shorter time axis) and drop them from ``one``: the same sums, in the same order, as
