@@ -61,7 +61,6 @@ def kl_row(r, k, RT):
     The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
     (l < k) and Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
     m = r.m
-    rk = slice(k * m, (k + 1) * m)
     nt = r.n_tan_g * r.G
     kl = r.group_row(r.kl_sum, k)[:, :, : k * m].sum(0) / nt
     if r.use_cv and k > 0:

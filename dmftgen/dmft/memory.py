@@ -33,7 +33,6 @@ with the figure and a hint, like ``simulate`` does for the data matrix.
 """
 from __future__ import annotations
 
-import math
 import os
 
 from ..errors import SettingsError
