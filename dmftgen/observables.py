@@ -16,6 +16,8 @@ import numpy as np
 #: Size and seed of the common-random-number sample.
 N_TEST = 1 << 16
 TEST_SEED = 20260206
+#: Times at which :func:`test_gradients` differentiates (linear interpolation in between).
+GRAD_NODES = 24
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -79,9 +81,7 @@ def test_observables(kern, model, Q, Mo, rho, p, *, n: int = N_TEST, seed: int =
     Q = np.asarray(Q, dtype=float).reshape(-1, m, m)
     T = Q.shape[0]
     Mo = np.asarray(Mo, dtype=float).reshape(T, m, k)
-    rho = np.asarray(rho, dtype=float)
-    # k = 0 (no teacher): rho has size 0 and reshape(-1, 0, 0) is ambiguous.
-    rho = np.broadcast_to(rho.reshape((-1, k, k)) if k else np.zeros((1, 0, 0)), (T, k, k))
+    rho = _per_time(rho, k, T)
     xi, z = common_sample(model, n, seed)
     p = np.ascontiguousarray(p, dtype=np.float64)
     loss = np.empty(n)
@@ -118,7 +118,15 @@ def test_gradients(kern, model, Q, Mo, rho, p, base, *, n: int = 1 << 14) -> dic
     half the derivative, so ``grad . (dQ.ravel(), dM.ravel())`` is the first-order change for a
     symmetric dQ. A finite step (3 % of the largest Q) on a common sample: indicator metrics (0-1
     error) have a gradient only in this smoothed sense; for smooth losses the O(h^2) bias is tiny.
-    A smaller common sample (2^14) suffices for an error-propagation gradient.
+    A smaller common sample (2^14) suffices for an error-propagation gradient, and so do fewer
+    times: the gradient is evaluated at :data:`GRAD_NODES` grid points and interpolated linearly in
+    t between them ((Q, M) and so the gradient are smooth in t; it only scales the error bars),
+    nodes spaced geometrically (:func:`grad_nodes`: (Q, M) move fastest right after theta^0).
+    Measured (logistic, Figure 1 setting, T = 5, 101 times, P = 8000): against the gradient at
+    every time the propagated errors move by 1 % (median) and 7 % (worst time) of themselves, for
+    the loss and the 0-1 error alike (32 nodes: the same 7 %, the 0-1 error's own finite-difference
+    noise; 8 replicas' errors scatter by ~27 % anyway); committee 0.09 %. The evaluations fall from
+    4 x 101 to 4 x 25 (the gradient's share of the test observables' cost from 1/2 to 1/5).
     """
     m, kk = model.m, model.k
     Q = np.asarray(Q, dtype=float).reshape(-1, m, m)
@@ -126,9 +134,11 @@ def test_gradients(kern, model, Q, Mo, rho, p, base, *, n: int = 1 << 14) -> dic
     T = Q.shape[0]
     keys = [k for k in base if k != "test_loss_mc"]
     npar = m * m + m * kk
-    grads = {key: np.zeros((T, npar)) for key in keys}
     scale = max(float(np.abs(Q).max(initial=0.0)), 1e-2)
     h = 0.03 * scale
+    nodes = grad_nodes(T)
+    Q, Mo, rho = Q[nodes], Mo[nodes], _per_time(rho, kk, T)[nodes]
+    grads = {key: np.zeros((nodes.size, npar)) for key in keys}
     for i in range(npar):
         outs = []
         for sgn in (1.0, -1.0):
@@ -147,7 +157,25 @@ def test_gradients(kern, model, Q, Mo, rho, p, base, *, n: int = 1 << 14) -> dic
             if i < m * m and divmod(i, m)[0] != divmod(i, m)[1]:
                 d = 0.5 * d  # the pair (a,b),(b,a) was moved together; both entries get half
             grads[key][:, i] = np.nan_to_num(d)
-    return grads
+    if nodes.size == T:
+        return grads
+    return {key: np.stack([np.interp(np.arange(T), nodes, g[:, i]) for i in range(npar)], axis=1)
+            for key, g in grads.items()}
+
+
+def grad_nodes(T: int) -> np.ndarray:
+    """The grid indices where :func:`test_gradients` differentiates: 0 and GRAD_NODES indices
+    spaced geometrically from 1 to T - 1 (dense early, where (Q, M) move fast from theta^0)."""
+    if T <= GRAD_NODES + 1:
+        return np.arange(T)
+    return np.unique(np.concatenate([[0], np.geomspace(1, T - 1, GRAD_NODES).round().astype(int)]))
+
+
+def _per_time(rho, k, T):
+    """rho as (T, k, k) (it may be given once for all times)."""
+    rho = np.asarray(rho, dtype=float)
+    # k = 0 (no teacher): rho has size 0 and reshape(-1, 0, 0) is ambiguous.
+    return np.broadcast_to(rho.reshape((-1, k, k)) if k else np.zeros((1, 0, 0)), (T, k, k))
 
 
 def replica_test_observables(kern, model, Q_reps, M_reps, rho, p) -> dict:

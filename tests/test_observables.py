@@ -37,3 +37,37 @@ def test_singular_covariance_at_zero_init():
     model = load_model("logistic")
     out = test_observables(load_kernels(model), model, [[[0.0]]], [[[0.0]]], np.eye(1), model.param_vector())
     assert abs(out["test_loss"][0] - np.log(2.0)) < 1e-12
+
+
+def test_gradient_at_nodes_interpolates_the_gradient_at_every_time(monkeypatch):
+    """The error-propagation gradient is differentiated at ``grad_nodes`` only; between them it is
+    interpolated. For linreg the test loss is E = (Q - 2M + rho + sigma^2) / 2 exactly (a closed
+    form, test above), so dE/dQ = 1/2 and dE/dM = -1 at every time, whatever the nodes; and on a
+    logistic path (Q, M) ~ (2 t^2, t / 2) the interpolated gradient must match the every-time one to the
+    interpolation error of a smooth curve (a few % here; a wrong node-to-time map gives O(1))."""
+    import dmftgen.observables as ob
+
+    model = load_model("linreg")
+    kern = load_kernels(model)
+    p = model.param_vector({})
+    T = 60
+    t = np.linspace(0, 3, T)
+    # a PSD path well inside the cone (Q - M^2 / rho >= 1 > the finite-difference step 0.03 max Q)
+    Q = (1.0 + 2.0 * t ** 2).reshape(T, 1, 1)
+    M = (0.5 * t).reshape(T, 1, 1)
+    base = test_observables(kern, model, Q, M, np.ones((1, 1)), p)
+    g = ob.test_gradients(kern, model, Q, M, np.ones((1, 1)), p, base)["test_loss"]
+    assert ob.grad_nodes(T).size < T
+    # exact up to the 2^14-point sample's second moments (quasi-Monte Carlo, ~1e-4 off the unit ones)
+    np.testing.assert_allclose(g[:, 0], 0.5, rtol=1e-3)
+    np.testing.assert_allclose(g[:, 1], -1.0, rtol=1e-3)
+
+    model = load_model("logistic")
+    kern = load_kernels(model)
+    p = model.param_vector({})
+    base = test_observables(kern, model, Q, M, np.ones((1, 1)), p)
+    g = ob.test_gradients(kern, model, Q, M, np.ones((1, 1)), p, base)["test_loss"]
+    monkeypatch.setattr(ob, "GRAD_NODES", 10 ** 6)
+    g_all = ob.test_gradients(kern, model, Q, M, np.ones((1, 1)), p, base)["test_loss"]
+    scale = np.abs(g_all).max(0)
+    assert np.max(np.abs(g - g_all) / scale) < 0.05
