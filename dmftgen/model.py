@@ -99,6 +99,15 @@ class Noise:
             return rng.random(shape)
         return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
 
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        """The law's quantile function at u in (0, 1): maps (quasi-)uniform points to samples."""
+        if self.law == "normal":
+            from scipy.special import ndtri
+            return ndtri(u)
+        if self.law == "uniform":
+            return np.asarray(u, dtype=float)
+        return np.where(np.asarray(u) < 0.5, -1.0, 1.0)
+
 
 # ----------------------------------------------------------------------------------------------
 # The declaration

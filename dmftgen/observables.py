@@ -34,6 +34,17 @@ def common_sample(model, n: int = N_TEST, seed: int = TEST_SEED):
     return _common_sample(model.m, model.k, tuple(model.noise_laws), n, seed)
 
 
+def sobol_uniforms(dim: int, n: int, rng) -> np.ndarray:
+    """n points (n, dim) of a scrambled Sobol sequence (randomised quasi-Monte Carlo), kept inside
+    [0.5/n, 1 - 0.5/n] so that quantile functions stay finite. The first 2^ceil(log2 n) points are
+    drawn (the balanced size) and the first n kept: any prefix of the randomised sequence is still
+    an unbiased sample of the uniform law."""
+    from scipy.stats import qmc
+
+    u = qmc.Sobol(d=max(int(dim), 1), scramble=True, seed=rng).random_base2(max(int(n) - 1, 1).bit_length())[:n]
+    return np.clip(u, 0.5 / n, 1.0 - 0.5 / n)
+
+
 @functools.lru_cache(maxsize=8)
 def _common_sample(m, k, laws, n, seed):
     """The sample behind :func:`common_sample`.
@@ -44,19 +55,15 @@ def _common_sample(m, k, laws, n, seed):
     curves are compared with closed forms.  Discontinuous metrics (0-1 error) still converge.
     """
     from scipy.special import ndtri
-    from scipy.stats import qmc
+
+    from .model import Noise
 
     nz = len(laws)
-    dim = m + k + nz
-    u = qmc.Sobol(d=max(dim, 1), scramble=True, seed=seed).random(n)
-    # keep away from 0 and 1 so that ndtri stays finite
-    u = np.clip(u, 0.5 / n, 1.0 - 0.5 / n)
+    u = sobol_uniforms(m + k + nz, n, seed)
     xi = ndtri(u[:, : m + k])
     z = np.empty((n, nz))
     for j, law in enumerate(laws):
-        uj = u[:, m + k + j]
-        z[:, j] = {"normal": lambda v: ndtri(v), "uniform": lambda v: v,
-                   "rademacher": lambda v: np.where(v < 0.5, -1.0, 1.0)}[law](uj)
+        z[:, j] = Noise(law).ppf(u[:, m + k + j])
     # shared by every caller (cached): callers must not write into these arrays
     return np.ascontiguousarray(xi), np.ascontiguousarray(z)
 

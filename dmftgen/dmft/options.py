@@ -65,6 +65,9 @@ class SolveOptions:
         L [0]: draw the noises on the grid dt / 2^L and aggregate (couples solves at different dt).
     tangent_cv : bool
         [True] control variate of the Monte Carlo tangents (grad ell -> Gamma on the same dB).
+    static_qmc : bool
+        [True] the per-path static draws (r*, initial field, label noises) by randomised
+        quasi-Monte Carlo (scrambled Sobol) instead of i.i.d. (:mod:`dmftgen.dmft.streams`).
     """
 
     groups: int = 20
@@ -85,6 +88,7 @@ class SolveOptions:
     theta_paths: int | None = None
     refine: int = 0
     tangent_cv: bool = True
+    static_qmc: bool = True
 
     @classmethod
     def from_kwargs(cls, options: dict) -> "SolveOptions":
