@@ -21,7 +21,8 @@ and wall seconds. On a shared machine quote CPU seconds; the wall column moves w
     is a solve at P = 320, 8 replicas of 40 paths), over the simulation's CPU is the ratio
     (goal <= 0.1). Also printed: the two scaled estimates from P = 2e4.
     ``--threads N`` runs every timed subprocess with NUMBA_NUM_THREADS = OPENBLAS_NUM_THREADS = N
-    (one core = one thread everywhere); ``--root DIR`` times another checkout (before/after).
+    (one core = one thread everywhere); ``--root DIR`` times another checkout (before/after);
+    ``--static-qmc`` runs the DMFT with its static draws by randomised QMC (dmftgen.dmft.streams).
 (b) Growth in K = T/dt at fixed P (logistic, T = 5, dt = 5/K, default tangent budget): CPU and
     wall time and peak RSS per K, fitted exponents of log(time) and log(RSS - RSS_0) against log K
     (RSS_0: the interpreter + numba baseline, measured by a P = 200, K = 10 run).
@@ -42,6 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NSEEDS = 3        # DMFT seeds in (a) (--seeds)
 THREADS = None    # NUMBA_NUM_THREADS of the measured subprocesses (--threads)
 KS = None         # (b): K values (--Ks)
+SOLVE_KW = {}     # (a): extra options of every DMFT solve (--static-qmc)
 
 ONE = r"""
 import json, resource, sys, time
@@ -141,13 +143,13 @@ def section_a(quick, out):
     P = 5000 if quick else 20000
     # the P-independent part of a default solve (8 replicas of 40 paths: theta-side, checks,
     # test observables and their gradients, N+1 kernel launches per replica)
-    fixed = run("solve", "logistic", FIG1, paths=320)
+    fixed = run("solve", "logistic", FIG1, paths=320, **SOLVE_KW)
     print("   " + fmt("solve P=320 (P-independent part)", fixed), flush=True)
     out["a"] = {"sim": sim, "sim_err_4_seeds": es, "sim_cpu_4_seeds": cpu_sim, "P": P, "fixed": fixed}
     seeds = range(NSEEDS)
     dms = []
     for sd in seeds:
-        dm = run("solve", "logistic", dict(FIG1, seed=sd), paths=P)
+        dm = run("solve", "logistic", dict(FIG1, seed=sd), paths=P, **SOLVE_KW)
         dms.append(dm)
         print("   " + fmt(f"solve P={P} seed {sd}", dm) + f"  paths_s {dm['paths_s']:.2f} (wall)  "
               f"test loss {dm['test_loss_T']:.5f} +- {dm['test_loss_err_T']:.5f}  [{dm['tangents']}]", flush=True)
@@ -167,7 +169,7 @@ def section_a(quick, out):
                      "ratio_scaled": ratio, "ratio_fixed_unscaled": cpu_lin / cpu_sim})
     # direct: solve at P_eq itself (no scaling assumption), same seeds
     Pq = max(320, int(round(P * scale / 320.0)) * 320)
-    dq = [run("solve", "logistic", dict(FIG1, seed=sd), paths=Pq) for sd in seeds]
+    dq = [run("solve", "logistic", dict(FIG1, seed=sd), paths=Pq, **SOLVE_KW) for sd in seeds]
     cq = sorted(d["cpu_s"] for d in dq)[len(dq) // 2]
     eq = math.sqrt(sum(d["test_loss_err_T"] ** 2 for d in dq) / len(dq))
     for sd, d in zip(seeds, dq):
@@ -236,11 +238,15 @@ def main():
     ap.add_argument("--root", default=None, help="time the dmftgen of another checkout (before/after)")
     ap.add_argument("--threads", type=int, default=None, help="NUMBA_NUM_THREADS of the timed runs")
     ap.add_argument("--seeds", type=int, default=3, help="DMFT seeds in (a) (median CPU, rms error)")
+    ap.add_argument("--static-qmc", action="store_true",
+                    help="(a): DMFT solves with static_qmc=True (randomised QMC static draws)")
     ap.add_argument("--Ks", default=None, help="(b): comma-separated K values (default 100,200,400,800)")
     args = ap.parse_args()
     global ROOT, THREADS, NSEEDS, KS
     ROOT = os.path.abspath(args.root) if args.root else ROOT
     THREADS, NSEEDS = args.threads, args.seeds
+    if args.static_qmc:
+        SOLVE_KW["static_qmc"] = True
     KS = tuple(int(x) for x in args.Ks.split(",")) if args.Ks else None
     try:
         load = os.getloadavg()[0]

@@ -228,9 +228,14 @@ def test_first_order_convergence_logistic(logistic):
     ref = 2 * vals[0.025] - vals[0.05]
     errs = np.array([np.abs(vals[dt] - ref) for dt in (0.2, 0.1, 0.05)])   # (3 steps, 3 observables)
     ratios = errs[:-1] / errs[1:]
-    # first order: ratio 2 up to O(dt) corrections and the residual (coupled) MC noise; measured
-    # 1.94-2.10 for seed 21
-    assert np.all((ratios > 1.6) & (ratios < 2.5)), (errs, ratios)
+    # First order: ratio 2 up to O(dt) corrections and the residual (coupled) MC noise. Measured
+    # over seeds 21-26 (i.i.d. and quasi-Monte Carlo static draws, 12 runs): Q, a theta-side
+    # quantity, 1.95-2.08 in every run; the losses' errors at dt = 0.05 (~8e-4 train, ~2e-4 test)
+    # carry a residual coupled noise of sd 30-45 % of themselves (2.3-3.6e-4, 0.4-0.6e-4), so their
+    # single-seed ratios spread over 1.6-4.8: for them the test asserts convergence (ratio clearly
+    # above 1, i.e. no dt-independent bias) and Q asserts the order.
+    assert np.all((ratios[:, 1] > 1.8) & (ratios[:, 1] < 2.3)), (errs, ratios)
+    assert np.all((ratios > 1.2) & (ratios < 5.5)), (errs, ratios)
 
 
 def test_richardson_removes_first_order_error(linreg):
@@ -404,3 +409,26 @@ def test_monte_carlo_theta_side_matches_simulation(tmp_path, gen_dir):
         tol = (3 * np.sqrt(dm[key + "_err"][idx] ** 2 + sim[key + "_sem"][idx] ** 2)
                + 0.01 * np.abs(sim[key][idx])).ravel()
         assert np.all(d <= tol), (key, dm[key][idx].ravel(), sim[key][idx].ravel(), tol)
+
+
+def test_static_qmc_draws_are_balanced_and_the_solve_unbiased(logistic):
+    """``static_qmc``: the static draws come from a scrambled Sobol sequence. (1) Their sample
+    means are balanced far beyond i.i.d.: P = 4000 i.i.d. normals have a mean of sd 1/sqrt(4000) =
+    0.016 (uniforms: 0.0046); the randomised sequence was measured at |mean| <= 3e-4 (normal) and
+    3e-5 (uniform) over 20 seeds, so 2e-3 / 5e-4 are 7x margins and an i.i.d. draw passes both with
+    probability ~1e-3. (2) Each point is still uniform: a solve agrees with the i.i.d. one within
+    the t-threshold of their combined between-replica errors (7 dof each; as in
+    tests/test_selfchecks.py::test_tau_continuity_at_zero)."""
+    from dmftgen.dmft.checks import threshold
+    from dmftgen.dmft.streams import draw
+
+    st = draw(logistic, 3, 0, 4000, 10, 1, 1, 1, 0.1, 0.0, 1.0, static_qmc=True)
+    assert abs(st.s.mean()) < 2e-3 and abs(st.z.mean() - 0.5) < 5e-4
+    s = Settings(delta=2.0, tau=0.5, T=1.0, dt=0.05, seed=3)
+    a = solve(logistic, s, paths=4000, static_qmc=True)
+    b = solve(logistic, s.replace(seed=4), paths=4000)
+    assert a.ok and b.ok
+    for key in ("train_loss", "test_loss"):
+        ea, eb = a[key + "_err"][1:], b[key + "_err"][1:]
+        thr = threshold(ea.size, 8)  # the smaller dof (7): conservative for the Welch t
+        assert np.all(np.abs(a[key][1:] - b[key][1:]) / np.hypot(ea, eb) < thr), key
