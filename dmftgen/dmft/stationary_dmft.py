@@ -65,6 +65,7 @@ from ..errors import SettingsError, UnsupportedModelError
 from ..observables import _sqrt_psd
 from .stationary_lag import (StationaryGaussian, _R_tail, _det_cv_mean, _fft_len, _geom_tail, _lag_covariance,
                              _tail_misprediction, _theta_side)
+from .stationary_theta_mc import LagThetaMC
 
 
 def _kernel(kern):
@@ -117,7 +118,8 @@ def init_from_static(st, lag, tau, delta, dt, W):
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.0, max_iter: int = 100,
                      tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,
-                     replica: int = 0, anderson: int = 4, window_check: bool = True):
+                     replica: int = 0, anderson: int = 4, window_check: bool = True,
+                     theta_paths: int | None = None):
     """Stationary state of the discrete DMFT at step ``settings.dt`` and tau > 0 (module docstring).
 
     Parameters
@@ -157,9 +159,6 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     from ..codegen import load_kernels
 
     kern = load_kernels(model)
-    if getattr(kern, "HAS_REG", False):
-        raise UnsupportedModelError(
-            f"solve_stationary supports h = lam theta; model `{model.name}` declares a regulariser H.")
     m, kk = int(kern.M), int(kern.K)
     tau, lam, delta, dt = settings.tau, settings.lam, settings.delta, settings.dt
     if tau <= 0:
@@ -179,23 +178,32 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     rho_std = model.teacher_std_value(p)
     rho = rho_std ** 2 * np.eye(kk)
     rho_inv = np.linalg.inv(rho) if kk else np.zeros((0, 0))
+    # a declared regulariser H: the theta-side by Monte Carlo theta-paths (stationary_theta_mc);
+    # the fourth block of the iterate x is then the teacher drift nu instead of M (M is an output
+    # of the theta-paths, nu their input), else the linear theta-side (stationary_lag._theta_side)
+    mc = None
+    if getattr(kern, "HAS_REG", False):
+        mc = LagThetaMC(kern, p, m, kk, lam, dt, W, B, L, theta_paths if theta_paths else P, int(groups),
+                        rho_std, max(1, int(targets)))
+
     def draws(key):
         """The random numbers of one set of P paths: teacher, label noise, Brownian increments,
-        the stationary Gaussian's normals and the static offsets."""
-        r_s, r_g, r_b = (np.random.default_rng(c) for c in np.random.SeedSequence(key).spawn(3))
+        the stationary Gaussian's normals and the static offsets; with H, those of the theta-paths."""
+        seeds = np.random.SeedSequence(key).spawn(4 if mc else 3)
+        r_s, r_g, r_b = (np.random.default_rng(c) for c in seeds[:3])
         s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
         zz = np.empty((P, int(kern.NZ)))
         for j, law in enumerate(model.noise.values()):
             zz[:, j] = law.sample(r_s, P)
         dB = np.ascontiguousarray(math.sqrt(dt) * r_b.standard_normal((P, L)))
         gauss = StationaryGaussian(r_g, P, L, m)
-        return s, np.ascontiguousarray(zz), dB, gauss, r_g.standard_normal((P, m))
+        th_rnd = mc.draws(np.random.default_rng(seeds[3])) if mc else None
+        return s, np.ascontiguousarray(zz), dB, gauss, r_g.standard_normal((P, m)), th_rnd
 
     # the iteration's paths (common random numbers across passes) and, for the reported averages,
     # a fresh set: the converged kernels are fitted to the iteration's own paths, whose averages
     # are then optimistic (train loss ~2 % low for logistic at P = 2000: docs/longtime.md)
     own = draws([settings.seed, 7, int(replica)])
-    s, zz, dB, gauss, xi_static = own
     tg = np.linspace(B, L - 1, max(1, int(targets))).round().astype(np.int64)
     bounds = np.linspace(0, P, G + 1).round().astype(np.int64)
     sq = math.sqrt(tau * delta)
@@ -231,7 +239,11 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     dL = np.zeros((P, L, m))
     nfft = _fft_len(L)
     blocks = [(W + 1, m, m), (W + 1, m, m), (m, m), (m, kk)]
-    x = _pack(K, S, S_inf, M)
+    if mc is not None:
+        nu0 = init.get("nu") if hasattr(init, "get") else None
+        x = _pack(K, S, S_inf, np.array(nu0, float).reshape(m, kk) if nu0 is not None else mc.nu_from_M(M, K, lam))
+    else:
+        x = _pack(K, S, S_inf, M)
     pairs, last_pt = [], None
     sec = init.get("secants") if hasattr(init, "get") else None
     if sec is not None and anderson > 0 and sec[0].shape[0] == x.size:
@@ -242,14 +254,24 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     obs_hist = []
     nTot = nS.sum()
 
+    theta_out = {}  # with H: the last theta-side pass per (own random numbers, tails)
+
     def evaluate(x, tails=True, rnd=None):
         """One pass of the map x -> G(x) on the common random numbers (or on ``rnd``, another
         set of draws): (G parts, observables) or a message (str) when the paths or kernels are not
         finite. ``tails=False`` drops the geometric continuations beyond the window (the
         window-error estimate)."""
-        s, zz, dB, gauss, xi_static = own if rnd is None else rnd
-        K, S, S_inf, M = _unpack(x, blocks)
-        R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W, tails=tails)
+        s, zz, dB, gauss, xi_static, th_rnd = own if rnd is None else rnd
+        K, S, S_inf, x4 = _unpack(x, blocks)
+        if mc is None:
+            M = x4
+            R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W, tails=tails)
+            Q = (M @ rho_inv @ M.T if kk else 0.0) + c_inf + c[0]
+        else:  # x4 is the teacher drift nu; M and Q are outputs of the theta-paths
+            th = mc.run(K, S, S_inf, x4, th_rnd, tails=tails)
+            if isinstance(th, str):
+                return th
+            R, c, c_inf, M, Q = th["R"], th["c"], th["c_inf"], th["M"], th["Q"]
         w = gauss.sample(c) + xi_static[:, None, :] @ _sqrt_psd(c_inf).T
         if kk:
             w = w + (s @ (M @ rho_inv).T)[:, None, :]
@@ -283,16 +305,19 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
             chi = np.linalg.inv(lam * eye + Khat)
         except np.linalg.LinAlgError:
             return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
-        M_new = -chi @ (new_els - Khat @ M)
+        # with H: the teacher drift seen by the theta-paths, nu = (E[ell r*^T] - Khat M) rho^{-1}
+        # (Stein, docs/theory.md §3) with the M of the theta-paths
+        M_new = -chi @ (new_els - Khat @ M) if mc is None else (new_els - Khat @ M) @ rho_inv
         if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
             return "non-finite kernels"
-        obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(),
-               "Q": (M @ rho_inv @ M.T if kk else 0.0) + c_inf + c[0],
+        obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(), "Q": Q,
                "Gamma": acc["gam"].sum(0) / nTot, "E_r_ell": acc["rl"].sum(0) / nTot,
                "E_ell_ell": acc["ll"].sum(0) / nTot}
         for j, name in enumerate(model.metrics):
             obs[f"train_{name}"] = float(met[:, j].sum() / nTot)
-        return (K, S, S_inf, M), (newK, newS, new_Sinf, M_new, new_els, Khat), obs
+        if mc is not None:
+            theta_out[(rnd is None, tails)] = th
+        return (K, S, S_inf, x4), (newK, newS, new_Sinf, M_new, new_els, Khat), obs
 
     for it in range(max_iter):
         ev = evaluate(x)
@@ -309,12 +334,13 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                              "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
                   # M_new - M = -chi (lam M + E[ell r*^T]): the stationarity of M in the units of M
+                  # (with H: the change of the teacher drift nu, in its units)
                   np.abs(M_new - M).max() / max(np.abs(M_new).max(), 1e-300) if kk else 0.0,
                   np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300),
                   np.abs(new_Sinf - S_inf).max() / max(np.abs(newS).max(), 1e-300))
         residuals.append(float(res))
         obs_hist.append(obs)
-        out = dict(obs=obs, M=M, K=newK, els=new_els, S=newS, S_inf=new_Sinf, Khat=Khat)
+        out = dict(obs=obs, M=obs["M"], x4=M_new, K=newK, els=new_els, S=newS, S_inf=new_Sinf, Khat=Khat)
         if res < tol:
             converged = True
             break
@@ -362,12 +388,29 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     if isinstance(fresh, str):
         return _no_state(f"{fresh} (fresh paths)", t_start, residuals)
     out["obs_own"] = out["obs"]
-    out["obs"] = dict(fresh[2], Q=out["obs"]["Q"], M=out["obs"]["M"])
-    R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
-    Mo = out["M"]
-    Q = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
+    if mc is None:
+        # Q and M of the linear theta-side at the output kernels G(x); Q_in that of the input x
+        out["obs"] = dict(fresh[2], Q=out["obs"]["Q"], M=out["obs"]["M"])
+        R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
+        Mo = out["M"]
+        Q = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
+        C_theta = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c
+        Q_in = out["obs"]["Q"]
+        extra = {}
+    else:
+        # with H every theta-side output is a Monte Carlo average: Q, M and the theta-row samples
+        # from the fresh theta-paths (out of sample, like the train-side averages), R and C_theta
+        # from the iteration's last pass
+        th_own, th_new = theta_out[(True, True)], theta_out[(False, True)]
+        out["obs"] = fresh[2]
+        R, c_inf, C_theta = th_own["R"], th_own["c_inf"], th_own["C_theta"]
+        Mo, Q = th_new["M"], th_new["Q"]
+        Q_in = Q
+        extra = {"nu": out["x4"], "chi": dt * (R.sum(0) + _geom_tail(R)),
+                 "theta_rows": th_new["theta_rows"], "theta_star_rows": th_new["theta_star_rows"]}
     obs = out["obs"]
     result = {"Q": Q, "M": Mo, "rho": rho, "E_ell_s": out["els"]}
+    result.update(extra)
     result.update({k: v for k, v in obs.items() if k not in ("Q", "M")})
     # iteration error (see stationary_state): the input x_k of the last pass is off the fixed point
     # by about |G(x_k) - x_k| / (1 - g); the caller turns this into observable errors with the
@@ -388,18 +431,20 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         if not isinstance(ev0, str) and not isinstance(ev1, str):
             window_delta = {key: np.asarray(ev1[2][key], float) - np.asarray(ev0[2][key], float)
                             for key in ev0[2]}
-            window_delta["M"] = ev1[1][3] - ev0[1][3]
+            if mc is None:  # the M of the output kernels (with H, obs["M"] is already the output)
+                window_delta["M"] = ev1[1][3] - ev0[1][3]
     result.update({"K": out["K"], "K_tail": Kt, "R": R, "S": out["S"], "S_inf": out["S_inf"],
-                   "C_theta": (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c, "c_inf": c_inf,
+                   "C_theta": C_theta, "c_inf": c_inf,
                    "lags": dt * np.arange(W + 1), "residuals": residuals, "iterations": len(residuals),
                    "converged": converged, "status": "ok" if converged else "not-converged",
                    "time_s": time.perf_counter() - t_start, "obs_hist": obs_hist, "steps": steps,
-                   "Q_in": obs["Q"],
+                   "Q_in": Q_in,
                    "window_tail": {"R": eps_R, "K": eps_K, "mispredict_R": _tail_misprediction(R),
                                    "mispredict_K": _tail_misprediction(out["K"])},
                    "window_delta": window_delta,
                    "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
-                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                   "state": dict({"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                                 **({"nu": out["x4"]} if mc is not None else {})),
                    "secants": (np.array([u for u, _ in pairs]).T, np.array([v for _, v in pairs]).T)
                    if pairs else None})
     return result

@@ -182,7 +182,7 @@ def stationary(model, settings, **options) -> Result:
     if opts["window"] <= 2 * settings.dt:
         raise SettingsError(f"stationary: window = {opts['window']} must exceed 2 dt = {2 * settings.dt}.")
     kern = load_kernels(model)
-    check_supported(kern, model)
+    check_supported(kern, model, settings.tau)
     p = model.param_vector(settings.params)
     t0, c0 = time.perf_counter(), time.process_time()
     one = _replica_tau0 if settings.tau == 0 else _replica_tau
@@ -200,7 +200,8 @@ def stationary(model, settings, **options) -> Result:
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
             "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
-                     "lag-kernel fixed point at step dt",
+                     "lag-kernel fixed point at step dt" + (", Monte Carlo theta-side (declared H)"
+                                                            if getattr(kern, "HAS_REG", False) else ""),
             "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
             "replica_residuals": [float(x["residuals"][-1]) if x.get("residuals") else None for x in reps],
             "replica_residual_seq": [[float(v) for v in x.get("residuals", [])] for x in reps],
@@ -338,14 +339,23 @@ def _combine(kern, model, settings, p, reps, opts):
     data["lag"] = settings.dt * np.arange(W1)
     Ks = data["K_lag"].sum(0) + (np.mean([x["K_tail"] for x in reps], axis=0) if "K_tail" in reps[0] else 0.0)
     m = Ks.shape[0]
-    data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
-        settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
+    if "theta_rows" in reps[0]:  # a declared H: chi = dt sum_n R(n), R from the theta-paths' tangents
+        data["chi"] = np.mean([x["chi"] for x in reps], axis=0)
+    else:
+        data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
+            settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
+    S = opts["theta_samples"]
+    if "theta_rows" in reps[0]:
+        # a declared H: the law of a theta row is not Gaussian; its samples are the theta-paths
+        # themselves (the last step of every path of every replica's fresh set, with their theta*)
+        data["theta_samples"] = np.concatenate([x["theta_rows"] for x in reps])[:S][None]
+        data["theta_star_samples"] = np.concatenate([x["theta_star_rows"] for x in reps])[:S]
+        return data
     # law of a theta row: Gaussian given theta* (the theta-side is linear for h = lam theta)
     Q, Mo = data["Q"][0], data["M"][0]
     cfl = Q - (Mo @ rho_inv @ Mo.T if k else 0.0)
     w, v = np.linalg.eigh(0.5 * (cfl + cfl.T))
     L = v * np.sqrt(np.clip(w, 0.0, None))
-    S = opts["theta_samples"]
     rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 29]))
     ths = math.sqrt(rho[0, 0]) * rng.standard_normal((S, k)) if k else np.zeros((S, 0))
     th = rng.standard_normal((S, m)) @ L.T + (ths @ (Mo @ rho_inv).T if k else 0.0)
