@@ -78,17 +78,19 @@ class LagThetaMC:
 
     def draws(self, rng):
         """The random numbers of one set of theta-paths: the noise Gaussian's normals, the static
-        normals and theta* (P_theta x k, whitened then scaled to the exact second moment rho, which
-        removes the O(P^-1/2) error of rho_hat from M; as :func:`dmftgen.dmft.theta_mc.make_theta_mc`)."""
+        normals xi (P_theta x m) and theta* (P_theta x k).
+
+        (xi, theta*) are whitened jointly (exact zero mean, identity second moment, then theta*
+        scaled to rho; as :func:`dmftgen.dmft.theta_mc.make_theta_mc` does for (theta^0, theta*)).
+        The static part of a theta row is a function of (xi, theta*), linear for a quadratic H, so
+        this removes the O(P^-1/2) sample correlation of xi and theta* from M, its largest Monte
+        Carlo error (the time average along a path does not reduce a static part)."""
         gauss = StationaryGaussian(rng, self.P, self.L, self.m)
-        xi = rng.standard_normal((self.P, self.m))
-        ths = np.zeros((self.P, self.kk))
-        if self.kk:
-            Z = rng.standard_normal((self.P, self.kk))
-            Z -= Z.mean(0)
-            Z = np.linalg.solve(np.linalg.cholesky(Z.T @ Z / self.P), Z.T).T
-            ths = self.rho_std * Z
-        return gauss, xi, np.ascontiguousarray(ths)
+        Z = rng.standard_normal((self.P, self.m + self.kk))
+        Z -= Z.mean(0)
+        Z = np.linalg.solve(np.linalg.cholesky(Z.T @ Z / self.P), Z.T).T
+        xi, ths = Z[:, : self.m], self.rho_std * Z[:, self.m:]
+        return gauss, np.ascontiguousarray(xi), np.ascontiguousarray(ths)
 
     def run(self, K, S, S_inf, nu, rnd, tails=True):
         """One pass of the theta-side at the lag kernels (K, S, S_inf) and teacher drift nu on the
