@@ -1,7 +1,7 @@
-"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0, ridge lam > 0).
+"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0).
 
-For a model with h = lam theta (student width m <= 3, any teacher width k) whose SGF has a
-stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
+For a model (student width m <= 3, any teacher width k; h = lam theta, or lam theta + grad H with
+a declared regulariser H, see "Declared regulariser" below) whose SGF has a stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
 invariant at long times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
 S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly, with
 the memory truncated at ``window`` lags W and continued geometrically beyond it.
@@ -36,6 +36,27 @@ contracts by ~0.3 per pass undamped; Anderson mixing (type II, ``anderson`` prev
 accelerates it, refusing extrapolations to a negative noise variance and falling back to plain
 iteration when it stalls (so that an unstable tau shows as the growth of S(0)). It stops when
 |G(x) - x| < tol relative to G(x) in every block.
+
+Declared regulariser H (model HAS_REG). The theta-side above is linear in theta; with
+h = lam theta + grad H it is replaced by Monte Carlo theta-paths on the same lag kernels
+(:class:`dmftgen.dmft.stationary_theta_mc.LagThetaMC`):
+
+    theta_{k+1} = theta_k - dt (grad H(theta_k) + lam theta_k) - dt sum_{n=0}^{W} K(n) theta_{k-n}
+                  - dt nu theta* + dU_k,       dU stationary Gaussian of lag covariance S,
+
+whose averages give C_theta(u), M = <theta theta*^T> and R(n) = <d theta_{k+n} / d dU_k> (forward
+tangents with grad^2 H along the path). M is then an output of the theta-side and nu its input,
+so the fourth block of the iterate x is nu, updated by Stein's identity with the theta-paths' M,
+
+    nu <- (E[ell r*^T] - Khat M) rho^{-1},
+
+and the r-side input w = M rho^{-1} r* + w~ takes the lag covariance C_theta(u) - M rho^{-1} M^T of
+the paths (static part from the lags W < u <= 2W, as S_inf). Everything else (the r-side, Anderson
+mixing, the residual, the window and iteration errors) is shared. The theta-paths have their own
+common random numbers (per replica, so the between-replica errors include their Monte Carlo
+error), and the fresh final pass runs fresh theta-paths too: Q, M and the theta-row samples are
+reported from those (out of sample, like the train-side averages). For a quadratic H this
+reproduces the ridge route within errors (tests/test_stationary.py).
 
 Reported averages. The kernels are fitted to the iteration's own paths, so averages over those
 paths are optimistic (e.g. the train loss of logistic ~2 % low at P = 2000); the train loss,
@@ -125,8 +146,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     Parameters
     ----------
     model, settings :
-        Any student width m and teacher width k, h = lam theta (no declared regulariser);
-        ``settings.tau`` > 0, and a model with a stationary state (e.g. ridge lam > 0; ridge-less
+        Any student width m <= 3 and teacher width k; h = lam theta, or with a declared
+        regulariser H the Monte Carlo theta-side (module docstring); ``settings.tau`` > 0, and a model with a stationary state (e.g. ridge lam > 0; ridge-less
         regression with delta > 1). ``settings.T`` is not used.
     paths : int
         Monte Carlo r-paths (common random numbers across iterations).
@@ -147,6 +168,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         another replica, or :func:`init_from_static`).
     replica : int
         Index of an independent replica: its own random numbers (SeedSequence([seed, 7, replica])).
+    theta_paths : int, optional
+        With a declared H: the number of theta-paths (default ``paths``), each with ``targets``
+        tangent sources.
 
     Returns
     -------
@@ -154,7 +178,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         train_loss, train_<metric> (floats), Q, M, Gamma, E_r_ell, E_ell_ell (m x m / m x k), the
         lag kernels K, R, S (W+1, m, m), S_inf, C_theta (3W+1, m, m), residuals, iterations,
         converged, status ("ok", "not-converged", "no-stationary-state"), time_s, and the
-        converged kernels as ``state`` (an ``init`` for another replica).
+        converged kernels as ``state`` (an ``init`` for another replica). With a declared H also
+        nu, chi = dt sum_n R(n) and theta_rows / theta_star_rows (the last step of the fresh
+        theta-paths: samples of the law of a theta row).
     """
     from ..codegen import load_kernels
 

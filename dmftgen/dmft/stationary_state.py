@@ -11,7 +11,10 @@ Two routes, one result:
   frequency-domain linear response.
 * tau > 0: the lag-kernel fixed point (:func:`dmftgen.dmft.stationary_dmft.solve_stationary`) at
   the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
-  depends on dt at O(dt)), started from the tau = 0 solution.
+  depends on dt at O(dt)), started from the tau = 0 solution. A declared regulariser H goes
+  through its Monte Carlo theta-side (:mod:`dmftgen.dmft.stationary_theta_mc`), started from the
+  tau = 0 state of the model without H; at tau = 0 a declared H is refused (the static equations
+  assume a Gaussian theta row).
 
 Error bars: every ``*_err`` is sqrt(stat^2 + iteration^2 + window^2), and ``meta.error_budget``
 has the three parts per observable:
@@ -46,7 +49,9 @@ units) each with ``*_err``; the lag kernels over ``lag`` (W+1,) (replica means):
 (K(0) = Gamma, K(u) ~ R_ell(u) dt), ``R_lag`` (theta response R_theta(u)), ``S_lag`` (theta-noise
 covariance of the increments), ``C_lag`` (C_theta(u)); ``chi`` = dt sum_n R(n) = (lam + sum_u K(u))^{-1};
 ``theta_samples`` (1, S, m) and ``theta_star_samples`` (S, k): draws of the law of a theta row
-(Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T);
+(Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T;
+with a declared H, not Gaussian: the last step of the fresh theta-paths of the replicas, and
+chi = dt sum_n R(n) from their tangents);
 ``rho``. Status "ok", "not-converged" (tolerance not reached) or "no-stationary-state"
 (interpolation without ridge, an unstable tau or step: the paths blow up, or no restoring force).
 """
@@ -148,8 +153,8 @@ def stationary(model, settings, **options) -> Result:
     ----------
     model : dmftgen.model.Model
         Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
-        h = lam theta. A declared regulariser H is refused (UnsupportedModelError): its stationary
-        theta-row law is not Gaussian and needs a Monte Carlo theta-side on lag kernels, not built.
+        h = lam theta, and a declared regulariser H at tau > 0 (Monte Carlo theta-side). A declared
+        H at tau = 0 is refused (UnsupportedModelError, with the reason).
     settings : dmftgen.config.Settings
         delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
         state does not depend on it), seed, params. ``T`` is not used.
