@@ -1,4 +1,4 @@
-"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0).
+"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0; tau >= 0 with a declared H).
 
 For a model (student width m <= 3, any teacher width k; h = lam theta, or lam theta + grad H with
 a declared regulariser H, see "Declared regulariser" below) whose SGF has a stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
@@ -56,7 +56,9 @@ mixing, the residual, the window and iteration errors) is shared. The theta-path
 common random numbers (per replica, so the between-replica errors include their Monte Carlo
 error), and the fresh final pass runs fresh theta-paths too: Q, M and the theta-row samples are
 reported from those (out of sample, like the train-side averages). For a quadratic H this
-reproduces the ridge route within errors (tests/test_stationary.py).
+reproduces the ridge route within errors (tests/test_stationary.py). This route also runs at
+tau = 0 (sq = 0: the paths settle to the regularised ERM, every kernel static), which a declared H
+needs because the static fixed point (dmftgen.dmft.stationary_static) assumes a Gaussian theta row.
 
 Reported averages. The kernels are fitted to the iteration's own paths, so averages over those
 paths are optimistic (e.g. the train loss of logistic ~2 % low at P = 2000); the train loss,
@@ -147,7 +149,8 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     ----------
     model, settings :
         Any student width m <= 3 and teacher width k; h = lam theta, or with a declared
-        regulariser H the Monte Carlo theta-side (module docstring); ``settings.tau`` > 0, and a model with a stationary state (e.g. ridge lam > 0; ridge-less
+        regulariser H the Monte Carlo theta-side (module docstring); ``settings.tau`` > 0 (>= 0
+        with a declared H), and a model with a stationary state (e.g. ridge lam > 0; ridge-less
         regression with delta > 1). ``settings.T`` is not used.
     paths : int
         Monte Carlo r-paths (common random numbers across iterations).
@@ -187,7 +190,10 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     kern = load_kernels(model)
     m, kk = int(kern.M), int(kern.K)
     tau, lam, delta, dt = settings.tau, settings.lam, settings.delta, settings.dt
-    if tau <= 0:
+    reg = bool(getattr(kern, "HAS_REG", False))
+    if tau < 0 or (tau == 0 and not reg):
+        # tau = 0 with h = lam theta is the static fixed point, exact and cheaper; with a declared H
+        # the lag route runs at tau = 0 too (paths without noise settle to the regularised ERM)
         raise SettingsError(f"solve_stationary needs tau > 0 (got tau = {tau}); tau = 0 is the static "
                             "fixed point (dmftgen.dmft.stationary_static).")
     W = max(2, int(round(window / dt)))
@@ -208,7 +214,7 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     # the fourth block of the iterate x is then the teacher drift nu instead of M (M is an output
     # of the theta-paths, nu their input), else the linear theta-side (stationary_lag._theta_side)
     mc = None
-    if getattr(kern, "HAS_REG", False):
+    if reg:
         mc = LagThetaMC(kern, p, m, kk, lam, dt, W, B, L, theta_paths if theta_paths else P, int(groups),
                         rho_std, max(1, int(targets)))
 

@@ -13,8 +13,10 @@ Two routes, one result:
   the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
   depends on dt at O(dt)), started from the tau = 0 solution. A declared regulariser H goes
   through its Monte Carlo theta-side (:mod:`dmftgen.dmft.stationary_theta_mc`), started from the
-  tau = 0 state of the model without H; at tau = 0 a declared H is refused (the static equations
-  assume a Gaussian theta row).
+  tau = 0 state of the model without H, at every tau >= 0: the static equations above assume a
+  Gaussian theta row (h = lam theta), and at tau = 0 the noiseless paths of the lag route settle
+  to the regularised ERM (tested on a quadratic H against the exact ridge ERM; its iteration and
+  window errors are then those of the lag route, not zero).
 
 Error bars: every ``*_err`` is sqrt(stat^2 + iteration^2 + window^2), and ``meta.error_budget``
 has the three parts per observable:
@@ -153,8 +155,8 @@ def stationary(model, settings, **options) -> Result:
     ----------
     model : dmftgen.model.Model
         Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
-        h = lam theta, and a declared regulariser H at tau > 0 (Monte Carlo theta-side). A declared
-        H at tau = 0 is refused (UnsupportedModelError, with the reason).
+        h = lam theta, and a declared regulariser H (lag route with a Monte Carlo theta-side, at
+        tau = 0 too).
     settings : dmftgen.config.Settings
         delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
         state does not depend on it), seed, params. ``T`` is not used.
@@ -187,10 +189,12 @@ def stationary(model, settings, **options) -> Result:
     if opts["window"] <= 2 * settings.dt:
         raise SettingsError(f"stationary: window = {opts['window']} must exceed 2 dt = {2 * settings.dt}.")
     kern = load_kernels(model)
-    check_supported(kern, model, settings.tau)
+    check_supported(kern, model)
     p = model.param_vector(settings.params)
     t0, c0 = time.perf_counter(), time.process_time()
-    one = _replica_tau0 if settings.tau == 0 else _replica_tau
+    # tau = 0 with a declared H: the static equations assume a Gaussian theta row, so the lag
+    # route with its Monte Carlo theta-side (whose noiseless paths settle to the regularised ERM)
+    one = _replica_tau0 if settings.tau == 0 and not getattr(kern, "HAS_REG", False) else _replica_tau
     reps, init = [], None
     for r in range(opts["replicas"]):
         out = one(kern, model, settings, p, opts, r, init)
@@ -204,7 +208,7 @@ def stationary(model, settings, **options) -> Result:
             init["secants"] = out["secants"]
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
-            "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
+            "route": "static fixed point (tau = 0, ERM)" if one is _replica_tau0 else
                      "lag-kernel fixed point at step dt" + (", Monte Carlo theta-side (declared H)"
                                                             if getattr(kern, "HAS_REG", False) else ""),
             "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
@@ -223,14 +227,14 @@ def stationary(model, settings, **options) -> Result:
         f"*_err = sqrt(stat^2 + iteration^2 + window^2): stat the between-replica standard error over "
         f"{len(reps)} independent solves (kernel feedback included); " + (
             "iteration and window zero (the tau = 0 static fixed point is solved to 1e-8 and has no "
-            "memory truncation)" if settings.tau == 0 else
+            "memory truncation)" if one is _replica_tau0 else
             "iteration = the distance of the last iterate from the fixed point (2 x residual / last step x "
             "the last change of the observable); window = 2 mu |D|, D the change of the observable when "
             "the geometric continuations of R and K beyond the window are dropped (one pass on the same "
             "random numbers), mu the relative error of that continuation measured inside the window "
             "(from W/2 predicting W/2..W). meta.error_budget has the three parts per observable; "
             "meta.window_tail the relative tail masses of R and K beyond the window and mu"))
-    if settings.tau > 0:
+    if one is _replica_tau:
         meta["window_tail"] = [x.get("window_tail") for x in reps]
     found = reps[0].get("fixed_points")
     pts = found["points"] if found else None

@@ -287,16 +287,8 @@ def multistart(kern, model, settings, p, *, samples=10000, seed=0, starts=4, max
     return sorted(found, key=lambda q: q["objective"]), failed
 
 
-def check_supported(kern, model, tau):
-    """Refuse what the stationary solve cannot do: m > 3, and a declared H at tau = 0."""
-    if getattr(kern, "HAS_REG", False) and tau == 0:
-        raise UnsupportedModelError(
-            f"stationary: model `{model.name}` declares a regulariser H, which is supported at tau > 0 "
-            "only: the tau = 0 state is a static fixed point whose equations (the proximal map of L "
-            "and a Gaussian theta row, this module) assume h = lam theta; with a non-quadratic H the "
-            "theta row is not Gaussian, and the lag-kernel route with its Monte Carlo theta-side "
-            "needs the noise of tau > 0. Use a small tau > 0 (its limit tau -> 0+ is the tau = 0 "
-            "state), or follow the time-dependent solve to long times (dmftgen solve-long).")
+def check_supported(kern, model):
+    """Refuse what the stationary solve cannot do: m > 3."""
     if int(kern.M) > 3:
         raise UnsupportedModelError(f"stationary: m = {kern.M} > 3 is not supported.")
 
