@@ -35,7 +35,8 @@ has the three parts per observable:
   measured inside the window. Zero at tau = 0 (no memory truncation in the static equations).
 
 Path averages (tau > 0): train loss, metrics, Gamma, E[r ell^T], E[ell ell^T] come from one pass on
-fresh paths at the converged kernels (dmftgen.dmft.stationary_dmft; the iteration's own paths are
+fresh paths at the converged kernels, and Q, M (hence the test observables) from the theta-side at
+the kernels that fresh pass estimates (dmftgen.dmft.stationary_dmft; the iteration's own paths are
 optimistic because the kernels are fitted to them).
 
 Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
@@ -302,7 +303,7 @@ def _combine(kern, model, settings, p, reps, opts):
                                / max(steps[j - 1], 1e-300) for j in range(1, len(ds))], axis=0)
                 last = np.abs(np.asarray(ds[-1][key], float) - np.asarray(ds[-2][key], float))
                 it[key] = np.maximum(2.0 * res[-1] * sens, last * rate / (1.0 - rate))
-            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x["Q"]) - np.asarray(x["Q_in"])))
+            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x.get("Q_iter", x["Q"])) - np.asarray(x["Q_in"])))
         for key in d:
             v = np.abs(np.asarray(d[key], float))
             if key not in it:  # tau = 0: solved to 1e-8; tau > 0 converged at its first pass: 2 res |value|
