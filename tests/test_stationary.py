@@ -84,6 +84,22 @@ def test_linreg_ridge_tau_positive_matches_the_exact_discrete_floor(linreg):
     assert "iteration" in res.meta["errors"] and "window" in res.meta["errors"]
 
 
+def test_cross_fit_takes_q_and_m_from_the_fresh_kernels(linreg):
+    """``cross_fit``: Q and M from the theta-side at the kernels of the fresh final pass. Same
+    solve otherwise (same seed: identical train-side averages), a different (Q, M), still within
+    4 combined sigma of the exact discrete floor (3 degrees of freedom)."""
+    st = Settings(delta=DELTA, tau=0.5, lam=LAM, dt=0.2, seed=5)
+    kw = dict(paths=4000, replicas=4, window=20.0)
+    res, cf = stationary(linreg, st, **kw), stationary(linreg, st, cross_fit=True, **kw)
+    assert res.ok and cf.ok, (res.message, cf.message)
+    assert float(cf["train_loss"][0]) == float(res["train_loss"][0])
+    assert float(cf["Q"][0, 0, 0]) != float(res["Q"][0, 0, 0])
+    L_dt, E_dt = linreg_stationary(DELTA, SIGMA, 0.5, LAM, dt=0.2)
+    M_inf = gradient_flow(np.array([0.0, 400.0]), DELTA, sigma=SIGMA, lam=LAM).M[-1]
+    assert _z(cf, "test_loss", E_dt) < 4 and _z(cf, "M", M_inf) < 4
+    assert _z(cf, "Q", 2 * E_dt + 2 * M_inf - 1 - SIGMA ** 2) < 4  # test loss = (Q - 2M + 1 + sigma^2) / 2
+
+
 def test_logistic_ridge_tau0_is_the_empirical_risk_minimiser(logistic):
     """tau = 0, lam = 0.1: the stationary state vs scipy ERM at d = 1500, 3 seeds.
 
@@ -412,9 +428,8 @@ def test_tau_to_zero_limit_of_the_lag_kernel_route_is_the_static_state(logistic)
     those paths: with them this test fails, train loss -5.8 and Gamma -6.4 combined sigma at this
     seed; at seed 2 the optimism is smaller, -0.7 sigma). Allowance: 4 combined standard errors
     (3 degrees of freedom per side: Student's t_3 two-sided 1 % is 5.8). Measured with the fix:
-    z = -1.3 (train loss), -0.6 (Gamma), -2.8 (train error); Q, M and the test loss cross-fitted
-    (theta-side at the fresh pass's kernels): -0.5, -0.1, -0.5 (from the own kernels: -1.8, -0.2,
-    -1.1; over seeds 0, 2, 3 max |z| 1.35 cross-fitted, 2.55 from the own kernels)."""
+    z = -1.3 (train loss), -0.6 (Gamma), -1.1, -1.8, -0.2 (test loss, Q, M), -2.8 (train error);
+    with cross_fit -0.5, -0.5, -0.1 on the test loss, Q, M (docs/longtime.md)."""
     st = Settings(delta=DELTA, tau=0.0, lam=LAM, dt=0.2, seed=0)
     ref = stationary(logistic, st, samples=20000, starts=1)
     res = stationary(logistic, st.replace(tau=0.01))

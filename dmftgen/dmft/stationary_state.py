@@ -35,9 +35,9 @@ has the three parts per observable:
   measured inside the window. Zero at tau = 0 (no memory truncation in the static equations).
 
 Path averages (tau > 0): train loss, metrics, Gamma, E[r ell^T], E[ell ell^T] come from one pass on
-fresh paths at the converged kernels, and Q, M (hence the test observables) from the theta-side at
-the kernels that fresh pass estimates (dmftgen.dmft.stationary_dmft; the iteration's own paths are
-optimistic because the kernels are fitted to them).
+fresh paths at the converged kernels (dmftgen.dmft.stationary_dmft; the iteration's own paths are
+optimistic because the kernels are fitted to them); option ``cross_fit`` takes Q, M (hence the
+test observables) from the theta-side at the kernels that fresh pass estimates.
 
 Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
 (M = 0, +-rho_std, and for m >= 2 opposite and specialised units) on common draws; the distinct
@@ -73,7 +73,7 @@ STATUS_NO_STATE = "no-stationary-state"
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
             "tol": 3e-4, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2,
-            "starts": 4}
+            "starts": 4, "cross_fit": False}
 
 
 def _relaxation_time(R, dt, extend=True):
@@ -146,7 +146,8 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     P = max(opts["paths"] // opts["replicas"], 2 * opts["groups"])
     return solve_stationary(model, settings, paths=P, window=opts["window"], init=init, tol=opts["tol"],
                             max_iter=opts["max_iter"], damping=opts["damping"], groups=opts["groups"],
-                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0)
+                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0,
+                            cross_fit=bool(opts["cross_fit"]))
 
 
 def stationary(model, settings, **options) -> Result:
@@ -167,7 +168,8 @@ def stationary(model, settings, **options) -> Result:
         (3e-4: relative residual |G(x) - x| of the kernels; tau = 0 uses min(tol, 1e-8)),
         max_iter (100), damping (0: plain steps are undamped), anderson (4: Anderson memory, 0
         for plain iteration), groups (10), targets (2: adjoint targets per path), starts (4:
-        multi-start search at tau = 0, 1 to skip it).
+        multi-start search at tau = 0, 1 to skip it), cross_fit (False: Q and M from the theta-side
+        at the kernels of the fresh final pass, see dmftgen.dmft.stationary_dmft).
 
     Returns
     -------
