@@ -344,13 +344,17 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         # M = -(lam + Khat)^{-1} nu rho (gain chi instead of the 1/lam of M = -E[ell r*^T]/lam);
         # Khat = sum over all lags, the part beyond the window by geometric continuation
         Khat = newK.sum(0) + (_geom_tail(newK) if tails else 0.0)
-        try:
-            chi = np.linalg.inv(lam * eye + Khat)
-        except np.linalg.LinAlgError:
-            return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
-        # with H: the teacher drift seen by the theta-paths, nu = (E[ell r*^T] - Khat M) rho^{-1}
-        # (Stein, docs/theory.md §3) with the M of the theta-paths
-        M_new = -chi @ (new_els - Khat @ M) if mc is None else (new_els - Khat @ M) @ rho_inv
+        if mc is None:
+            try:
+                chi = np.linalg.inv(lam * eye + Khat)
+            except np.linalg.LinAlgError:
+                return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
+            M_new = -chi @ (new_els - Khat @ M)
+        else:
+            # with H: the teacher drift seen by the theta-paths, nu = (E[ell r*^T] - Khat M) rho^{-1}
+            # (Stein, docs/theory.md §3) with the M of the theta-paths; the restoring force includes
+            # grad^2 H, so lam + Khat may be singular (a loss of lower rank than m)
+            M_new = (new_els - Khat @ M) @ rho_inv
         if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
             return "non-finite kernels"
         obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(), "Q": Q,
