@@ -97,8 +97,9 @@ def test_cli_check_reports_stale_with_diff(tmp_path, gen_dir):
 
 
 def test_templates_follow_what_a_model_can_use(tmp_path, monkeypatch):
-    """The stationary kernel in every model without an H (m <= 3, any k: dmftgen.stationary solves
-    committee m = 2 at tau > 0 with it); no regulariser kernels without an H."""
+    """The stationary r-side kernel in every model with m <= 3 (any k, with or without an H:
+    dmftgen.stationary solves committee m = 2 at tau > 0 with it), its Monte Carlo theta-side only
+    with an H; no regulariser kernels without an H."""
     import sympy as sp
 
     from dmftgen import Model, student, teacher, theta
@@ -106,8 +107,8 @@ def test_templates_follow_what_a_model_can_use(tmp_path, monkeypatch):
     for name in BUILTINS:
         model = load_model(name)
         text = render(model)
-        usable = model.m <= 3 and model.regularizer is None
-        assert ("def dmft_stationary_paths(" in text) == usable, name
+        assert ("def dmft_stationary_paths(" in text) == (model.m <= 3), name
+        assert ("def dmft_stationary_theta(" in text) == (model.m <= 3 and model.regularizer is not None), name
         for fn in ("dmft_theta_adjoint", "jac_h_row", "h_batch"):
             assert (f"def {fn}(" in text) == (model.regularizer is not None), (name, fn)
         assert "def h_row(" in text and "def dmft_paths(" in text and "def sim_sgf_increment(" in text
@@ -117,7 +118,7 @@ def test_templates_follow_what_a_model_can_use(tmp_path, monkeypatch):
                 regularizer=mu * th[0] ** 4 / 4)
     text = render(reg)
     assert "def dmft_theta_adjoint(" in text and "def jac_h_row(" in text and "def h_batch(" in text
-    assert "def dmft_stationary_paths(" not in text
+    assert "def dmft_stationary_paths(" in text and "def dmft_stationary_theta(" in text
 
 
 @pytest.mark.parametrize("name", ["square_hinge", "tanh3"])

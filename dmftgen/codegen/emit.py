@@ -55,11 +55,13 @@ class KernelSpec:
 #: Templates and kernels only some models can use: name -> predicate on the Model.  Everything
 #: else goes into every generated module (``sim.py``, ``dmft.py``, the row kernels, ``h_row``,
 #: which the simulator calls under ``if HAS_REG``).
-#:   stationary.py   the windowed stationary DMFT (dmftgen/dmft/stationary_dmft.py): m <= 3, no H
+#:   stationary.py   the windowed stationary DMFT, r-side (dmftgen/dmft/stationary_dmft.py): m <= 3
+#:   stationary_theta.py  its Monte Carlo theta-side (dmftgen/dmft/stationary_theta_mc.py): m <= 3, a declared H
 #:   theta_paths.py  the Monte Carlo theta-side (dmftgen/dmft/theta.py ThetaMC): a declared H
-#:   jac_h_row, h_batch  the regulariser kernels that only the Monte Carlo theta-side calls
+#:   jac_h_row, h_batch  the regulariser kernels that only the Monte Carlo theta-sides call
 USED_ONLY_BY = {
-    "stationary.py": lambda model: model.m <= 3 and model.regularizer is None,
+    "stationary.py": lambda model: model.m <= 3,
+    "stationary_theta.py": lambda model: model.m <= 3 and model.regularizer is not None,
     "theta_paths.py": lambda model: model.regularizer is not None,
     "jac_h_row": lambda model: model.regularizer is not None,
     "h_batch": lambda model: model.regularizer is not None,

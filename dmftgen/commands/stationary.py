@@ -42,6 +42,9 @@ def add_parser(sub):
                         f"1 skips it; default {D['starts']})")
     g.add_argument("--theta-samples", type=int, default=D["theta_samples"],
                    help=f"samples of the law of a theta row (default {D['theta_samples']})")
+    g.add_argument("--cross-fit", action="store_true",
+                   help="Q and M from the theta-side at the kernels of the fresh final pass (out of sample; "
+                        "about twice the error on Q)")
     g.add_argument("--tau-curve", default=None, metavar="T1,T2,...",
                    help="solve each tau of the list (overrides --tau) and write the curve and FILE.png (default: none, the single --tau)")
     g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
@@ -50,7 +53,8 @@ def add_parser(sub):
 
 def _options(args):
     return {"paths": args.paths, "replicas": args.replicas, "window": args.window, "samples": args.samples,
-            "tol": args.tol, "max_iter": args.max_iter, "theta_samples": args.theta_samples, "starts": args.starts}
+            "tol": args.tol, "max_iter": args.max_iter, "theta_samples": args.theta_samples, "starts": args.starts,
+            "cross_fit": args.cross_fit}
 
 
 def run(args) -> int:

@@ -1,7 +1,7 @@
-"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0, ridge lam > 0).
+"""Direct stationary solve of the discrete-time DMFT on lag kernels (tau > 0; tau >= 0 with a declared H).
 
-For a model with h = lam theta (student width m <= 3, any teacher width k) whose SGF has a
-stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
+For a model (student width m <= 3, any teacher width k; h = lam theta, or lam theta + grad H with
+a declared regulariser H, see "Declared regulariser" below) whose SGF has a stationary state, the discrete scheme of docs/theory.md §2 at step dt becomes time-translation
 invariant at long times: K_ell[k, l] = K(k - l) (K(0) = Gamma), R_theta[k, l] = R(k - l),
 S_U[k, l] = S(|k - l|), M and nu constant. This module solves for those lag kernels directly, with
 the memory truncated at ``window`` lags W and continued geometrically beyond it.
@@ -37,10 +37,41 @@ accelerates it, refusing extrapolations to a negative noise variance and falling
 iteration when it stalls (so that an unstable tau shows as the growth of S(0)). It stops when
 |G(x) - x| < tol relative to G(x) in every block.
 
+Declared regulariser H (model HAS_REG). The theta-side above is linear in theta; with
+h = lam theta + grad H it is replaced by Monte Carlo theta-paths on the same lag kernels
+(:class:`dmftgen.dmft.stationary_theta_mc.LagThetaMC`):
+
+    theta_{k+1} = theta_k - dt (grad H(theta_k) + lam theta_k) - dt sum_{n=0}^{W} K(n) theta_{k-n}
+                  - dt nu theta* + dU_k,       dU stationary Gaussian of lag covariance S,
+
+whose averages give C_theta(u), M = <theta theta*^T> and R(n) = <d theta_{k+n} / d dU_k> (forward
+tangents with grad^2 H along the path). M is then an output of the theta-side and nu its input,
+so the fourth block of the iterate x is nu, updated by Stein's identity with the theta-paths' M,
+
+    nu <- (E[ell r*^T] - Khat M) rho^{-1},
+
+and the r-side input w = M rho^{-1} r* + w~ takes the lag covariance C_theta(u) - M rho^{-1} M^T of
+the paths (static part from the lags W < u <= 2W, as S_inf). Everything else (the r-side, Anderson
+mixing, the residual, the window and iteration errors) is shared. The theta-paths have their own
+common random numbers (per replica, so the between-replica errors include their Monte Carlo
+error), and the fresh final pass runs fresh theta-paths too: Q, M and the theta-row samples are
+reported from those (out of sample, like the train-side averages). For a quadratic H this
+reproduces the ridge route within errors (tests/test_stationary.py). This route also runs at
+tau = 0 (sq = 0: the paths settle to the regularised ERM, every kernel static), which a declared H
+needs because the static fixed point (dmftgen.dmft.stationary_static) assumes a Gaussian theta row.
+
 Reported averages. The kernels are fitted to the iteration's own paths, so averages over those
 paths are optimistic (e.g. the train loss of logistic ~2 % low at P = 2000); the train loss,
 metrics, Gamma, E[r ell^T] and E[ell ell^T] are therefore taken in one more pass at the final
-kernels on fresh random numbers.
+kernels on fresh random numbers. Q and M come from the theta-side at the iteration's kernels
+(with H: fresh theta-paths at those kernels); with ``cross_fit`` from the theta-side at the
+kernels G(x) that the fresh pass estimates, which removes any transfer of the kernels' fitting to
+Q and M at the price of about twice the between-replica error on Q (three times with H): one
+pass of fresh Monte Carlo error, not averaged by the fixed point. Measured at tau = 0.01
+(logistic against the exact tau = 0 state, seeds 0 / 2 / 3): z(Q) = -1.76 / -1.20 / +2.32 from
+the iteration's kernels (RMS 1.8, what Student's t_3 gives: no resolved bias), -0.52 / -1.23 /
+-0.17 cross-fitted; hence off by default. ``Q_iter`` is the Q of the iteration's output kernels
+(the iteration error uses it).
 
 Tails beyond the window. sum_{n>W} R(n) and sum_{u>W} K(u) are continued geometrically from
 the last blocks of the window (:func:`dmftgen.dmft.stationary_lag._geom_tail`): R_tail in the r-memory and in c_inf, the K
@@ -65,6 +96,7 @@ from ..errors import SettingsError, UnsupportedModelError
 from ..observables import _sqrt_psd
 from .stationary_lag import (StationaryGaussian, _R_tail, _det_cv_mean, _fft_len, _geom_tail, _lag_covariance,
                              _tail_misprediction, _theta_side)
+from .stationary_theta_mc import LagThetaMC
 
 
 def _kernel(kern):
@@ -117,14 +149,16 @@ def init_from_static(st, lag, tau, delta, dt, W):
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.0, max_iter: int = 100,
                      tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,
-                     replica: int = 0, anderson: int = 4, window_check: bool = True):
+                     replica: int = 0, anderson: int = 4, window_check: bool = True,
+                     theta_paths: int | None = None, cross_fit: bool = False):
     """Stationary state of the discrete DMFT at step ``settings.dt`` and tau > 0 (module docstring).
 
     Parameters
     ----------
     model, settings :
-        Any student width m and teacher width k, h = lam theta (no declared regulariser);
-        ``settings.tau`` > 0, and a model with a stationary state (e.g. ridge lam > 0; ridge-less
+        Any student width m <= 3 and teacher width k; h = lam theta, or with a declared
+        regulariser H the Monte Carlo theta-side (module docstring); ``settings.tau`` > 0 (>= 0
+        with a declared H), and a model with a stationary state (e.g. ridge lam > 0; ridge-less
         regression with delta > 1). ``settings.T`` is not used.
     paths : int
         Monte Carlo r-paths (common random numbers across iterations).
@@ -145,6 +179,12 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         another replica, or :func:`init_from_static`).
     replica : int
         Index of an independent replica: its own random numbers (SeedSequence([seed, 7, replica])).
+    theta_paths : int, optional
+        With a declared H: the number of theta-paths (default ``paths``), each with ``targets``
+        tangent sources.
+    cross_fit : bool
+        Q and M from the theta-side at the kernels G(x) of the fresh pass instead of the
+        iteration's own (module docstring, "Reported averages").
 
     Returns
     -------
@@ -152,17 +192,19 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         train_loss, train_<metric> (floats), Q, M, Gamma, E_r_ell, E_ell_ell (m x m / m x k), the
         lag kernels K, R, S (W+1, m, m), S_inf, C_theta (3W+1, m, m), residuals, iterations,
         converged, status ("ok", "not-converged", "no-stationary-state"), time_s, and the
-        converged kernels as ``state`` (an ``init`` for another replica).
+        converged kernels as ``state`` (an ``init`` for another replica). With a declared H also
+        nu, chi = dt sum_n R(n) and theta_rows / theta_star_rows (the last step of the fresh
+        theta-paths: samples of the law of a theta row).
     """
     from ..codegen import load_kernels
 
     kern = load_kernels(model)
-    if getattr(kern, "HAS_REG", False):
-        raise UnsupportedModelError(
-            f"solve_stationary supports h = lam theta; model `{model.name}` declares a regulariser H.")
     m, kk = int(kern.M), int(kern.K)
     tau, lam, delta, dt = settings.tau, settings.lam, settings.delta, settings.dt
-    if tau <= 0:
+    reg = bool(getattr(kern, "HAS_REG", False))
+    if tau < 0 or (tau == 0 and not reg):
+        # tau = 0 with h = lam theta is the static fixed point, exact and cheaper; with a declared H
+        # the lag route runs at tau = 0 too (paths without noise settle to the regularised ERM)
         raise SettingsError(f"solve_stationary needs tau > 0 (got tau = {tau}); tau = 0 is the static "
                             "fixed point (dmftgen.dmft.stationary_static).")
     W = max(2, int(round(window / dt)))
@@ -179,23 +221,32 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     rho_std = model.teacher_std_value(p)
     rho = rho_std ** 2 * np.eye(kk)
     rho_inv = np.linalg.inv(rho) if kk else np.zeros((0, 0))
+    # a declared regulariser H: the theta-side by Monte Carlo theta-paths (stationary_theta_mc);
+    # the fourth block of the iterate x is then the teacher drift nu instead of M (M is an output
+    # of the theta-paths, nu their input), else the linear theta-side (stationary_lag._theta_side)
+    mc = None
+    if reg:
+        mc = LagThetaMC(kern, p, m, kk, lam, dt, W, B, L, theta_paths if theta_paths else P, int(groups),
+                        rho_std, max(1, int(targets)))
+
     def draws(key):
         """The random numbers of one set of P paths: teacher, label noise, Brownian increments,
-        the stationary Gaussian's normals and the static offsets."""
-        r_s, r_g, r_b = (np.random.default_rng(c) for c in np.random.SeedSequence(key).spawn(3))
+        the stationary Gaussian's normals and the static offsets; with H, those of the theta-paths."""
+        seeds = np.random.SeedSequence(key).spawn(4 if mc else 3)
+        r_s, r_g, r_b = (np.random.default_rng(c) for c in seeds[:3])
         s = np.ascontiguousarray(rho_std * r_s.standard_normal((P, kk)))
         zz = np.empty((P, int(kern.NZ)))
         for j, law in enumerate(model.noise.values()):
             zz[:, j] = law.sample(r_s, P)
         dB = np.ascontiguousarray(math.sqrt(dt) * r_b.standard_normal((P, L)))
         gauss = StationaryGaussian(r_g, P, L, m)
-        return s, np.ascontiguousarray(zz), dB, gauss, r_g.standard_normal((P, m))
+        th_rnd = mc.draws(np.random.default_rng(seeds[3])) if mc else None
+        return s, np.ascontiguousarray(zz), dB, gauss, r_g.standard_normal((P, m)), th_rnd
 
     # the iteration's paths (common random numbers across passes) and, for the reported averages,
     # a fresh set: the converged kernels are fitted to the iteration's own paths, whose averages
     # are then optimistic (train loss ~2 % low for logistic at P = 2000: docs/longtime.md)
     own = draws([settings.seed, 7, int(replica)])
-    s, zz, dB, gauss, xi_static = own
     tg = np.linspace(B, L - 1, max(1, int(targets))).round().astype(np.int64)
     bounds = np.linspace(0, P, G + 1).round().astype(np.int64)
     sq = math.sqrt(tau * delta)
@@ -231,7 +282,11 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     dL = np.zeros((P, L, m))
     nfft = _fft_len(L)
     blocks = [(W + 1, m, m), (W + 1, m, m), (m, m), (m, kk)]
-    x = _pack(K, S, S_inf, M)
+    if mc is not None:
+        nu0 = init.get("nu") if hasattr(init, "get") else None
+        x = _pack(K, S, S_inf, np.array(nu0, float).reshape(m, kk) if nu0 is not None else mc.nu_from_M(M, K, lam))
+    else:
+        x = _pack(K, S, S_inf, M)
     pairs, last_pt = [], None
     sec = init.get("secants") if hasattr(init, "get") else None
     if sec is not None and anderson > 0 and sec[0].shape[0] == x.size:
@@ -242,14 +297,24 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
     obs_hist = []
     nTot = nS.sum()
 
+    theta_out = {}  # with H: the last theta-side pass per (own random numbers, tails)
+
     def evaluate(x, tails=True, rnd=None):
         """One pass of the map x -> G(x) on the common random numbers (or on ``rnd``, another
         set of draws): (G parts, observables) or a message (str) when the paths or kernels are not
         finite. ``tails=False`` drops the geometric continuations beyond the window (the
         window-error estimate)."""
-        s, zz, dB, gauss, xi_static = own if rnd is None else rnd
-        K, S, S_inf, M = _unpack(x, blocks)
-        R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W, tails=tails)
+        s, zz, dB, gauss, xi_static, th_rnd = own if rnd is None else rnd
+        K, S, S_inf, x4 = _unpack(x, blocks)
+        if mc is None:
+            M = x4
+            R, c, c_inf = _theta_side(K, S, S_inf, lam, dt, W, tails=tails)
+            Q = (M @ rho_inv @ M.T if kk else 0.0) + c_inf + c[0]
+        else:  # x4 is the teacher drift nu; M and Q are outputs of the theta-paths
+            th = mc.run(K, S, S_inf, x4, th_rnd, tails=tails)
+            if isinstance(th, str):
+                return th
+            R, c, c_inf, M, Q = th["R"], th["c"], th["c_inf"], th["M"], th["Q"]
         w = gauss.sample(c) + xi_static[:, None, :] @ _sqrt_psd(c_inf).T
         if kk:
             w = w + (s @ (M @ rho_inv).T)[:, None, :]
@@ -279,20 +344,27 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         # M = -(lam + Khat)^{-1} nu rho (gain chi instead of the 1/lam of M = -E[ell r*^T]/lam);
         # Khat = sum over all lags, the part beyond the window by geometric continuation
         Khat = newK.sum(0) + (_geom_tail(newK) if tails else 0.0)
-        try:
-            chi = np.linalg.inv(lam * eye + Khat)
-        except np.linalg.LinAlgError:
-            return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
-        M_new = -chi @ (new_els - Khat @ M)
+        if mc is None:
+            try:
+                chi = np.linalg.inv(lam * eye + Khat)
+            except np.linalg.LinAlgError:
+                return "lam + sum_u K(u) is singular: no restoring force (interpolation)"
+            M_new = -chi @ (new_els - Khat @ M)
+        else:
+            # with H: the teacher drift seen by the theta-paths, nu = (E[ell r*^T] - Khat M) rho^{-1}
+            # (Stein, docs/theory.md §3) with the M of the theta-paths; the restoring force includes
+            # grad^2 H, so lam + Khat may be singular (a loss of lower rank than m)
+            M_new = (new_els - Khat @ M) @ rho_inv
         if not (np.isfinite(newK).all() and np.isfinite(newS).all() and np.isfinite(M_new).all()):
             return "non-finite kernels"
-        obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(),
-               "Q": (M @ rho_inv @ M.T if kk else 0.0) + c_inf + c[0],
+        obs = {"train_loss": float(acc["loss"].sum() / nTot), "M": M.copy(), "Q": Q,
                "Gamma": acc["gam"].sum(0) / nTot, "E_r_ell": acc["rl"].sum(0) / nTot,
                "E_ell_ell": acc["ll"].sum(0) / nTot}
         for j, name in enumerate(model.metrics):
             obs[f"train_{name}"] = float(met[:, j].sum() / nTot)
-        return (K, S, S_inf, M), (newK, newS, new_Sinf, M_new, new_els, Khat), obs
+        if mc is not None:
+            theta_out[(rnd is None, tails)] = th
+        return (K, S, S_inf, x4), (newK, newS, new_Sinf, M_new, new_els, Khat), obs
 
     for it in range(max_iter):
         ev = evaluate(x)
@@ -309,12 +381,13 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
                              "stability)", t_start, residuals)
         res = max(np.abs(newK - K).max() / max(np.abs(newK).max(), 1e-300),
                   # M_new - M = -chi (lam M + E[ell r*^T]): the stationarity of M in the units of M
+                  # (with H: the change of the teacher drift nu, in its units)
                   np.abs(M_new - M).max() / max(np.abs(M_new).max(), 1e-300) if kk else 0.0,
                   np.abs(newS - S).max() / max(np.abs(newS).max(), 1e-300),
                   np.abs(new_Sinf - S_inf).max() / max(np.abs(newS).max(), 1e-300))
         residuals.append(float(res))
         obs_hist.append(obs)
-        out = dict(obs=obs, M=M, K=newK, els=new_els, S=newS, S_inf=new_Sinf, Khat=Khat)
+        out = dict(obs=obs, M=obs["M"], x4=M_new, K=newK, els=new_els, S=newS, S_inf=new_Sinf, Khat=Khat)
         if res < tol:
             converged = True
             break
@@ -358,16 +431,47 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         x = _pack(Kx, Sx, 0.5 * (Sinfx + Sinfx.T), Mx)
         steps.append(_rel_change(x, x_prev, blocks))
     # the reported path averages: one pass at the final input on fresh paths (out of sample)
-    fresh = evaluate(x if not converged else last_x, rnd=draws([settings.seed, 7, int(replica), 1]))
+    fresh_rnd = draws([settings.seed, 7, int(replica), 1])
+    fresh = evaluate(x if not converged else last_x, rnd=fresh_rnd)
     if isinstance(fresh, str):
         return _no_state(f"{fresh} (fresh paths)", t_start, residuals)
     out["obs_own"] = out["obs"]
-    out["obs"] = dict(fresh[2], Q=out["obs"]["Q"], M=out["obs"]["M"])
-    R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
-    Mo = out["M"]
-    Q = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
+    if mc is None:
+        # Q of the linear theta-side at the output kernels G(x) and Q_in that of the input x: their
+        # difference is the iteration's (stationary_state)
+        R, c, c_inf = _theta_side(out["K"], out["S"], out["S_inf"], lam, dt, W)
+        Mo = out["M"]
+        Q_iter = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c[0]
+        C_theta = (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c
+        Q_in = out["obs"]["Q"]
+        Q, M_rep = Q_iter, Mo
+        if cross_fit:
+            # Q and M out of sample: the theta-side at the kernels G(x) of the fresh paths
+            fK, fS, fSinf, fM = fresh[1][:4]
+            _, fc, fc_inf = _theta_side(fK, fS, fSinf, lam, dt, W)
+            M_rep = fM if kk else Mo
+            Q = (M_rep @ rho_inv @ M_rep.T if kk else 0.0) + fc_inf + fc[0]
+        out["obs"] = dict(fresh[2], Q=Q, M=M_rep)
+        extra = {"Q_iter": Q_iter}
+    else:
+        # with H: Q, M and the theta-row samples from the fresh theta-paths (out of sample, like
+        # the train-side averages), at the final kernels x or, with ``cross_fit``, at the kernels
+        # G(x) of the fresh pass (its K, S, S_inf and nu update); R and C_theta from the
+        # iteration's last pass
+        th_own, th_new = theta_out[(True, True)], theta_out[(False, True)]
+        if cross_fit:
+            th_new = mc.run(*fresh[1][:4], fresh_rnd[5])
+            if isinstance(th_new, str):
+                return _no_state(f"{th_new} (fresh paths)", t_start, residuals)
+        R, c_inf, C_theta = th_own["R"], th_own["c_inf"], th_own["C_theta"]
+        Mo, Q = th_new["M"], th_new["Q"]
+        out["obs"] = dict(fresh[2], Q=Q, M=Mo)
+        Q_in = Q
+        extra = {"nu": out["x4"], "chi": dt * (R.sum(0) + _geom_tail(R)),
+                 "theta_rows": th_new["theta_rows"], "theta_star_rows": th_new["theta_star_rows"]}
     obs = out["obs"]
-    result = {"Q": Q, "M": Mo, "rho": rho, "E_ell_s": out["els"]}
+    result = {"Q": Q, "M": obs["M"], "rho": rho, "E_ell_s": out["els"]}
+    result.update(extra)
     result.update({k: v for k, v in obs.items() if k not in ("Q", "M")})
     # iteration error (see stationary_state): the input x_k of the last pass is off the fixed point
     # by about |G(x_k) - x_k| / (1 - g); the caller turns this into observable errors with the
@@ -388,18 +492,20 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         if not isinstance(ev0, str) and not isinstance(ev1, str):
             window_delta = {key: np.asarray(ev1[2][key], float) - np.asarray(ev0[2][key], float)
                             for key in ev0[2]}
-            window_delta["M"] = ev1[1][3] - ev0[1][3]
+            if mc is None:  # the M of the output kernels (with H, obs["M"] is already the output)
+                window_delta["M"] = ev1[1][3] - ev0[1][3]
     result.update({"K": out["K"], "K_tail": Kt, "R": R, "S": out["S"], "S_inf": out["S_inf"],
-                   "C_theta": (Mo @ rho_inv @ Mo.T if kk else 0.0) + c_inf + c, "c_inf": c_inf,
+                   "C_theta": C_theta, "c_inf": c_inf,
                    "lags": dt * np.arange(W + 1), "residuals": residuals, "iterations": len(residuals),
                    "converged": converged, "status": "ok" if converged else "not-converged",
                    "time_s": time.perf_counter() - t_start, "obs_hist": obs_hist, "steps": steps,
-                   "Q_in": obs["Q"],
+                   "Q_in": Q_in,
                    "window_tail": {"R": eps_R, "K": eps_K, "mispredict_R": _tail_misprediction(R),
                                    "mispredict_K": _tail_misprediction(out["K"])},
                    "window_delta": window_delta,
                    "window": W * dt, "burn": B * dt, "samples": Sn * dt, "paths": P, "dt": dt,
-                   "state": {"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                   "state": dict({"K": out["K"], "S": out["S"], "S_inf": out["S_inf"], "M": Mo},
+                                 **({"nu": out["x4"]} if mc is not None else {})),
                    "secants": (np.array([u for u, _ in pairs]).T, np.array([v for _, v in pairs]).T)
                    if pairs else None})
     return result

@@ -11,7 +11,12 @@ Two routes, one result:
   frequency-domain linear response.
 * tau > 0: the lag-kernel fixed point (:func:`dmftgen.dmft.stationary_dmft.solve_stationary`) at
   the step ``settings.dt`` (the stationary state of Euler--Maruyama SGF at that step, which
-  depends on dt at O(dt)), started from the tau = 0 solution.
+  depends on dt at O(dt)), started from the tau = 0 solution. A declared regulariser H goes
+  through its Monte Carlo theta-side (:mod:`dmftgen.dmft.stationary_theta_mc`), started from the
+  tau = 0 state of the model without H, at every tau >= 0: the static equations above assume a
+  Gaussian theta row (h = lam theta), and at tau = 0 the noiseless paths of the lag route settle
+  to the regularised ERM (tested on a quadratic H against the exact ridge ERM; its iteration and
+  window errors are then those of the lag route, not zero).
 
 Error bars: every ``*_err`` is sqrt(stat^2 + iteration^2 + window^2), and ``meta.error_budget``
 has the three parts per observable:
@@ -31,7 +36,8 @@ has the three parts per observable:
 
 Path averages (tau > 0): train loss, metrics, Gamma, E[r ell^T], E[ell ell^T] come from one pass on
 fresh paths at the converged kernels (dmftgen.dmft.stationary_dmft; the iteration's own paths are
-optimistic because the kernels are fitted to them).
+optimistic because the kernels are fitted to them); option ``cross_fit`` takes Q, M (hence the
+test observables) from the theta-side at the kernels that fresh pass estimates.
 
 Non-convex models (tau = 0): the static fixed point is searched from ``starts`` initial states
 (M = 0, +-rho_std, and for m >= 2 opposite and specialised units) on common draws; the distinct
@@ -46,7 +52,9 @@ units) each with ``*_err``; the lag kernels over ``lag`` (W+1,) (replica means):
 (K(0) = Gamma, K(u) ~ R_ell(u) dt), ``R_lag`` (theta response R_theta(u)), ``S_lag`` (theta-noise
 covariance of the increments), ``C_lag`` (C_theta(u)); ``chi`` = dt sum_n R(n) = (lam + sum_u K(u))^{-1};
 ``theta_samples`` (1, S, m) and ``theta_star_samples`` (S, k): draws of the law of a theta row
-(Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T);
+(Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T;
+with a declared H, not Gaussian: the last step of the fresh theta-paths of the replicas, and
+chi = dt sum_n R(n) from their tangents);
 ``rho``. Status "ok", "not-converged" (tolerance not reached) or "no-stationary-state"
 (interpolation without ridge, an unstable tau or step: the paths blow up, or no restoring force).
 """
@@ -65,7 +73,7 @@ STATUS_NO_STATE = "no-stationary-state"
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
             "tol": 3e-4, "max_iter": 100, "damping": 0.0, "anderson": 4, "groups": 10, "targets": 2,
-            "starts": 4}
+            "starts": 4, "cross_fit": False}
 
 
 def _relaxation_time(R, dt, extend=True):
@@ -138,7 +146,8 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
     P = max(opts["paths"] // opts["replicas"], 2 * opts["groups"])
     return solve_stationary(model, settings, paths=P, window=opts["window"], init=init, tol=opts["tol"],
                             max_iter=opts["max_iter"], damping=opts["damping"], groups=opts["groups"],
-                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0)
+                            targets=opts["targets"], replica=r, anderson=opts["anderson"], window_check=r == 0,
+                            cross_fit=bool(opts["cross_fit"]))
 
 
 def stationary(model, settings, **options) -> Result:
@@ -148,8 +157,8 @@ def stationary(model, settings, **options) -> Result:
     ----------
     model : dmftgen.model.Model
         Any built-in or declared model with m <= 3 and any number of teacher columns; ridge
-        h = lam theta. A declared regulariser H is refused (UnsupportedModelError): its stationary
-        theta-row law is not Gaussian and needs a Monte Carlo theta-side on lag kernels, not built.
+        h = lam theta, and a declared regulariser H (lag route with a Monte Carlo theta-side, at
+        tau = 0 too).
     settings : dmftgen.config.Settings
         delta, tau >= 0, lam, dt (the step whose stationary state is computed; at tau = 0 the
         state does not depend on it), seed, params. ``T`` is not used.
@@ -159,7 +168,8 @@ def stationary(model, settings, **options) -> Result:
         (3e-4: relative residual |G(x) - x| of the kernels; tau = 0 uses min(tol, 1e-8)),
         max_iter (100), damping (0: plain steps are undamped), anderson (4: Anderson memory, 0
         for plain iteration), groups (10), targets (2: adjoint targets per path), starts (4:
-        multi-start search at tau = 0, 1 to skip it).
+        multi-start search at tau = 0, 1 to skip it), cross_fit (False: Q and M from the theta-side
+        at the kernels of the fresh final pass, see dmftgen.dmft.stationary_dmft).
 
     Returns
     -------
@@ -185,7 +195,9 @@ def stationary(model, settings, **options) -> Result:
     check_supported(kern, model)
     p = model.param_vector(settings.params)
     t0, c0 = time.perf_counter(), time.process_time()
-    one = _replica_tau0 if settings.tau == 0 else _replica_tau
+    # tau = 0 with a declared H: the static equations assume a Gaussian theta row, so the lag
+    # route with its Monte Carlo theta-side (whose noiseless paths settle to the regularised ERM)
+    one = _replica_tau0 if settings.tau == 0 and not getattr(kern, "HAS_REG", False) else _replica_tau
     reps, init = [], None
     for r in range(opts["replicas"]):
         out = one(kern, model, settings, p, opts, r, init)
@@ -199,8 +211,9 @@ def stationary(model, settings, **options) -> Result:
             init["secants"] = out["secants"]
     meta = {"kind": "stationary", "model": model.name, "source_hash": kern.SOURCE_HASH,
             "settings": settings.as_dict(), "options": opts, "versions": versions(),
-            "route": "static fixed point (tau = 0, ERM)" if settings.tau == 0 else
-                     "lag-kernel fixed point at step dt",
+            "route": "static fixed point (tau = 0, ERM)" if one is _replica_tau0 else
+                     "lag-kernel fixed point at step dt" + (", Monte Carlo theta-side (declared H)"
+                                                            if getattr(kern, "HAS_REG", False) else ""),
             "replica_iterations": [int(x.get("iterations", 0)) for x in reps],
             "replica_residuals": [float(x["residuals"][-1]) if x.get("residuals") else None for x in reps],
             "replica_residual_seq": [[float(v) for v in x.get("residuals", [])] for x in reps],
@@ -217,14 +230,14 @@ def stationary(model, settings, **options) -> Result:
         f"*_err = sqrt(stat^2 + iteration^2 + window^2): stat the between-replica standard error over "
         f"{len(reps)} independent solves (kernel feedback included); " + (
             "iteration and window zero (the tau = 0 static fixed point is solved to 1e-8 and has no "
-            "memory truncation)" if settings.tau == 0 else
+            "memory truncation)" if one is _replica_tau0 else
             "iteration = the distance of the last iterate from the fixed point (2 x residual / last step x "
             "the last change of the observable); window = 2 mu |D|, D the change of the observable when "
             "the geometric continuations of R and K beyond the window are dropped (one pass on the same "
             "random numbers), mu the relative error of that continuation measured inside the window "
             "(from W/2 predicting W/2..W). meta.error_budget has the three parts per observable; "
             "meta.window_tail the relative tail masses of R and K beyond the window and mu"))
-    if settings.tau > 0:
+    if one is _replica_tau:
         meta["window_tail"] = [x.get("window_tail") for x in reps]
     found = reps[0].get("fixed_points")
     pts = found["points"] if found else None
@@ -292,7 +305,7 @@ def _combine(kern, model, settings, p, reps, opts):
                                / max(steps[j - 1], 1e-300) for j in range(1, len(ds))], axis=0)
                 last = np.abs(np.asarray(ds[-1][key], float) - np.asarray(ds[-2][key], float))
                 it[key] = np.maximum(2.0 * res[-1] * sens, last * rate / (1.0 - rate))
-            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x["Q"]) - np.asarray(x["Q_in"])))
+            it["Q"] = np.maximum(it["Q"], 2.0 * np.abs(np.asarray(x.get("Q_iter", x["Q"])) - np.asarray(x["Q_in"])))
         for key in d:
             v = np.abs(np.asarray(d[key], float))
             if key not in it:  # tau = 0: solved to 1e-8; tau > 0 converged at its first pass: 2 res |value|
@@ -338,14 +351,23 @@ def _combine(kern, model, settings, p, reps, opts):
     data["lag"] = settings.dt * np.arange(W1)
     Ks = data["K_lag"].sum(0) + (np.mean([x["K_tail"] for x in reps], axis=0) if "K_tail" in reps[0] else 0.0)
     m = Ks.shape[0]
-    data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
-        settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
+    if "theta_rows" in reps[0]:  # a declared H: chi = dt sum_n R(n), R from the theta-paths' tangents
+        data["chi"] = np.mean([x["chi"] for x in reps], axis=0)
+    else:
+        data["chi"] = np.linalg.inv(settings.lam * np.eye(m) + Ks) if np.linalg.det(
+            settings.lam * np.eye(m) + Ks) != 0 else np.full((m, m), np.nan)
+    S = opts["theta_samples"]
+    if "theta_rows" in reps[0]:
+        # a declared H: the law of a theta row is not Gaussian; its samples are the theta-paths
+        # themselves (the last step of every path of every replica's fresh set, with their theta*)
+        data["theta_samples"] = np.concatenate([x["theta_rows"] for x in reps])[:S][None]
+        data["theta_star_samples"] = np.concatenate([x["theta_star_rows"] for x in reps])[:S]
+        return data
     # law of a theta row: Gaussian given theta* (the theta-side is linear for h = lam theta)
     Q, Mo = data["Q"][0], data["M"][0]
     cfl = Q - (Mo @ rho_inv @ Mo.T if k else 0.0)
     w, v = np.linalg.eigh(0.5 * (cfl + cfl.T))
     L = v * np.sqrt(np.clip(w, 0.0, None))
-    S = opts["theta_samples"]
     rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 29]))
     ths = math.sqrt(rho[0, 0]) * rng.standard_normal((S, k)) if k else np.zeros((S, 0))
     th = rng.standard_normal((S, m)) @ L.T + (ths @ (Mo @ rho_inv).T if k else 0.0)

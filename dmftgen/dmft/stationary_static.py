@@ -288,13 +288,7 @@ def multistart(kern, model, settings, p, *, samples=10000, seed=0, starts=4, max
 
 
 def check_supported(kern, model):
-    if getattr(kern, "HAS_REG", False):
-        raise UnsupportedModelError(
-            f"stationary: model `{model.name}` declares a regulariser H, which is not supported: with a "
-            "non-quadratic H the stationary law of a theta row is not Gaussian, and the stationary "
-            "solve has only the linear theta-side of the ridge h = lam theta (a Monte Carlo theta-side "
-            "on lag kernels is not built). Declare the model without H and use --lam for a ridge, or "
-            "follow the time-dependent solve to long times (dmftgen solve-long).")
+    """Refuse what the stationary solve cannot do: m > 3."""
     if int(kern.M) > 3:
         raise UnsupportedModelError(f"stationary: m = {kern.M} > 3 is not supported.")
 
