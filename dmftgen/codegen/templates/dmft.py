@@ -109,10 +109,6 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         psi = np.empty((M, K))
         q = np.empty((M, K))
         met = np.empty(NMET)
-        Zt = np.zeros((NN, M, LANES))
-        acc3 = np.zeros((M, M, LANES))
-        Zc = np.zeros((NN, M, LANES))
-        accc = np.zeros((M, M, LANES))
         for i in range(bounds[g], bounds[g + 1]):
             ti = i - bounds[g]
             tix = g * n_tan_g + ti
@@ -192,11 +188,35 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for b in range(M):
                             g_hist[tix, k, a, b] = jac[a, b]
-        # --- adjoint tangents of this group's first n_tan_g paths, LANES paths at a time: the
-        # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is.
-        for b0 in range(0, n_tan_g, LANES):
-            nl = min(LANES, n_tan_g - b0)
-            t0 = g * n_tan_g + b0
+    # --- adjoint tangents of the first n_tan_g paths of every group, LANES paths at a time: the
+    # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is. Tangent path
+    # t (t = g * n_tan_g + ti, as in a_hist / g_hist) is lane t - t0 of its block. With
+    # n_tan_g >= LANES a block holds the paths of one group (ceil(n_tan_g / LANES) blocks per
+    # group); with fewer, whole groups are packed into one block (LANES // n_tan_g of them), so no
+    # computed lane is wasted when n_tan_g divides LANES (dmftgen/dmft/tangents.py rounds it so).
+    # One prange iteration owns a chunk of whole groups: no two iterations touch one kl_sum[g],
+    # and each group's lanes are summed in lane order (deterministic at any thread count).
+    gpc = max(LANES // n_tan_g, 1) if n_tan_g > 0 else 1
+    nchunk = (G + gpc - 1) // gpc if n_tan_g > 0 else 0
+    for ch in prange(nchunk):
+        Zt = np.zeros((NN, M, LANES))
+        acc3 = np.zeros((M, M, LANES))
+        Zc = np.zeros((NN, M, LANES))
+        accc = np.zeros((M, M, LANES))
+        pix = np.zeros(LANES, dtype=np.int64)
+        cg0 = ch * gpc
+        cg1 = min(cg0 + gpc, G)
+        nb = 1 if gpc > 1 else (n_tan_g + LANES - 1) // LANES
+        for blk in range(nb):
+            if gpc > 1:
+                t0 = cg0 * n_tan_g
+                nl = (cg1 - cg0) * n_tan_g
+            else:
+                t0 = cg0 * n_tan_g + blk * LANES
+                nl = min(LANES, n_tan_g - blk * LANES)
+            for ln in range(nl):
+                tt = t0 + ln
+                pix[ln] = bounds[tt // n_tan_g] + tt % n_tan_g
             for k in range(max(k0, 1), k1):
                 kM = k * M
                 krow = kM if kl_full else 0
@@ -251,6 +271,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 accc[a, c, 5] = u5
                                 accc[a, c, 6] = u6
                                 accc[a, c, 7] = u7
+                    # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous)
                     for a in range(M):
                         for b in range(M):
                             tot = 0.0
@@ -261,19 +282,23 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 t = -inv_delta * t
                                 Zt[l * M + b, a, ln] = t
                                 tot += t
-                            kl_sum[g, krow + a, l * M + b] += tot
+                                if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
+                                    kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] += tot
+                                    tot = 0.0
                     if use_cv:
                         for a in range(M):
                             for b in range(M):
                                 tot = 0.0
                                 for ln in range(nl):
-                                    fac = dt + sq * dB[bounds[g] + b0 + ln, l]
+                                    fac = dt + sq * dB[pix[ln], l]
                                     t = 0.0
                                     for c in range(M):
                                         t += accc[a, c, ln] * Gcv[l, c, b]
                                     t = -inv_delta * t * fac
                                     Zc[l * M + b, a, ln] = t
                                     tot += t
-                                # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
-                                # (G, NN, NN) accumulator instead of two)
-                                kl_sum[g, krow + a, l * M + b] -= tot
+                                    # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
+                                    # (G, NN, NN) accumulator instead of two)
+                                    if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
+                                        kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] -= tot
+                                        tot = 0.0
