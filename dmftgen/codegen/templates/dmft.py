@@ -82,6 +82,65 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 LANES = 8
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def adjoint_dots(RT, Zt, Zc, rrow, a, c, j0, j1, use_cv, acc3, accc):
+    """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[rrow, j] for the LANES lanes, and the same
+    for the control variate Zc (one pass, the loads of RT shared).
+
+    Eight (sixteen) scalar accumulators, kept in registers: independent FMA chains. Only "contract"
+    here, not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead, with
+    stride-(M LANES) loads and shuffles, at less than half the speed (issue 12, bench/bench_adjoint.py).
+    """
+    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+    if use_cv:
+        w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
+        for j in range(j0, j1):
+            rv = RT[rrow, j]
+            u0 += Zt[j, a, 0] * rv
+            u1 += Zt[j, a, 1] * rv
+            u2 += Zt[j, a, 2] * rv
+            u3 += Zt[j, a, 3] * rv
+            u4 += Zt[j, a, 4] * rv
+            u5 += Zt[j, a, 5] * rv
+            u6 += Zt[j, a, 6] * rv
+            u7 += Zt[j, a, 7] * rv
+            w0 += Zc[j, a, 0] * rv
+            w1 += Zc[j, a, 1] * rv
+            w2 += Zc[j, a, 2] * rv
+            w3 += Zc[j, a, 3] * rv
+            w4 += Zc[j, a, 4] * rv
+            w5 += Zc[j, a, 5] * rv
+            w6 += Zc[j, a, 6] * rv
+            w7 += Zc[j, a, 7] * rv
+        accc[a, c, 0] = w0
+        accc[a, c, 1] = w1
+        accc[a, c, 2] = w2
+        accc[a, c, 3] = w3
+        accc[a, c, 4] = w4
+        accc[a, c, 5] = w5
+        accc[a, c, 6] = w6
+        accc[a, c, 7] = w7
+    else:
+        for j in range(j0, j1):
+            rv = RT[rrow, j]
+            u0 += Zt[j, a, 0] * rv
+            u1 += Zt[j, a, 1] * rv
+            u2 += Zt[j, a, 2] * rv
+            u3 += Zt[j, a, 3] * rv
+            u4 += Zt[j, a, 4] * rv
+            u5 += Zt[j, a, 5] * rv
+            u6 += Zt[j, a, 6] * rv
+            u7 += Zt[j, a, 7] * rv
+    acc3[a, c, 0] = u0
+    acc3[a, c, 1] = u1
+    acc3[a, c, 2] = u2
+    acc3[a, c, 3] = u3
+    acc3[a, c, 4] = u4
+    acc3[a, c, 5] = u5
+    acc3[a, c, 6] = u6
+    acc3[a, c, 7] = u7
+
+
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R, RT, s, z, dB, p,
                do_psi, dL, a_hist, g_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
@@ -229,48 +288,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for c in range(M):
                             rrow = l * M + c
-                            # eight scalar accumulators (LANES = 8): kept in registers
-                            u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
-                            for j in range((l + 1) * M, kM + M):
-                                rv = RT[rrow, j]
-                                u0 += Zt[j, a, 0] * rv
-                                u1 += Zt[j, a, 1] * rv
-                                u2 += Zt[j, a, 2] * rv
-                                u3 += Zt[j, a, 3] * rv
-                                u4 += Zt[j, a, 4] * rv
-                                u5 += Zt[j, a, 5] * rv
-                                u6 += Zt[j, a, 6] * rv
-                                u7 += Zt[j, a, 7] * rv
-                            acc3[a, c, 0] = u0
-                            acc3[a, c, 1] = u1
-                            acc3[a, c, 2] = u2
-                            acc3[a, c, 3] = u3
-                            acc3[a, c, 4] = u4
-                            acc3[a, c, 5] = u5
-                            acc3[a, c, 6] = u6
-                            acc3[a, c, 7] = u7
-                            if use_cv:
-                                # control variate: the same recursion with grad ell -> Gcv (fixed
-                                # matrices) but the path's own dB; its mean is known exactly
-                                u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
-                                for j in range((l + 1) * M, kM + M):
-                                    rv = RT[rrow, j]
-                                    u0 += Zc[j, a, 0] * rv
-                                    u1 += Zc[j, a, 1] * rv
-                                    u2 += Zc[j, a, 2] * rv
-                                    u3 += Zc[j, a, 3] * rv
-                                    u4 += Zc[j, a, 4] * rv
-                                    u5 += Zc[j, a, 5] * rv
-                                    u6 += Zc[j, a, 6] * rv
-                                    u7 += Zc[j, a, 7] * rv
-                                accc[a, c, 0] = u0
-                                accc[a, c, 1] = u1
-                                accc[a, c, 2] = u2
-                                accc[a, c, 3] = u3
-                                accc[a, c, 4] = u4
-                                accc[a, c, 5] = u5
-                                accc[a, c, 6] = u6
-                                accc[a, c, 7] = u7
+                            adjoint_dots(RT, Zt, Zc, rrow, a, c, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous)
                     for a in range(M):
                         for b in range(M):
