@@ -14,8 +14,9 @@ k = rows[0] .. rows[1]-1 (row mode: one kernel call per row, as in the forward s
   are not counted).
 * ``rside``: P = --paths paths without tangents: the Gaussian input W eta (m k m multiply-adds
   per path and row), the memory term R dL (m k m) and the S_U row (m (k+1) m): 6 m^2 k flops per
-  path and row; also printed the bytes these loops stream (eta, dL rows per path: 2 k m doubles,
-  W, R rows: shared, in cache) as GB/s.
+  path and row, plus 2 m^2 k K for the pathwise-nu tangent psi (R b_hist; on unless --no-psi, as
+  in the committee solve); also printed the bytes these loops stream (eta, dL, b_hist rows per
+  path: (2 m + m K) k doubles; W, R rows: shared, in cache) as GB/s.
 
 Inputs are random (R, W strictly causal, small so that the paths stay finite); a_hist, g_hist are
 filled with random matrices, so the adjoint runs its full length on every row.
@@ -29,7 +30,7 @@ import time
 import numpy as np
 
 
-def setup(kern, P, N, G, ntan, use_cv, seed=0):
+def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
     rng = np.random.default_rng(seed)
     m, kk, nz = int(kern.M), int(kern.K), int(kern.NZ)
     NN, NI = (N + 1) * m, N * m
@@ -41,11 +42,11 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0):
         N=N, bounds=bounds, n_tan_g=ntan, delta=3.0, dt=0.01, sq=math.sqrt(0.2 * 3.0),
         wpre=rng.standard_normal((P, N + 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)),
         R=R, RT=np.ascontiguousarray(R.T), s=rng.standard_normal((P, kk)), z=rng.standard_normal((P, nz)),
-        dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=False,
+        dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=psi,
         dL=rng.standard_normal((P, NI)) * 0.01,
         a_hist=rng.standard_normal((nt, max(N, 1), m, m)) * 0.01,
         g_hist=rng.standard_normal((nt, N + 1, m, m)),
-        b_hist=np.zeros((1, 1, m, kk)), loss_sum=np.zeros((G, N + 1)),
+        b_hist=rng.standard_normal((P, N, m, kk)) * 0.01 if psi else np.zeros((1, 1, m, kk)), loss_sum=np.zeros((G, N + 1)),
         met_sum=np.zeros((G, N + 1, int(kern.NMET))), gam_sum=np.zeros((G, N + 1, m, m)),
         kl_sum=np.zeros((G, m, NN)) if ntan else np.zeros((G, 1, 1)),
         ells_sum=np.zeros((G, N + 1, m, kk)), dsl_sum=np.zeros((G, N + 1, m, kk)),
@@ -90,6 +91,8 @@ def main():
     ap.add_argument("--ntan", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--paths", type=int, default=20000)
     ap.add_argument("--no-cv", action="store_true")
+    ap.add_argument("--no-psi", action="store_true", help="rside: without the pathwise-nu tangent psi "
+                    "(the committee solve runs it: nu pathwise)")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     kern = load_kernels(load_model(a.model))
@@ -109,13 +112,15 @@ def main():
                   f"{t / (npath * ksq) * 1e9:7.3f} ns/(path row k^2), {flops / t / 1e9:6.2f} GFlop/s useful")
     if a.part in ("rside", "all"):
         P = a.paths
-        d = setup(kern, P, N, G, 0, False)
+        psi = not a.no_psi
+        d = setup(kern, P, N, G, 0, False, psi=psi)
         t = timed(kern, d, a.rows, a.repeat)
         ksum = sum(range(*a.rows))
-        flops = 6 * m * m * ksum * P
-        gbytes = 8 * 2 * m * ksum * P
-        print(f"rside    P {P}: {t / nrows * 1e3:8.2f} ms/row, {flops / t / 1e9:6.2f} GFlop/s, "
-              f"{gbytes / t / 1e9:6.2f} GB/s streamed (eta, dL rows)")
+        kk = int(kern.K)
+        flops = (6 * m * m + (2 * m * m * kk if psi else 0)) * ksum * P
+        gbytes = 8 * (2 * m + (m * kk if psi else 0)) * ksum * P
+        print(f"rside    P {P} (psi {psi}): {t / nrows * 1e3:8.2f} ms/row, {flops / t / 1e9:6.2f} GFlop/s, "
+              f"{gbytes / t / 1e9:6.2f} GB/s streamed (eta, dL, b_hist rows)")
 
 
 if __name__ == "__main__":

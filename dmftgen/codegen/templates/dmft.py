@@ -314,19 +314,58 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                 # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
                 kM = k * M
                 finite = True
-                for a in range(M):
-                    row = kM + a
-                    v = wpre[i, k, a]
-                    if use_W:
+                if M == 2:
+                    # both components in one pass over the path's history (eta, dL loaded once;
+                    # with K = 1 the pathwise-nu tangent psi too, sharing the loads of R)
+                    g0 = g1 = m0 = m1 = 0.0
+                    if do_psi and K == 1 and use_W:
+                        p0 = p1 = 0.0
+                        bh = b_hist[i].reshape(b_hist.shape[1] * 2)
                         for j in range(kM):
-                            v += W[row, j] * eta[i, j]
-                    mem = 0.0
-                    for j in range(kM):
-                        mem += R[row, j] * dL[i, j]
-                    v -= inv_delta * mem
-                    r[a] = v
-                    if not (abs(v) < 1e150):
+                            e = eta[i, j]
+                            d = dL[i, j]
+                            h = bh[j]
+                            ra = R[kM, j]
+                            rb = R[kM + 1, j]
+                            g0 += W[kM, j] * e
+                            g1 += W[kM + 1, j] * e
+                            m0 += ra * d
+                            m1 += rb * d
+                            p0 += ra * h
+                            p1 += rb * h
+                        psi[0, 0] = -inv_delta * p0
+                        psi[1, 0] = -inv_delta * p1
+                    elif use_W:
+                        for j in range(kM):
+                            e = eta[i, j]
+                            d = dL[i, j]
+                            g0 += W[kM, j] * e
+                            g1 += W[kM + 1, j] * e
+                            m0 += R[kM, j] * d
+                            m1 += R[kM + 1, j] * d
+                    else:
+                        for j in range(kM):
+                            d = dL[i, j]
+                            m0 += R[kM, j] * d
+                            m1 += R[kM + 1, j] * d
+                    r[0] = wpre[i, k, 0] + g0 - inv_delta * m0
+                    r[1] = wpre[i, k, 1] + g1 - inv_delta * m1
+                    if not (abs(r[0]) < 1e150 and abs(r[1]) < 1e150):
                         finite = False
+                else:
+                    for a in range(M):
+                        row = kM + a
+                        v = wpre[i, k, a]
+                        if use_W:
+                            for j in range(kM):
+                                v += W[row, j] * eta[i, j]
+                        mem = 0.0
+                        for j in range(kM):
+                            mem += R[row, j] * dL[i, j]
+                        v -= inv_delta * mem
+                        r[a] = v
+                        if not (abs(v) < 1e150):
+                            finite = False
                 if not finite:
                     if k < bad[g]:
                         bad[g] = k
@@ -345,13 +384,15 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for j in range(K):
                         ells_sum[g, k, a, j] += ell[a] * si[j]
                 if do_psi:
-                    for a in range(M):
-                        for j in range(K):
-                            t = 0.0
-                            for m in range(k):
-                                for b in range(M):
-                                    t += R[kM + a, m * M + b] * b_hist[i, m, b, j]
-                            psi[a, j] = -inv_delta * t
+                    if not (M == 2 and K == 1 and use_W):   # else done in the pass above
+                        # b_hist[i] flat: row m * M + b, the flat column index of R
+                        bh2 = b_hist[i].reshape((b_hist.shape[1] * M, K))
+                        for a in range(M):
+                            for j in range(K):
+                                t = 0.0
+                                for jj in range(kM):
+                                    t += R[kM + a, jj] * bh2[jj, j]
+                                psi[a, j] = -inv_delta * t
                     dell_ds_row(r, si, zi, p, ds)
                     for a in range(M):
                         for j in range(K):
@@ -371,10 +412,18 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 b_hist[i, k, a, j] = q[a, j] * fac
                     # S_U row k (times delta * P): the full second moment, white part and cross terms
                     srow = kM if su_full else 0
-                    for a in range(M):
-                        x = dL[i, kM + a]
+                    if M == 2:
+                        x0 = dL[i, kM]
+                        x1 = dL[i, kM + 1]
                         for j in range(kM + M):
-                            su_sum[g, srow + a, j] += x * dL[i, j]
+                            d = dL[i, j]
+                            su_sum[g, srow, j] += x0 * d
+                            su_sum[g, srow + 1, j] += x1 * d
+                    else:
+                        for a in range(M):
+                            x = dL[i, kM + a]
+                            for j in range(kM + M):
+                                su_sum[g, srow + a, j] += x * dL[i, j]
                     if tangent:
                         for a in range(M):
                             for b in range(M):
