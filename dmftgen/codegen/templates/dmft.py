@@ -88,7 +88,9 @@ LANES = 8
 # The adjoint's inner products, compiled eagerly (explicit signatures) with LLVM's SLP vectoriser
 # switched on for these two functions only (numba leaves it off by default): it packs the eight
 # lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
-# chains; it only groups independent lanes, so the bytes are those of the scalar code. Only
+# chains; it only groups independent lanes, so the bytes are those of the scalar code. For M = 2
+# one pass computes all four (a, c) and the control variate: 8 independent accumulators, every
+# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). Only
 # "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
@@ -153,126 +155,234 @@ try:
 
     @njit(ADJ_SIG, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
     def adjoint_dots2(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled
-        """M = 2: adjoint_dots for c = 0 and 1 in one pass (the loads of Zt, Zc shared; four
-        independent SIMD accumulators); ``c`` is ignored."""
+        """M = 2: adjoint_dots for every (a, c) in one pass (each load of Zt, Zc, RT shared; eight
+        independent SIMD accumulators with the control variate, four without); ``a``, ``c`` unused."""
         r0 = l * 2
         r1 = r0 + 1
-        u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
-        x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = 0.0
+        u00_0 = u00_1 = u00_2 = u00_3 = u00_4 = u00_5 = u00_6 = u00_7 = 0.0
+        u01_0 = u01_1 = u01_2 = u01_3 = u01_4 = u01_5 = u01_6 = u01_7 = 0.0
+        u10_0 = u10_1 = u10_2 = u10_3 = u10_4 = u10_5 = u10_6 = u10_7 = 0.0
+        u11_0 = u11_1 = u11_2 = u11_3 = u11_4 = u11_5 = u11_6 = u11_7 = 0.0
         if use_cv:
-            w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
-            y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = 0.0
+            w00_0 = w00_1 = w00_2 = w00_3 = w00_4 = w00_5 = w00_6 = w00_7 = 0.0
+            w01_0 = w01_1 = w01_2 = w01_3 = w01_4 = w01_5 = w01_6 = w01_7 = 0.0
+            w10_0 = w10_1 = w10_2 = w10_3 = w10_4 = w10_5 = w10_6 = w10_7 = 0.0
+            w11_0 = w11_1 = w11_2 = w11_3 = w11_4 = w11_5 = w11_6 = w11_7 = 0.0
             for j in range(j0, j1):
-                rv = RT[r0, j]
-                sv = RT[r1, j]
-                z0 = Zt[j, a, 0]
-                z1 = Zt[j, a, 1]
-                z2 = Zt[j, a, 2]
-                z3 = Zt[j, a, 3]
-                z4 = Zt[j, a, 4]
-                z5 = Zt[j, a, 5]
-                z6 = Zt[j, a, 6]
-                z7 = Zt[j, a, 7]
-                q0 = Zc[j, a, 0]
-                q1 = Zc[j, a, 1]
-                q2 = Zc[j, a, 2]
-                q3 = Zc[j, a, 3]
-                q4 = Zc[j, a, 4]
-                q5 = Zc[j, a, 5]
-                q6 = Zc[j, a, 6]
-                q7 = Zc[j, a, 7]
-                u0 += z0 * rv
-                u1 += z1 * rv
-                u2 += z2 * rv
-                u3 += z3 * rv
-                u4 += z4 * rv
-                u5 += z5 * rv
-                u6 += z6 * rv
-                u7 += z7 * rv
-                x0 += z0 * sv
-                x1 += z1 * sv
-                x2 += z2 * sv
-                x3 += z3 * sv
-                x4 += z4 * sv
-                x5 += z5 * sv
-                x6 += z6 * sv
-                x7 += z7 * sv
-                w0 += q0 * rv
-                w1 += q1 * rv
-                w2 += q2 * rv
-                w3 += q3 * rv
-                w4 += q4 * rv
-                w5 += q5 * rv
-                w6 += q6 * rv
-                w7 += q7 * rv
-                y0 += q0 * sv
-                y1 += q1 * sv
-                y2 += q2 * sv
-                y3 += q3 * sv
-                y4 += q4 * sv
-                y5 += q5 * sv
-                y6 += q6 * sv
-                y7 += q7 * sv
-            accc[a, 0, 0] = w0
-            accc[a, 0, 1] = w1
-            accc[a, 0, 2] = w2
-            accc[a, 0, 3] = w3
-            accc[a, 0, 4] = w4
-            accc[a, 0, 5] = w5
-            accc[a, 0, 6] = w6
-            accc[a, 0, 7] = w7
-            accc[a, 1, 0] = y0
-            accc[a, 1, 1] = y1
-            accc[a, 1, 2] = y2
-            accc[a, 1, 3] = y3
-            accc[a, 1, 4] = y4
-            accc[a, 1, 5] = y5
-            accc[a, 1, 6] = y6
-            accc[a, 1, 7] = y7
+                rv0 = RT[r0, j]
+                rv1 = RT[r1, j]
+                z0_0 = Zt[j, 0, 0]
+                z0_1 = Zt[j, 0, 1]
+                z0_2 = Zt[j, 0, 2]
+                z0_3 = Zt[j, 0, 3]
+                z0_4 = Zt[j, 0, 4]
+                z0_5 = Zt[j, 0, 5]
+                z0_6 = Zt[j, 0, 6]
+                z0_7 = Zt[j, 0, 7]
+                z1_0 = Zt[j, 1, 0]
+                z1_1 = Zt[j, 1, 1]
+                z1_2 = Zt[j, 1, 2]
+                z1_3 = Zt[j, 1, 3]
+                z1_4 = Zt[j, 1, 4]
+                z1_5 = Zt[j, 1, 5]
+                z1_6 = Zt[j, 1, 6]
+                z1_7 = Zt[j, 1, 7]
+                q0_0 = Zc[j, 0, 0]
+                q0_1 = Zc[j, 0, 1]
+                q0_2 = Zc[j, 0, 2]
+                q0_3 = Zc[j, 0, 3]
+                q0_4 = Zc[j, 0, 4]
+                q0_5 = Zc[j, 0, 5]
+                q0_6 = Zc[j, 0, 6]
+                q0_7 = Zc[j, 0, 7]
+                q1_0 = Zc[j, 1, 0]
+                q1_1 = Zc[j, 1, 1]
+                q1_2 = Zc[j, 1, 2]
+                q1_3 = Zc[j, 1, 3]
+                q1_4 = Zc[j, 1, 4]
+                q1_5 = Zc[j, 1, 5]
+                q1_6 = Zc[j, 1, 6]
+                q1_7 = Zc[j, 1, 7]
+                u00_0 += z0_0 * rv0
+                u00_1 += z0_1 * rv0
+                u00_2 += z0_2 * rv0
+                u00_3 += z0_3 * rv0
+                u00_4 += z0_4 * rv0
+                u00_5 += z0_5 * rv0
+                u00_6 += z0_6 * rv0
+                u00_7 += z0_7 * rv0
+                u01_0 += z0_0 * rv1
+                u01_1 += z0_1 * rv1
+                u01_2 += z0_2 * rv1
+                u01_3 += z0_3 * rv1
+                u01_4 += z0_4 * rv1
+                u01_5 += z0_5 * rv1
+                u01_6 += z0_6 * rv1
+                u01_7 += z0_7 * rv1
+                u10_0 += z1_0 * rv0
+                u10_1 += z1_1 * rv0
+                u10_2 += z1_2 * rv0
+                u10_3 += z1_3 * rv0
+                u10_4 += z1_4 * rv0
+                u10_5 += z1_5 * rv0
+                u10_6 += z1_6 * rv0
+                u10_7 += z1_7 * rv0
+                u11_0 += z1_0 * rv1
+                u11_1 += z1_1 * rv1
+                u11_2 += z1_2 * rv1
+                u11_3 += z1_3 * rv1
+                u11_4 += z1_4 * rv1
+                u11_5 += z1_5 * rv1
+                u11_6 += z1_6 * rv1
+                u11_7 += z1_7 * rv1
+                w00_0 += q0_0 * rv0
+                w00_1 += q0_1 * rv0
+                w00_2 += q0_2 * rv0
+                w00_3 += q0_3 * rv0
+                w00_4 += q0_4 * rv0
+                w00_5 += q0_5 * rv0
+                w00_6 += q0_6 * rv0
+                w00_7 += q0_7 * rv0
+                w01_0 += q0_0 * rv1
+                w01_1 += q0_1 * rv1
+                w01_2 += q0_2 * rv1
+                w01_3 += q0_3 * rv1
+                w01_4 += q0_4 * rv1
+                w01_5 += q0_5 * rv1
+                w01_6 += q0_6 * rv1
+                w01_7 += q0_7 * rv1
+                w10_0 += q1_0 * rv0
+                w10_1 += q1_1 * rv0
+                w10_2 += q1_2 * rv0
+                w10_3 += q1_3 * rv0
+                w10_4 += q1_4 * rv0
+                w10_5 += q1_5 * rv0
+                w10_6 += q1_6 * rv0
+                w10_7 += q1_7 * rv0
+                w11_0 += q1_0 * rv1
+                w11_1 += q1_1 * rv1
+                w11_2 += q1_2 * rv1
+                w11_3 += q1_3 * rv1
+                w11_4 += q1_4 * rv1
+                w11_5 += q1_5 * rv1
+                w11_6 += q1_6 * rv1
+                w11_7 += q1_7 * rv1
+            accc[0, 0, 0] = w00_0
+            accc[0, 0, 1] = w00_1
+            accc[0, 0, 2] = w00_2
+            accc[0, 0, 3] = w00_3
+            accc[0, 0, 4] = w00_4
+            accc[0, 0, 5] = w00_5
+            accc[0, 0, 6] = w00_6
+            accc[0, 0, 7] = w00_7
+            accc[0, 1, 0] = w01_0
+            accc[0, 1, 1] = w01_1
+            accc[0, 1, 2] = w01_2
+            accc[0, 1, 3] = w01_3
+            accc[0, 1, 4] = w01_4
+            accc[0, 1, 5] = w01_5
+            accc[0, 1, 6] = w01_6
+            accc[0, 1, 7] = w01_7
+            accc[1, 0, 0] = w10_0
+            accc[1, 0, 1] = w10_1
+            accc[1, 0, 2] = w10_2
+            accc[1, 0, 3] = w10_3
+            accc[1, 0, 4] = w10_4
+            accc[1, 0, 5] = w10_5
+            accc[1, 0, 6] = w10_6
+            accc[1, 0, 7] = w10_7
+            accc[1, 1, 0] = w11_0
+            accc[1, 1, 1] = w11_1
+            accc[1, 1, 2] = w11_2
+            accc[1, 1, 3] = w11_3
+            accc[1, 1, 4] = w11_4
+            accc[1, 1, 5] = w11_5
+            accc[1, 1, 6] = w11_6
+            accc[1, 1, 7] = w11_7
         else:
             for j in range(j0, j1):
-                rv = RT[r0, j]
-                sv = RT[r1, j]
-                z0 = Zt[j, a, 0]
-                z1 = Zt[j, a, 1]
-                z2 = Zt[j, a, 2]
-                z3 = Zt[j, a, 3]
-                z4 = Zt[j, a, 4]
-                z5 = Zt[j, a, 5]
-                z6 = Zt[j, a, 6]
-                z7 = Zt[j, a, 7]
-                u0 += z0 * rv
-                u1 += z1 * rv
-                u2 += z2 * rv
-                u3 += z3 * rv
-                u4 += z4 * rv
-                u5 += z5 * rv
-                u6 += z6 * rv
-                u7 += z7 * rv
-                x0 += z0 * sv
-                x1 += z1 * sv
-                x2 += z2 * sv
-                x3 += z3 * sv
-                x4 += z4 * sv
-                x5 += z5 * sv
-                x6 += z6 * sv
-                x7 += z7 * sv
-        acc3[a, 0, 0] = u0
-        acc3[a, 0, 1] = u1
-        acc3[a, 0, 2] = u2
-        acc3[a, 0, 3] = u3
-        acc3[a, 0, 4] = u4
-        acc3[a, 0, 5] = u5
-        acc3[a, 0, 6] = u6
-        acc3[a, 0, 7] = u7
-        acc3[a, 1, 0] = x0
-        acc3[a, 1, 1] = x1
-        acc3[a, 1, 2] = x2
-        acc3[a, 1, 3] = x3
-        acc3[a, 1, 4] = x4
-        acc3[a, 1, 5] = x5
-        acc3[a, 1, 6] = x6
-        acc3[a, 1, 7] = x7
+                rv0 = RT[r0, j]
+                rv1 = RT[r1, j]
+                z0_0 = Zt[j, 0, 0]
+                z0_1 = Zt[j, 0, 1]
+                z0_2 = Zt[j, 0, 2]
+                z0_3 = Zt[j, 0, 3]
+                z0_4 = Zt[j, 0, 4]
+                z0_5 = Zt[j, 0, 5]
+                z0_6 = Zt[j, 0, 6]
+                z0_7 = Zt[j, 0, 7]
+                z1_0 = Zt[j, 1, 0]
+                z1_1 = Zt[j, 1, 1]
+                z1_2 = Zt[j, 1, 2]
+                z1_3 = Zt[j, 1, 3]
+                z1_4 = Zt[j, 1, 4]
+                z1_5 = Zt[j, 1, 5]
+                z1_6 = Zt[j, 1, 6]
+                z1_7 = Zt[j, 1, 7]
+                u00_0 += z0_0 * rv0
+                u00_1 += z0_1 * rv0
+                u00_2 += z0_2 * rv0
+                u00_3 += z0_3 * rv0
+                u00_4 += z0_4 * rv0
+                u00_5 += z0_5 * rv0
+                u00_6 += z0_6 * rv0
+                u00_7 += z0_7 * rv0
+                u01_0 += z0_0 * rv1
+                u01_1 += z0_1 * rv1
+                u01_2 += z0_2 * rv1
+                u01_3 += z0_3 * rv1
+                u01_4 += z0_4 * rv1
+                u01_5 += z0_5 * rv1
+                u01_6 += z0_6 * rv1
+                u01_7 += z0_7 * rv1
+                u10_0 += z1_0 * rv0
+                u10_1 += z1_1 * rv0
+                u10_2 += z1_2 * rv0
+                u10_3 += z1_3 * rv0
+                u10_4 += z1_4 * rv0
+                u10_5 += z1_5 * rv0
+                u10_6 += z1_6 * rv0
+                u10_7 += z1_7 * rv0
+                u11_0 += z1_0 * rv1
+                u11_1 += z1_1 * rv1
+                u11_2 += z1_2 * rv1
+                u11_3 += z1_3 * rv1
+                u11_4 += z1_4 * rv1
+                u11_5 += z1_5 * rv1
+                u11_6 += z1_6 * rv1
+                u11_7 += z1_7 * rv1
+        acc3[0, 0, 0] = u00_0
+        acc3[0, 0, 1] = u00_1
+        acc3[0, 0, 2] = u00_2
+        acc3[0, 0, 3] = u00_3
+        acc3[0, 0, 4] = u00_4
+        acc3[0, 0, 5] = u00_5
+        acc3[0, 0, 6] = u00_6
+        acc3[0, 0, 7] = u00_7
+        acc3[0, 1, 0] = u01_0
+        acc3[0, 1, 1] = u01_1
+        acc3[0, 1, 2] = u01_2
+        acc3[0, 1, 3] = u01_3
+        acc3[0, 1, 4] = u01_4
+        acc3[0, 1, 5] = u01_5
+        acc3[0, 1, 6] = u01_6
+        acc3[0, 1, 7] = u01_7
+        acc3[1, 0, 0] = u10_0
+        acc3[1, 0, 1] = u10_1
+        acc3[1, 0, 2] = u10_2
+        acc3[1, 0, 3] = u10_3
+        acc3[1, 0, 4] = u10_4
+        acc3[1, 0, 5] = u10_5
+        acc3[1, 0, 6] = u10_6
+        acc3[1, 0, 7] = u10_7
+        acc3[1, 1, 0] = u11_0
+        acc3[1, 1, 1] = u11_1
+        acc3[1, 1, 2] = u11_2
+        acc3[1, 1, 3] = u11_3
+        acc3[1, 1, 4] = u11_4
+        acc3[1, 1, 5] = u11_5
+        acc3[1, 1, 6] = u11_6
+        acc3[1, 1, 7] = u11_7
 finally:
     _numba_config.SLP_VECTORIZE = _slp_before
 
@@ -470,10 +580,10 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
                             Zc[kM + b, a, ln] = Gcv_g[k, a, b]
                 for l in range(k - 1, -1, -1):
-                    for a in range(M):
-                        if M == 2:
-                            adjoint_dots2(RT, Zt, Zc, l, a, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
-                        else:
+                    if M == 2:
+                        adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
+                    else:
+                        for a in range(M):
                             for c in range(M):
                                 adjoint_dots(RT, Zt, Zc, l, a, c, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous)
