@@ -140,8 +140,9 @@ def _adjoint_reference(args):
     return out
 
 
+@pytest.mark.parametrize("name", ["committee", "logistic"])   # M = 2 and M = 1 (separate inner loops)
 @pytest.mark.parametrize("n_tan_g", [1, 3, 4, 8, 11])
-def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g):
+def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g, name):
     """The adjoint packs the tangent paths of several groups into one block of LANES lanes
     (n_tan_g < LANES) or splits a group over several blocks: each group's K_ell sum must be the
     one of a launch with that group alone (lanes are independent; same bytes), for counts that
@@ -149,7 +150,8 @@ def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g):
     from dmftgen.codegen import load_kernels
     from dmftgen.model import load_model
 
-    kern = load_kernels(load_model("committee"))
+    kern = load_kernels(load_model(name))
+    m = int(kern.M)
     N, G, per = 12, 7, 13
     bounds = np.arange(G + 1, dtype=np.int64) * per
     args = _synthetic(kern, bounds, n_tan_g, N)
@@ -163,8 +165,8 @@ def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g):
         for j in (8, 11, 14, 15, 16, 19):            # per-path inputs
             one[j] = np.ascontiguousarray(one[j][sl])
         one[3] = np.array([0, per], dtype=np.int64)
-        one[19] = np.zeros((per, N * 2))
-        one[20], one[21] = np.zeros((n_tan_g, N, 2, 2)), np.zeros((n_tan_g, N + 1, 2, 2))
+        one[19] = np.zeros((per, N * m))
+        one[20], one[21] = np.zeros((n_tan_g, N, m, m)), np.zeros((n_tan_g, N + 1, m, m))
         for j in range(23, 33):                      # one group's accumulators
             one[j] = np.ascontiguousarray(one[j][:1])
         kern.dmft_paths(*one)

@@ -39,6 +39,28 @@ Cost and memory (P paths, K = T/dt steps, width m)
   sums (memory term, Gaussian input, S_U row; O(P K^2 m^2), at ~0.1-0.2 GFlop/s under load)
   dominate, not the tangents; peak RSS 505 MB (about 1.45 GB before the row mode). Logistic
   K = 100..800 at P = 2000: CPU K^2.34 (0.9, 3.3, 17, 119 s).
+* The kernel's inner loops (issue 12, bench/bench_adjoint.py: committee m = 2, N = 500, rows
+  k = 480..499, G = 20 groups, one thread, CPU, median of 3; before -> after):
+  - adjoint with the control variate, n_tan_g = 1 (20 tangent paths): 140 -> 2.3 ms per row.
+    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES = 8,
+    LANES // n_tan_g groups share one block of 8 lanes (3 blocks instead of 20), and n_tan_g is
+    rounded up to whole lanes (:func:`dmftgen.dmft.tangents.whole_lanes`: 7 -> 8, 3 -> 4), so
+    no computed lane is wasted;
+  - n_tan_g = 8 (160 tangent paths, the committee default after rounding): 138 -> 15.5 ms per
+    row, 4.4 -> 40 GFlop/s of useful work: the inner products in a helper compiled with
+    "contract" but not "reassoc" (with reassociation LLVM vectorised each lane's sum along j with
+    strided loads: 2.2x), with LLVM's SLP vectoriser on for that helper only (8 lanes in one
+    AVX-512 register: 2x), and for M = 2 all four (a, c) and the control variate in one pass
+    (8 independent accumulators, shared loads: 1.7x);
+  - r-side sums at P = 2e4 (no tangents, with the pathwise-nu tangent psi as in the committee
+    solve): 74 -> 42 ms per row, 4.3 -> 7.4 GFlop/s: for M = 2 the Gaussian input, the memory
+    term and psi in one pass over the path's history (psi was a two-level loop that did not
+    vectorise), both S_U rows per pass. Not bandwidth-bound: 11 GB/s streamed (eta, dL, b_hist)
+    against 28 GB/s for a one-core numpy sum on this machine.
+  Committee K = 500, P = 2e4, default options (bench: ``solve(committee, delta 3, tau 0.2, T 5,
+  dt 0.01, paths=20000)``): 255 s -> 70 s CPU (e9536a1: see the commit log for later figures);
+  of the 70 s about 36 s adjoint (1280 tangent paths), 11 s r-side sums, 13 s P-independent
+  (theta-side, self-checks, test observables; a P = 320 solve: 22 s).
 Older measurements (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with

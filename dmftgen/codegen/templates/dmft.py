@@ -30,6 +30,9 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
 * ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
 * ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
+  Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
+  a time (one block: LANES consecutive t of one group, or, for n_tan_g < LANES, the paths of
+  LANES // n_tan_g whole groups), each group's lanes summed in lane order into kl_sum[g].
 * Accumulators, one slot per path group g (batch means; no races between prange iterations):
   ``loss_sum`` (G, N+1), ``met_sum`` (G, N+1, NMET), ``gam_sum`` (G, N+1, M, M),
   ``kl_sum`` (G, (N+1)M, (N+1)M) (tangent paths only), ``ells_sum`` (G, N+1, M, K) (ell s^T),
@@ -90,12 +93,15 @@ LANES = 8
 # lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
 # chains; it only groups independent lanes, so the bytes are those of the scalar code. For M = 2
 # one pass computes all four (a, c) and the control variate: 8 independent accumulators, every
-# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). Only
+# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). For M = 1 one pass
+# serves two rows, l and l - 1 (the latter without its j = l term, added once Z_l is known). Only
 # "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
 ADJ_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, int64, int64, "
            "boolean, float64[:, :, ::1], float64[:, :, ::1])")
+ADJ1P_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, boolean, "
+             "float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1])")
 _slp_before = _numba_config.SLP_VECTORIZE
 _numba_config.SLP_VECTORIZE = 1
 try:
@@ -383,6 +389,128 @@ try:
         acc3[1, 1, 5] = u11_5
         acc3[1, 1, 6] = u11_6
         acc3[1, 1, 7] = u11_7
+    @njit(ADJ1P_SIG, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+        """M = 1: the sums of rows l and l - 1 in one pass over j0 <= j < j1 (j0 = l + 1): acc3 /
+        accc complete for row l, accp / acccp row l - 1 without its j = l term (added once Z_l is
+        known). Four independent SIMD accumulators with the control variate instead of two."""
+        r1 = l - 1
+        u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+        x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = 0.0
+        if use_cv:
+            w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
+            y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = 0.0
+            for j in range(j0, j1):
+                rv = RT[l, j]
+                sv = RT[r1, j]
+                z0 = Zt[j, 0, 0]
+                z1 = Zt[j, 0, 1]
+                z2 = Zt[j, 0, 2]
+                z3 = Zt[j, 0, 3]
+                z4 = Zt[j, 0, 4]
+                z5 = Zt[j, 0, 5]
+                z6 = Zt[j, 0, 6]
+                z7 = Zt[j, 0, 7]
+                q0 = Zc[j, 0, 0]
+                q1 = Zc[j, 0, 1]
+                q2 = Zc[j, 0, 2]
+                q3 = Zc[j, 0, 3]
+                q4 = Zc[j, 0, 4]
+                q5 = Zc[j, 0, 5]
+                q6 = Zc[j, 0, 6]
+                q7 = Zc[j, 0, 7]
+                u0 += z0 * rv
+                u1 += z1 * rv
+                u2 += z2 * rv
+                u3 += z3 * rv
+                u4 += z4 * rv
+                u5 += z5 * rv
+                u6 += z6 * rv
+                u7 += z7 * rv
+                x0 += z0 * sv
+                x1 += z1 * sv
+                x2 += z2 * sv
+                x3 += z3 * sv
+                x4 += z4 * sv
+                x5 += z5 * sv
+                x6 += z6 * sv
+                x7 += z7 * sv
+                w0 += q0 * rv
+                w1 += q1 * rv
+                w2 += q2 * rv
+                w3 += q3 * rv
+                w4 += q4 * rv
+                w5 += q5 * rv
+                w6 += q6 * rv
+                w7 += q7 * rv
+                y0 += q0 * sv
+                y1 += q1 * sv
+                y2 += q2 * sv
+                y3 += q3 * sv
+                y4 += q4 * sv
+                y5 += q5 * sv
+                y6 += q6 * sv
+                y7 += q7 * sv
+            accc[0, 0, 0] = w0
+            accc[0, 0, 1] = w1
+            accc[0, 0, 2] = w2
+            accc[0, 0, 3] = w3
+            accc[0, 0, 4] = w4
+            accc[0, 0, 5] = w5
+            accc[0, 0, 6] = w6
+            accc[0, 0, 7] = w7
+            acccp[0, 0, 0] = y0
+            acccp[0, 0, 1] = y1
+            acccp[0, 0, 2] = y2
+            acccp[0, 0, 3] = y3
+            acccp[0, 0, 4] = y4
+            acccp[0, 0, 5] = y5
+            acccp[0, 0, 6] = y6
+            acccp[0, 0, 7] = y7
+        else:
+            for j in range(j0, j1):
+                rv = RT[l, j]
+                sv = RT[r1, j]
+                z0 = Zt[j, 0, 0]
+                z1 = Zt[j, 0, 1]
+                z2 = Zt[j, 0, 2]
+                z3 = Zt[j, 0, 3]
+                z4 = Zt[j, 0, 4]
+                z5 = Zt[j, 0, 5]
+                z6 = Zt[j, 0, 6]
+                z7 = Zt[j, 0, 7]
+                u0 += z0 * rv
+                u1 += z1 * rv
+                u2 += z2 * rv
+                u3 += z3 * rv
+                u4 += z4 * rv
+                u5 += z5 * rv
+                u6 += z6 * rv
+                u7 += z7 * rv
+                x0 += z0 * sv
+                x1 += z1 * sv
+                x2 += z2 * sv
+                x3 += z3 * sv
+                x4 += z4 * sv
+                x5 += z5 * sv
+                x6 += z6 * sv
+                x7 += z7 * sv
+        acc3[0, 0, 0] = u0
+        acc3[0, 0, 1] = u1
+        acc3[0, 0, 2] = u2
+        acc3[0, 0, 3] = u3
+        acc3[0, 0, 4] = u4
+        acc3[0, 0, 5] = u5
+        acc3[0, 0, 6] = u6
+        acc3[0, 0, 7] = u7
+        accp[0, 0, 0] = x0
+        accp[0, 0, 1] = x1
+        accp[0, 0, 2] = x2
+        accp[0, 0, 3] = x3
+        accp[0, 0, 4] = x4
+        accp[0, 0, 5] = x5
+        accp[0, 0, 6] = x6
+        accp[0, 0, 7] = x7
 finally:
     _numba_config.SLP_VECTORIZE = _slp_before
 
@@ -397,7 +525,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     fixed-point iteration calls it with (0, N + 1) and the whole R_theta of the current iterate.
     Paths are split in groups ``bounds[g]:bounds[g+1]``; group g is one prange iteration with its
     own scratch and its own accumulator slots. The first ``n_tan_g`` paths of each group also run
-    the adjoint tangent (``n_tan_g = 0`` when the tangents are deterministic, LINEAR_ELL).
+    the adjoint tangent (``n_tan_g = 0`` when the tangents are deterministic, LINEAR_ELL), in a
+    second prange over chunks of whole groups, LANES paths per block (several groups per block
+    when n_tan_g < LANES; issue 12).
     See the module docstring for the equations and the array layout.
     """
     G = bounds.shape[0] - 1
@@ -557,6 +687,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         acc3 = np.zeros((M, M, LANES))
         Zc = np.zeros((NN, M, LANES))
         accc = np.zeros((M, M, LANES))
+        accp = np.zeros((M, M, LANES))    # M = 1: row l - 1's partial sums (adjoint_dots1p)
+        acccp = np.zeros((M, M, LANES))
         pix = np.zeros(LANES, dtype=np.int64)
         cg0 = ch * gpc
         cg1 = min(cg0 + gpc, G)
@@ -579,9 +711,20 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         for ln in range(nl):
                             Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
                             Zc[kM + b, a, ln] = Gcv_g[k, a, b]
+                pend = False
                 for l in range(k - 1, -1, -1):
                     if M == 2:
                         adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
+                    elif M == 1 and pend:
+                        # row l's sum from the pass of row l + 1, plus its j = l + 1 term
+                        rl = RT[l, l + 1]
+                        for ln in range(LANES):
+                            acc3[0, 0, ln] = accp[0, 0, ln] + Zt[l + 1, 0, ln] * rl
+                            accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
+                        pend = False
+                    elif M == 1 and l >= 1:
+                        adjoint_dots1p(RT, Zt, Zc, l, l + 1, k + 1, use_cv, acc3, accc, accp, acccp)
+                        pend = True
                     else:
                         for a in range(M):
                             for c in range(M):
