@@ -4,7 +4,7 @@ import pytest
 
 from dmftgen import Settings, solve
 from dmftgen.dmft import solver as S
-from dmftgen.dmft.tangents import total_tangent_paths
+from dmftgen.dmft.tangents import LANES, tangent_paths_per_group, total_tangent_paths, whole_lanes
 
 
 def _n_tangent(res):
@@ -47,8 +47,11 @@ def test_replicas_share_the_tangent_paths(logistic, tangent_paths):
     eight = solve(logistic, st, paths=16000, replicas=8, **opts)
     n1, n8 = _n_tangent(one), _n_tangent(eight)
     G = one.meta["groups"]
+    PJ = total_tangent_paths(16000, 100, 1, G, opts, 0.5)
     assert n1 < 16000  # the subset is really a subset at this grid
-    assert n1 <= n8 <= n1 + 8 * G  # each replica rounds up to whole paths per group
+    # each replica rounds up to whole paths per group, then to whole adjoint blocks (LANES lanes)
+    assert PJ <= n1 <= PJ + G * LANES
+    assert PJ <= n8 <= PJ + 8 * G * LANES < 8 * PJ
 
 
 def test_automatic_subset_costs_at_most_the_r_side():
@@ -60,3 +63,111 @@ def test_automatic_subset_costs_at_most_the_r_side():
         PJ = total_tangent_paths(P, N, m, G, {}, tau)
         assert PJ <= P
         assert PJ == min(P, 50 * G) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
+
+
+def test_whole_lanes_fill_the_adjoint_blocks():
+    """n_tan_g is rounded up (never down) to a count whose blocks of LANES lanes are full: a
+    multiple of LANES, or a divisor of it (whole groups packed into one block); the kernel's
+    LANES is the one tangents.py rounds to; the group size caps the rounding."""
+    from dmftgen.codegen import load_kernels
+    from dmftgen.model import load_model
+
+    assert int(load_kernels(load_model("logistic")).LANES) == LANES
+    for n in range(0, 70):
+        w = whole_lanes(n)
+        assert w >= n and w < max(2 * n, n + LANES)
+        assert w == 0 or w % LANES == 0 or LANES % w == 0
+    assert whole_lanes(7) == 8 and whole_lanes(3) == 4 and whole_lanes(1) == 1
+    # capped at the smallest group
+    assert tangent_paths_per_group(20 * 7, 100, 1, 20, {"tangent_paths": 20 * 7}, 0.5, 1, 7) == 7
+    assert tangent_paths_per_group(20 * 7, 100, 1, 20, {"tangent_paths": 20 * 7}, 0.5, 1, 100) == 8
+
+
+def test_meta_reports_the_rounded_tangent_count(logistic):
+    """tangent_paths=3 per group becomes 4 per group (two groups per adjoint block); the meta says
+    so, and the estimate is the mean over those 4 G paths (it differs from the 3 G one)."""
+    st = Settings(delta=2, tau=0.5, T=1, dt=0.1)
+    a = solve(logistic, st, paths=2000, replicas=1, tangent_paths=60)
+    b = solve(logistic, st, paths=2000, replicas=1, tangent_paths=80)
+    assert _n_tangent(a) == _n_tangent(b) == 80
+    assert np.array_equal(a["K_ell"], b["K_ell"])
+
+
+def _synthetic(kern, bounds, n_tan_g, N, seed=0):
+    """Random inputs of ``dmft_paths`` (row mode off) for the paths ``bounds``."""
+    rng = np.random.default_rng(seed)
+    m, kk, nz = int(kern.M), int(kern.K), int(kern.NZ)
+    P, G = int(bounds[-1]), bounds.shape[0] - 1
+    NN, NI = (N + 1) * m, N * m
+    R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)
+    W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
+    return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
+            rng.standard_normal((P, NI)), R, np.ascontiguousarray(R.T), rng.standard_normal((P, kk)),
+            rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3, np.array([0.1, 0.5]), False,
+            np.zeros((P, NI)), np.zeros((n_tan_g * G, N, m, m)), np.zeros((n_tan_g * G, N + 1, m, m)),
+            np.zeros((1, 1, m, kk)), np.zeros((G, N + 1)), np.zeros((G, N + 1, int(kern.NMET))),
+            np.zeros((G, N + 1, m, m)), np.zeros((G, NN, NN)), np.zeros((G, N + 1, m, kk)),
+            np.zeros((G, N + 1, m, kk)), np.zeros((G, NI, NI)), np.zeros((G, N + 1, m, m)),
+            np.zeros((G, N + 1, m, m)), np.full(G, N + 1, dtype=np.int64), True,
+            rng.standard_normal((N + 1, m, m)), rng.standard_normal((N + 1, m, m)), np.zeros((1, 1, 1))]
+
+
+def _adjoint_reference(args):
+    """kl_sum of ``dmft_paths`` (control variate on) recomputed in numpy from the a_hist / g_hist the
+    kernel wrote: per tangent path and row k, Z_k = grad ell_k, Z_l = -(1/delta) (sum_{l<j<=k} Z_j
+    R[j, l]) a_l, and the same with grad ell -> Gcv_g[k], a_l -> Gcv[l] (dt + sq dB_l)."""
+    N, bounds, ntg, delta, dt, sq = args[2], args[3], args[4], args[5], args[6], args[7]
+    R, dB, a_hist, g_hist, Gcv, Gcv_g = args[12], args[16], args[20], args[21], args[34], args[35]
+    m = a_hist.shape[2]
+    G = bounds.shape[0] - 1
+    out = np.zeros((G, (N + 1) * m, (N + 1) * m))
+    for g in range(G):
+        for ti in range(ntg):
+            t, i = g * ntg + ti, bounds[g] + ti
+            for k in range(1, N + 1):
+                Z = np.zeros(((N + 1) * m, m))   # row j: Z_j[:, b] of column b = j % m
+                Zc = np.zeros_like(Z)
+                Z[k * m:(k + 1) * m] = g_hist[t, k].T
+                Zc[k * m:(k + 1) * m] = Gcv_g[k].T
+                for l in range(k - 1, -1, -1):
+                    hi = slice((l + 1) * m, (k + 1) * m)
+                    acc = (R[hi, l * m:(l + 1) * m].T @ Z[hi]).T     # (a, c)
+                    accc = (R[hi, l * m:(l + 1) * m].T @ Zc[hi]).T
+                    Zl = -(acc @ a_hist[t, l]) / delta
+                    Zcl = -(accc @ Gcv[l]) / delta * (dt + sq * dB[i, l])
+                    Z[l * m:(l + 1) * m], Zc[l * m:(l + 1) * m] = Zl.T, Zcl.T
+                    out[g, k * m:(k + 1) * m, l * m:(l + 1) * m] += Zl - Zcl
+    return out
+
+
+@pytest.mark.parametrize("name", ["committee", "logistic"])   # M = 2 and M = 1 (separate inner loops)
+@pytest.mark.parametrize("n_tan_g", [1, 3, 4, 8, 11])
+def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g, name):
+    """The adjoint packs the tangent paths of several groups into one block of LANES lanes
+    (n_tan_g < LANES) or splits a group over several blocks: each group's K_ell sum must be the
+    one of a launch with that group alone (lanes are independent; same bytes), for counts that
+    fill the lanes (1, 4, 8) and counts that do not (3, 11)."""
+    from dmftgen.codegen import load_kernels
+    from dmftgen.model import load_model
+
+    kern = load_kernels(load_model(name))
+    m = int(kern.M)
+    N, G, per = 12, 7, 13
+    bounds = np.arange(G + 1, dtype=np.int64) * per
+    args = _synthetic(kern, bounds, n_tan_g, N)
+    kern.dmft_paths(*args)
+    kl_all = args[26]
+    assert np.abs(kl_all).max() > 0
+    np.testing.assert_allclose(kl_all, _adjoint_reference(args), rtol=1e-11, atol=1e-13)
+    for g in range(G):
+        one = _synthetic(kern, bounds, n_tan_g, N)   # same draws, then the rows of group g only
+        sl = slice(bounds[g], bounds[g + 1])
+        for j in (8, 11, 14, 15, 16, 19):            # per-path inputs
+            one[j] = np.ascontiguousarray(one[j][sl])
+        one[3] = np.array([0, per], dtype=np.int64)
+        one[19] = np.zeros((per, N * m))
+        one[20], one[21] = np.zeros((n_tan_g, N, m, m)), np.zeros((n_tan_g, N + 1, m, m))
+        for j in range(23, 33):                      # one group's accumulators
+            one[j] = np.ascontiguousarray(one[j][:1])
+        kern.dmft_paths(*one)
+        assert np.array_equal(one[26][0], kl_all[g]), g

@@ -35,10 +35,42 @@ Cost and memory (P paths, K = T/dt steps, width m)
   Measured (bench/bench_issue12.py, one thread, load ~11 on 2 cores, CPU s): Figure 1 setting
   (logistic, K = 100, P = 2e4) 6.5 s (before the tangent subset) -> 2.7 s (tangent subset) ->
   1.5 s (test observables at the replica mean); its P-independent part (P = 320) 2.1 -> 0.9 s.
-  Committee K = 500, P = 2e4: 250 s with 1120 tangent paths, 246 s with 160: there the r-side
-  sums (memory term, Gaussian input, S_U row; O(P K^2 m^2), at ~0.1-0.2 GFlop/s under load)
-  dominate, not the tangents; peak RSS 505 MB (about 1.45 GB before the row mode). Logistic
+  Committee K = 500, P = 2e4: 250 s with 1120 tangent paths, 246 s with 160 (read at the time as
+  "the r-side sums dominate"; in fact both ran the same 160 blocks of 8 adjoint lanes, 7/8 resp.
+  1/8 of them used, and the adjoint was ~3/4 of the time: see the kernel figures below); peak RSS 505 MB (about 1.45 GB before the row mode). Logistic
   K = 100..800 at P = 2000: CPU K^2.34 (0.9, 3.3, 17, 119 s).
+* The kernel's inner loops (issue 12, bench/bench_adjoint.py: m = 2 committee, N = 500, rows
+  k = 480..499, G = 20 groups, one thread, CPU, median of 3, load ~1.4-3; fde19e5 -> c64c459):
+  - adjoint with the control variate, n_tan_g = 1 (20 tangent paths): 147.5 -> 3.0 ms per row.
+    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES = 8,
+    LANES // n_tan_g groups share one block of 8 lanes (3 blocks instead of 20), and n_tan_g is
+    rounded up to whole lanes (:func:`dmftgen.dmft.tangents.whole_lanes`: 7 -> 8, 3 -> 4), so no
+    computed lane is thrown away (the extra tangent paths are free);
+  - n_tan_g = 8 (160 tangent paths; the committee default after rounding): 172 -> 17 ms per row,
+    3.6 -> 36 GFlop/s of useful work: the inner products in helpers compiled with "contract" but
+    not "reassoc" (with reassociation LLVM vectorised each lane's sum along j, with strided loads
+    and shuffles: 2.2x), with LLVM's SLP vectoriser on for those helpers only (the 8 lanes in one
+    AVX-512 register: 2x), and for M = 2 all four (a, c) and the control variate in one pass (8
+    independent accumulators, every load shared: 1.7x). For M = 1 one pass serves rows l and
+    l - 1 (logistic, N = 800, rows 780..799, n_tan_g = 8: 50.1 -> 7.5 ms per row, 4.0 -> 26.6
+    GFlop/s);
+  - r-side sums at P = 2e4 without tangents, with the pathwise-nu tangent psi as in the committee
+    solve: 86 -> 42 ms per row (3.6 -> 7.5 GFlop/s): for M = 2 the Gaussian input, the memory term
+    and psi in one pass over the path's history (psi was a two-level loop that did not
+    vectorise), both S_U rows per pass; without psi 43 -> 40 ms. Not bandwidth-bound: 11 GB/s
+    streamed (eta, dL, b_hist) against 28 GB/s for a one-core numpy sum on this machine.
+  Committee K = 500, P = 2e4, default options (``solve(committee, Settings(delta=3, tau=0.2,
+  T=5, dt=0.01), paths=20000)``, one thread): 255 s (one run, 1120 tangent paths) -> 57 s (median
+  of 3, 1280 tangent paths); of the 57 s about 24 s adjoint, 11 s r-side sums, ~15 s
+  P-independent (theta-side, self-checks, test observables). Same with ``paths=4000,
+  tangent_paths=20`` (160 tangent paths, 1 per group): 21.6 s, mostly the P-independent part.
+  The results moved by Monte Carlo noise only (1280 instead of 1120 tangent paths): test loss,
+  train loss, Q, M within 0.02, 0.02, 0.13, 0.05 of their combined standard errors over the
+  whole curve; the between-replica errors unchanged (after / before median 1.00, range
+  0.93-1.09). With the same tangent paths the change is round-off (<= 4e-14 relative).
+  Logistic K = 100..800 at P = 2000 (``bench/bench_issue12.py --only b --threads 1``, load ~2.5):
+  0.71, 2.27, 6.53, 28.2 s CPU, fitted K^1.74 (local 400 -> 800: K^2.1; the tangents' floor of
+  50 per group makes the adjoint K^3 at fixed P); before 0.9, 3.3, 17, 119 s, K^2.34.
 Older measurements (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with

@@ -22,12 +22,23 @@ at K = 500 for the committee).
 The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
 tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
 it is off there (the estimate is the same to round-off, at half the cost).
+
+Whole lanes (issue 12): the kernel's adjoint advances ``LANES`` tangent paths at a time (SIMD
+lanes); a group's n_tan_g paths fill ceil(n_tan_g / LANES) blocks, or, for n_tan_g < LANES,
+LANES // n_tan_g whole groups share one block. n_tan_g is therefore rounded up to a multiple of
+LANES (or to a power of two below it), capped at the group size: the extra tangent paths cost
+nothing (their lanes were computed and thrown away before) and make K_ell less noisy; the meta's
+tangent count is the rounded one.
 """
 from __future__ import annotations
 
 import math
 
 from .options import as_options
+
+#: tangent paths per block of the generated adjoint (``LANES`` of templates/dmft.py; a test checks
+#: that the two agree)
+LANES = 8
 
 #: minimum tangent paths per path group, over all replicas (batch means need several per group)
 MIN_PER_GROUP = 50
@@ -57,4 +68,15 @@ def tangent_paths_per_group(P_total: int, N: int, m: int, G: int, opts, tau: flo
     """n_tan_g: tangent paths in each group of one replica (the first n_tan_g paths of the group)."""
     R = max(int(replicas), 1)
     per_replica = math.ceil(total_tangent_paths(P_total, N, m, G, opts, tau) / R)
-    return min(math.ceil(per_replica / G), int(smallest_group))
+    return min(whole_lanes(math.ceil(per_replica / G)), int(smallest_group))
+
+
+def whole_lanes(n: int) -> int:
+    """n tangent paths per group rounded up so that the adjoint's blocks of LANES lanes are full:
+    a multiple of LANES, or below LANES the next power of two (LANES // n groups per block)."""
+    n = int(n)
+    if n <= 0:
+        return 0
+    if n >= LANES:
+        return -(-n // LANES) * LANES
+    return 1 << (n - 1).bit_length()

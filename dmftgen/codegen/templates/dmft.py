@@ -30,6 +30,9 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
 * ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
 * ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
+  Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
+  a time (one block: LANES consecutive t of one group, or, for n_tan_g < LANES, the paths of
+  LANES // n_tan_g whole groups), each group's lanes summed in lane order into kl_sum[g].
 * Accumulators, one slot per path group g (batch means; no races between prange iterations):
   ``loss_sum`` (G, N+1), ``met_sum`` (G, N+1, NMET), ``gam_sum`` (G, N+1, M, M),
   ``kl_sum`` (G, (N+1)M, (N+1)M) (tangent paths only), ``ells_sum`` (G, N+1, M, K) (ell s^T),
@@ -56,6 +59,7 @@ import math  # noqa: F401
 
 import numpy as np
 from numba import njit, prange
+from numba.core import config as _numba_config
 
 M = K = NMET = 1
 
@@ -78,8 +82,437 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 
 # --- template body ---
 
+from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
+
 #: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop).
 LANES = 8
+
+
+# The adjoint's inner products, compiled eagerly (explicit signatures) with LLVM's SLP vectoriser
+# switched on for these two functions only (numba leaves it off by default): it packs the eight
+# lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
+# chains; it only groups independent lanes, so the bytes are those of the scalar code. For M = 2
+# one pass computes all four (a, c) and the control variate: 8 independent accumulators, every
+# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). For M = 1 one pass
+# serves two rows, l and l - 1 (the latter without its j = l term, added once Z_l is known). Only
+# "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
+# (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
+# bench/bench_adjoint.py).
+ADJ_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, int64, int64, "
+           "boolean, float64[:, :, ::1], float64[:, :, ::1])")
+ADJ1P_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, boolean, "
+             "float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1])")
+_slp_before = _numba_config.SLP_VECTORIZE
+_numba_config.SLP_VECTORIZE = 1
+try:
+    @njit(ADJ_SIG, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    def adjoint_dots(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled
+        """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[l M + c, j] for the LANES = 8 lanes, and
+        the same into accc for the control variate Zc (one pass: the loads of RT shared)."""
+        rrow = l * M + c
+        u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+        if use_cv:
+            w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
+            for j in range(j0, j1):
+                rv = RT[rrow, j]
+                u0 += Zt[j, a, 0] * rv
+                u1 += Zt[j, a, 1] * rv
+                u2 += Zt[j, a, 2] * rv
+                u3 += Zt[j, a, 3] * rv
+                u4 += Zt[j, a, 4] * rv
+                u5 += Zt[j, a, 5] * rv
+                u6 += Zt[j, a, 6] * rv
+                u7 += Zt[j, a, 7] * rv
+                w0 += Zc[j, a, 0] * rv
+                w1 += Zc[j, a, 1] * rv
+                w2 += Zc[j, a, 2] * rv
+                w3 += Zc[j, a, 3] * rv
+                w4 += Zc[j, a, 4] * rv
+                w5 += Zc[j, a, 5] * rv
+                w6 += Zc[j, a, 6] * rv
+                w7 += Zc[j, a, 7] * rv
+            accc[a, c, 0] = w0
+            accc[a, c, 1] = w1
+            accc[a, c, 2] = w2
+            accc[a, c, 3] = w3
+            accc[a, c, 4] = w4
+            accc[a, c, 5] = w5
+            accc[a, c, 6] = w6
+            accc[a, c, 7] = w7
+        else:
+            for j in range(j0, j1):
+                rv = RT[rrow, j]
+                u0 += Zt[j, a, 0] * rv
+                u1 += Zt[j, a, 1] * rv
+                u2 += Zt[j, a, 2] * rv
+                u3 += Zt[j, a, 3] * rv
+                u4 += Zt[j, a, 4] * rv
+                u5 += Zt[j, a, 5] * rv
+                u6 += Zt[j, a, 6] * rv
+                u7 += Zt[j, a, 7] * rv
+        acc3[a, c, 0] = u0
+        acc3[a, c, 1] = u1
+        acc3[a, c, 2] = u2
+        acc3[a, c, 3] = u3
+        acc3[a, c, 4] = u4
+        acc3[a, c, 5] = u5
+        acc3[a, c, 6] = u6
+        acc3[a, c, 7] = u7
+
+    @njit(ADJ_SIG, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    def adjoint_dots2(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled
+        """M = 2: adjoint_dots for every (a, c) in one pass (each load of Zt, Zc, RT shared; eight
+        independent SIMD accumulators with the control variate, four without); ``a``, ``c`` unused."""
+        r0 = l * 2
+        r1 = r0 + 1
+        u00_0 = u00_1 = u00_2 = u00_3 = u00_4 = u00_5 = u00_6 = u00_7 = 0.0
+        u01_0 = u01_1 = u01_2 = u01_3 = u01_4 = u01_5 = u01_6 = u01_7 = 0.0
+        u10_0 = u10_1 = u10_2 = u10_3 = u10_4 = u10_5 = u10_6 = u10_7 = 0.0
+        u11_0 = u11_1 = u11_2 = u11_3 = u11_4 = u11_5 = u11_6 = u11_7 = 0.0
+        if use_cv:
+            w00_0 = w00_1 = w00_2 = w00_3 = w00_4 = w00_5 = w00_6 = w00_7 = 0.0
+            w01_0 = w01_1 = w01_2 = w01_3 = w01_4 = w01_5 = w01_6 = w01_7 = 0.0
+            w10_0 = w10_1 = w10_2 = w10_3 = w10_4 = w10_5 = w10_6 = w10_7 = 0.0
+            w11_0 = w11_1 = w11_2 = w11_3 = w11_4 = w11_5 = w11_6 = w11_7 = 0.0
+            for j in range(j0, j1):
+                rv0 = RT[r0, j]
+                rv1 = RT[r1, j]
+                z0_0 = Zt[j, 0, 0]
+                z0_1 = Zt[j, 0, 1]
+                z0_2 = Zt[j, 0, 2]
+                z0_3 = Zt[j, 0, 3]
+                z0_4 = Zt[j, 0, 4]
+                z0_5 = Zt[j, 0, 5]
+                z0_6 = Zt[j, 0, 6]
+                z0_7 = Zt[j, 0, 7]
+                z1_0 = Zt[j, 1, 0]
+                z1_1 = Zt[j, 1, 1]
+                z1_2 = Zt[j, 1, 2]
+                z1_3 = Zt[j, 1, 3]
+                z1_4 = Zt[j, 1, 4]
+                z1_5 = Zt[j, 1, 5]
+                z1_6 = Zt[j, 1, 6]
+                z1_7 = Zt[j, 1, 7]
+                q0_0 = Zc[j, 0, 0]
+                q0_1 = Zc[j, 0, 1]
+                q0_2 = Zc[j, 0, 2]
+                q0_3 = Zc[j, 0, 3]
+                q0_4 = Zc[j, 0, 4]
+                q0_5 = Zc[j, 0, 5]
+                q0_6 = Zc[j, 0, 6]
+                q0_7 = Zc[j, 0, 7]
+                q1_0 = Zc[j, 1, 0]
+                q1_1 = Zc[j, 1, 1]
+                q1_2 = Zc[j, 1, 2]
+                q1_3 = Zc[j, 1, 3]
+                q1_4 = Zc[j, 1, 4]
+                q1_5 = Zc[j, 1, 5]
+                q1_6 = Zc[j, 1, 6]
+                q1_7 = Zc[j, 1, 7]
+                u00_0 += z0_0 * rv0
+                u00_1 += z0_1 * rv0
+                u00_2 += z0_2 * rv0
+                u00_3 += z0_3 * rv0
+                u00_4 += z0_4 * rv0
+                u00_5 += z0_5 * rv0
+                u00_6 += z0_6 * rv0
+                u00_7 += z0_7 * rv0
+                u01_0 += z0_0 * rv1
+                u01_1 += z0_1 * rv1
+                u01_2 += z0_2 * rv1
+                u01_3 += z0_3 * rv1
+                u01_4 += z0_4 * rv1
+                u01_5 += z0_5 * rv1
+                u01_6 += z0_6 * rv1
+                u01_7 += z0_7 * rv1
+                u10_0 += z1_0 * rv0
+                u10_1 += z1_1 * rv0
+                u10_2 += z1_2 * rv0
+                u10_3 += z1_3 * rv0
+                u10_4 += z1_4 * rv0
+                u10_5 += z1_5 * rv0
+                u10_6 += z1_6 * rv0
+                u10_7 += z1_7 * rv0
+                u11_0 += z1_0 * rv1
+                u11_1 += z1_1 * rv1
+                u11_2 += z1_2 * rv1
+                u11_3 += z1_3 * rv1
+                u11_4 += z1_4 * rv1
+                u11_5 += z1_5 * rv1
+                u11_6 += z1_6 * rv1
+                u11_7 += z1_7 * rv1
+                w00_0 += q0_0 * rv0
+                w00_1 += q0_1 * rv0
+                w00_2 += q0_2 * rv0
+                w00_3 += q0_3 * rv0
+                w00_4 += q0_4 * rv0
+                w00_5 += q0_5 * rv0
+                w00_6 += q0_6 * rv0
+                w00_7 += q0_7 * rv0
+                w01_0 += q0_0 * rv1
+                w01_1 += q0_1 * rv1
+                w01_2 += q0_2 * rv1
+                w01_3 += q0_3 * rv1
+                w01_4 += q0_4 * rv1
+                w01_5 += q0_5 * rv1
+                w01_6 += q0_6 * rv1
+                w01_7 += q0_7 * rv1
+                w10_0 += q1_0 * rv0
+                w10_1 += q1_1 * rv0
+                w10_2 += q1_2 * rv0
+                w10_3 += q1_3 * rv0
+                w10_4 += q1_4 * rv0
+                w10_5 += q1_5 * rv0
+                w10_6 += q1_6 * rv0
+                w10_7 += q1_7 * rv0
+                w11_0 += q1_0 * rv1
+                w11_1 += q1_1 * rv1
+                w11_2 += q1_2 * rv1
+                w11_3 += q1_3 * rv1
+                w11_4 += q1_4 * rv1
+                w11_5 += q1_5 * rv1
+                w11_6 += q1_6 * rv1
+                w11_7 += q1_7 * rv1
+            accc[0, 0, 0] = w00_0
+            accc[0, 0, 1] = w00_1
+            accc[0, 0, 2] = w00_2
+            accc[0, 0, 3] = w00_3
+            accc[0, 0, 4] = w00_4
+            accc[0, 0, 5] = w00_5
+            accc[0, 0, 6] = w00_6
+            accc[0, 0, 7] = w00_7
+            accc[0, 1, 0] = w01_0
+            accc[0, 1, 1] = w01_1
+            accc[0, 1, 2] = w01_2
+            accc[0, 1, 3] = w01_3
+            accc[0, 1, 4] = w01_4
+            accc[0, 1, 5] = w01_5
+            accc[0, 1, 6] = w01_6
+            accc[0, 1, 7] = w01_7
+            accc[1, 0, 0] = w10_0
+            accc[1, 0, 1] = w10_1
+            accc[1, 0, 2] = w10_2
+            accc[1, 0, 3] = w10_3
+            accc[1, 0, 4] = w10_4
+            accc[1, 0, 5] = w10_5
+            accc[1, 0, 6] = w10_6
+            accc[1, 0, 7] = w10_7
+            accc[1, 1, 0] = w11_0
+            accc[1, 1, 1] = w11_1
+            accc[1, 1, 2] = w11_2
+            accc[1, 1, 3] = w11_3
+            accc[1, 1, 4] = w11_4
+            accc[1, 1, 5] = w11_5
+            accc[1, 1, 6] = w11_6
+            accc[1, 1, 7] = w11_7
+        else:
+            for j in range(j0, j1):
+                rv0 = RT[r0, j]
+                rv1 = RT[r1, j]
+                z0_0 = Zt[j, 0, 0]
+                z0_1 = Zt[j, 0, 1]
+                z0_2 = Zt[j, 0, 2]
+                z0_3 = Zt[j, 0, 3]
+                z0_4 = Zt[j, 0, 4]
+                z0_5 = Zt[j, 0, 5]
+                z0_6 = Zt[j, 0, 6]
+                z0_7 = Zt[j, 0, 7]
+                z1_0 = Zt[j, 1, 0]
+                z1_1 = Zt[j, 1, 1]
+                z1_2 = Zt[j, 1, 2]
+                z1_3 = Zt[j, 1, 3]
+                z1_4 = Zt[j, 1, 4]
+                z1_5 = Zt[j, 1, 5]
+                z1_6 = Zt[j, 1, 6]
+                z1_7 = Zt[j, 1, 7]
+                u00_0 += z0_0 * rv0
+                u00_1 += z0_1 * rv0
+                u00_2 += z0_2 * rv0
+                u00_3 += z0_3 * rv0
+                u00_4 += z0_4 * rv0
+                u00_5 += z0_5 * rv0
+                u00_6 += z0_6 * rv0
+                u00_7 += z0_7 * rv0
+                u01_0 += z0_0 * rv1
+                u01_1 += z0_1 * rv1
+                u01_2 += z0_2 * rv1
+                u01_3 += z0_3 * rv1
+                u01_4 += z0_4 * rv1
+                u01_5 += z0_5 * rv1
+                u01_6 += z0_6 * rv1
+                u01_7 += z0_7 * rv1
+                u10_0 += z1_0 * rv0
+                u10_1 += z1_1 * rv0
+                u10_2 += z1_2 * rv0
+                u10_3 += z1_3 * rv0
+                u10_4 += z1_4 * rv0
+                u10_5 += z1_5 * rv0
+                u10_6 += z1_6 * rv0
+                u10_7 += z1_7 * rv0
+                u11_0 += z1_0 * rv1
+                u11_1 += z1_1 * rv1
+                u11_2 += z1_2 * rv1
+                u11_3 += z1_3 * rv1
+                u11_4 += z1_4 * rv1
+                u11_5 += z1_5 * rv1
+                u11_6 += z1_6 * rv1
+                u11_7 += z1_7 * rv1
+        acc3[0, 0, 0] = u00_0
+        acc3[0, 0, 1] = u00_1
+        acc3[0, 0, 2] = u00_2
+        acc3[0, 0, 3] = u00_3
+        acc3[0, 0, 4] = u00_4
+        acc3[0, 0, 5] = u00_5
+        acc3[0, 0, 6] = u00_6
+        acc3[0, 0, 7] = u00_7
+        acc3[0, 1, 0] = u01_0
+        acc3[0, 1, 1] = u01_1
+        acc3[0, 1, 2] = u01_2
+        acc3[0, 1, 3] = u01_3
+        acc3[0, 1, 4] = u01_4
+        acc3[0, 1, 5] = u01_5
+        acc3[0, 1, 6] = u01_6
+        acc3[0, 1, 7] = u01_7
+        acc3[1, 0, 0] = u10_0
+        acc3[1, 0, 1] = u10_1
+        acc3[1, 0, 2] = u10_2
+        acc3[1, 0, 3] = u10_3
+        acc3[1, 0, 4] = u10_4
+        acc3[1, 0, 5] = u10_5
+        acc3[1, 0, 6] = u10_6
+        acc3[1, 0, 7] = u10_7
+        acc3[1, 1, 0] = u11_0
+        acc3[1, 1, 1] = u11_1
+        acc3[1, 1, 2] = u11_2
+        acc3[1, 1, 3] = u11_3
+        acc3[1, 1, 4] = u11_4
+        acc3[1, 1, 5] = u11_5
+        acc3[1, 1, 6] = u11_6
+        acc3[1, 1, 7] = u11_7
+    @njit(ADJ1P_SIG, cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+    def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+        """M = 1: the sums of rows l and l - 1 in one pass over j0 <= j < j1 (j0 = l + 1): acc3 /
+        accc complete for row l, accp / acccp row l - 1 without its j = l term (added once Z_l is
+        known). Four independent SIMD accumulators with the control variate instead of two."""
+        r1 = l - 1
+        u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
+        x0 = x1 = x2 = x3 = x4 = x5 = x6 = x7 = 0.0
+        if use_cv:
+            w0 = w1 = w2 = w3 = w4 = w5 = w6 = w7 = 0.0
+            y0 = y1 = y2 = y3 = y4 = y5 = y6 = y7 = 0.0
+            for j in range(j0, j1):
+                rv = RT[l, j]
+                sv = RT[r1, j]
+                z0 = Zt[j, 0, 0]
+                z1 = Zt[j, 0, 1]
+                z2 = Zt[j, 0, 2]
+                z3 = Zt[j, 0, 3]
+                z4 = Zt[j, 0, 4]
+                z5 = Zt[j, 0, 5]
+                z6 = Zt[j, 0, 6]
+                z7 = Zt[j, 0, 7]
+                q0 = Zc[j, 0, 0]
+                q1 = Zc[j, 0, 1]
+                q2 = Zc[j, 0, 2]
+                q3 = Zc[j, 0, 3]
+                q4 = Zc[j, 0, 4]
+                q5 = Zc[j, 0, 5]
+                q6 = Zc[j, 0, 6]
+                q7 = Zc[j, 0, 7]
+                u0 += z0 * rv
+                u1 += z1 * rv
+                u2 += z2 * rv
+                u3 += z3 * rv
+                u4 += z4 * rv
+                u5 += z5 * rv
+                u6 += z6 * rv
+                u7 += z7 * rv
+                x0 += z0 * sv
+                x1 += z1 * sv
+                x2 += z2 * sv
+                x3 += z3 * sv
+                x4 += z4 * sv
+                x5 += z5 * sv
+                x6 += z6 * sv
+                x7 += z7 * sv
+                w0 += q0 * rv
+                w1 += q1 * rv
+                w2 += q2 * rv
+                w3 += q3 * rv
+                w4 += q4 * rv
+                w5 += q5 * rv
+                w6 += q6 * rv
+                w7 += q7 * rv
+                y0 += q0 * sv
+                y1 += q1 * sv
+                y2 += q2 * sv
+                y3 += q3 * sv
+                y4 += q4 * sv
+                y5 += q5 * sv
+                y6 += q6 * sv
+                y7 += q7 * sv
+            accc[0, 0, 0] = w0
+            accc[0, 0, 1] = w1
+            accc[0, 0, 2] = w2
+            accc[0, 0, 3] = w3
+            accc[0, 0, 4] = w4
+            accc[0, 0, 5] = w5
+            accc[0, 0, 6] = w6
+            accc[0, 0, 7] = w7
+            acccp[0, 0, 0] = y0
+            acccp[0, 0, 1] = y1
+            acccp[0, 0, 2] = y2
+            acccp[0, 0, 3] = y3
+            acccp[0, 0, 4] = y4
+            acccp[0, 0, 5] = y5
+            acccp[0, 0, 6] = y6
+            acccp[0, 0, 7] = y7
+        else:
+            for j in range(j0, j1):
+                rv = RT[l, j]
+                sv = RT[r1, j]
+                z0 = Zt[j, 0, 0]
+                z1 = Zt[j, 0, 1]
+                z2 = Zt[j, 0, 2]
+                z3 = Zt[j, 0, 3]
+                z4 = Zt[j, 0, 4]
+                z5 = Zt[j, 0, 5]
+                z6 = Zt[j, 0, 6]
+                z7 = Zt[j, 0, 7]
+                u0 += z0 * rv
+                u1 += z1 * rv
+                u2 += z2 * rv
+                u3 += z3 * rv
+                u4 += z4 * rv
+                u5 += z5 * rv
+                u6 += z6 * rv
+                u7 += z7 * rv
+                x0 += z0 * sv
+                x1 += z1 * sv
+                x2 += z2 * sv
+                x3 += z3 * sv
+                x4 += z4 * sv
+                x5 += z5 * sv
+                x6 += z6 * sv
+                x7 += z7 * sv
+        acc3[0, 0, 0] = u0
+        acc3[0, 0, 1] = u1
+        acc3[0, 0, 2] = u2
+        acc3[0, 0, 3] = u3
+        acc3[0, 0, 4] = u4
+        acc3[0, 0, 5] = u5
+        acc3[0, 0, 6] = u6
+        acc3[0, 0, 7] = u7
+        accp[0, 0, 0] = x0
+        accp[0, 0, 1] = x1
+        accp[0, 0, 2] = x2
+        accp[0, 0, 3] = x3
+        accp[0, 0, 4] = x4
+        accp[0, 0, 5] = x5
+        accp[0, 0, 6] = x6
+        accp[0, 0, 7] = x7
+finally:
+    _numba_config.SLP_VECTORIZE = _slp_before
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -92,7 +525,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     fixed-point iteration calls it with (0, N + 1) and the whole R_theta of the current iterate.
     Paths are split in groups ``bounds[g]:bounds[g+1]``; group g is one prange iteration with its
     own scratch and its own accumulator slots. The first ``n_tan_g`` paths of each group also run
-    the adjoint tangent (``n_tan_g = 0`` when the tangents are deterministic, LINEAR_ELL).
+    the adjoint tangent (``n_tan_g = 0`` when the tangents are deterministic, LINEAR_ELL), in a
+    second prange over chunks of whole groups, LANES paths per block (several groups per block
+    when n_tan_g < LANES; issue 12).
     See the module docstring for the equations and the array layout.
     """
     G = bounds.shape[0] - 1
@@ -109,10 +544,6 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         psi = np.empty((M, K))
         q = np.empty((M, K))
         met = np.empty(NMET)
-        Zt = np.zeros((NN, M, LANES))
-        acc3 = np.zeros((M, M, LANES))
-        Zc = np.zeros((NN, M, LANES))
-        accc = np.zeros((M, M, LANES))
         for i in range(bounds[g], bounds[g + 1]):
             ti = i - bounds[g]
             tix = g * n_tan_g + ti
@@ -123,19 +554,58 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                 # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
                 kM = k * M
                 finite = True
-                for a in range(M):
-                    row = kM + a
-                    v = wpre[i, k, a]
-                    if use_W:
+                if M == 2:
+                    # both components in one pass over the path's history (eta, dL loaded once;
+                    # with K = 1 the pathwise-nu tangent psi too, sharing the loads of R)
+                    g0 = g1 = m0 = m1 = 0.0
+                    if do_psi and K == 1 and use_W:
+                        p0 = p1 = 0.0
+                        bh = b_hist[i].reshape(b_hist.shape[1] * 2)
                         for j in range(kM):
-                            v += W[row, j] * eta[i, j]
-                    mem = 0.0
-                    for j in range(kM):
-                        mem += R[row, j] * dL[i, j]
-                    v -= inv_delta * mem
-                    r[a] = v
-                    if not (abs(v) < 1e150):
+                            e = eta[i, j]
+                            d = dL[i, j]
+                            h = bh[j]
+                            ra = R[kM, j]
+                            rb = R[kM + 1, j]
+                            g0 += W[kM, j] * e
+                            g1 += W[kM + 1, j] * e
+                            m0 += ra * d
+                            m1 += rb * d
+                            p0 += ra * h
+                            p1 += rb * h
+                        psi[0, 0] = -inv_delta * p0
+                        psi[1, 0] = -inv_delta * p1
+                    elif use_W:
+                        for j in range(kM):
+                            e = eta[i, j]
+                            d = dL[i, j]
+                            g0 += W[kM, j] * e
+                            g1 += W[kM + 1, j] * e
+                            m0 += R[kM, j] * d
+                            m1 += R[kM + 1, j] * d
+                    else:
+                        for j in range(kM):
+                            d = dL[i, j]
+                            m0 += R[kM, j] * d
+                            m1 += R[kM + 1, j] * d
+                    r[0] = wpre[i, k, 0] + g0 - inv_delta * m0
+                    r[1] = wpre[i, k, 1] + g1 - inv_delta * m1
+                    if not (abs(r[0]) < 1e150 and abs(r[1]) < 1e150):
                         finite = False
+                else:
+                    for a in range(M):
+                        row = kM + a
+                        v = wpre[i, k, a]
+                        if use_W:
+                            for j in range(kM):
+                                v += W[row, j] * eta[i, j]
+                        mem = 0.0
+                        for j in range(kM):
+                            mem += R[row, j] * dL[i, j]
+                        v -= inv_delta * mem
+                        r[a] = v
+                        if not (abs(v) < 1e150):
+                            finite = False
                 if not finite:
                     if k < bad[g]:
                         bad[g] = k
@@ -154,13 +624,15 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for j in range(K):
                         ells_sum[g, k, a, j] += ell[a] * si[j]
                 if do_psi:
-                    for a in range(M):
-                        for j in range(K):
-                            t = 0.0
-                            for m in range(k):
-                                for b in range(M):
-                                    t += R[kM + a, m * M + b] * b_hist[i, m, b, j]
-                            psi[a, j] = -inv_delta * t
+                    if not (M == 2 and K == 1 and use_W):   # else done in the pass above
+                        # b_hist[i] flat: row m * M + b, the flat column index of R
+                        bh2 = b_hist[i].reshape((b_hist.shape[1] * M, K))
+                        for a in range(M):
+                            for j in range(K):
+                                t = 0.0
+                                for jj in range(kM):
+                                    t += R[kM + a, jj] * bh2[jj, j]
+                                psi[a, j] = -inv_delta * t
                     dell_ds_row(r, si, zi, p, ds)
                     for a in range(M):
                         for j in range(K):
@@ -180,10 +652,18 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 b_hist[i, k, a, j] = q[a, j] * fac
                     # S_U row k (times delta * P): the full second moment, white part and cross terms
                     srow = kM if su_full else 0
-                    for a in range(M):
-                        x = dL[i, kM + a]
+                    if M == 2:
+                        x0 = dL[i, kM]
+                        x1 = dL[i, kM + 1]
                         for j in range(kM + M):
-                            su_sum[g, srow + a, j] += x * dL[i, j]
+                            d = dL[i, j]
+                            su_sum[g, srow, j] += x0 * d
+                            su_sum[g, srow + 1, j] += x1 * d
+                    else:
+                        for a in range(M):
+                            x = dL[i, kM + a]
+                            for j in range(kM + M):
+                                su_sum[g, srow + a, j] += x * dL[i, j]
                     if tangent:
                         for a in range(M):
                             for b in range(M):
@@ -192,11 +672,37 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for b in range(M):
                             g_hist[tix, k, a, b] = jac[a, b]
-        # --- adjoint tangents of this group's first n_tan_g paths, LANES paths at a time: the
-        # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is.
-        for b0 in range(0, n_tan_g, LANES):
-            nl = min(LANES, n_tan_g - b0)
-            t0 = g * n_tan_g + b0
+    # --- adjoint tangents of the first n_tan_g paths of every group, LANES paths at a time: the
+    # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is. Tangent path
+    # t (t = g * n_tan_g + ti, as in a_hist / g_hist) is lane t - t0 of its block. With
+    # n_tan_g >= LANES a block holds the paths of one group (ceil(n_tan_g / LANES) blocks per
+    # group); with fewer, whole groups are packed into one block (LANES // n_tan_g of them), so no
+    # computed lane is wasted when n_tan_g divides LANES (dmftgen/dmft/tangents.py rounds it so).
+    # One prange iteration owns a chunk of whole groups: no two iterations touch one kl_sum[g],
+    # and each group's lanes are summed in lane order (deterministic at any thread count).
+    gpc = max(LANES // n_tan_g, 1) if n_tan_g > 0 else 1
+    nchunk = (G + gpc - 1) // gpc if n_tan_g > 0 else 0
+    for ch in prange(nchunk):
+        Zt = np.zeros((NN, M, LANES))
+        acc3 = np.zeros((M, M, LANES))
+        Zc = np.zeros((NN, M, LANES))
+        accc = np.zeros((M, M, LANES))
+        accp = np.zeros((M, M, LANES))    # M = 1: row l - 1's partial sums (adjoint_dots1p)
+        acccp = np.zeros((M, M, LANES))
+        pix = np.zeros(LANES, dtype=np.int64)
+        cg0 = ch * gpc
+        cg1 = min(cg0 + gpc, G)
+        nb = 1 if gpc > 1 else (n_tan_g + LANES - 1) // LANES
+        for blk in range(nb):
+            if gpc > 1:
+                t0 = cg0 * n_tan_g
+                nl = (cg1 - cg0) * n_tan_g
+            else:
+                t0 = cg0 * n_tan_g + blk * LANES
+                nl = min(LANES, n_tan_g - blk * LANES)
+            for ln in range(nl):
+                tt = t0 + ln
+                pix[ln] = bounds[tt // n_tan_g] + tt % n_tan_g
             for k in range(max(k0, 1), k1):
                 kM = k * M
                 krow = kM if kl_full else 0
@@ -205,52 +711,25 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         for ln in range(nl):
                             Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
                             Zc[kM + b, a, ln] = Gcv_g[k, a, b]
+                pend = False
                 for l in range(k - 1, -1, -1):
-                    for a in range(M):
-                        for c in range(M):
-                            rrow = l * M + c
-                            # eight scalar accumulators (LANES = 8): kept in registers
-                            u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
-                            for j in range((l + 1) * M, kM + M):
-                                rv = RT[rrow, j]
-                                u0 += Zt[j, a, 0] * rv
-                                u1 += Zt[j, a, 1] * rv
-                                u2 += Zt[j, a, 2] * rv
-                                u3 += Zt[j, a, 3] * rv
-                                u4 += Zt[j, a, 4] * rv
-                                u5 += Zt[j, a, 5] * rv
-                                u6 += Zt[j, a, 6] * rv
-                                u7 += Zt[j, a, 7] * rv
-                            acc3[a, c, 0] = u0
-                            acc3[a, c, 1] = u1
-                            acc3[a, c, 2] = u2
-                            acc3[a, c, 3] = u3
-                            acc3[a, c, 4] = u4
-                            acc3[a, c, 5] = u5
-                            acc3[a, c, 6] = u6
-                            acc3[a, c, 7] = u7
-                            if use_cv:
-                                # control variate: the same recursion with grad ell -> Gcv (fixed
-                                # matrices) but the path's own dB; its mean is known exactly
-                                u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = 0.0
-                                for j in range((l + 1) * M, kM + M):
-                                    rv = RT[rrow, j]
-                                    u0 += Zc[j, a, 0] * rv
-                                    u1 += Zc[j, a, 1] * rv
-                                    u2 += Zc[j, a, 2] * rv
-                                    u3 += Zc[j, a, 3] * rv
-                                    u4 += Zc[j, a, 4] * rv
-                                    u5 += Zc[j, a, 5] * rv
-                                    u6 += Zc[j, a, 6] * rv
-                                    u7 += Zc[j, a, 7] * rv
-                                accc[a, c, 0] = u0
-                                accc[a, c, 1] = u1
-                                accc[a, c, 2] = u2
-                                accc[a, c, 3] = u3
-                                accc[a, c, 4] = u4
-                                accc[a, c, 5] = u5
-                                accc[a, c, 6] = u6
-                                accc[a, c, 7] = u7
+                    if M == 2:
+                        adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
+                    elif M == 1 and pend:
+                        # row l's sum from the pass of row l + 1, plus its j = l + 1 term
+                        rl = RT[l, l + 1]
+                        for ln in range(LANES):
+                            acc3[0, 0, ln] = accp[0, 0, ln] + Zt[l + 1, 0, ln] * rl
+                            accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
+                        pend = False
+                    elif M == 1 and l >= 1:
+                        adjoint_dots1p(RT, Zt, Zc, l, l + 1, k + 1, use_cv, acc3, accc, accp, acccp)
+                        pend = True
+                    else:
+                        for a in range(M):
+                            for c in range(M):
+                                adjoint_dots(RT, Zt, Zc, l, a, c, (l + 1) * M, kM + M, use_cv, acc3, accc)
+                    # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous)
                     for a in range(M):
                         for b in range(M):
                             tot = 0.0
@@ -261,19 +740,23 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 t = -inv_delta * t
                                 Zt[l * M + b, a, ln] = t
                                 tot += t
-                            kl_sum[g, krow + a, l * M + b] += tot
+                                if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
+                                    kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] += tot
+                                    tot = 0.0
                     if use_cv:
                         for a in range(M):
                             for b in range(M):
                                 tot = 0.0
                                 for ln in range(nl):
-                                    fac = dt + sq * dB[bounds[g] + b0 + ln, l]
+                                    fac = dt + sq * dB[pix[ln], l]
                                     t = 0.0
                                     for c in range(M):
                                         t += accc[a, c, ln] * Gcv[l, c, b]
                                     t = -inv_delta * t * fac
                                     Zc[l * M + b, a, ln] = t
                                     tot += t
-                                # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
-                                # (G, NN, NN) accumulator instead of two)
-                                kl_sum[g, krow + a, l * M + b] -= tot
+                                    # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
+                                    # (G, NN, NN) accumulator instead of two)
+                                    if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
+                                        kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] -= tot
+                                        tot = 0.0
