@@ -4,7 +4,7 @@ import pytest
 
 from dmftgen import Settings, solve
 from dmftgen.dmft import solver as S
-from dmftgen.dmft.tangents import LANES, MIN_PER_GROUP, tangent_paths_per_group, total_tangent_paths, whole_lanes
+from dmftgen.dmft.tangents import LANES, tangent_paths_per_group, total_tangent_paths, whole_lanes
 
 
 def _n_tangent(res):
@@ -56,13 +56,13 @@ def test_replicas_share_the_tangent_paths(logistic, tangent_paths):
 
 def test_automatic_subset_costs_at_most_the_r_side():
     """The automatic P_J keeps the adjoint's N^3 m^3 c / 6 per path within the r-side's
-    3 N^2 m^2 / 2 per path (above the floor of MIN_PER_GROUP per group), and never exceeds P."""
+    3 N^2 m^2 / 2 per path (above the floor of 50 per group), and never exceeds P."""
     G = 20
     for N, m, P, tau in [(100, 1, 20000, 0.5), (500, 2, 20000, 0.2), (1000, 2, 80000, 0.0), (10, 1, 500, 0.5)]:
         c = 2.0 if tau > 0 else 1.0
         PJ = total_tangent_paths(P, N, m, G, {}, tau)
         assert PJ <= P
-        assert PJ == min(P, MIN_PER_GROUP * G) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
+        assert PJ == min(P, 50 * G) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
 
 
 def test_whole_lanes_fill_the_adjoint_blocks():

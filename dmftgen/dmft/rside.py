@@ -70,7 +70,7 @@ Cost and memory (P paths, K = T/dt steps, width m)
   0.93-1.09). With the same tangent paths the change is round-off (<= 4e-14 relative).
   Logistic K = 100..800 at P = 2000 (``bench/bench_issue12.py --only b --threads 1``, load ~2.5):
   0.71, 2.27, 6.53, 28.2 s CPU, fitted K^1.74 (local 400 -> 800: K^2.1; the tangents' floor of
-  50 per group made the adjoint K^3 at fixed P, now 8: K_B_AFTER); before 0.9, 3.3, 17, 119 s, K^2.34.
+  50 per group makes the adjoint K^3 at fixed P); before 0.9, 3.3, 17, 119 s, K^2.34.
 Older measurements (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with

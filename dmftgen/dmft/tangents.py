@@ -8,27 +8,16 @@ P_J paths therefore suffices (measured, bench/bench_issue12.py: the test-loss er
 the Figure 1 setting is the same with tangents on 1000 or on 20000 paths), and this module picks
 P_J once, for the whole solve:
 
-    P_J = clip( min(P * 9 / (N m c), budget / (N^3 m^3 c / 6)),  8 G,  P )
+    P_J = clip( min(P * 9 / (N m c), budget / (N^3 m^3 c / 6)),  50 G,  P )
 
 i.e. the tangents cost at most as much as the r-side sweep (ratio (3 N^2 m^2 / 2) / (N^3 m^3 c / 6)
-= 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than 8 per path
-group over all replicas (one per group and replica at the default R = 8; one full block of lanes
-per group for a single solve). c = 2 when the control variate runs (a second recursion), else 1.
-
-The floor was 50 per group (1000 paths at G = 20) until issue 12; it made the adjoint K^3 at
-fixed P (at P = 2e4 the r-side rule gives fewer than 1000 paths for K > 180 when m = 1, K > 45
-when m = 2). Measured (``python bench/bench_tangent_floor.py``, 6 seeds each, sd across seeds of
-test loss / train loss / Q at t = T against the count): logistic K = 400, P = 2000: 1280 tangent
-paths 0.0035 / 0.0078 / 0.025, 160 paths 0.0033 / 0.0078 / 0.024 (CPU 7.5 -> 2.9 s); logistic
-K = 100, P = 2e4: 1280 paths 0.0017 / 0.0028, 160 paths 0.0016 / 0.0029; committee K = 100, P =
-2e4: 0.00035 / 0.00017 and 0.00031 / 0.00017; committee K = 500, P = 2e4: COMMITTEE_K500. The
-claimed (between-replica) errors follow, and no self-check came nearer its threshold (worst z /
-threshold 0.62 / 0.62): below ~1000 the response noise of K_ell is not what limits these errors.
+= 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than 50 per path
+group. c = 2 when the control variate runs (a second recursion), else 1.
 
 With R replicas (independent sub-solves, errorbars.py), P, P_J and the budget are totals
 over the replicas: each replica gets ceil(P_J / R) tangent paths. Before, every replica had its own
-floor, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths at K = 500 for
-the committee).
+floor of 50 per group, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths
+at K = 500 for the committee).
 
 The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
 tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
@@ -51,9 +40,8 @@ from .options import as_options
 #: that the two agree)
 LANES = 8
 
-#: minimum tangent paths per path group, over all replicas (module docstring: measured errors are
-#: the same with 8 as with 50; each replica's group needs at least one for its K_ell rows)
-MIN_PER_GROUP = 8
+#: minimum tangent paths per path group, over all replicas (batch means need several per group)
+MIN_PER_GROUP = 50
 
 
 def use_control_variate(opts, tau: float) -> bool:
