@@ -19,6 +19,18 @@ over the replicas: each replica gets ceil(P_J / R) tangent paths. Before, every 
 floor of 50 per group, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths
 at K = 500 for the committee).
 
+Why the floor stays at 50 per group (tried in issue 12; ``python bench/bench_tangent_floor.py``,
+sd across seeds and claimed errors at t = T, 1280 against 160 tangent paths): at short grids the
+response noise does not limit the errors (logistic K = 400, P = 2000: test / train / Q sd 0.0035 /
+0.0078 / 0.025 against 0.0033 / 0.0078 / 0.024, CPU 7.5 -> 2.9 s; logistic and committee K = 100,
+P = 2e4: unchanged), but at long ones it does: committee K = 500, P = 2e4, 3 seeds: the claimed
+error of Q 0.0022 -> 0.0033 (test loss unchanged, CPU 53.5 -> 32.5 s); logistic lam = 0.1 by
+``solve_long`` to T = 100 (fine grid K = 1000), seed 0: the test-loss error of the fine solve
+0.0009 -> 0.0018 and its late plateau 0.4813 -> 0.4845 (the stationary state at that step:
+0.4780 +- 0.0013). Since the adjoint's kernel work of issue 12 the floor costs little at short
+grids; a floor that scales with the grid (more tangent paths where the response integrates over
+more steps) is the open lever.
+
 The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
 tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
 it is off there (the estimate is the same to round-off, at half the cost).
