@@ -13,8 +13,9 @@ The per-path static variables (r*, the initial field, the label noises: m + k + 
 the quantile transforms of a scrambled Sobol sequence instead of i.i.d. draws; the inputs eta and
 the increments dB (N m and N dimensions) stay i.i.d. Every point of a scrambled sequence is
 uniform, so every average stays unbiased; the scrambles of different replicas are independent, so
-the between-replica error bars stay honest (the within-replica group batch means become
-conservative: the groups are contiguous blocks of one sequence, negatively correlated). Much of
+the between-replica error bars stay honest (the within-replica group batch means should become
+conservative, the groups being contiguous blocks of one sequence, negatively correlated; but see
+the false alarm below). Much of
 the variance of the losses comes from these few dimensions (the labels): measured in the Figure 1
 setting (logistic, P = 2e4, 12 seeds; ``python bench/bench_rqmc.py``), the sd across seeds of the
 test loss at t = 5 falls from 0.00126 to 0.00075 (variance / 2.8; train loss 0.00224 -> 0.00155,
@@ -32,8 +33,8 @@ And the self-checks' group batch means (a replica's groups are contiguous blocks
 sequence) raised one false alarm in 16 Figure 1 solves with it ('Q balance (time average)',
 z = 4.07 against 3.88), none in 12 with i.i.d. draws; their largest z / threshold reached
 0.39-0.68 against 0.40-0.57. Not understood yet. And the equal-accuracy cost of issue 12 does not
-move (bench/bench_issue12.py --only a --static-qmc: 0.59 against 0.57): at the simulation's error
-the solve is all P-independent cost.
+move (bench/bench_issue12.py --only a --static-qmc, measured before the adjoint kernel work: 0.59
+against 0.57): at the simulation's error the solve is mostly P-independent cost.
 """
 from __future__ import annotations
 
