@@ -221,12 +221,9 @@ def _consistency(sv, n, kk):
         d = rec.cons[k] if rec is not None else _consistency_row(sv, k, _k_row(sv, k))
         if d > worst:
             worst, at = d, k
-    # The sweep hands the theta-side exactly the r-side estimates: equal to round-off. The fixed
-    # point stops at |G(x) - x| < tol (relative to each kernel's largest entry) and its theta-side
-    # holds the damped iterate, one pass ahead of the r-side sums: they differ by up to
-    # damping * tol of that entry, more relative to a row's own largest entry (early rows are
-    # small), hence 10 tol. A plumbing error (a wrong row, a missing control-variate mean) is O(1).
-    tol = 1e-9 if sv.method == "sweep" else max(1e-9, 10.0 * float(sv.opts.tol))
+    # both drivers hand the theta-side exactly the r-side estimates (fixed point: those of its last
+    # pass): equal to round-off; a plumbing error (a wrong row, a missing control-variate mean) is O(1)
+    tol = 1e-9
     return {"name": "kernel consistency", "what": "theta-side K_ell rows = the r-side estimates (relative)",
             "n": int(n), "worst_z": worst, "threshold": tol, "t_worst": float(sv.settings.times[at]),
             "value": worst, "err": 0.0, "ok": bool(worst <= tol)}

@@ -35,6 +35,7 @@ def fixed_point(sv) -> int:
     t_paths = t_theta = 0.0
     reached = N + 1
     converged = False
+    est = cur
     for it in range(max_iter):
         t0 = time.perf_counter()
         th = theta_from(sv.new_theta(), cur, nu_mode)
@@ -64,6 +65,7 @@ def fixed_point(sv) -> int:
             sv.th, sv.S_U, sv.L_S = th, cur["S_U"], L
             break
         new = kernels(r)
+        est = dict(new)  # the last pass's own estimates, before damping (for the final theta-side)
         res = 0.0
         for key in ("gamma", "kl", "ells", "dsl", "S_U"):
             if new[key] is None:
@@ -84,8 +86,10 @@ def fixed_point(sv) -> int:
     sv.converged = converged
     if reached <= N:
         return reached
-    # theta-side consistent with the last path pass (its kernels are `cur` up to tol)
-    sv.th = theta_from(sv.new_theta(), cur, nu_mode)
-    sv.S_U = cur["S_U"]
+    # the theta-side of the last path pass's own estimates (not the damped iterate, which differs
+    # from them by up to damping * tol): the reported theta-side and r-side averages then belong to
+    # one map, as in the sweep, and the kernel-consistency check holds to round-off
+    sv.th = theta_from(sv.new_theta(), est, nu_mode)
+    sv.S_U = est["S_U"]
     sv.L_S = None
     return reached
