@@ -228,14 +228,15 @@ def test_first_order_convergence_logistic(logistic):
     ref = 2 * vals[0.025] - vals[0.05]
     errs = np.array([np.abs(vals[dt] - ref) for dt in (0.2, 0.1, 0.05)])   # (3 steps, 3 observables)
     ratios = errs[:-1] / errs[1:]
-    # First order: ratio 2 up to O(dt) corrections and the residual (coupled) MC noise. Measured
-    # over seeds 21-26 (i.i.d. and quasi-Monte Carlo static draws, 12 runs): Q, a theta-side
-    # quantity, 1.95-2.08 in every run; the losses' errors at dt = 0.05 (~8e-4 train, ~2e-4 test)
-    # carry a residual coupled noise of sd 30-45 % of themselves (2.3-3.6e-4, 0.4-0.6e-4), so their
-    # single-seed ratios spread over 1.6-4.8: for them the test asserts convergence (ratio clearly
-    # above 1, i.e. no dt-independent bias) and Q asserts the order.
+    # First order: ratio 2 up to O(dt) corrections and the residual (coupled) MC noise, which is
+    # ~2-4e-4 on the losses (sd over seeds 21-26, i.i.d. and quasi-Monte Carlo static draws, 12
+    # runs). Q, a theta-side quantity, has both ratios at 1.95-2.08 in every run. The losses'
+    # errors at dt = 0.05 (~8e-4 train, ~2e-4 test) are too small against that noise for a ratio
+    # (30-45 % sd: single-seed ratios 1.6-4.8), so for them the ratio err(0.2) / err(0.1) is
+    # asserted (errors 3.4e-3 / 1.6e-3 train, 1.0e-3 / 5e-4 test): measured 1.65-2.53 in the 12
+    # runs. Zeroth order (a dt-independent bias) gives ~1, second order ~4: both fail.
     assert np.all((ratios[:, 1] > 1.8) & (ratios[:, 1] < 2.3)), (errs, ratios)
-    assert np.all((ratios > 1.2) & (ratios < 5.5)), (errs, ratios)
+    assert np.all((ratios[0] > 1.5) & (ratios[0] < 2.8)), (errs, ratios)
 
 
 def test_richardson_removes_first_order_error(linreg):
