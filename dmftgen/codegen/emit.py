@@ -20,9 +20,12 @@ from ..paths import display_path, is_builtin
 from ..symbolic import SymbolicSystem
 from .hashing import CONTENT_PREFIX, content_hash
 from .printer import count_ops, print_expr
+from .unroll import adjoint_helpers
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_MARKER = "# --- template body ---"
+#: a template line replaced by generated text (the unrolled adjoint helpers of templates/dmft.py)
+UNROLL_MARKER = "# @unrolled adjoint helpers"
 DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy")'
 
 HELPERS = '''
@@ -81,8 +84,18 @@ def template_texts() -> list[tuple[str, str]]:
         text = path.read_text()
         if TEMPLATE_MARKER not in text:
             continue
-        out.append((path.name, text.split(TEMPLATE_MARKER, 1)[1].strip("\n") + "\n"))
+        body = text.split(TEMPLATE_MARKER, 1)[1].strip("\n") + "\n"
+        out.append((path.name, _unrolled(body)))
     return out
+
+
+def _unrolled(body: str) -> str:
+    """``body`` with its ``UNROLL_MARKER`` line (if any) replaced by the helpers of unroll.py."""
+    if UNROLL_MARKER not in body:
+        return body
+    lines = body.split("\n")
+    at = next(i for i, line in enumerate(lines) if UNROLL_MARKER in line)
+    return "\n".join(lines[:at]) + "\n" + adjoint_helpers() + "\n".join(lines[at + 1:])
 
 
 def _input_map(model: Model) -> list[tuple[sp.Symbol, str]]:

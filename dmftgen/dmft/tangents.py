@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import math
 
+from ..codegen.unroll import LANES  # tangent paths per block of the generated adjoint
 from .options import as_options
 
-#: tangent paths per block of the generated adjoint (``LANES`` of templates/dmft.py; a test checks
-#: that the two agree)
-LANES = 8
 
 #: minimum tangent paths per path group, over all replicas (batch means need several per group)
 MIN_PER_GROUP = 50
