@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import UnsupportedModelError
 from ..observables import _sqrt_psd
 from .stationary_lag import StationaryGaussian, _fft_len, _geom_tail, _lag_covariance
+from .theta_mc import whitened_normals
 
 
 class LagThetaMC:
@@ -86,9 +87,7 @@ class LagThetaMC:
         this removes the O(P^-1/2) sample correlation of xi and theta* from M, its largest Monte
         Carlo error (the time average along a path does not reduce a static part)."""
         gauss = StationaryGaussian(rng, self.P, self.L, self.m)
-        Z = rng.standard_normal((self.P, self.m + self.kk))
-        Z -= Z.mean(0)
-        Z = np.linalg.solve(np.linalg.cholesky(Z.T @ Z / self.P), Z.T).T
+        Z = whitened_normals(rng, self.P, self.m + self.kk)
         xi, ths = Z[:, : self.m], self.rho_std * Z[:, self.m:]
         return gauss, np.ascontiguousarray(xi), np.ascontiguousarray(ths)
 

@@ -31,14 +31,19 @@ def make_theta_mc(kern, p, settings, m, kk, init_std, teacher_std, rng, rng_zeta
     and the test loss at every time."""
     N = settings.n_steps
     Pt = theta_paths_count(opts, P, N, m, G)
-    Z0 = rng.standard_normal((Pt, m + kk))
-    Z0 -= Z0.mean(0)
-    Lz = np.linalg.cholesky(Z0.T @ Z0 / Pt)
-    Z0 = np.linalg.solve(Lz, Z0.T).T
+    Z0 = whitened_normals(rng, Pt, m + kk)
     th = ThetaMC(kern, p, N, m, kk, settings.lam, settings.dt, settings.delta,
                  init_std * Z0[:, :m], teacher_std * Z0[:, m:], rng.standard_normal((Pt, N * m)), G)
     th.rng_zeta, th.qr, th.pivot_tol, th.qr_tol = rng_zeta, qr, float(opts.pivot_tol), float(opts.qr_tol)
     return th
+
+
+def whitened_normals(rng, n, d):
+    """n x d standard normals made exactly centred with identity second moment (subtract the
+    sample mean, then the inverse Cholesky factor of the sample second moment)."""
+    Z = rng.standard_normal((n, d))
+    Z -= Z.mean(0)
+    return np.linalg.solve(np.linalg.cholesky(Z.T @ Z / n), Z.T).T
 
 
 class ThetaMC:
