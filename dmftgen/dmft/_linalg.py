@@ -1,5 +1,7 @@
 """Model-independent linear algebra of the DMFT solver (numba/numpy, O(K^2)-O(K^3) per solve).
 
+* :func:`dot`, :func:`lower_matmul`, :func:`lower_dots` -- the theta-side's per-row products, on
+  the nonzero half of its triangular factors and without one long dependent chain per sum.
 * :func:`chol_append` -- one block row of the incremental, pivot-clipped Cholesky factor of S_U
   (the causal Gaussian sampler of the forward sweep).
 * :func:`det_tangent_row` -- the deterministic response row K_ell[k, :k] for models whose
@@ -11,6 +13,19 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def dot(x, y, j0, j1):
+    """sum_{j0 <= j < j1} x[j] y[j], compiled with reassociation so that LLVM splits the sum
+    into SIMD partial sums (issue 12: a single scalar accumulator is one dependent chain of FMAs,
+    ~1 per 4 cycles; measured 2.4x faster than four scalar partial sums, 3x faster than BLAS
+    on the theta-side's (m x n) times triangular (n x n) products). The split is fixed at compile
+    time: the same bytes at any thread count."""
+    t = 0.0
+    for j in range(j0, j1):
+        t += x[j] * y[j]
+    return t
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -26,23 +41,53 @@ def chol_append(L, S, i0, i1, tol):
     """
     nclip = 0
     for i in range(i0, i1):
+        Li = L[i]
         for j in range(i):
             if L[j, j] > 0.0:
-                t = S[i, j]
-                for q in range(j):
-                    t -= L[i, q] * L[j, q]
-                L[i, j] = t / L[j, j]
+                L[i, j] = (S[i, j] - dot(Li, L[j], 0, j)) / L[j, j]
             else:
                 L[i, j] = 0.0
-        d = S[i, i]
-        for q in range(i):
-            d -= L[i, q] * L[i, q]
+        d = S[i, i] - dot(Li, Li, 0, i)
         if d > tol * S[i, i] and d > 0.0:
             L[i, i] = np.sqrt(d)
         else:
             L[i, i] = 0.0
             nclip += 1
     return nclip
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lower_matmul(x, A, n, blk, extra, out):
+    """out[:, :n] = x[:, :n] @ A[:n, :n] for a lower-structured A: row i of A is zero beyond
+    column w(i) = min((i // blk) * blk + extra, n).
+
+    The theta-side's row products (R_theta row k+1 from the strictly block-lower R_theta: blk = m,
+    extra = 0; the input rows R_theta[k] L with L lower-triangular: blk = 1, extra = 1) read only
+    the nonzero half of A, once per row of x (a few rows: m). Sums over i in increasing order
+    (deterministic); the j loop is an axpy and vectorises."""
+    p = x.shape[0]
+    for a in range(p):
+        for j in range(n):
+            out[a, j] = 0.0
+    for i in range(n):
+        w = min((i // blk) * blk + extra, n)
+        Ai = A[i]
+        for a in range(p):
+            xi = x[a, i]
+            oa = out[a]
+            for j in range(w):
+                oa[j] += xi * Ai[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lower_dots(x, A, nrows, ncols, blk, extra, out):
+    """out[a, i] = sum_{j < w(i)} x[a, j] A[i, j] for i < nrows, w(i) = min((i // blk) * blk + extra,
+    ncols): x[:, :ncols] @ A[:nrows, :ncols].T for an A whose row i is zero beyond w(i)."""
+    for i in range(nrows):
+        Ai = A[i]  # read once from memory, then from cache for every row of x
+        w = min((i // blk) * blk + extra, ncols)
+        for a in range(x.shape[0]):
+            out[a, i] = dot(x[a], Ai, 0, w)
 
 
 def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
@@ -75,10 +120,7 @@ def det_tangent_row(k, RT, G, Gk, delta, dt, out):
     for l in range(k - 1, -1, -1):
         for a in range(Mm):
             for c in range(Mm):
-                t = 0.0
-                for j in range((l + 1) * Mm, (k + 1) * Mm):
-                    t += Z[a, j] * RT[l * Mm + c, j]
-                acc[a, c] = t
+                acc[a, c] = dot(Z[a], RT[l * Mm + c], (l + 1) * Mm, (k + 1) * Mm)
         for a in range(Mm):
             for b in range(Mm):
                 t = 0.0

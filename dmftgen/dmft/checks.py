@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from ._linalg import lower_dots
 from .estimators import group_k_row
 
 ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
@@ -93,7 +94,10 @@ class RowRecord:
             C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
             self.km[:, k] = Kr @ (th.Phis[cols] @ sv.rho)
         if k > 0:
-            C = C + W[rk, : k * m] @ W[cols, : k * m].T
+            # + W[rk, :k m] W[cols, :k m]^T; row l of W is zero beyond column (l + 1) m (causal)
+            WW = np.empty((m, (k + 1) * m))
+            lower_dots(W[rk], W, (k + 1) * m, k * m, m, m, WW)
+            C = C + WW
             sizes = np.diff(sv.bounds).astype(float)
             Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (sizes[:, None, None] * sv.delta) \
                 if k < sv.N else None

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import det_tangent_row, psd_sqrt
+from ._linalg import det_tangent_row, lower_matmul, psd_sqrt
 
 
 class ThetaSide:
@@ -127,7 +127,9 @@ class ThetaSide:
         rk = slice(k * m, (k + 1) * m)
         rk1 = slice((k + 1) * m, (k + 2) * m)
         Kk = self.Kl[rk, s0]
-        self.R[rk1, s0] = a * self.R[rk, s0] - dt * (Kk @ self.R[s0, s0])
+        # Kk @ R_theta[s0, s0] on the nonzero half (R_theta[l, j] = 0 for j >= l: causal)
+        lower_matmul(Kk, self.R, (k + 1) * m, m, 0, self._row)
+        self.R[rk1, s0] = a * self.R[rk, s0] - dt * self._row[:, : (k + 1) * m]
         self.R[rk1, rk] += np.eye(m)
         self.RT[s0, rk1] = self.R[rk1, s0].T
         self.Phi0[rk1] = a * self.Phi0[rk] - dt * (Kk @ self.Phi0[s0])
@@ -148,7 +150,7 @@ class ThetaSide:
         m = self.m
         rk = slice(k * m, (k + 1) * m)
         if k > 0:
-            W[rk, : k * m] = self.R[rk, : k * m] @ L[: k * m, : k * m]
+            lower_matmul(self.R[rk], L, k * m, 1, 1, W[rk])  # R_theta[k, :k] L, L lower-triangular
         wpre[:, k, :] = self._g0 @ self.Phi0[rk].T
         if self.k:
             wpre[:, k, :] += self._s @ self.Phis[rk].T
@@ -194,8 +196,8 @@ class ThetaSide:
         A sweep stopped at row n - 1 (n <= N) has S_U only for the increments before it."""
         m, N = self.m, self.N
         if n == N + 1:
-            Q = self.Q_diag(S_U)
             C = self.C_theta_flat(S_U)
+            Q = diag_blocks(C, n, m)  # not Q_diag: that repeats the K^3 product R_theta S_U
         else:
             C = self.C_theta_flat(S_U[: max(n - 1, 0) * m, : max(n - 1, 0) * m] if n > 1 else np.zeros((0, 0)), n)
             Q = diag_blocks(C, n, m)
