@@ -42,8 +42,8 @@ Cost and memory (P paths, K = T/dt steps, width m)
 * The kernel's inner loops (issue 12, bench/bench_adjoint.py: m = 2 committee, N = 500, rows
   k = 480..499, G = 20 groups, one thread, CPU, median of 3, load ~1.4-3; fde19e5 -> c64c459):
   - adjoint with the control variate, n_tan_g = 1 (20 tangent paths): 147.5 -> 3.0 ms per row.
-    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES = 8,
-    LANES // n_tan_g groups share one block of 8 lanes (3 blocks instead of 20), and n_tan_g is
+    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES (8 then,
+    16 float32 lanes since), LANES // n_tan_g groups share one block of lanes, and n_tan_g is
     rounded up to whole lanes (:func:`dmftgen.dmft.tangents.whole_lanes`: 7 -> 8, 3 -> 4), so no
     computed lane is thrown away (the extra tangent paths are free);
   - n_tan_g = 8 (160 tangent paths; the committee default after rounding): 172 -> 17 ms per row,
