@@ -42,8 +42,8 @@ Cost and memory (P paths, K = T/dt steps, width m)
 * The kernel's inner loops (issue 12, bench/bench_adjoint.py: m = 2 committee, N = 500, rows
   k = 480..499, G = 20 groups, one thread, CPU, median of 3, load ~1.4-3; fde19e5 -> c64c459):
   - adjoint with the control variate, n_tan_g = 1 (20 tangent paths): 147.5 -> 3.0 ms per row.
-    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES = 8,
-    LANES // n_tan_g groups share one block of 8 lanes (3 blocks instead of 20), and n_tan_g is
+    The adjoint is a second prange over chunks of whole groups: with n_tan_g < LANES (8 then,
+    16 float32 lanes since), LANES // n_tan_g groups share one block of lanes, and n_tan_g is
     rounded up to whole lanes (:func:`dmftgen.dmft.tangents.whole_lanes`: 7 -> 8, 3 -> 4), so no
     computed lane is thrown away (the extra tangent paths are free);
   - n_tan_g = 8 (160 tangent paths; the committee default after rounding): 172 -> 17 ms per row,
@@ -71,6 +71,16 @@ Cost and memory (P paths, K = T/dt steps, width m)
   Logistic K = 100..800 at P = 2000 (``bench/bench_issue12.py --only b --threads 1``, load ~2.5):
   0.71, 2.27, 6.53, 28.2 s CPU, fitted K^1.74 (local 400 -> 800: K^2.1; the tangents' floor of
   50 per group makes the adjoint K^3 at fixed P); before 0.9, 3.3, 17, 119 s, K^2.34.
+* The adjoint in float32, LANES = 16 (one zmm; templates/dmft.py, "Precision of the adjoint";
+  e2617c3 -> after, one thread, CPU, load ~1): bench_adjoint.py committee N = 500 rows 480..499,
+  n_tan_g = 1 / 8 / 16: 2.34 / 15.66 / 31.26 -> 1.75 / 9.19 / 16.89 ms per row (39 -> 73 GFlop/s
+  useful at 16); logistic N = 800 rows 780..799, n_tan_g = 8 / 16: 6.5-7.3 / 13.6-14.4 -> 3.3 /
+  6.9-7.0 ms per row. Committee K = 500, P = 2e4 (bench_issue12.py --only c --threads 1, 3 runs
+  each, interleaved): 57.5, 53.3, 52.2 -> 42.4, 41.5, 44.4 s CPU (median 53.3 -> 42.4 s).
+  Logistic K = 100..800 at P = 2000 (--only b, one run each): 0.51, 1.31, 4.41, 23.8 -> 0.48,
+  1.04, 3.69, 17.2 s, K^1.84 -> K^1.73. Same seed and tangent paths: K_ell's adjoint entries move
+  by <= 7e-8 of their largest value, Q and the test loss at t = T by <= 4e-8 of their error bars
+  (bench/compare_kell.py).
 Older measurements (bench/bench_dmft.py, logistic, control variate on, effectively one core): the path time
 grows linearly in P (1.5, 2.6, 4.4, 8.9 s for P = 5k..40k at K = 100, all paths tangent), like
 K^2 with a fixed tangent subset (0.9, 3.5, 17.3 s for K = 100, 200, 400), like K^2.3-K^2.4 with

@@ -35,7 +35,7 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
   a time (one block: LANES consecutive t of one group, or, for n_tan_g < LANES, the paths of
   LANES // n_tan_g whole groups), each group's lanes summed in lane order into kl_sum[g].
-* Accumulators, one slot per path group g (batch means; no races between prange iterations):
+* Accumulators (float64), one slot per path group g (batch means; no races between prange iterations):
   ``loss_sum`` (G, N+1), ``met_sum`` (G, N+1, NMET), ``gam_sum`` (G, N+1, M, M),
   ``kl_sum`` (G, (N+1)M, (N+1)M) (tangent paths only), ``ells_sum`` (G, N+1, M, K) (ell s^T),
   ``dsl_sum`` (G, N+1, M, K) (d_s ell + grad ell psi), ``su_sum`` (G, N M, N M) (dL_k dL_l^T, l<=k),
@@ -55,6 +55,31 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   variate is subtracted in place: with ``use_cv`` ``kl_sum`` accumulates sum(Z - Zc), so only the
   difference is stored (one (G, (N+1)M, (N+1)M) array, not two). ``klcv_sum`` is no longer
   written (kept in the signature; pass any 3-d float64 array, e.g. (1, 1, 1)).
+
+Precision of the adjoint (issue 12): its O(K^3 m^3) inner products run in float32 -- the adjoint
+rows Zt, Zc of a block, the RT entries (each rounded to float32 as it is loaded: no O(K^2) copy per
+call) and the helpers' accumulators -- so that one AVX-512 register holds LANES = 16 lanes.
+Everything else stays float64: a_hist, g_hist, Gcv, the own-noise factors, the product Z_l =
+-(1/delta) acc a_l (float32 acc times float64 a_l, rounded to float32 only when stored into Zt /
+Zc), and the group sums into kl_sum (each lane's float64 value, before that rounding). Round-off,
+u = 2^-24 = 6.0e-8:
+
+* one float32 inner product of n = (k - l) M terms errs by at most ~(n + 1) u times the sum of its
+  |terms| (RT's rounding included), typically ~sqrt(n) u (independent roundings); storing Z_l
+  adds u. Errors of Z_j propagate into Z_l linearly, so with A the same recursion in absolute
+  values (|R|, |a|, |grad ell|), |Z_l(float32) - Z_l| <= (k - l + 1)((k - l) M + 3) u A_l to first
+  order (induction over l; tests/test_tangents.py asserts this bound against a float64 numpy
+  reference). A worst-case bound only: ~1e-2 A at K = 500, m = 2; typically ~sqrt(n) u.
+* K_ell = <Z - Zc> + E Zc: the control variate makes Z - Zc much smaller than Z, Zc, so relative
+  to the difference the round-off is amplified by |Z| / |Z - Zc|; relative to K_ell it is ~eps
+  |Z| / |K_ell|, with |Z| / |E Z| ~ sd / mean of the own-noise factor dt + sqrt(tau delta) dB,
+  sqrt(tau delta / dt) ~ 8 for the committee at dt = 0.01 -- and the per-path roundings average
+  out over the P_J tangent paths (independent signs). The Monte Carlo noise of the estimate,
+  sd(Z - Zc) / sqrt(P_J), is >= 1e-3 of K_ell (P_J ~ 1e3), a hundred times more even at eps = 1e-5.
+* Measured (bench/compare_kell.py: P = 2e4, same seed and the same 1280 tangent paths as the
+  float64 kernel; logistic and committee, K = 100 and 500): the adjoint's entries of K_ell (k > l)
+  move by <= 7e-8 of their largest value (another seed: 0.14-0.37, the Monte Carlo noise), Q and
+  the test loss at t = T by <= 4e-8 of their error bars.
 """
 
 import math  # noqa: F401
@@ -100,13 +125,14 @@ def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # p
 
 from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
 
-#: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop).
-LANES = 8
+#: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop):
+#: 16 float32 lanes = one AVX-512 register (see "Precision of the adjoint" in the module docstring).
+LANES = 16
 
 
 # The adjoint's inner products, compiled eagerly (explicit signatures) with LLVM's SLP vectoriser
-# switched on for these two functions only (numba leaves it off by default): it packs the eight
-# lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
+# switched on for these functions only (numba leaves it off by default): it packs the sixteen
+# float32 lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
 # chains; it only groups independent lanes, so the bytes are those of the scalar code. For M = 2
 # one pass computes all four (a, c) and the control variate: 8 independent accumulators, every
 # load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). For M = 1 one pass
@@ -114,10 +140,12 @@ LANES = 8
 # "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
-ADJ_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, int64, int64, "
-           "boolean, float64[:, :, ::1], float64[:, :, ::1])")
-ADJ1P_SIG = ("void(float64[:, :], float64[:, :, ::1], float64[:, :, ::1], int64, int64, int64, boolean, "
-             "float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1], float64[:, :, ::1])")
+# float32 Zt, Zc and accumulators; RT stays float64, each entry rounded to float32 when loaded
+# (issue 12: 16 lanes per zmm instead of 8).
+ADJ_SIG = ("void(float64[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, int64, int64, "
+           "boolean, float32[:, :, ::1], float32[:, :, ::1])")
+ADJ1P_SIG = ("void(float64[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, boolean, "
+             "float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1])")
 _slp_before = _numba_config.SLP_VECTORIZE
 _numba_config.SLP_VECTORIZE = 1
 try:
@@ -294,13 +322,16 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     gpc = max(LANES // n_tan_g, 1) if n_tan_g > 0 else 1
     nchunk = (G + gpc - 1) // gpc if n_tan_g > 0 else 0
     for ch in prange(nchunk):
-        Zt = np.zeros((NN, M, LANES))
-        acc3 = np.zeros((M, M, LANES))
-        Zc = np.zeros((NN, M, LANES))
-        accc = np.zeros((M, M, LANES))
-        accp = np.zeros((M, M, LANES))    # M = 1: row l - 1's partial sums (adjoint_dots1p)
-        acccp = np.zeros((M, M, LANES))
+        Zt = np.zeros((NN, M, LANES), dtype=np.float32)
+        acc3 = np.zeros((M, M, LANES), dtype=np.float32)
+        Zc = np.zeros((NN, M, LANES), dtype=np.float32)
+        accc = np.zeros((M, M, LANES), dtype=np.float32)
+        accp = np.zeros((M, M, LANES), dtype=np.float32)    # M = 1: row l - 1's partial sums (adjoint_dots1p)
+        acccp = np.zeros((M, M, LANES), dtype=np.float32)
         pix = np.zeros(LANES, dtype=np.int64)
+        gid = np.zeros(LANES, dtype=np.int64)     # lane -> its group
+        last = np.zeros(LANES, dtype=np.bool_)    # lane ends its group's run in the block
+        facv = np.zeros(LANES)                    # own-noise factor of every lane at step l
         cg0 = ch * gpc
         cg1 = min(cg0 + gpc, G)
         nb = 1 if gpc > 1 else (n_tan_g + LANES - 1) // LANES
@@ -311,9 +342,12 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
             else:
                 t0 = cg0 * n_tan_g + blk * LANES
                 nl = min(LANES, n_tan_g - blk * LANES)
+            # per lane, once per block (no integer division in the l loop)
             for ln in range(nl):
                 tt = t0 + ln
-                pix[ln] = bounds[tt // n_tan_g] + tt % n_tan_g
+                gid[ln] = tt // n_tan_g
+                pix[ln] = bounds[gid[ln]] + tt % n_tan_g
+                last[ln] = ln == nl - 1 or (tt + 1) % n_tan_g == 0
             for k in range(max(k0, 1), k1):
                 kM = k * M
                 krow = kM if kl_full else 0
@@ -328,7 +362,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     elif M == 1 and pend:
                         # row l's sum from the pass of row l + 1, plus its j = l + 1 term
-                        rl = RT[l, l + 1]
+                        rl = np.float32(RT[l, l + 1])
                         for ln in range(LANES):
                             acc3[0, 0, ln] = accp[0, 0, ln] + Zt[l + 1, 0, ln] * rl
                             accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
@@ -340,7 +374,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         for a in range(M):
                             for c in range(M):
                                 adjoint_dots(RT, Zt, Zc, l, a, c, (l + 1) * M, kM + M, use_cv, acc3, accc)
-                    # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous)
+                    # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous):
+                    # t is float64 (float32 acc3 times float64 a_hist), summed before its rounding
+                    # to float32 in Zt
                     for a in range(M):
                         for b in range(M):
                             tot = 0.0
@@ -351,23 +387,24 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 t = -inv_delta * t
                                 Zt[l * M + b, a, ln] = t
                                 tot += t
-                                if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
-                                    kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] += tot
+                                if last[ln]:
+                                    kl_sum[gid[ln], krow + a, l * M + b] += tot
                                     tot = 0.0
                     if use_cv:
+                        for ln in range(nl):
+                            facv[ln] = dt + sq * dB[pix[ln], l]
                         for a in range(M):
                             for b in range(M):
                                 tot = 0.0
                                 for ln in range(nl):
-                                    fac = dt + sq * dB[pix[ln], l]
                                     t = 0.0
                                     for c in range(M):
                                         t += accc[a, c, ln] * Gcv[l, c, b]
-                                    t = -inv_delta * t * fac
+                                    t = -inv_delta * t * facv[ln]
                                     Zc[l * M + b, a, ln] = t
                                     tot += t
                                     # subtracted in place: kl_sum holds sum(Z - Zc) (issue 12: one
                                     # (G, NN, NN) accumulator instead of two)
-                                    if ln == nl - 1 or (t0 + ln + 1) % n_tan_g == 0:
-                                        kl_sum[(t0 + ln) // n_tan_g, krow + a, l * M + b] -= tot
+                                    if last[ln]:
+                                        kl_sum[gid[ln], krow + a, l * M + b] -= tot
                                         tot = 0.0
