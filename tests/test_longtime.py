@@ -193,11 +193,13 @@ def test_logistic_long_horizon_matches_uniform_grid(logistic):
     assert lo.ok and ro.ok
     _check_overlap(lo, ro, ("train_loss", "test_loss", "Q", "M"), dt_ref=0.05)
     # the stationarity balance 2 lam Q + 2 E[r ell] - tau E[ell^2] = -dQ/dt shrinks as the run
-    # settles (it is -dQ/dt exactly up to O(dt^2) after extrapolation): |B| at t = 20 is below
-    # 10 % of its value at t = 2 (measured -0.011 vs -0.29)
+    # settles (it is -dQ/dt exactly up to O(dt^2) after extrapolation). Q still relaxes at t = 20:
+    # measured B(20) / B(2) = 0.05-0.10 (mean 0.07, sd 0.02 from the Monte Carlo noise of B(20)
+    # over seeds 23-26 at two tangent counts; B(2) = -0.29..-0.30); the bound 0.15 is the mean
+    # + 4 sd, while a run that does not settle keeps the ratio near 1
     B, scale = q_balance(lo)
     k2 = int(np.argmin(np.abs(lo.t - 2.0)))
-    assert abs(B[-1, 0, 0]) < 0.1 * abs(B[k2, 0, 0])
+    assert abs(B[-1, 0, 0]) < 0.15 * abs(B[k2, 0, 0])
     # and equals -dQ/dt from the curve itself (central differences, 20 % + MC allowance)
     Q = _c(lo["Q"])
     dQ = np.gradient(Q, lo.t)

@@ -1,4 +1,6 @@
 """Which paths carry the response tangents (dmftgen/dmft/tangents.py, docs/theory.md §3)."""
+import math
+
 import numpy as np
 import pytest
 
@@ -66,13 +68,17 @@ def test_replicas_share_the_tangent_paths(logistic, tangent_paths):
 
 def test_automatic_subset_costs_at_most_the_r_side():
     """The automatic P_J keeps the adjoint's N^3 m^3 c / 6 per path within the r-side's
-    3 N^2 m^2 / 2 per path (above the floor of 50 per group), and never exceeds P."""
+    3 N^2 m^2 / 2 per path (above the floor of one path in SHARE), never exceeds P and never
+    falls below P / SHARE (the tangents' share of the error is set by P_J / P)."""
+    from dmftgen.dmft.tangents import SHARE
+
     G = 20
-    for N, m, P, tau in [(100, 1, 20000, 0.5), (500, 2, 20000, 0.2), (1000, 2, 80000, 0.0), (10, 1, 500, 0.5)]:
+    for N, m, P, tau in [(100, 1, 20000, 0.5), (500, 2, 20000, 0.2), (1000, 2, 80000, 0.0), (10, 1, 500, 0.5),
+                         (800, 1, 2000, 0.5)]:
         c = 2.0 if tau > 0 else 1.0
         PJ = total_tangent_paths(P, N, m, G, {}, tau)
-        assert PJ <= P
-        assert PJ == min(P, 50 * G) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
+        assert math.ceil(P / SHARE) <= PJ <= P
+        assert PJ == math.ceil(P / SHARE) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
 
 
 def test_whole_lanes_fill_the_adjoint_blocks():

@@ -28,9 +28,9 @@ class SolveOptions:
         G [20]: independent path groups (batch means; the parallel units of the path kernel), >= 2.
     tangent_paths : int or None
         P_J [None: automatic]: paths carrying the adjoint response tangents; automatic: at most the
-        r-side's cost and ``tangent_budget``, at least 50 per group
+        r-side's cost and ``tangent_budget``, at least P / 16
         (:func:`dmftgen.dmft.tangents.total_tangent_paths`). Either way the count per group is
-        rounded up to fill the kernel's blocks of 8 lanes (a multiple of 8, or 1, 2, 4; capped at
+        rounded up to fill the kernel's blocks of 16 lanes (a multiple of 16, or 1, 2, 4, 8; capped at
         the group size; :func:`dmftgen.dmft.tangents.whole_lanes`); the result's meta reports
         the count used.
     tangent_budget : float

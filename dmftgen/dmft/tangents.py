@@ -8,28 +8,33 @@ P_J paths therefore suffices (measured, bench/bench_issue12.py: the test-loss er
 the Figure 1 setting is the same with tangents on 1000 or on 20000 paths), and this module picks
 P_J once, for the whole solve:
 
-    P_J = clip( min(P * 9 / (N m c), budget / (N^3 m^3 c / 6)),  50 G,  P )
+    P_J = clip( min(P * 9 / (N m c), budget / (N^3 m^3 c / 6)),  P / 16,  P )
 
 i.e. the tangents cost at most as much as the r-side sweep (ratio (3 N^2 m^2 / 2) / (N^3 m^3 c / 6)
-= 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than 50 per path
-group. c = 2 when the control variate runs (a second recursion), else 1.
+= 9 / (N m c)) and at most ``tangent_budget`` multiply-adds, but never fewer than one path in
+``SHARE`` = 16 (and at least one per path group of every replica). c = 2 when the control variate
+runs (a second recursion), else 1.
 
 With R replicas (independent sub-solves, errorbars.py), P, P_J and the budget are totals
 over the replicas: each replica gets ceil(P_J / R) tangent paths. Before, every replica had its own
 floor of 50 per group, i.e. R times the tangents of a single solve at long grids (8 x 1000 paths
 at K = 500 for the committee).
 
-Why the floor stays at 50 per group (tried in issue 12; ``python bench/bench_tangent_floor.py``,
-sd across seeds and claimed errors at t = T, 1280 against 160 tangent paths): at short grids the
-response noise does not limit the errors (logistic K = 400, P = 2000: test / train / Q sd 0.0035 /
-0.0078 / 0.025 against 0.0033 / 0.0078 / 0.024, CPU 7.5 -> 2.9 s; logistic and committee K = 100,
-P = 2e4: unchanged), but at long ones it does: committee K = 500, P = 2e4, 3 seeds: the claimed
-error of Q 0.0022 -> 0.0033 (test loss unchanged, CPU 53.5 -> 32.5 s); logistic lam = 0.1 by
-``solve_long`` to T = 100 (fine grid K = 1000), seed 0: the test-loss error of the fine solve
-0.0009 -> 0.0018 and its late plateau 0.4813 -> 0.4845 (the stationary state at that step:
-0.4780 +- 0.0013). Since the adjoint's kernel work of issue 12 the floor costs little at short
-grids; a floor that scales with the grid (more tangent paths where the response integrates over
-more steps) is the open lever.
+Why a share of the paths, not a fixed count (issue 12; ``python bench/bench_tangent_floor.py``:
+sd across seeds and the rms of the claimed errors at t = T for two tangent counts). The response
+noise adds variance ~ 1 / P_J to K_ell, the r-side's own noise ~ 1 / P: what matters is P_J / P.
+Measured with P_J / P = 1/16 against ~1/125 (1280 against 160 paths at P = 2e4): committee
+K = 500, 3 seeds: the claimed error of Q 0.0022 -> 0.0033 (a fit e^2 = e0^2 + c / P_J gives the
+tangents 10 % of the error at 1/16); ``solve_long`` logistic lam = 0.1 to T = 100 (fine grid
+K = 1000), seed 0: the fine solve's test-loss error 0.0009 -> 0.0018 (32 % at 1/16) and its late
+plateau 0.4813 -> 0.4845 (stationary state at that step 0.4780 +- 0.0013); K = 100: unchanged.
+With P_J / P about 1/12 (160 of P = 2000) instead of 1/2 (1280), logistic: K = 400 test / train
+/ Q sd 0.0033 / 0.0078 / 0.024 against 0.0035 / 0.0078 / 0.025, CPU 7.5 -> 2.9 s; K = 800, 6 seeds:
+sd 0.0041 / 0.0051 / 0.018 against 0.0044 / 0.0051 / 0.021, rms claimed 0.0031 / 0.0048 / 0.025
+against 0.0032 / 0.0047 / 0.025, CPU 25.5 -> 10.6 s. So the old fixed floor of 50 per group
+(1000 in all) was right at P = 2e4 -- 1/16 gives the same 1280 after rounding -- and bought
+nothing at P = 2000 but 2.4x the CPU. At fine grids (K >= 1000) the tangents' share of the error
+grows (32 % above): more than 1/16 there is the open lever, paid in K^3 per path.
 
 The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
 tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
@@ -50,8 +55,8 @@ from ..codegen.unroll import LANES  # tangent paths per block of the generated a
 from .options import as_options
 
 
-#: minimum tangent paths per path group, over all replicas (batch means need several per group)
-MIN_PER_GROUP = 50
+#: the automatic P_J is at least P / SHARE (the tangents' share of the paths; module docstring)
+SHARE = 16
 
 
 def use_control_variate(opts, tau: float) -> bool:
@@ -69,7 +74,7 @@ def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float) -> int
         n = max(int(N), 1)
         per_path = n ** 3 * m ** 3 * c / 6.0
         nt = min(P * 9.0 / (n * m * c), float(opts.tangent_budget) / per_path)
-        nt = max(MIN_PER_GROUP * G, int(nt))
+        nt = max(math.ceil(P / SHARE), int(nt))
     return min(int(nt), int(P))
 
 
