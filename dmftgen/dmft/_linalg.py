@@ -104,30 +104,42 @@ def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def det_tangent_row(k, RT, G, Gk, delta, dt, out):
+def det_tangent_row(k, R, G, Gk, delta, dt, out):
     """Deterministic response row K[k, l] = E Z_l for l < k (flat block layout, M = G.shape[1]).
 
     Adjoint recursion Z_k = Gk, Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) G[l] dt, written to
     out[:, l*M:(l+1)*M].  With G[l] = Gk = A (constant jac_ell) it is K_ell[k, :k] of a linear
     model, using E[A (dt + sqrt(tau delta) dB_l)] = A dt; with G[l] = Gamma_l it is E Zc, the mean
-    of the tangent control variate of the generated sweep (dB_l independent of Z_m for m > l)."""
+    of the tangent control variate of the generated sweep (dB_l independent of Z_m for m > l).
+
+    Push form (issue 12): once Z_m is known its products with row m of R_theta are added to the
+    sums of every l < m (an axpy along a contiguous row, which vectorises without reassociation),
+    instead of one short dot product per l read down a column (4x slower at K = 1200, where this
+    row was the largest theta-side cost)."""
     Mm = G.shape[1]
-    Z = np.zeros((Mm, (k + 1) * Mm))
+    acc = np.zeros((Mm, max(k * Mm, 1)))  # acc[a, l M + c] = sum_{m > l} sum_b Z[a, m M + b] R[m M + b, l M + c]
+    z = np.empty((Mm, Mm))
     for a in range(Mm):
         for b in range(Mm):
-            Z[a, k * Mm + b] = Gk[a, b]
-    acc = np.empty((Mm, Mm))
-    for l in range(k - 1, -1, -1):
-        for a in range(Mm):
-            for c in range(Mm):
-                acc[a, c] = dot(Z[a], RT[l * Mm + c], (l + 1) * Mm, (k + 1) * Mm)
+            z[a, b] = Gk[a, b]
+    for m in range(k, 0, -1):
+        n = m * Mm
+        for b in range(Mm):
+            Rrow = R[m * Mm + b]
+            for a in range(Mm):
+                zab = z[a, b]
+                acc_a = acc[a]
+                for col in range(n):
+                    acc_a[col] += zab * Rrow[col]
+        # block l = m - 1 has all its terms now
+        l = m - 1
         for a in range(Mm):
             for b in range(Mm):
                 t = 0.0
                 for c in range(Mm):
-                    t += acc[a, c] * G[l, c, b]
-                Z[a, l * Mm + b] = -t * dt / delta
-                out[a, l * Mm + b] = -t * dt / delta
+                    t += acc[a, l * Mm + c] * G[l, c, b]
+                z[a, b] = -t * dt / delta
+                out[a, l * Mm + b] = z[a, b]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -55,7 +55,7 @@ def kernels(r, drop=None) -> dict:
     return out
 
 
-def kl_row(r, k, RT):
+def kl_row(r, k, R):
     """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on).
 
     The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
@@ -64,29 +64,29 @@ def kl_row(r, k, RT):
     nt = r.n_tan_g * r.G
     kl = r.group_row(r.kl_sum, k)[:, :, : k * m].sum(0) / nt
     if r.use_cv and k > 0:
-        row = cv_mean_row(r, k, RT)
+        row = cv_mean_row(r, k, R)
         # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
         kl = kl + row[:, : k * m]
     return kl
 
 
-def cv_mean_row(r, k, RT):
+def cv_mean_row(r, k, R):
     """The control variate's known mean, row k (stored in ``r.kl_det``); (m, (k+1) m)."""
     m = r.m
     row = np.zeros((m, (k + 1) * m))
-    det_tangent_row(k, RT, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
+    det_tangent_row(k, R, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
     r.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
     return row
 
 
-def row_kernels(r, k, RT, nu_mode) -> dict:
+def row_kernels(r, k, R, nu_mode) -> dict:
     """The keyword arguments of ``set_kernels(k, ...)`` from the sums of row k (forward sweep);
     records Gamma_k as the control variate's matrix Gcv[k]."""
     P = r.P
     gam = r.gam_sum[:, k].sum(0) / P
     kw = {"gamma": gam}
     if r.n_tan_g:
-        kw["kl_off"] = kl_row(r, k, RT)
+        kw["kl_off"] = kl_row(r, k, R)
     r.Gcv[k] = gam
     if nu_mode == "stein":
         kw["ells"] = r.ells_sum[:, k].sum(0) / P

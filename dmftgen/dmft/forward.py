@@ -95,7 +95,7 @@ def sweep(sv) -> int:
         if r.bad.min() <= k:
             reached = k
             break
-        th.set_kernels(k, **row_kernels(r, k, th.RT, sv.modes.nu_mode))
+        th.set_kernels(k, **row_kernels(r, k, th.R, sv.modes.nu_mode))
         if sv.rows is not None:
             sv.rows.add(sv, k, th, W)  # row mode: what the self-checks need from row k
         if k < N:

@@ -97,7 +97,7 @@ class ThetaSide:
             self.Kl[rk, rk] = self.A
             if k > 0:
                 A_seq = np.broadcast_to(self.A, (k,) + self.A.shape)  # G[l] = A for every l < k
-                det_tangent_row(k, self.RT, A_seq, self.A, self.delta, self.dt, self._row)
+                det_tangent_row(k, self.R, A_seq, self.A, self.delta, self.dt, self._row)
                 self.Kl[rk, : k * m] = self._row[:, : k * m]
         else:
             self.Kl[rk, rk] = gamma

@@ -1,0 +1,87 @@
+"""The theta-side's compiled linear algebra (dmftgen/dmft/_linalg.py) against plain numpy.
+
+Each routine exploits structure (causal triangles, pushed sums, split partial sums); the references
+here use none of it. Tolerances: every entry is a sum of at most n ~ 600 products of O(1) numbers,
+so the round-off of either side is below n * eps * sum|terms| ~ 1e-13 of the largest entry; 1e-11
+leaves room and is ~10 orders below the O(1) error of a wrong index or a missed term.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dmftgen.dmft._linalg import chol_append, det_tangent_row, dot, lower_dots, lower_matmul
+
+RTOL = 1e-11
+
+
+def _close(a, b):
+    assert np.abs(a - b).max() <= RTOL * max(np.abs(b).max(), 1e-300)
+
+
+def test_dot_is_the_inner_product_of_the_range():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(1003), rng.standard_normal(1003)
+    for j0, j1 in ((0, 1003), (5, 5), (7, 8), (13, 700)):
+        assert abs(dot(x, y, j0, j1) - x[j0:j1] @ y[j0:j1]) <= RTOL * (np.abs(x * y).sum() + 1e-300)
+
+
+@pytest.mark.parametrize("M", [1, 2, 3])
+def test_det_tangent_row_equals_the_pull_form(M):
+    """Push form (the routine) against the adjoint recursion as written in docs/theory.md:
+    Z_k = Gk, Z_l = -(dt/delta) (sum_{l<m<=k} Z_m R[m, l]) G[l]."""
+    rng = np.random.default_rng(M)
+    K, delta, dt = 200, 2.0, 0.05
+    NN = (K + 1) * M
+    R = np.zeros((NN, NN))
+    for m in range(1, K + 1):  # causal block rows: R[m, l] for l < m
+        R[m * M:(m + 1) * M, : m * M] = 0.05 * rng.standard_normal((M, m * M))
+    G, Gk = rng.standard_normal((K + 1, M, M)), rng.standard_normal((M, M))
+    for k in (0, 1, 7, K):
+        out = np.full((M, NN), np.nan)
+        det_tangent_row(k, R, G, Gk, delta, dt, out)
+        Z = np.zeros((M, NN))
+        Z[:, k * M:(k + 1) * M] = Gk
+        for l in range(k - 1, -1, -1):
+            acc = Z[:, (l + 1) * M:(k + 1) * M] @ R[(l + 1) * M:(k + 1) * M, l * M:(l + 1) * M]
+            Z[:, l * M:(l + 1) * M] = -(acc @ G[l]) * dt / delta
+        if k:
+            _close(out[:, : k * M], Z[:, : k * M])
+
+
+@pytest.mark.parametrize("blk,extra", [(1, 1), (2, 0), (2, 2), (3, 0)])
+def test_lower_matmul_and_lower_dots_use_only_the_causal_part(blk, extra):
+    """x A for an A zero beyond column w(i) = (i // blk) blk + extra of row i, and x A^T; garbage
+    beyond w(i) must not be read (it is NaN here)."""
+    rng = np.random.default_rng(blk * 10 + extra)
+    n, p = 301, 2
+    A = rng.standard_normal((n, n))
+    A0 = A.copy()
+    for i in range(n):
+        w = min((i // blk) * blk + extra, n)
+        A[i, w:] = np.nan
+        A0[i, w:] = 0.0
+    x = rng.standard_normal((p, n))
+    out = np.full((p, n), np.nan)
+    lower_matmul(x, A, n, blk, extra, out)
+    _close(out, x @ A0)
+    outd = np.full((p, n), np.nan)
+    lower_dots(x, A, n, n, blk, extra, outd)
+    _close(outd, x @ A0.T)
+
+
+def test_chol_append_row_by_row_equals_cholesky_and_clips_a_rank_deficiency():
+    rng = np.random.default_rng(3)
+    n = 120
+    B = rng.standard_normal((n, n))
+    S = B @ B.T / n + 0.1 * np.eye(n)
+    L = np.zeros((n, n))
+    for i0 in range(0, n, 2):  # two rows at a time, as the sweep appends m rows per step
+        assert chol_append(L, S, i0, i0 + 2, 1e-12) == 0
+    _close(L, np.linalg.cholesky(S))
+    # rank 60: half of the pivots are clipped and L L^T still reproduces S
+    V = rng.standard_normal((n, 60))
+    S = V @ V.T
+    L = np.zeros((n, n))
+    assert chol_append(L, S, 0, n, 1e-10) == n - 60
+    assert np.abs(L @ L.T - S).max() <= 1e-8 * np.abs(S).max()
