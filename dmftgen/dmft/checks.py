@@ -98,8 +98,7 @@ class RowRecord:
             WW = np.empty((m, (k + 1) * m))
             lower_dots(W[rk], W, (k + 1) * m, k * m, m, m, WW)
             C = C + WW
-            sizes = np.diff(sv.bounds).astype(float)
-            Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (sizes[:, None, None] * sv.delta) \
+            Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (r.sizes[:, None, None] * sv.delta) \
                 if k < sv.N else None
             if Sg is not None:
                 self.rs[:, k] = np.matmul(Sg, th.R[rk, : k * m].T).transpose(0, 2, 1) / sv.dt
@@ -121,7 +120,7 @@ def run_checks(sv, n, C, Q, Mo, rho):
     """
     m, G, kk, dt, lam, r = sv.m, sv.G, sv.kk, sv.dt, sv.lam, sv.rside
     t = sv.settings.times[:n]
-    sizes = np.diff(sv.bounds).astype(float)
+    sizes = r.sizes
     out, data = [], {}
     # The batch-means z of a group average is ~Student t only if each group averages enough paths
     # (products such as w w^T and r ell^T are skewed); below MIN_GROUP_PATHS the residual checks
@@ -238,7 +237,7 @@ def _consistency_row(sv, k, rows):
     m = sv.m
     rk = slice(k * m, (k + 1) * m)
     Kr = rows.mean(0)  # tangent part: the same number of tangent paths in every group
-    w = np.diff(sv.bounds).astype(float)
+    w = sv.rside.sizes
     Kr[:, rk] = np.tensordot(w / w.sum(), rows[:, :, rk], axes=1)  # Gamma: over all paths
     Ku = sv.th.Kl[rk, : (k + 1) * m]
     return float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)

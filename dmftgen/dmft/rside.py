@@ -127,6 +127,7 @@ class RSide:
         self.kern, self.p = kern, p
         self.s, self.g0, self.z, self.eta, self.dB = streams.s, streams.g0, streams.z, streams.eta, streams.dB
         self.bounds = bounds
+        self.sizes = np.diff(bounds).astype(float)  # paths per group
         self.P, self.G = int(bounds[-1]), bounds.shape[0] - 1
         self.N, self.m, self.kk = settings.n_steps, m, kk
         self.dt, self.delta = settings.dt, settings.delta
@@ -137,10 +138,6 @@ class RSide:
         self.row_sums = bool(row_sums)
         self.Gcv = None
 
-    @property
-    def sizes(self) -> np.ndarray:
-        """Paths per group (float)."""
-        return np.diff(self.bounds).astype(float)
 
     def alloc(self):
         """Zero the accumulators of one pass over the paths (the control-variate matrices Gcv
