@@ -14,6 +14,7 @@ randomised ``hash()``.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from pathlib import Path
 
 import sympy as sp
@@ -36,7 +37,7 @@ def content_hash(text: str) -> str:
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
 
-#: id(model) -> (model, file signature, hash): the last source_hash of each declaration object
+#: id(model) -> (weak reference, file signature, hash): the last source_hash of each declaration
 _SOURCE_HASHES: dict = {}
 
 
@@ -63,10 +64,12 @@ def source_hash(model: Model) -> str:
 
     sig = file_signature(generator_sources() + sorted(TEMPLATE_DIR.glob("*.py")))
     hit = _SOURCE_HASHES.get(id(model))
-    if hit is not None and hit[0] is model and hit[1] == sig:
+    if hit is not None and hit[0]() is model and hit[1] == sig:
         return hit[2]
     h = _source_hash(model)
-    _SOURCE_HASHES[id(model)] = (model, sig, h)  # keeps model alive: its id is not reused
+    # a weak reference: the cache does not keep declarations alive, and a recycled id is told
+    # apart because its reference is dead (or points at another object)
+    _SOURCE_HASHES[id(model)] = (weakref.ref(model), sig, h)
     return h
 
 
