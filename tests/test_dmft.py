@@ -418,9 +418,10 @@ def test_static_qmc_draws_are_balanced_and_the_solve_unbiased(logistic):
     0.016 (uniforms: 0.0046); the randomised sequence was measured at |mean| <= 3e-4 (normal) and
     3e-5 (uniform) over 20 seeds, so 2e-3 / 5e-4 are 7x margins and an i.i.d. draw passes both with
     probability ~1e-3. (2) Each point is still uniform: a solve agrees with the i.i.d. one within
-    the t-threshold of their combined between-replica errors (7 dof each; as in
-    tests/test_selfchecks.py::test_tau_continuity_at_zero)."""
-    from dmftgen.dmft.checks import threshold
+    the verdict's Welch test of their between-replica errors (7 dof each), Bonferroni over the
+    times at the self-checks' ALPHA (as in tests/test_selfchecks.py::test_tau_continuity_at_zero)."""
+    from dmftgen.analysis.stats import bonferroni, welch
+    from dmftgen.dmft.checks import ALPHA
     from dmftgen.dmft.streams import draw
 
     st = draw(logistic, 3, 0, 4000, 10, 1, 1, 1, 0.1, 0.0, 1.0, static_qmc=True)
@@ -430,6 +431,6 @@ def test_static_qmc_draws_are_balanced_and_the_solve_unbiased(logistic):
     b = solve(logistic, s.replace(seed=4), paths=4000)
     assert a.ok and b.ok
     for key in ("train_loss", "test_loss"):
-        ea, eb = a[key + "_err"][1:], b[key + "_err"][1:]
-        thr = threshold(ea.size, 8)  # the smaller dof (7): conservative for the Welch t
-        assert np.all(np.abs(a[key][1:] - b[key][1:]) / np.hypot(ea, eb) < thr), key
+        w = welch(a[key][1:], a[key + "_err"][1:], a.meta["err_dof"],
+                  b[key][1:], b[key + "_err"][1:], b.meta["err_dof"])
+        assert bonferroni(w["p"])[0] >= ALPHA, (key, bonferroni(w["p"]))
