@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmftgen.dmft._linalg import chol_append, det_tangent_row, dot, lower_dots, lower_matmul
+from dmftgen.dmft._linalg import PackedRows, chol_append, det_tangent_row, dot, lower_dots, lower_matmul
 
 RTOL = 1e-11
 
@@ -37,9 +37,11 @@ def test_det_tangent_row_equals_the_pull_form(M):
     for m in range(1, K + 1):  # causal block rows: R[m, l] for l < m
         R[m * M:(m + 1) * M, : m * M] = 0.05 * rng.standard_normal((M, m * M))
     G, Gk = rng.standard_normal((K + 1, M, M)), rng.standard_normal((M, M))
+    Rp = PackedRows.causal(NN, M, 0, NN, reverse=True)  # as the theta-side keeps it
+    Rp.set_rows(0, R)
     for k in (0, 1, 7, K):
         out = np.full((M, NN), np.nan)
-        det_tangent_row(k, R, G, Gk, delta, dt, out)
+        det_tangent_row(k, Rp.data, Rp.start, G, Gk, delta, dt, out)
         Z = np.zeros((M, NN))
         Z[:, k * M:(k + 1) * M] = Gk
         for l in range(k - 1, -1, -1):
@@ -49,10 +51,13 @@ def test_det_tangent_row_equals_the_pull_form(M):
             _close(out[:, : k * M], Z[:, : k * M])
 
 
+@pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("blk,extra", [(1, 1), (2, 0), (2, 2), (3, 0)])
-def test_lower_matmul_and_lower_dots_use_only_the_causal_part(blk, extra):
-    """x A for an A zero beyond column w(i) = (i // blk) blk + extra of row i, and x A^T; garbage
-    beyond w(i) must not be read (it is NaN here)."""
+def test_lower_matmul_and_lower_dots_on_packed_rows(blk, extra, reverse):
+    """x A and x A^T for an A zero beyond column w(i) = (i // blk) blk + extra of row i, from its
+    packed rows (either layout, rows taken in memory order); the packed copy holds exactly the
+    prefixes, back to back (set from a square array whose entries beyond w(i) are NaN: none may be
+    copied or read) and unpacks to A."""
     rng = np.random.default_rng(blk * 10 + extra)
     n, p = 301, 2
     A = rng.standard_normal((n, n))
@@ -61,13 +66,25 @@ def test_lower_matmul_and_lower_dots_use_only_the_causal_part(blk, extra):
         w = min((i // blk) * blk + extra, n)
         A[i, w:] = np.nan
         A0[i, w:] = 0.0
+    Ap = PackedRows.causal(n, blk, extra, n, reverse=reverse)
+    for i0 in range(0, n, 7):  # row blocks, as the sweep appends them
+        Ap.set_rows(i0, A[i0:i0 + 7])
+    assert Ap.data.size == sum(min((i // blk) * blk + extra, n) for i in range(n))
+    # back to back in the order the products read them: row i + 1 right after row i (reversed: before)
+    if reverse:
+        assert np.array_equal(Ap.start[:-1], Ap.start[1:] + Ap.width[1:]) and Ap.start[-1] == 0
+    else:
+        assert np.array_equal(Ap.start[1:], Ap.start[:-1] + Ap.width[:-1]) and Ap.start[0] == 0
+    np.testing.assert_array_equal(Ap.dense(n), A0)
     x = rng.standard_normal((p, n))
-    out = np.full((p, n), np.nan)
-    lower_matmul(x, A, n, blk, extra, out)
-    _close(out, x @ A0)
-    outd = np.full((p, n), np.nan)
-    lower_dots(x, A, n, n, blk, extra, outd)
-    _close(outd, x @ A0.T)
+    for nn in (n, 150):  # a leading block: widths clipped to nn
+        out = np.full((p, n), np.nan)
+        lower_matmul(x, Ap.data, Ap.start, Ap.width, nn, reverse, out)
+        _close(out[:, :nn], x[:, :nn] @ A0[:nn, :nn])
+        if not reverse:
+            outd = np.full((p, n), np.nan)
+            lower_dots(x, Ap.data, Ap.start, Ap.width, nn, nn - 3, outd)
+            _close(outd[:, :nn], x[:, : nn - 3] @ A0[:nn, : nn - 3].T)
 
 
 def test_chol_append_row_by_row_equals_cholesky_and_clips_a_rank_deficiency():
@@ -85,3 +102,27 @@ def test_chol_append_row_by_row_equals_cholesky_and_clips_a_rank_deficiency():
     L = np.zeros((n, n))
     assert chol_append(L, S, 0, n, 1e-10) == n - 60
     assert np.abs(L @ L.T - S).max() <= 1e-8 * np.abs(S).max()
+
+
+@pytest.mark.parametrize("N,m,k", [(30, 1, 1), (20, 2, 1), (15, 3, 0)])
+def test_C_theta_flat_triangular_products_equal_the_dense_formula(N, m, k):
+    """theta.ThetaSide.C_theta_flat (two BLAS trmm on the causal R_theta) against Phi0 Sigma0 Phi0^T
+    + Phis rho Phis^T + R S_U R^T with dense products, on the whole grid and on a sweep stopped
+    at row n - 1 (S_U then has the increments before it only)."""
+    from dmftgen.dmft.theta import ThetaSide
+
+    rng = np.random.default_rng(N + m)
+    th = ThetaSide(N, m, k, 0.1, 0.05, 2.0, np.eye(k), 0.3 * np.eye(m))
+    for kk in range(1, N + 1):
+        th.R[kk * m:(kk + 1) * m, : kk * m] = rng.standard_normal((m, kk * m))
+    th.Phi0[:] = rng.standard_normal(th.Phi0.shape)
+    th.Phis[:] = rng.standard_normal(th.Phis.shape)
+    B = rng.standard_normal((N * m, N * m))
+    S = B @ B.T
+    for n in (N + 1, N // 2):
+        S_U = S[: (n - 1) * m, : (n - 1) * m]
+        Rr = th.R[: n * m, : S_U.shape[0]]
+        ref = th.Phi0[: n * m] @ th.sigma0 @ th.Phi0[: n * m].T + Rr @ S_U @ Rr.T
+        if k:
+            ref += th.Phis[: n * m] @ th.rho @ th.Phis[: n * m].T
+        _close(th.C_theta_flat(S_U, n), ref)

@@ -20,9 +20,14 @@ from ..model import MODELS_DIR, REPO_ROOT, Model
 from ..paths import GENERATED_DIR, kernel_dir  # noqa: F401  (GENERATED_DIR re-exported)
 from ..symbolic import derive
 from .emit import emit_module, regenerate_command, source_label
-from .hashing import CONTENT_PREFIX, content_hash, source_hash
+from .hashing import CONTENT_PREFIX, content_hash, file_signature, source_hash
 
 PACKAGE = "dmftgen_generated"
+
+#: path -> (file signature, source hash, source label) of the last generated file that
+#: :func:`load_kernels` verified and imported: while none of the three changes, the file need not
+#: be read and hashed again (a solve loads its kernels once per replica: ~1 ms a load, issue 12)
+_VERIFIED: dict = {}
 
 
 def generated_dir(model: Model) -> Path:
@@ -148,6 +153,11 @@ def load_kernels(model: Model):
     """
     path = generated_path(model)
     want = source_hash(model)
+    name = f"{PACKAGE}.{model.name}"
+    key = (file_signature([path]), want, source_label(model))
+    mod = sys.modules.get(name)
+    if mod is not None and _VERIFIED.get(path) == key and Path(mod.__file__) == path:
+        return mod  # verified and imported from these very bytes (mtime and size unchanged)
     rel = f"{path.parent.name}/{path.name}"
     fix = f"Run: {regenerate_command(model)}"
     if not path.exists():
@@ -172,9 +182,8 @@ def load_kernels(model: Model):
             f"{rel} was edited or corrupted after it was generated (its content hash does not match: "
             f"recorded {str(stamp)[:15]}…, computed {content_hash(text)[:15]}…); generated files must "
             f"not be edited by hand. {fix}")
-    name = f"{PACKAGE}.{model.name}"
-    mod = sys.modules.get(name)
     if mod is not None and getattr(mod, "SOURCE_HASH", None) == want and Path(mod.__file__) == path:
+        _VERIFIED[path] = key
         return mod
     if mod is not None:
         raise StaleKernelsError(f"kernels of another model named `{model.name}` are already loaded in this "
@@ -191,4 +200,5 @@ def load_kernels(model: Model):
     except Exception as exc:
         del sys.modules[name]
         raise StaleKernelsError(f"{rel} failed to import ({type(exc).__name__}: {exc}). {fix}") from None
+    _VERIFIED[path] = key
     return mod

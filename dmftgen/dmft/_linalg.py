@@ -1,7 +1,8 @@
 """Model-independent linear algebra of the DMFT solver (numba/numpy, O(K^2)-O(K^3) per solve).
 
+* :class:`PackedRows` -- a causal (lower-structured) matrix as its rows' nonzero prefixes, end to end.
 * :func:`dot`, :func:`lower_matmul`, :func:`lower_dots` -- the theta-side's per-row products, on
-  the nonzero half of its triangular factors and without one long dependent chain per sum.
+  the nonzero half of its triangular factors (packed) and without one long dependent chain per sum.
 * :func:`chol_append` -- one block row of the incremental, pivot-clipped Cholesky factor of S_U
   (the causal Gaussian sampler of the forward sweep).
 * :func:`det_tangent_row` -- the deterministic response row K_ell[k, :k] for models whose
@@ -56,38 +57,87 @@ def chol_append(L, S, i0, i1, tol):
     return nclip
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def lower_matmul(x, A, n, blk, extra, out):
-    """out[:, :n] = x[:, :n] @ A[:n, :n] for a lower-structured A: row i of A is zero beyond
-    column w(i) = min((i // blk) * blk + extra, n).
+class PackedRows:
+    """A lower-structured matrix stored as the nonzero prefixes of its rows, end to end.
 
-    The theta-side's row products (R_theta row k+1 from the strictly block-lower R_theta: blk = m,
-    extra = 0; the input rows R_theta[k] L with L lower-triangular: blk = 1, extra = 1) read only
-    the nonzero half of A, once per row of x (a few rows: m). Sums over i in increasing order
-    (deterministic); the j loop is an axpy and vectorises."""
+    Row i holds A[i, :width[i]] (zero beyond) at ``data[start[i]:start[i] + width[i]]``. The
+    theta-side's causal matrices -- R_theta (row block k nonzero in columns < k m), the factor L
+    of S_U (lower-triangular) and the input rows W = R_theta L -- gain rows that never change once
+    written, and every per-row product reads their nonzero half. Read out of the square arrays that
+    is one short run per row, and the hardware prefetcher's stream breaks at every row end; packed,
+    the same entries are one contiguous stream, if the rows are stored in the order they are read:
+    ascending (``reverse=False``: L, W), or last row first (``reverse=True``: R_theta, whose
+    control-variate row is a backward recursion, :func:`det_tangent_row`; :func:`lower_matmul`
+    then also runs down). Issue 12, ``bench/bench_packed.py`` (one thread, from main memory, as in a
+    solve): 1.6-2.1x faster at n = 1600, 2.1-2.3x at n = 1000. The square arrays stay the solver's record; :meth:`set_rows` keeps the packed copy
+    (a second copy of the nonzero half) next to them.
+    """
+
+    def __init__(self, widths, reverse: bool = False):
+        self.width = np.asarray(widths, dtype=np.int64)
+        ends = np.cumsum(self.width[::-1] if reverse else self.width)
+        self.start = ends - (self.width[::-1] if reverse else self.width)
+        if reverse:
+            self.start = np.ascontiguousarray(self.start[::-1])
+        self.reverse = bool(reverse)
+        self.data = np.zeros(int(ends[-1]) if ends.size else 0)
+
+    @classmethod
+    def causal(cls, nrows: int, blk: int, extra: int, ncols: int, reverse: bool = False) -> "PackedRows":
+        """Rows of width min((i // blk) blk + extra, ncols): blk = m, extra = 0 for R_theta and
+        W (row block k: columns < k m), blk = extra = 1 for a lower-triangular L."""
+        i = np.arange(nrows)
+        return cls(np.minimum((i // blk) * blk + extra, ncols), reverse)
+
+    def set_rows(self, i0: int, rows: np.ndarray):
+        """Rows i0, i0 + 1, ... from the leading entries of ``rows`` (the same rows of the square
+        matrix, shape (n, >= width))."""
+        for a in range(rows.shape[0]):
+            o, w = self.start[i0 + a], self.width[i0 + a]
+            self.data[o:o + w] = rows[a, :w]
+
+    def dense(self, ncols: int) -> np.ndarray:
+        """The square (rows x ncols) matrix (for tests and debugging)."""
+        A = np.zeros((self.width.size, ncols))
+        for i, (o, w) in enumerate(zip(self.start, self.width)):
+            A[i, :w] = self.data[o:o + w]
+        return A
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lower_matmul(x, Ap, start, width, n, down, out):
+    """out[:, :n] = x[:, :n] @ A[:n, :n] for A packed (:class:`PackedRows` ``data``, ``start``,
+    ``width``; widths clipped to n), its rows taken in memory order (``down``: i = n-1, ..., 0, for
+    a reversed layout).
+
+    The theta-side's row products (R_theta row k+1 = K_ell row k times R_theta; the input rows
+    R_theta[k] L) read the nonzero half of A once, as one contiguous stream, for all rows of x
+    (a few: m). A fixed order of the sum over i (deterministic); the j loop is an axpy and
+    vectorises."""
     p = x.shape[0]
     for a in range(p):
         for j in range(n):
             out[a, j] = 0.0
-    for i in range(n):
-        w = min((i // blk) * blk + extra, n)
-        Ai = A[i]
+    for q in range(n):
+        i = n - 1 - q if down else q
+        o = start[i]
+        Ai = Ap[o:o + min(width[i], n)]  # a view: Ap[o + j] would be a signed index, checked per load
         for a in range(p):
             xi = x[a, i]
             oa = out[a]
-            for j in range(w):
+            for j in range(Ai.shape[0]):
                 oa[j] += xi * Ai[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lower_dots(x, A, nrows, ncols, blk, extra, out):
-    """out[a, i] = sum_{j < w(i)} x[a, j] A[i, j] for i < nrows, w(i) = min((i // blk) * blk + extra,
-    ncols): x[:, :ncols] @ A[:nrows, :ncols].T for an A whose row i is zero beyond w(i)."""
+def lower_dots(x, Ap, start, width, nrows, ncols, out):
+    """out[a, i] = sum_{j < min(width_i, ncols)} x[a, j] A[i, j] for i < nrows: x[:, :ncols] @
+    A[:nrows, :ncols].T for A packed (:class:`PackedRows`, ascending layout)."""
     for i in range(nrows):
-        Ai = A[i]  # read once from memory, then from cache for every row of x
-        w = min((i // blk) * blk + extra, ncols)
+        o = start[i]
+        Ai = Ap[o:o + min(width[i], ncols)]  # read once from memory, then from cache for every row of x
         for a in range(x.shape[0]):
-            out[a, i] = dot(x[a], Ai, 0, w)
+            out[a, i] = dot(x[a], Ai, 0, Ai.shape[0])
 
 
 def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
@@ -104,8 +154,10 @@ def psd_sqrt(S: np.ndarray, rel_tol: float = 1e-12) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def det_tangent_row(k, R, G, Gk, delta, dt, out):
-    """Deterministic response row K[k, l] = E Z_l for l < k (flat block layout, M = G.shape[1]).
+def det_tangent_row(k, Rp, start, G, Gk, delta, dt, out):
+    """Deterministic response row K[k, l] = E Z_l for l < k (flat block layout, M = G.shape[1];
+    R_theta packed, :class:`PackedRows` ``data`` and ``start``, row block m of width m M; the
+    recursion reads its rows last first, so a reversed layout is one forward stream).
 
     Adjoint recursion Z_k = Gk, Z_l = -(1/delta) (sum_{l<m<=k} Z_m R_theta[m, l]) G[l] dt, written to
     out[:, l*M:(l+1)*M].  With G[l] = Gk = A (constant jac_ell) it is K_ell[k, :k] of a linear
@@ -125,7 +177,8 @@ def det_tangent_row(k, R, G, Gk, delta, dt, out):
     for m in range(k, 0, -1):
         n = m * Mm
         for b in range(Mm):
-            Rrow = R[m * Mm + b]
+            o = start[m * Mm + b]
+            Rrow = Rp[o:o + n]   # R_theta[m M + b, :m M]
             for a in range(Mm):
                 zab = z[a, b]
                 acc_a = acc[a]

@@ -94,9 +94,10 @@ class RowRecord:
             C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
             self.km[:, k] = Kr @ (th.Phis[cols] @ sv.rho)
         if k > 0:
-            # + W[rk, :k m] W[cols, :k m]^T; row l of W is zero beyond column (l + 1) m (causal)
+            # + W[rk, :k m] W[cols, :k m]^T; row block l of W is zero beyond column l m (causal),
+            # read from its packed copy th.Wp
             WW = np.empty((m, (k + 1) * m))
-            lower_dots(W[rk], W, (k + 1) * m, k * m, m, m, WW)
+            lower_dots(W[rk], th.Wp.data, th.Wp.start, th.Wp.width, (k + 1) * m, k * m, WW)
             C = C + WW
             Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (r.sizes[:, None, None] * sv.delta) \
                 if k < sv.N else None

@@ -55,8 +55,9 @@ def kernels(r, drop=None) -> dict:
     return out
 
 
-def kl_row(r, k, R):
-    """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on).
+def kl_row(r, k, Rp):
+    """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on; ``Rp``
+    R_theta packed, :class:`~dmftgen.dmft._linalg.PackedRows`).
 
     The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
     (l < k) and Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
@@ -64,29 +65,30 @@ def kl_row(r, k, R):
     nt = r.n_tan_g * r.G
     kl = r.group_row(r.kl_sum, k)[:, :, : k * m].sum(0) / nt
     if r.use_cv and k > 0:
-        row = cv_mean_row(r, k, R)
+        row = cv_mean_row(r, k, Rp)
         # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
         kl = kl + row[:, : k * m]
     return kl
 
 
-def cv_mean_row(r, k, R):
-    """The control variate's known mean, row k (stored in ``r.kl_det``); (m, (k+1) m)."""
+def cv_mean_row(r, k, Rp):
+    """The control variate's known mean, row k (stored in ``r.kl_det``); (m, (k+1) m). ``Rp``:
+    R_theta packed (:class:`~dmftgen.dmft._linalg.PackedRows`)."""
     m = r.m
     row = np.zeros((m, (k + 1) * m))
-    det_tangent_row(k, R, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
+    det_tangent_row(k, Rp.data, Rp.start, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
     r.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
     return row
 
 
-def row_kernels(r, k, R, nu_mode) -> dict:
-    """The keyword arguments of ``set_kernels(k, ...)`` from the sums of row k (forward sweep);
-    records Gamma_k as the control variate's matrix Gcv[k]."""
+def row_kernels(r, k, Rp, nu_mode) -> dict:
+    """The keyword arguments of ``set_kernels(k, ...)`` from the sums of row k (forward sweep;
+    ``Rp`` R_theta packed); records Gamma_k as the control variate's matrix Gcv[k]."""
     P = r.P
     gam = r.gam_sum[:, k].sum(0) / P
     kw = {"gamma": gam}
     if r.n_tan_g:
-        kw["kl_off"] = kl_row(r, k, R)
+        kw["kl_off"] = kl_row(r, k, Rp)
     r.Gcv[k] = gam
     if nu_mode == "stein":
         kw["ells"] = r.ells_sum[:, k].sum(0) / P

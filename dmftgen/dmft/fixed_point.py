@@ -57,7 +57,7 @@ def fixed_point(sv) -> int:
         r.run(0, N + 1, wpre, np.zeros((1, 1)), False, th.R, th.RT)
         if r.use_cv:
             for k in range(1, N + 1):
-                cv_mean_row(r, k, th.R)
+                cv_mean_row(r, k, th.Rp)
         t2 = time.perf_counter()
         t_paths += t2 - t1
         if r.bad.min() <= N:

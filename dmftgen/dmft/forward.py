@@ -47,16 +47,18 @@ def progress_bar(enabled, total, desc):
 
 
 def finite_row(r, k, th, blowup) -> bool:
-    """Row k is finite and below ``blowup``: K_ell row, nu[k], <ell ell>_k and the train loss."""
+    """Row k is finite and below ``blowup``: K_ell row, nu[k], <ell ell>_k and the train loss (when
+    the model has one). A NaN compares False, so ``not (x < blowup)`` catches it with the
+    infinities (no temporary arrays: this runs once per row and replica)."""
     m = r.m
-    rk = slice(k * m, (k + 1) * m)
-    lossk = r.loss_sum[:, k].sum() / r.P
-    llk = np.trace(r.ll_sum[:, k].sum(0)) / r.P
-    vals = [th.Kl[rk].ravel(), th.nu[k].ravel(), np.array([llk])]
-    if np.isfinite(lossk):
-        vals.append(np.array([lossk]))
-    v = np.concatenate(vals)
-    return bool(np.all(np.isfinite(v)) and np.all(np.abs(v) < blowup))
+    lossk = float(r.loss_sum[:, k].sum()) / r.P
+    llk = float(np.trace(r.ll_sum[:, k].sum(0))) / r.P
+    big = [float(np.abs(th.Kl[k * m:(k + 1) * m]).max()), abs(llk)]
+    if th.nu[k].size:
+        big.append(float(np.abs(th.nu[k]).max()))
+    if math.isfinite(lossk):
+        big.append(abs(lossk))
+    return all(b < blowup for b in big)
 
 
 def sweep(sv) -> int:
@@ -84,7 +86,7 @@ def sweep(sv) -> int:
     blowup = float(opts.blowup)
     for k in range(N + 1):
         t0 = time.perf_counter()
-        sv.n_clipped += th.input_row(k, fac.L, wpre, W)
+        sv.n_clipped += th.input_row(k, fac, wpre, W)
         if k > 0:
             r.Gcv_g[k] = r.Gcv[k - 1]
         r.zero_rows()  # row mode: su_sum / kl_sum hold only the row of step k
@@ -95,7 +97,7 @@ def sweep(sv) -> int:
         if r.bad.min() <= k:
             reached = k
             break
-        th.set_kernels(k, **row_kernels(r, k, th.R, sv.modes.nu_mode))
+        th.set_kernels(k, **row_kernels(r, k, th.Rp, sv.modes.nu_mode))
         if sv.rows is not None:
             sv.rows.add(sv, k, th, W)  # row mode: what the self-checks need from row k
         if k < N:

@@ -9,7 +9,7 @@ and f = 2^refine (all float64, 8 bytes):
     \text{path histories}\; 8P\,[N f m + 2 N f + N m\,(1 + [f>1]) + (N+1) m + N m k\,[\nu\ \text{pathwise}]]
     \;+\; \text{tangents}\; 8 P_J (2N + 1) m^2
     \;+\; \text{group sums}\; 8 G\, NN^2\,[P_J > 0] + 8 G\, NI^2
-    \;+\; \text{theta side}\; 8 \cdot 10\, NN^2 ,
+    \;+\; \text{theta side}\; 8 \cdot 11.5\, NN^2 ,
 
 where the forward sweep (``method="sweep"``, h = lam theta, not the group jackknife of
 ``replicas=1``) keeps only the current row of each two-time group sum (issue 12, "row mode",
@@ -23,7 +23,8 @@ evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test 
 ``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
 two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
 in place, no second array); the Cholesky factors, W and the
-theta-side matrices R, R^T, K_ell, C, ... of size NN^2).  ``tests/test_failures.py`` checks it
+theta-side matrices R, R^T, K_ell, C, ... of size NN^2, and the packed copies of the nonzero
+halves of R, L and W, ``_linalg.PackedRows``: 1.5 NN^2 together).  ``tests/test_failures.py`` checks it
 against the peak traced by ``tracemalloc`` on small solves.
 
 :func:`check_memory` refuses a solve whose estimate exceeds 80 % of the memory this process may
@@ -83,7 +84,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
         group = G * m * NI + (G * m * NN if PJ else 0) + G * (N + 1) * m * (2 * m + k)
     else:
         group = G * NI * NI + (G * NN * NN if PJ else 0)
-    theta_side = 10 * NN * NN
+    theta_side = 11.5 * NN * NN  # 10 square arrays + the packed halves of R, L, W
     solver = 8.0 * (P * per_path + tangents + group + theta_side)
     # + the common quasi-Monte Carlo sample of the test observables and its gradient copies (~4 MiB):
     # with replicas they are evaluated once, after the replicas' solvers are gone (issue 12)

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ._linalg import PackedRows
 from .sampler import CausalFactor
 from .theta import diag_blocks
 
@@ -71,6 +72,7 @@ class ThetaMC:
         self.eta = eta                                   # (P_theta, N m)
         self.R = np.zeros((NN, NN))
         self.RT = np.zeros((NN, NN))
+        self.Rp = PackedRows.causal(NN, m, 0, NN, reverse=True)   # R_theta's nonzero half, packed (the r-side estimators)
         self.Kl = np.zeros((NN, NN))
         self.KlT = np.zeros((NN, NN))
         self.nu = np.zeros((N + 1, m, k))
@@ -124,6 +126,7 @@ class ThetaMC:
                                      self.B_hist, rsum)
         self.R[rk1, : (k + 1) * m] = rsum.sum(0)[:, : (k + 1) * m] / self.Pt
         self.RT[: (k + 1) * m, rk1] = self.R[rk1, : (k + 1) * m].T
+        self.Rp.set_rows((k + 1) * m, self.R[rk1])
         self._moments(k + 1)
 
     def M_flat(self, upto: int) -> np.ndarray:
@@ -171,7 +174,7 @@ class ThetaMC:
     def _joint_column(self, i):
         return self.ths[:, i] if i < self.k else self.th[:, i - self.k]
 
-    def input_row(self, k, L, wpre, W):
+    def input_row(self, k, factor, wpre, W):
         """Row k of the input (the joint factor's rows of time k first, from C_theta row k)."""
         m, kk, jf = self.m, self.k, self.joint
         rk = slice(k * m, (k + 1) * m)
