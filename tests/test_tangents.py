@@ -118,7 +118,7 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
     R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)
     W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
     return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
-            rng.standard_normal((P, NI)), R, np.ascontiguousarray(R.T), rng.standard_normal((P, kk)),
+            rng.standard_normal((P, NI)), R, np.ascontiguousarray(R.T, dtype=np.float32), rng.standard_normal((P, kk)),
             rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3, np.array([0.1, 0.5]), False,
             np.zeros((P, NI)), np.zeros((n_tan_g * G, N, m, m)), np.zeros((n_tan_g * G, N + 1, m, m)),
             np.zeros((1, 1, m, kk)), np.zeros((G, N + 1)), np.zeros((G, N + 1, int(kern.NMET))),

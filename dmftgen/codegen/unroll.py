@@ -8,11 +8,11 @@ functions are LANES-fold repetitions of one statement per accumulator, so they a
 from a description -- which rows of RT, which loads of Zt / Zc, which accumulators -- instead of
 being written out by hand: one place to change, and the three variants cannot drift apart.
 
-Precision: the helpers run in float32 (Zt, Zc, the accumulators, and each RT entry rounded as it
-is loaded, ``np.float32(RT[r, j])``: at most two scalar conversions per 8 vector FMAs; every
-accumulator starts at ``np.float32(0.0)`` so that numba types the sums float32, a plain 0.0 would
-promote them to float64), so one AVX-512 register holds LANES = 16 lanes instead of 8 float64 ones: twice the
-multiply-adds per instruction and half the bytes of Zt / Zc. The template's docstring (module
+Precision: the helpers run in float32 (Zt, Zc, the accumulators, and RT, which the theta-side
+keeps in float32; every accumulator starts at ``np.float32(0.0)`` so that numba types the sums
+float32, a plain 0.0 would promote them to float64), so one AVX-512 register holds LANES = 16 lanes
+instead of 8 float64 ones: twice the multiply-adds per instruction and half the bytes of Zt, Zc
+and RT. The template's docstring (module
 ``templates/dmft.py``, "Precision of the adjoint") says why float32 round-off is harmless there.
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ def adjoint_helpers() -> str:
          '        """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[l M + c, j] for the LANES lanes, and',
          '        the same into accc for the control variate Zc (one pass: the loads of RT shared)."""',
          "        rrow = l * M + c"],
-        [("rv", "np.float32(RT[rrow, j])")],
+        [("rv", "RT[rrow, j]")],
         ([], [("u{}", "Zt[j, a, {}]", "rv")], [("acc3[a, c, {}]", "u{}")]),
         ([], [("w{}", "Zc[j, a, {}]", "rv")], [("accc[a, c, {}]", "w{}")]))
     dots2 = _dots(
@@ -83,7 +83,7 @@ def adjoint_helpers() -> str:
          '        independent SIMD accumulators with the control variate, four without); ``a``, ``c`` unused."""',
          "        r0 = l * 2",
          "        r1 = r0 + 1"],
-        [("rv0", "np.float32(RT[r0, j])"), ("rv1", "np.float32(RT[r1, j])")],
+        [("rv0", "RT[r0, j]"), ("rv1", "RT[r1, j]")],
         ([(f"z{a}_{{}}", f"Zt[j, {a}, {{}}]") for a in range(2)],
          [(f"u{a}{c}_{{}}", f"z{a}_{{}}", f"rv{c}") for a, c in ac],
          [(f"acc3[{a}, {c}, {{}}]", f"u{a}{c}_{{}}") for a, c in ac]),
@@ -97,7 +97,7 @@ def adjoint_helpers() -> str:
          "        accc complete for row l, accp / acccp row l - 1 without its j = l term (added once Z_l is",
          '        known). Four independent SIMD accumulators with the control variate instead of two."""',
          "        r1 = l - 1"],
-        [("rv", "np.float32(RT[l, j])"), ("sv", "np.float32(RT[r1, j])")],
+        [("rv", "RT[l, j]"), ("sv", "RT[r1, j]")],
         ([("z{}", "Zt[j, 0, {}]")], [("u{}", "z{}", "rv"), ("x{}", "z{}", "sv")],
          [("acc3[0, 0, {}]", "u{}"), ("accp[0, 0, {}]", "x{}")]),
         ([("q{}", "Zc[j, 0, {}]")], [("w{}", "q{}", "rv"), ("y{}", "q{}", "sv")],

@@ -71,7 +71,7 @@ class ThetaSide:
         self.D = None if D is None else np.asarray(D, float).reshape(m, k)
         NN = (N + 1) * m
         self.R = np.zeros((NN, NN))
-        self.RT = np.zeros((NN, NN))
+        self.RT = np.zeros((NN, NN), dtype=np.float32)  # R_theta^T for the adjoint (float32: templates/dmft.py)
         # R_theta's nonzero half, packed (row block k: columns < k m), for the per-row products
         self.Rp = PackedRows.causal(NN, m, 0, NN, reverse=True)
         self.Kl = np.zeros((NN, NN))

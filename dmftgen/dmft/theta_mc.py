@@ -71,7 +71,7 @@ class ThetaMC:
         self.ths = np.ascontiguousarray(ths)
         self.eta = eta                                   # (P_theta, N m)
         self.R = np.zeros((NN, NN))
-        self.RT = np.zeros((NN, NN))
+        self.RT = np.zeros((NN, NN), dtype=np.float32)  # R_theta^T for the adjoint (float32: templates/dmft.py)
         self.Rp = PackedRows.causal(NN, m, 0, NN, reverse=True)   # R_theta's nonzero half, packed (the r-side estimators)
         self.Kl = np.zeros((NN, NN))
         self.KlT = np.zeros((NN, NN))

@@ -27,7 +27,7 @@ psi_k = dr_k/dr* (pathwise route for nu, continuous labels) is propagated forwar
 
 Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column l*M + b):
 
-* ``R`` ((N+1)M, (N+1)M): R_theta (strictly block-lower-triangular); ``RT`` its transpose.
+* ``R`` ((N+1)M, (N+1)M): R_theta (strictly block-lower-triangular); ``RT`` its transpose, float32.
 * ``W`` ((N+1)M, N M): the causal Gaussian factor, w_k = wpre_k + W[k, :k] eta_{:k} (``use_W``).
 * ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
@@ -57,8 +57,9 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   written (kept in the signature; pass any 3-d float64 array, e.g. (1, 1, 1)).
 
 Precision of the adjoint (issue 12): its O(K^3 m^3) inner products run in float32 -- the adjoint
-rows Zt, Zc of a block, the RT entries (each rounded to float32 as it is loaded: no O(K^2) copy per
-call) and the helpers' accumulators -- so that one AVX-512 register holds LANES = 16 lanes.
+rows Zt, Zc of a block, RT (the theta-side keeps R_theta^T in float32: each entry rounded once,
+when its column is written; it is read by nothing else) and the helpers' accumulators -- so that one
+AVX-512 register holds LANES = 16 lanes and RT streams half the bytes.
 Everything else stays float64: a_hist, g_hist, Gcv, the own-noise factors, the product Z_l =
 -(1/delta) acc a_l (float32 acc times float64 a_l, rounded to float32 only when stored into Zt /
 Zc), and the group sums into kl_sum (each lane's float64 value, before that rounding). Round-off,
@@ -140,11 +141,10 @@ LANES = 16
 # "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
-# float32 Zt, Zc and accumulators; RT stays float64, each entry rounded to float32 when loaded
-# (issue 12: 16 lanes per zmm instead of 8).
-ADJ_SIG = ("void(float64[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, int64, int64, "
+# float32 Zt, Zc, RT and accumulators (issue 12: 16 lanes per zmm instead of 8).
+ADJ_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, int64, int64, "
            "boolean, float32[:, :, ::1], float32[:, :, ::1])")
-ADJ1P_SIG = ("void(float64[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, boolean, "
+ADJ1P_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, boolean, "
              "float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1])")
 _slp_before = _numba_config.SLP_VECTORIZE
 _numba_config.SLP_VECTORIZE = 1
@@ -362,7 +362,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     elif M == 1 and pend:
                         # row l's sum from the pass of row l + 1, plus its j = l + 1 term
-                        rl = np.float32(RT[l, l + 1])
+                        rl = RT[l, l + 1]
                         for ln in range(LANES):
                             acc3[0, 0, ln] = accp[0, 0, ln] + Zt[l + 1, 0, ln] * rl
                             accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
