@@ -72,6 +72,8 @@ def sweep(sv) -> int:
     sv.gram = "qr" if qr else "cholesky"
     th = sv.new_theta(qr)
     wpre, W, clipped = th.begin_input(r)
+    if qr:
+        r.dL_dtype = np.float64  # the QR's data: exact dependences must stay exact (rside.HIST)
     r.alloc()
     sv.rows = RowRecord(sv.G, N, m, sv.kk) if r.row_sums else None
     # S_U = <dL dL^T> / delta: the QR factors the increments scaled by 1/sqrt(delta P)

@@ -6,7 +6,8 @@ and f = 2^refine (all float64, 8 bytes):
 
 .. math::
 
-    \text{path histories}\; 8P\,[N f m + 2 N f + N m\,(1 + [f>1]) + (N+1) m + N m k\,[\nu\ \text{pathwise}]]
+    \text{path histories}\; 8P\,[N f m + 2 N f + N m\,(\tfrac12 + \tfrac12 [\text{QR}] + [f>1]) + \tfrac12 N m
+    + (N+1) m + \tfrac12 N m k\,[\nu\ \text{pathwise}]]
     \;+\; \text{tangents}\; 8 P_J (2N + 1) m^2
     \;+\; \text{group sums}\; 8 G\, NN^2\,[P_J > 0] + 8 G\, NI^2
     \;+\; \text{theta side}\; 8 \cdot 11.5\, NN^2 ,
@@ -20,7 +21,8 @@ R_ell, S_U) are summed as they finish (5 NN^2, not 5 R NN^2), and the test obser
 evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test sample) + 8 * 5 NN^2;
 
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
-``wpre``, the pathwise-nu history ``b_hist``; the adjoint histories ``a_hist``/``g_hist``; the
+``wpre``, the pathwise-nu history ``b_hist``; eta, dL and b_hist are float32 (``rside.HIST``:
+half the 8 bytes; dL float64 where the QR sampler factors it, [QR]); the adjoint histories ``a_hist``/``g_hist``; the
 two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
 in place, no second array); the Cholesky factors, W and the
 theta-side matrices R, R^T, K_ell, C, ... of size NN^2, and the packed copies of the nonzero
@@ -38,6 +40,7 @@ import os
 
 from ..errors import SettingsError
 from .options import as_options
+from .sampler import use_qr
 from .tangents import tangent_paths_per_group
 
 FRACTION = 0.8
@@ -76,7 +79,11 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
         pass
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
-    per_path = N * f * m + 2 * N * f + N * m * (2 if f > 1 else 1) + (N + 1) * m + (N * m * k if pathwise else 0)
+    qr = use_qr(opts.gram, settings.tau, settings.delta, settings.dt)
+    # in units of 8 bytes: eta drawn in float64 (N f m) and kept in float32 (N m / 2), dB (2 N f),
+    # dL (float32 unless the QR factors it), the refine sum's temporary, wpre, b_hist (float32)
+    per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if qr else 0.5) + (1 if f > 1 else 0)) + 0.5 * N * m
+                + (N + 1) * m + (0.5 * N * m * k if pathwise else 0))
     tangents = PJ * (2 * N + 1) * m * m
     # row mode (solver.Solve.use_row_sums): only row k of su_sum / kl_sum, plus the checks' record
     rows = (method or "sweep") == "sweep" and not reg and not (opts.jackknife and R == 1)

@@ -92,6 +92,18 @@ import math
 
 import numpy as np
 
+#: dtype of the paths' histories eta, dL, b_hist (issue 12). The sweep reads every path's whole
+#: history once per row (its memory term, Gaussian input and S_U row): at long grids that stream
+#: of bytes, not the arithmetic, sets its speed. Stored in float32, every product and sum formed in
+#: float64 (templates/dmft.py): a history entry is rounded once, by <= 2^-24 of itself, a random
+#: error ~1e-7 of a sum whose Monte Carlo error is ~P^-1/2 ~ 1e-2 (measured: Q and the test loss
+#: move by <= 1e-7 of their error bars, committee and logistic at tau > 0). Not the increments dL
+#: where the QR sampler factors them (near tau = 0, sampler.use_qr): their exact linear dependences
+#: (rank deficiency, ~1e-16 residuals) would become ~1e-7 residuals, new directions of rounding
+#: noise -- the solve then moved by up to 1 % of its error bars and the QR ran 20 % longer
+#: (committee, gradient flow); there dL stays float64 (``dL_dtype``).
+HIST = np.float32
+
 
 class RSide:
     """The paths of one solve and their group sums.
@@ -137,6 +149,7 @@ class RSide:
         self.use_cv = bool(use_cv) and self.n_tan_g > 0
         self.row_sums = bool(row_sums)
         self.Gcv = None
+        self.dL_dtype = HIST  # float64 when a QR sampler factors the increments (forward.py)
 
 
     def alloc(self):
@@ -144,10 +157,12 @@ class RSide:
         persist: the sweep fills them row by row, the fixed point sets them per iteration)."""
         P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
         NN, NI = (N + 1) * m, N * m
-        self.dL = np.zeros((P, NI))
+        # the paths' histories in float32 (HIST): the sweep streams all of them once per row
+        self.eta = np.ascontiguousarray(self.eta, dtype=HIST)
+        self.dL = np.zeros((P, NI), dtype=self.dL_dtype)
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
         self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
-        self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk))
+        self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk), dtype=HIST)
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))

@@ -49,7 +49,7 @@ class Streams:
     """The draws of one solve (P paths, N steps, width m, k teacher columns, nz label noises).
 
     s (P, k): teacher fields r* ~ N(0, rho); g0 (P, m): initial fields ~ N(0, Sigma0);
-    z (P, nz): label noises; eta (P, N m): standard normals of the Gaussian input; dB (P, N):
+    z (P, nz): label noises; eta (P, N m): standard normals of the Gaussian input (float32); dB (P, N):
     Brownian increments sqrt(dt) N(0, 1); rng_theta: theta samples; rng_theta_paths, rng_zeta:
     the Monte Carlo theta-side's theta-paths and r-side input.
     """
@@ -85,7 +85,8 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
         eta = eta.reshape(P, N, f, m).sum(2).reshape(P, N * m) / math.sqrt(f)
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
     r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
-    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta),
+    # eta kept in float32 (the r-side's histories: rside.py), rounded from the float64 draws
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta, dtype=np.float32),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
 
 

@@ -168,7 +168,7 @@ class ThetaMC:
         clipped = jf.extend(0, kk + m, self._joint_column)
         zeta = self._zeta = self.rng_zeta.standard_normal((P, NJ))
         rside.s = np.ascontiguousarray(zeta[:, :kk] @ jf.L[:kk, :kk].T)
-        rside.eta = np.ascontiguousarray(zeta[:, kk:kk + NI])
+        rside.eta = np.ascontiguousarray(zeta[:, kk:kk + NI], dtype=np.float32)  # as rside.HIST
         return np.zeros((P, N + 1, m)), np.zeros((NN, NN)), clipped
 
     def _joint_column(self, i):

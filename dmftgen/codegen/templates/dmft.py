@@ -29,9 +29,11 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
 
 * ``R`` ((N+1)M, (N+1)M): R_theta (strictly block-lower-triangular); ``RT`` its transpose, float32.
 * ``W`` ((N+1)M, N M): the causal Gaussian factor, w_k = wpre_k + W[k, :k] eta_{:k} (``use_W``).
-* ``wpre`` (P, N+1, M); ``eta`` (P, N M); ``dL`` (P, N M) (written); ``dB`` (P, N).
+* ``wpre`` (P, N+1, M); ``eta`` (P, N M) float32; ``dL`` (P, N M) float32 (written); ``dB`` (P, N).
+  The paths' histories eta, dL and b_hist are float32 (issue 12: the sweep streams them once per
+  row, so their bytes set its speed at long grids); every product and sum is formed in float64.
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
-* ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) (only if ``do_psi``).
+* ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) float32 (only if ``do_psi``).
   Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
   a time (one block: LANES consecutive t of one group, or, for n_tan_g < LANES, the paths of
   LANES // n_tan_g whole groups), each group's lanes summed in lane order into kl_sum[g].
@@ -292,15 +294,15 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     # S_U row k (times delta * P): the full second moment, white part and cross terms
                     srow = kM if su_full else 0
                     if M == 2:
-                        x0 = dL[i, kM]
-                        x1 = dL[i, kM + 1]
+                        x0 = np.float64(dL[i, kM])   # float32 history: products in float64
+                        x1 = np.float64(dL[i, kM + 1])
                         for j in range(kM + M):
-                            d = dL[i, j]
+                            d = np.float64(dL[i, j])
                             su_sum[g, srow, j] += x0 * d
                             su_sum[g, srow + 1, j] += x1 * d
                     else:
                         for a in range(M):
-                            x = dL[i, kM + a]
+                            x = np.float64(dL[i, kM + a])
                             for j in range(kM + M):
                                 su_sum[g, srow + a, j] += x * dL[i, j]
                     if tangent:
