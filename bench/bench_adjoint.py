@@ -18,8 +18,9 @@ k = rows[0] .. rows[1]-1 (row mode: one kernel call per row, as in the forward s
   in the committee solve); also printed the bytes these loops stream (eta, dL, b_hist rows per
   path: (2 m + m K) k doubles; W, R rows: shared, in cache) as GB/s.
 
-Inputs are random (R, W strictly causal, small so that the paths stay finite); a_hist, g_hist are
-filled with random matrices, so the adjoint runs its full length on every row.
+Inputs are random, with the solver's dtypes (the paths' histories and R_theta^T in float32; R, W
+strictly causal, small so that the paths stay finite); a_hist, g_hist are filled with random
+matrices, so the adjoint runs its full length on every row.
 """
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
     nt = max(ntan * G, 1)
     d = dict(
         N=N, bounds=bounds, n_tan_g=ntan, delta=3.0, dt=0.01, sq=math.sqrt(0.2 * 3.0),
-        wpre=rng.standard_normal((P, N + 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)),
+        wpre=rng.standard_normal((P, N + 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)).astype(np.float32),
         R=R, RT=np.ascontiguousarray(R.T, dtype=np.float32), s=rng.standard_normal((P, kk)), z=rng.standard_normal((P, nz)),
         dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=psi,
-        dL=rng.standard_normal((P, NI)) * 0.01,
+        dL=(rng.standard_normal((P, NI)) * 0.01).astype(np.float32),
         a_hist=rng.standard_normal((nt, max(N, 1), m, m)) * 0.01,
         g_hist=rng.standard_normal((nt, N + 1, m, m)),
-        b_hist=rng.standard_normal((P, N, m, kk)) * 0.01 if psi else np.zeros((1, 1, m, kk)), loss_sum=np.zeros((G, N + 1)),
+        b_hist=(rng.standard_normal((P, N, m, kk)) * 0.01 if psi else np.zeros((1, 1, m, kk))).astype(np.float32), loss_sum=np.zeros((G, N + 1)),
         met_sum=np.zeros((G, N + 1, int(kern.NMET))), gam_sum=np.zeros((G, N + 1, m, m)),
         kl_sum=np.zeros((G, m, NN)) if ntan else np.zeros((G, 1, 1)),
         ells_sum=np.zeros((G, N + 1, m, kk)), dsl_sum=np.zeros((G, N + 1, m, kk)),

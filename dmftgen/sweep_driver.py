@@ -37,10 +37,22 @@ def local_cluster(workers: int | None = None, threads_per_task: int = 1):
     workers = int(workers or os.cpu_count() or 1)
     env = {"OMP_NUM_THREADS": threads_per_task, "MKL_NUM_THREADS": threads_per_task,
            "OPENBLAS_NUM_THREADS": threads_per_task, "NUMBA_NUM_THREADS": max(1, threads_per_task)}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
-                          "distributed.worker.daemon": True}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=None, silence_logs=logging.CRITICAL)
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
+                              "distributed.worker.daemon": True}):
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                dashboard_address=None, silence_logs=logging.CRITICAL)
+    finally:
+        # The nannies live in this process and distributed applies pre-spawn-environ to its
+        # os.environ: put it back once the workers are spawned, or every later numba compilation
+        # here fails ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have
+        # been launched") and this process's BLAS would be told to use one thread.
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: int | None = None,

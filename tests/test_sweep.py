@@ -7,6 +7,7 @@ run ids, mtimes and count); time-to-level against a closed form.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +45,23 @@ def client():
     yield c
     c.close()
     cluster.close()
+
+
+def test_local_cluster_leaves_this_process_environment_alone():
+    """distributed applies the workers' pre-spawn environment (one numba / BLAS thread each) to
+    the process its nannies live in -- this one. local_cluster must put it back: otherwise every
+    later numba compilation in this process raises ("Cannot set NUMBA_NUM_THREADS to a different
+    value once the threads have been launched"; seen in CI after the sweep tests) and its BLAS is
+    told to use one thread."""
+    from dmftgen.sweep import local_cluster
+
+    keys = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {k: os.environ.get(k) for k in keys}
+    cluster = local_cluster(1, threads_per_task=1)
+    try:
+        assert {k: os.environ.get(k) for k in keys} == before
+    finally:
+        cluster.close()
 
 
 def _parts(out):
