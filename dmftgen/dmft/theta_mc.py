@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ._linalg import PackedRows
+from .rside import HIST
 from .sampler import CausalFactor
 from .theta import diag_blocks
 
@@ -168,7 +169,7 @@ class ThetaMC:
         clipped = jf.extend(0, kk + m, self._joint_column)
         zeta = self._zeta = self.rng_zeta.standard_normal((P, NJ))
         rside.s = np.ascontiguousarray(zeta[:, :kk] @ jf.L[:kk, :kk].T)
-        rside.eta = np.ascontiguousarray(zeta[:, kk:kk + NI], dtype=np.float32)  # as rside.HIST
+        rside.eta = np.ascontiguousarray(zeta[:, kk:kk + NI], dtype=HIST)  # the r-side's history dtype
         return np.zeros((P, N + 1, m)), np.zeros((NN, NN)), clipped
 
     def _joint_column(self, i):
