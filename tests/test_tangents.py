@@ -117,7 +117,8 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
     NN, NI = (N + 1) * m, N * m
     R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)
     W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
-    hist = np.float32  # the paths' histories eta, dL, b_hist and R_theta^T as the solver passes them (rside.HIST)
+    from dmftgen.dmft.rside import HIST as hist  # eta, dL, b_hist and R_theta^T as the solver passes them
+
     return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
             rng.standard_normal((P, NI)).astype(hist), R, np.ascontiguousarray(R.T, dtype=hist),
             rng.standard_normal((P, kk)), rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3,
@@ -211,7 +212,7 @@ def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g, name):
         for j in (8, 11, 14, 15, 16, 19):            # per-path inputs
             one[j] = np.ascontiguousarray(one[j][sl])
         one[3] = np.array([0, per], dtype=np.int64)
-        one[19] = np.zeros((per, N * m), dtype=np.float32)  # dL, as in _synthetic
+        one[19] = np.zeros_like(args[19][:per])  # dL, as in _synthetic
         one[20], one[21] = np.zeros((n_tan_g, N, m, m)), np.zeros((n_tan_g, N + 1, m, m))
         for j in range(23, 33):                      # one group's accumulators
             one[j] = np.ascontiguousarray(one[j][:1])

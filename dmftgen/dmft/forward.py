@@ -72,9 +72,7 @@ def sweep(sv) -> int:
     sv.gram = "qr" if qr else "cholesky"
     th = sv.new_theta(qr)
     wpre, W, clipped = th.begin_input(r)
-    if qr:
-        r.dL_dtype = np.float64  # the QR's data: exact dependences must stay exact (rside.HIST)
-    r.alloc()
+    r.alloc(exact_increments=qr)  # the QR's data: exact dependences must stay exact (rside.HIST)
     sv.rows = RowRecord(sv.G, N, m, sv.kk) if r.row_sums else None
     # S_U = <dL dL^T> / delta: the QR factors the increments scaled by 1/sqrt(delta P)
     fac = CausalFactor(NI, qr, r.P, math.sqrt(1.0 / (sv.delta * r.P)), opts.pivot_tol, opts.qr_tol)
@@ -88,7 +86,7 @@ def sweep(sv) -> int:
     blowup = float(opts.blowup)
     for k in range(N + 1):
         t0 = time.perf_counter()
-        sv.n_clipped += th.input_row(k, fac, wpre, W)
+        sv.n_clipped += th.input_row(k, fac.L, wpre, W)
         if k > 0:
             r.Gcv_g[k] = r.Gcv[k - 1]
         r.zero_rows()  # row mode: su_sum / kl_sum hold only the row of step k

@@ -35,7 +35,8 @@ class SolveOptions:
         the count used.
     tangent_budget : float
         [4e10] multiply-adds allowed for the tangents when automatic (a tangent path costs
-        K^3 m^3 / 6, twice that with the control variate); at least 50 paths per group.
+        K^3 m^3 / 6, twice that with the control variate); never below P / 16 paths
+        (``tangents.SHARE``), whatever the budget.
     pivot_tol : float
         [1e-11] relative pivot clipping of the incremental Cholesky of S_U.
     gram : {"auto", "qr", "cholesky"}

@@ -101,7 +101,7 @@ import numpy as np
 #: where the QR sampler factors them (near tau = 0, sampler.use_qr): their exact linear dependences
 #: (rank deficiency, ~1e-16 residuals) would become ~1e-7 residuals, new directions of rounding
 #: noise -- the solve then moved by up to 1 % of its error bars and the QR ran 20 % longer
-#: (committee, gradient flow); there dL stays float64 (``dL_dtype``).
+#: (committee, gradient flow); there dL stays float64 (``alloc(exact_increments=True)``).
 HIST = np.float32
 
 
@@ -149,17 +149,17 @@ class RSide:
         self.use_cv = bool(use_cv) and self.n_tan_g > 0
         self.row_sums = bool(row_sums)
         self.Gcv = None
-        self.dL_dtype = HIST  # float64 when a QR sampler factors the increments (forward.py)
 
 
-    def alloc(self):
+    def alloc(self, exact_increments: bool = False):
         """Zero the accumulators of one pass over the paths (the control-variate matrices Gcv
-        persist: the sweep fills them row by row, the fixed point sets them per iteration)."""
+        persist: the sweep fills them row by row, the fixed point sets them per iteration).
+        ``exact_increments``: keep dL in float64 (a QR sampler factors it; see :data:`HIST`)."""
         P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
         NN, NI = (N + 1) * m, N * m
         # the paths' histories in float32 (HIST): the sweep streams all of them once per row
         self.eta = np.ascontiguousarray(self.eta, dtype=HIST)
-        self.dL = np.zeros((P, NI), dtype=self.dL_dtype)
+        self.dL = np.zeros((P, NI), dtype=np.float64 if exact_increments else HIST)
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
         self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
         self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk), dtype=HIST)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import GramQR, PackedRows, chol_append
+from ._linalg import GramQR, chol_append
 
 #: white fraction tau delta / (dt + tau delta) below which ``gram = "auto"`` factors by QR
 QR_BELOW = 0.05
@@ -54,7 +54,6 @@ class CausalFactor:
                  qr_tol: float = 1e-12):
         self.S = np.zeros((n, n))
         self.L = np.zeros((n, n))
-        self.Lp = PackedRows.causal(n, 1, 1, n)  # L's lower triangle, packed (the theta-side's input rows)
         self.pivot_tol = float(pivot_tol)
         self.gq = GramQR(rows, n, scale, float(qr_tol)) if qr else None
 
@@ -62,8 +61,5 @@ class CausalFactor:
         """Rows i0..i1-1 of L (S must hold its rows < i1); ``column(i)`` is data column i (QR).
         Returns the number of clipped pivots (Cholesky) or of columns adding no direction (QR)."""
         if self.gq is None:
-            n = chol_append(self.L, self.S, i0, i1, self.pivot_tol)
-        else:
-            n = sum(self.gq.append(self.L, i, column(i)) for i in range(i0, i1))
-        self.Lp.set_rows(i0, self.L[i0:i1])
-        return n
+            return chol_append(self.L, self.S, i0, i1, self.pivot_tol)
+        return sum(self.gq.append(self.L, i, column(i)) for i in range(i0, i1))

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .rside import HIST
+
 
 @dataclass
 class Streams:
@@ -85,8 +87,8 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
         eta = eta.reshape(P, N, f, m).sum(2).reshape(P, N * m) / math.sqrt(f)
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
     r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
-    # eta kept in float32 (the r-side's histories: rside.py), rounded from the float64 draws
-    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta, dtype=np.float32),
+    # eta rounded to the r-side's history dtype here, so that the float64 draws are freed at once
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta, dtype=HIST),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
 
 

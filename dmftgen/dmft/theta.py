@@ -33,8 +33,7 @@ The theta-side interface
 ------------------------
 The forward sweep (:mod:`dmftgen.dmft.forward`) drives this class and the Monte Carlo theta-side
 (:class:`dmftgen.dmft.theta_mc.ThetaMC`, a declared regulariser H) through the same methods:
-``begin_input(rside)`` and ``input_row(k, factor, wpre, W)`` (the r-side Gaussian input of time k;
-``factor`` the :class:`~dmftgen.dmft.sampler.CausalFactor` of S_U),
+``begin_input(rside)`` and ``input_row(k, L, wpre, W)`` (the r-side Gaussian input of time k),
 ``set_kernels(k, ...)`` (the r-side estimates of time k), ``advance(k, L)`` (row k + 1),
 ``finite(k)``, and for the result ``moments(S_U, n)``, ``samples(...)``, ``M_flat``, ``rho``,
 ``rho_inv``, ``R``, ``RT``, ``Kl``, ``nu``.
@@ -145,19 +144,22 @@ class ThetaSide:
         """Arrays of the r-side input: ``wpre`` (P, N+1, m), the part of w_k known before the
         paths' noise (Phi0 g0 + Phis r*), and ``W`` (NN, NI), the rows R_theta[k, :k] L that
         multiply the paths' standard normals eta. Returns (wpre, W, clipped pivots = 0). ``Wp``
-        keeps W's nonzero half packed (row block k: columns < k m) for the self-checks."""
+        keeps W's nonzero half packed (row block k: columns < k m) for the self-checks, ``Lp`` the
+        lower triangle of the causal factor L of S_U for the input rows."""
         self._g0, self._s = rside.g0, rside.s
         NN, NI = (self.N + 1) * self.m, self.N * self.m
         self.Wp = PackedRows.causal(NN, self.m, 0, NI)
+        self.Lp = PackedRows.causal(NI, 1, 1, NI)
         return np.zeros((rside.P, self.N + 1, self.m)), np.zeros((NN, max(NI, 1))), 0
 
-    def input_row(self, k, factor, wpre, W):
-        """Row k of the input: W[k, :k] = R_theta[k, :k] L[:k, :k] (L = ``factor.Lp``, the causal
-        factor of S_U, packed), wpre[:, k] (0 pivots clipped)."""
+    def input_row(self, k, L, wpre, W):
+        """Row k of the input: W[k, :k] = R_theta[k, :k] L[:k, :k] (L's rows of step k - 1, final
+        since that step, join its packed copy ``Lp`` first), wpre[:, k] (0 pivots clipped)."""
         m = self.m
         rk = slice(k * m, (k + 1) * m)
         if k > 0:
-            lower_matmul(self.R[rk], factor.Lp.data, factor.Lp.start, factor.Lp.width, k * m, False, W[rk])  # L lower-triangular
+            self.Lp.set_rows((k - 1) * m, L[(k - 1) * m:k * m])
+            lower_matmul(self.R[rk], self.Lp.data, self.Lp.start, self.Lp.width, k * m, False, W[rk])
             self.Wp.set_rows(k * m, W[rk])
         wpre[:, k, :] = self._g0 @ self.Phi0[rk].T
         if self.k:
@@ -214,15 +216,12 @@ class ThetaSide:
     def moments(self, S_U: np.ndarray, n: int):
         """(C_theta flat (n m, n m), Q (n, m, m), M (n, m, k)) on the first n grid points.
 
-        A sweep stopped at row n - 1 (n <= N) has S_U only for the increments before it."""
-        m, N = self.m, self.N
-        if n == N + 1:
-            C = self.C_theta_flat(S_U)
-            Q = diag_blocks(C, n, m)  # not Q_diag: that repeats the K^3 product R_theta S_U
-        else:
-            C = self.C_theta_flat(S_U[: max(n - 1, 0) * m, : max(n - 1, 0) * m] if n > 1 else np.zeros((0, 0)), n)
-            Q = diag_blocks(C, n, m)
-        return C, Q[:n], self.M_overlap()[:n]
+        A sweep stopped at row n - 1 (n <= N) has S_U only for the increments before it; Q is
+        read off C's diagonal blocks (not Q_diag: that repeats the K^3 product R_theta S_U)."""
+        m = self.m
+        NI = max(n - 1, 0) * m  # the increments before row n - 1 (all of S_U when n = N + 1)
+        C = self.C_theta_flat(S_U[:NI, :NI], n)
+        return C, diag_blocks(C, n, m), self.M_overlap()[:n]
 
     def samples(self, S, rng, L_S, S_U, init_std, teacher_std) -> dict:
         """S draws of the law of a theta row at every time, by its exact Gaussian representation

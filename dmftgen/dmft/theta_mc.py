@@ -11,7 +11,6 @@ import math
 import numpy as np
 
 from ._linalg import PackedRows
-from .rside import HIST
 from .sampler import CausalFactor
 from .theta import diag_blocks
 
@@ -169,13 +168,13 @@ class ThetaMC:
         clipped = jf.extend(0, kk + m, self._joint_column)
         zeta = self._zeta = self.rng_zeta.standard_normal((P, NJ))
         rside.s = np.ascontiguousarray(zeta[:, :kk] @ jf.L[:kk, :kk].T)
-        rside.eta = np.ascontiguousarray(zeta[:, kk:kk + NI], dtype=HIST)  # the r-side's history dtype
+        rside.eta = zeta[:, kk:kk + NI]  # RSide.alloc stores it in the histories' dtype
         return np.zeros((P, N + 1, m)), np.zeros((NN, NN)), clipped
 
     def _joint_column(self, i):
         return self.ths[:, i] if i < self.k else self.th[:, i - self.k]
 
-    def input_row(self, k, factor, wpre, W):
+    def input_row(self, k, L, wpre, W):
         """Row k of the input (the joint factor's rows of time k first, from C_theta row k)."""
         m, kk, jf = self.m, self.k, self.joint
         rk = slice(k * m, (k + 1) * m)
