@@ -178,6 +178,12 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     su_full = su_sum.shape[1] > M
     kl_full = kl_sum.shape[1] > M
     for g in prange(G):
+        # row mode: the group's S_U row is summed into a local float64 buffer and added to
+        # su_sum[g] once, after the group's paths: the compiler can then prove that the per-path
+        # update does not alias the history it reads, and vectorises it (issue 12: ~1/3 of the
+        # r-side's time at k = 500 was this update, read-modify-writing su_sum through a
+        # possibly aliased view)
+        sul = np.zeros((M, NN if not su_full and k1 > k0 else 0))
         r = np.empty(M)
         ell = np.empty(M)
         jac = np.empty((M, M))
@@ -292,19 +298,28 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             for j in range(K):
                                 b_hist[i, k, a, j] = q[a, j] * fac
                     # S_U row k (times delta * P): the full second moment, white part and cross terms
-                    srow = kM if su_full else 0
-                    if M == 2:
-                        x0 = np.float64(dL[i, kM])   # float32 history: products in float64
-                        x1 = np.float64(dL[i, kM + 1])
-                        for j in range(kM + M):
-                            d = np.float64(dL[i, j])
-                            su_sum[g, srow, j] += x0 * d
-                            su_sum[g, srow + 1, j] += x1 * d
-                    else:
+                    if su_full:
                         for a in range(M):
-                            x = np.float64(dL[i, kM + a])
+                            x = np.float64(dL[i, kM + a])   # float32 history: products in float64
                             for j in range(kM + M):
-                                su_sum[g, srow + a, j] += x * dL[i, j]
+                                su_sum[g, kM + a, j] += x * dL[i, j]
+                    elif M == 2:
+                        x0 = np.float64(dL[i, kM])
+                        x1 = np.float64(dL[i, kM + 1])
+                        s0 = sul[0]
+                        s1 = sul[1]
+                        di = dL[i]
+                        for j in range(kM + M):
+                            d = np.float64(di[j])
+                            s0[j] += x0 * d
+                            s1[j] += x1 * d
+                    else:
+                        di = dL[i]
+                        for a in range(M):
+                            x = np.float64(di[kM + a])
+                            sa = sul[a]
+                            for j in range(kM + M):
+                                sa[j] += x * di[j]
                     if tangent:
                         for a in range(M):
                             for b in range(M):
@@ -313,6 +328,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for b in range(M):
                             g_hist[tix, k, a, b] = jac[a, b]
+        for a in range(sul.shape[0] if sul.shape[1] > 0 else 0):
+            for j in range(min(sul.shape[1], su_sum.shape[2])):
+                su_sum[g, a, j] += sul[a, j]
     # --- adjoint tangents of the first n_tan_g paths of every group, LANES paths at a time: the
     # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is. Tangent path
     # t (t = g * n_tan_g + ti, as in a_hist / g_hist) is lane t - t0 of its block. With
