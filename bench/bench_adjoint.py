@@ -59,8 +59,13 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
 
 
 def call(kern, d, k):
+    # the rows of step k of R and W, in the histories' dtype (as dmftgen.dmft.rside.RSide.run)
+    m = int(kern.M)
+    rows = slice(k * m, (k + 1) * m)
+    Rk = np.ascontiguousarray(d["R"][rows], dtype=d["dL"].dtype)
+    Wk = np.ascontiguousarray(d["W"][rows], dtype=d["dL"].dtype)
     kern.dmft_paths(k, k + 1, d["N"], d["bounds"], d["n_tan_g"], d["delta"], d["dt"], d["sq"], d["wpre"],
-                    d["W"], d["use_W"], d["eta"], d["R"], d["RT"], d["s"], d["z"], d["dB"], d["p"],
+                    Wk, d["use_W"], d["eta"], Rk, d["RT"], d["s"], d["z"], d["dB"], d["p"],
                     d["do_psi"], d["dL"], d["a_hist"], d["g_hist"], d["b_hist"], d["loss_sum"],
                     d["met_sum"], d["gam_sum"], d["kl_sum"], d["ells_sum"], d["dsl_sum"], d["su_sum"],
                     d["rl_sum"], d["ll_sum"], d["bad"], d["use_cv"], d["Gcv"], d["Gcv_g"], d["klcv"])

@@ -119,6 +119,8 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
     W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
     from dmftgen.dmft.rside import HIST as hist  # eta, dL, b_hist and R_theta^T as the solver passes them
 
+    # R and W (all rows: k0 = 0) in the increments' dtype, as RSide.run passes them
+    R, W = R.astype(hist), W.astype(hist)
     return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
             rng.standard_normal((P, NI)).astype(hist), R, np.ascontiguousarray(R.T, dtype=hist),
             rng.standard_normal((P, kk)), rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3,

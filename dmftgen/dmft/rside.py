@@ -195,9 +195,16 @@ class RSide:
 
     def run(self, k0, k1, wpre, W, use_W, R, RT):
         """Advance every path over rows k0..k1-1 with input ``wpre`` (+ ``W`` eta if ``use_W``)
-        and the theta-side response R (R^T), accumulating the group sums."""
+        and the theta-side response R (R^T), accumulating the group sums.
+
+        The kernel gets the rows of R and W of these steps only, in the dtype of the increments
+        (:data:`HIST` unless a QR sampler factors them), the precision of its history sums."""
+        rows = slice(k0 * self.m, k1 * self.m)
+        hist = self.dL.dtype
+        Rk = np.ascontiguousarray(R[rows], dtype=hist)
+        Wk = np.ascontiguousarray(W[rows], dtype=hist) if use_W else np.zeros((1, 1), dtype=hist)
         self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
-                             wpre, W, use_W, self.eta, R, RT, self.s, self.z, self.dB, self.p,
+                             wpre, Wk, use_W, self.eta, Rk, RT, self.s, self.z, self.dB, self.p,
                              self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
                              self.su_sum, self.rl_sum, self.ll_sum, self.bad,
