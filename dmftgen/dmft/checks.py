@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from ._linalg import lower_dots
 from .estimators import group_k_row
@@ -84,27 +85,108 @@ class RowRecord:
 
     def add(self, sv, k, th, W):
         """Record row k of solve ``sv`` (a :class:`dmftgen.dmft.solver.Solve` in the forward sweep)
-        right after ``th.set_kernels(k, ...)``; ``W`` the input rows R_theta[k, :k] L."""
+        right after ``th.set_kernels(k, ...)``; ``W`` the input rows R_theta[k, :k] L.
+
+        C_theta[k, <=k] and M[<=k] here; the contractions with the group rows in one compiled
+        pass, :func:`_record_row` (issue 12: the numpy version formed the (G, m, (k+1) m) group
+        rows and four temporaries of that size per row, ~0.45 ms a row at K = 500, m = 2)."""
         m, r = sv.m, sv.rside
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
-        Kr = _k_row(sv, k)
         C = th.Phi0[rk] @ sv.sigma0 @ th.Phi0[cols].T
+        MF = np.zeros(((k + 1) * m, 0))  # M[<=k] flat (no columns without a teacher)
         if sv.kk:
             C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
-            self.km[:, k] = Kr @ (th.Phis[cols] @ sv.rho)
+            MF = th.Phis[cols] @ sv.rho
+        scale_rs = 0.0  # delta dt where the S_U row k exists (k < N), else no rs record
         if k > 0:
             # + W[rk, :k m] W[cols, :k m]^T; row block l of W is zero beyond column l m (causal),
             # read from its packed copy th.Wp
             WW = np.empty((m, (k + 1) * m))
             lower_dots(W[rk], th.Wp.data, th.Wp.start, th.Wp.width, (k + 1) * m, k * m, WW)
             C = C + WW
-            Sg = r.group_row(r.su_sum, k)[:, :, : k * m] / (r.sizes[:, None, None] * sv.delta) \
-                if k < sv.N else None
-            if Sg is not None:
-                self.rs[:, k] = np.matmul(Sg, th.R[rk, : k * m].T).transpose(0, 2, 1) / sv.dt
-        self.ck[:, k] = np.matmul(Kr, C.T).transpose(0, 2, 1)  # C Kr_g^T
-        self.cons[k] = _consistency_row(sv, k, Kr)
+            if k < sv.N:
+                scale_rs = sv.delta * sv.dt
+        det = th.Kl[rk, cols] if sv.modes.A is not None else _NO_ROW
+        self.cons[k] = _record_row(k, m, r.group_row(r.kl_sum, k), r.n_tan_g,
+                                   r.kl_det if r.use_cv else _NO_ROW, r.use_cv, r.gam_sum[:, k], r.sizes,
+                                   det, C, MF, r.group_row(r.su_sum, k), th.R[rk], scale_rs, th.Kl[rk, cols],
+                                   self.ck[:, k], self.km[:, k], self.rs[:, k])
+
+
+_NO_ROW = np.zeros((0, 0))  # "not given" for the compiled record's optional rows
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, su, R, scale_rs, Ku,
+                ck, km, rs):
+    """The record of row k (:meth:`RowRecord.add`) from the group sums, in one pass per group.
+
+    Group g's K_ell row, K_g[b, l] (b < m, l <= k), is the estimator the solve used
+    (:func:`dmftgen.dmft.estimators.group_k_row`): ``kl[g, b, :k m] / n_tan_g`` (+ the control
+    variate's known mean ``kl_det[k m + b]``) for l < k and ``gam[g] / sizes[g]`` at l = k, or the
+    theta-side's row ``det_row`` for deterministic tangents (``det_row`` of m rows). Writes
+
+        ck[g, a, b] = sum_l C[a, l] K_g[b, l],    km[g, b, :] = sum_l K_g[b, l] MF[l, :],
+        rs[g, a, b] = sum_{l<k} R[a, l] su[g, b, l] / (sizes[g] scale_rs)   (scale_rs = delta dt > 0)
+
+    and returns the kernel-consistency residual max |Ku - Kbar| / max |Kbar| of the theta-side's
+    row ``Ku`` against the group mean Kbar (tangent part: plain mean, every group has n_tan_g
+    tangent paths; Gamma_k: weighted by the groups' sizes)."""
+    G = gam.shape[0]
+    n = (k + 1) * m
+    k0 = k * m
+    kk = MF.shape[1]
+    krow = np.empty(n)
+    kbar = np.zeros((m, n))
+    wsum = 0.0
+    for g in range(G):
+        wsum += sizes[g]
+    deterministic = det_row.shape[0] == m
+    for g in range(G):
+        for b in range(m):
+            if deterministic:
+                for j in range(n):
+                    krow[j] = det_row[b, j]
+            else:
+                for j in range(k0):
+                    krow[j] = 0.0
+                if n_tan_g > 0 and k > 0:
+                    for j in range(k0):
+                        krow[j] = kl[g, b, j] / n_tan_g
+                    if use_cv:
+                        for j in range(k0):
+                            krow[j] += kl_det[k0 + b, j]
+                for c in range(m):
+                    krow[k0 + c] = gam[g, b, c] / sizes[g]
+            for a in range(m):
+                t = 0.0
+                for j in range(n):
+                    t += C[a, j] * krow[j]
+                ck[g, a, b] = t
+            for c in range(kk):
+                t = 0.0
+                for j in range(n):
+                    t += krow[j] * MF[j, c]
+                km[g, b, c] = t
+            for j in range(k0):
+                kbar[b, j] += krow[j] / G
+            for j in range(k0, n):
+                kbar[b, j] += sizes[g] * krow[j] / wsum
+        if scale_rs > 0.0:
+            for a in range(m):
+                for b in range(m):
+                    t = 0.0
+                    for j in range(k0):
+                        t += R[a, j] * su[g, b, j]
+                    rs[g, a, b] = t / (sizes[g] * scale_rs)
+    big = 0.0
+    diff = 0.0
+    for b in range(m):
+        for j in range(n):
+            big = max(big, abs(kbar[b, j]))
+            diff = max(diff, abs(Ku[b, j] - kbar[b, j]))
+    return diff / (big + 1e-300)
 
 
 def _k_row(sv, k):
