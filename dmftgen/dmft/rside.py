@@ -94,10 +94,10 @@ import numpy as np
 
 #: dtype of the paths' histories eta, dL, b_hist (issue 12). The sweep reads every path's whole
 #: history once per row (its memory term, Gaussian input and S_U row): at long grids that stream
-#: of bytes, not the arithmetic, sets its speed. Stored in float32, every product and sum formed in
-#: float64 (templates/dmft.py): a history entry is rounded once, by <= 2^-24 of itself, a random
-#: error ~1e-7 of a sum whose Monte Carlo error is ~P^-1/2 ~ 1e-2 (measured: Q and the test loss
-#: move by <= 1e-7 of their error bars, committee and logistic at tau > 0). Not the increments dL
+#: of bytes, not the arithmetic, sets its speed. Stored in float32 (a history entry is rounded
+#: once, by <= 2^-24 of itself: Q and the test loss move by <= 1e-7 of their error bars, committee
+#: and logistic at tau > 0); the history sums of that pass run in float32 too, everything after
+#: them in float64 (templates/dmft.py, "Layout": <= 6.3e-7 of the error bars). Not the increments dL
 #: where the QR sampler factors them (near tau = 0, sampler.use_qr): their exact linear dependences
 #: (rank deficiency, ~1e-16 residuals) would become ~1e-7 residuals, new directions of rounding
 #: noise -- the solve then moved by up to 1 % of its error bars and the QR ran 20 % longer
