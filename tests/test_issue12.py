@@ -57,3 +57,21 @@ def test_row_mode_gives_the_same_solve(name, tau, kw, monkeypatch):
     za = [c["worst_z"] for c in a.meta["checks"]]
     zb = [c["worst_z"] for c in b.meta["checks"]]
     np.testing.assert_allclose(za, zb, rtol=1e-9, atol=1e-12)
+
+
+def test_replica_solve_reports_the_timings_of_all_replicas():
+    """The combined solve's path and theta-side seconds are the replicas' together, not the first
+    replica's alone (~1/R of them: it was reported as the solve's), and its wall and CPU
+    seconds cover the whole solve. Bookkeeping, not speed: every timing is >= 0, so the sum
+    over all replicas is >= the sum over the others, which the first replica's alone is not."""
+    from dmftgen.dmft import solve
+
+    model, st = load_model("logistic"), Settings(delta=2, tau=0.5, T=0.5, dt=0.1)
+    solve(model, st, paths=800)  # warm-up: the first replica of a process's first solve loads the kernels
+    res = solve(model, st, paths=800)
+    t = res.meta["timings"]
+    others = res.meta["replica_meta"]
+    assert len(others) == res.meta["replicas"] - 1 >= 2
+    for key in ("paths_s", "theta_s", "total_s"):
+        assert t[key] >= sum(m["timings"][key] for m in others) > 0
+    assert t["total_s"] >= t["paths_s"] + t["theta_s"]

@@ -136,6 +136,11 @@ def combine_replicas(res, paths, *, two, kern, model, settings) -> Result:
     if tangents.startswith("adjoint on "):
         per = int(tangents.split()[2])
         tangents = f"adjoint on {per * R} paths ({per} in each replica)"
+    # the solve's timings (seconds, "_s") are the replicas' together: the first replica's alone
+    # are ~1/R of them (the other replicas' own stay in replica_meta)
+    t0 = res[0].meta.get("timings", {})
+    meta["timings"] = {key: (float(sum(x.meta.get("timings", {}).get(key, 0.0) for x in res))
+                             if key.endswith("_s") else val) for key, val in t0.items()}
     meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]], "tangents": tangents,
                  "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
                  "err_dof": R - 1,

@@ -267,6 +267,7 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
     res = []
     two = {}  # running sums of the two-time arrays (issue 12: memory 5 K^2 m^2, not 5 R K^2 m^2)
+    w0, c0 = time.perf_counter(), time.process_time()
     for r in range(R):
         one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
         if one.status == "interrupted":
@@ -279,6 +280,8 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
 
     kern = load_kernels(model)
     out = combine_replicas(res, paths, two=two, kern=kern, model=model, settings=settings)
+    # the whole solve's seconds (combine_replicas sums the replicas' parts; this adds its own)
+    out.meta["timings"].update(total_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0)
     # the replicas' growth test saw only their train loss: the test loss is checked here
     return flag_instability(out, kern, model, settings)
 
