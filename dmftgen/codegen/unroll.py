@@ -6,7 +6,7 @@ accumulator per lane (and per output component / row), LLVM's SLP vectoriser pac
 one SIMD register (issue 12; ``templates/dmft.py`` says why and how it is switched on). Those
 functions are LANES-fold repetitions of one statement per accumulator, so they are generated here
 from a description -- which rows of RT, which loads of Zt / Zc, which accumulators -- instead of
-being written out by hand: one place to change, and the three variants cannot drift apart.
+being written out by hand: one place to change, and the four variants cannot drift apart.
 
 Precision: the helpers run in float32 (Zt, Zc, the accumulators, and RT, which the theta-side
 keeps in float32; every accumulator starts at ``np.float32(0.0)`` so that numba types the sums
@@ -62,9 +62,9 @@ def _dots(head, rows, main, cv):
 
 
 def adjoint_helpers() -> str:
-    """The three helpers (indented for the template's ``try:`` block), in template order:
-    ``adjoint_dots`` (any M, one (a, c)), ``adjoint_dots2`` (M = 2, all (a, c)) and
-    ``adjoint_dots1p`` (M = 1, rows l and l - 1)."""
+    """The four helpers (indented for the template's ``try:`` block), in template order:
+    ``adjoint_dots`` (any M, one (a, c)), ``adjoint_dots2`` (M = 2, all (a, c)),
+    ``adjoint_dots1p`` (M = 1, rows l and l - 1) and ``adjoint_dots2p`` (M = 2, rows l and l - 1)."""
     deco = '    @njit({}, cache=True, nogil=True, error_model="numpy", fastmath={{"contract"}})'
     ac = [(a, c) for a in range(2) for c in range(2)]
     dots = _dots(
@@ -102,4 +102,28 @@ def adjoint_helpers() -> str:
          [("acc3[0, 0, {}]", "u{}"), ("accp[0, 0, {}]", "x{}")]),
         ([("q{}", "Zc[j, 0, {}]")], [("w{}", "q{}", "rv"), ("y{}", "q{}", "sv")],
          [("accc[0, 0, {}]", "w{}"), ("acccp[0, 0, {}]", "y{}")]))
-    return "\n".join(dots + [""] + dots2 + dots1p) + "\n"
+    # M = 2, rows l and l - 1 in one pass: sixteen accumulators (eight per row with the control
+    # variate), every load of Zt, Zc used four times and of RT eight times (rows l: 2l, 2l + 1;
+    # l - 1: 2l - 2, 2l - 1)
+    dots2p = _dots(
+        [deco.format("ADJ1P_SIG"),
+         "    def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover",
+         '        """M = 2: adjoint_dots2 of rows l and l - 1 in one pass over j0 <= j < j1 (j0 = 2 (l + 1)):',
+         "        acc3 / accc complete for row l, accp / acccp row l - 1 without its j = 2 l, 2 l + 1 terms",
+         '        (added once Z_l is known)."""',
+         "        r0 = l * 2",
+         "        r1 = r0 + 1",
+         "        p0 = r0 - 2",
+         "        p1 = r0 - 1"],
+        [("rv0", "RT[r0, j]"), ("rv1", "RT[r1, j]"), ("sv0", "RT[p0, j]"), ("sv1", "RT[p1, j]")],
+        ([(f"z{a}_{{}}", f"Zt[j, {a}, {{}}]") for a in range(2)],
+         [(f"u{a}{c}_{{}}", f"z{a}_{{}}", f"rv{c}") for a, c in ac]
+         + [(f"x{a}{c}_{{}}", f"z{a}_{{}}", f"sv{c}") for a, c in ac],
+         [(f"acc3[{a}, {c}, {{}}]", f"u{a}{c}_{{}}") for a, c in ac]
+         + [(f"accp[{a}, {c}, {{}}]", f"x{a}{c}_{{}}") for a, c in ac]),
+        ([(f"q{a}_{{}}", f"Zc[j, {a}, {{}}]") for a in range(2)],
+         [(f"w{a}{c}_{{}}", f"q{a}_{{}}", f"rv{c}") for a, c in ac]
+         + [(f"y{a}{c}_{{}}", f"q{a}_{{}}", f"sv{c}") for a, c in ac],
+         [(f"accc[{a}, {c}, {{}}]", f"w{a}{c}_{{}}") for a, c in ac]
+         + [(f"acccp[{a}, {c}, {{}}]", f"y{a}{c}_{{}}") for a, c in ac]))
+    return "\n".join(dots + [""] + dots2 + dots1p + dots2p) + "\n"

@@ -136,6 +136,10 @@ def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # p
     raise NotImplementedError
 
 
+def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+    raise NotImplementedError
+
+
 # --- template body ---
 
 from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
@@ -150,8 +154,10 @@ LANES = 16
 # float32 lane accumulators into one SIMD register (AVX-512: one zmm), ~2x the speed of the scalar FMA
 # chains; it only groups independent lanes, so the bytes are those of the scalar code. For M = 2
 # one pass computes all four (a, c) and the control variate: 8 independent accumulators, every
-# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). For M = 1 one pass
-# serves two rows, l and l - 1 (the latter without its j = l term, added once Z_l is known). Only
+# load used 4 (Zt, Zc) or 4 (RT) times: another ~1.6x (bench/bench_adjoint.py). For M = 1 and M = 2
+# one pass serves two rows, l and l - 1 (the latter without the terms of Z_l, added once Z_l is
+# known): twice the independent accumulators (M = 2: sixteen), each load of Zt, Zc used twice as
+# often (committee, 160 tangent paths, rows 480..499: 8.9 -> 7.9 ms per row, ~78 GFlop/s). Only
 # "contract", not "reassoc": with reassociation LLVM vectorises each lane's sum along j instead
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
@@ -163,7 +169,7 @@ ADJ1P_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64,
 _slp_before = _numba_config.SLP_VECTORIZE
 _numba_config.SLP_VECTORIZE = 1
 try:
-    pass  # @unrolled adjoint helpers: adjoint_dots, adjoint_dots2, adjoint_dots1p (dmftgen/codegen/unroll.py)
+    pass  # @unrolled adjoint helpers: adjoint_dots, adjoint_dots2, adjoint_dots1p, adjoint_dots2p (dmftgen/codegen/unroll.py)
 finally:
     _numba_config.SLP_VECTORIZE = _slp_before
 
@@ -362,7 +368,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         acc3 = np.zeros((M, M, LANES), dtype=np.float32)
         Zc = np.zeros((NN, M, LANES), dtype=np.float32)
         accc = np.zeros((M, M, LANES), dtype=np.float32)
-        accp = np.zeros((M, M, LANES), dtype=np.float32)    # M = 1: row l - 1's partial sums (adjoint_dots1p)
+        accp = np.zeros((M, M, LANES), dtype=np.float32)    # M <= 2: row l - 1's partial sums (adjoint_dots1p/2p)
         acccp = np.zeros((M, M, LANES), dtype=np.float32)
         pix = np.zeros(LANES, dtype=np.int64)
         gid = np.zeros(LANES, dtype=np.int64)     # lane -> its group
@@ -394,7 +400,22 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             Zc[kM + b, a, ln] = Gcv_g[k, a, b]
                 pend = False
                 for l in range(k - 1, -1, -1):
-                    if M == 2:
+                    if M == 2 and pend:
+                        # row l's sums from the pass of row l + 1, plus its j = 2 (l + 1), 2 (l + 1) + 1
+                        # terms (Z_{l+1}, known now)
+                        jn = (l + 1) * 2
+                        for a in range(2):
+                            for c in range(2):
+                                ra = RT[l * 2 + c, jn]
+                                rb = RT[l * 2 + c, jn + 1]
+                                for ln in range(LANES):
+                                    acc3[a, c, ln] = accp[a, c, ln] + Zt[jn, a, ln] * ra + Zt[jn + 1, a, ln] * rb
+                                    accc[a, c, ln] = acccp[a, c, ln] + Zc[jn, a, ln] * ra + Zc[jn + 1, a, ln] * rb
+                        pend = False
+                    elif M == 2 and l >= 1:
+                        adjoint_dots2p(RT, Zt, Zc, l, (l + 1) * M, kM + M, use_cv, acc3, accc, accp, acccp)
+                        pend = True
+                    elif M == 2:
                         adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     elif M == 1 and pend:
                         # row l's sum from the pass of row l + 1, plus its j = l + 1 term
