@@ -77,25 +77,27 @@ def uses(model: Model, name: str) -> bool:
     return rule is None or bool(rule(model))
 
 
-def template_texts() -> list[tuple[str, str]]:
-    """(file name, body) of every template, sorted by name for deterministic output."""
+def template_texts(m: int) -> list[tuple[str, str]]:
+    """(file name, body) of every template for student width ``m``, sorted by name for
+    deterministic output."""
     out = []
     for path in sorted(TEMPLATE_DIR.glob("*.py")):
         text = path.read_text()
         if TEMPLATE_MARKER not in text:
             continue
         body = text.split(TEMPLATE_MARKER, 1)[1].strip("\n") + "\n"
-        out.append((path.name, _unrolled(body)))
+        out.append((path.name, _unrolled(body, m)))
     return out
 
 
-def _unrolled(body: str) -> str:
-    """``body`` with its ``UNROLL_MARKER`` line (if any) replaced by the helpers of unroll.py."""
+def _unrolled(body: str, m: int) -> str:
+    """``body`` with its ``UNROLL_MARKER`` line (if any) replaced by the helpers of unroll.py for
+    student width ``m``."""
     if UNROLL_MARKER not in body:
         return body
     lines = body.split("\n")
     at = next(i for i, line in enumerate(lines) if UNROLL_MARKER in line)
-    return "\n".join(lines[:at]) + "\n" + adjoint_helpers() + "\n".join(lines[at + 1:])
+    return "\n".join(lines[:at]) + "\n" + adjoint_helpers(m) + "\n".join(lines[at + 1:])
 
 
 def _input_map(model: Model) -> list[tuple[sp.Symbol, str]]:
@@ -267,7 +269,7 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
         parts.append(emit_kernel(spec, mod))
     batch = BATCH.rstrip("\n") + ("\n\n" + H_BATCH.rstrip("\n") if uses(mod, "h_batch") else "")
     parts.append("# " + "=" * 40 + " batch kernels (loop over samples)" + batch + "\n")
-    for name, body in template_texts():
+    for name, body in template_texts(mod.m):
         if uses(mod, name):
             parts.append("# " + "=" * 40 + f" template {name}\n" + body)
     text = "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -89,6 +89,6 @@ def _source_hash(model: Model) -> str:
         "labels " + (sp.srepr(sp.sympify(model.labels)) if model.labels is not None else "None"),
         "source " + Path(model.source).name,
     ]
-    items += [f"template {name}\n{body}" for name, body in template_texts()]
+    items += [f"template {name}\n{body}" for name, body in template_texts(model.m)]
     items += [f"generator {p.relative_to(_PKG)}\n{p.read_text()}" for p in generator_sources()]
     return "sha256:" + hashlib.sha256("\n".join(items).encode()).hexdigest()

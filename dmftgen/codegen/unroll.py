@@ -61,10 +61,27 @@ def _dots(head, rows, main, cv):
     return out
 
 
-def adjoint_helpers() -> str:
+#: which helpers the template calls for a student width M (the others are never reached there)
+USED = {"adjoint_dots": lambda M: M != 2, "adjoint_dots2": lambda M: M == 2,
+        "adjoint_dots1p": lambda M: M == 1, "adjoint_dots2p": lambda M: M == 2}
+
+
+def _stub(helper: list[str], M: int) -> list[str]:
+    """A helper the template never calls for this M, as a lazily compiled stub with its name and
+    arguments: the eager compilation of an unrolled helper costs ~2-7 s per generated module
+    (uncached: a fresh clone, CI), for code that M never runs."""
+    name = helper[1].split("def ", 1)[1].split("(", 1)[0]
+    sig = helper[1].split("def ", 1)[1].split(":", 1)[0]
+    return ['    @njit(cache=True, nogil=True)',
+            f"    def {sig}:  # pragma: no cover - not called for M = {M}",
+            f'        raise NotImplementedError("{name} is not used for M = {M}")']
+
+
+def adjoint_helpers(M: int) -> str:
     """The four helpers (indented for the template's ``try:`` block), in template order:
-    ``adjoint_dots`` (any M, one (a, c)), ``adjoint_dots2`` (M = 2, all (a, c)),
-    ``adjoint_dots1p`` (M = 1, rows l and l - 1) and ``adjoint_dots2p`` (M = 2, rows l and l - 1)."""
+    ``adjoint_dots`` (M = 1 at l = 0, M >= 3; one (a, c)), ``adjoint_dots2`` (M = 2, all (a, c)),
+    ``adjoint_dots1p`` (M = 1, rows l and l - 1) and ``adjoint_dots2p`` (M = 2, rows l and l - 1);
+    those that student width ``M`` does not call as stubs (:func:`_stub`)."""
     deco = '    @njit({}, cache=True, nogil=True, error_model="numpy", fastmath={{"contract"}})'
     ac = [(a, c) for a in range(2) for c in range(2)]
     dots = _dots(
@@ -126,4 +143,7 @@ def adjoint_helpers() -> str:
          + [(f"y{a}{c}_{{}}", f"q{a}_{{}}", f"sv{c}") for a, c in ac],
          [(f"accc[{a}, {c}, {{}}]", f"w{a}{c}_{{}}") for a, c in ac]
          + [(f"acccp[{a}, {c}, {{}}]", f"y{a}{c}_{{}}") for a, c in ac]))
-    return "\n".join(dots + [""] + dots2 + dots1p + dots2p) + "\n"
+    helpers = [(name, body if USED[name](M) else _stub(body, M))
+               for name, body in (("adjoint_dots", dots), ("adjoint_dots2", dots2),
+                                  ("adjoint_dots1p", dots1p), ("adjoint_dots2p", dots2p))]
+    return "\n".join(helpers[0][1] + [""] + [line for _, body in helpers[1:] for line in body]) + "\n"
