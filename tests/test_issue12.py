@@ -36,10 +36,12 @@ def test_replica_test_observables_match_the_per_replica_evaluation():
                                           ("linreg", 0.3, {"replicas": 1, "jackknife": False})])
 def test_row_mode_gives_the_same_solve(name, tau, kw, monkeypatch):
     """The sweep with only row k of su_sum / kl_sum per group (default) and with every row (as
-    before issue 12): the same bytes for every curve, the self-checks equal to round-off. The
-    self-checks of the row mode come from the compiled record (checks._record_row), those of the
-    full mode from numpy on the stored group sums: Monte Carlo tangents with and without the
-    control variate (committee tau 0.2 / 0), Stein and pathwise nu, deterministic tangents (linreg)."""
+    before issue 12): the same bytes for every curve, the self-checks equal to round-off. The row
+    mode records the self-checks' contractions during the sweep, from the one-row sums (the
+    kernel's S_U row buffer, the zeroing between steps, C_theta's row from the causal factor); the
+    full mode after it, from the stored sums and C_theta (checks.RowRecord.after; the contractions
+    themselves are tested in test_selfchecks). Monte Carlo tangents with and without the control
+    variate (committee tau 0.2 / 0), Stein and pathwise nu, deterministic tangents (linreg)."""
     from dmftgen.dmft import solve, solver
 
     model = load_model(name)

@@ -267,3 +267,51 @@ def test_compare_and_sweep_refuse_lad_before_computing(tmp_path, gen_dir):
         assert p.returncode == 2, (cmd[0], p.stderr)
         assert "Traceback" not in p.stderr and "discontinuous in the student field r" in p.stderr
     assert not (tmp_path / "cmp").exists() and not (tmp_path / "sw.nc").exists()
+
+
+def _record_reference(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det, C, MF, su, R, scale_rs, Ku):
+    """checks._record_row in numpy: the per-group K_ell rows formed explicitly, then contracted."""
+    G, n, k0 = gam.shape[0], (k + 1) * m, k * m
+    if det is not None:
+        Kr = np.repeat(det[None], G, axis=0)
+    else:
+        Kr = np.zeros((G, m, n))
+        if n_tan_g and k > 0:
+            Kr[:, :, :k0] = kl[:, :, :k0] / n_tan_g + (kl_det[None, k0:n, :k0] if use_cv else 0.0)
+        Kr[:, :, k0:] = gam / sizes[:, None, None]
+    ck = np.einsum("aj,gbj->gab", C, Kr)
+    km = Kr @ MF
+    rs = (np.einsum("aj,gbj->gab", R[:, :k0], su[:, :, :k0]) / (sizes[:, None, None] * scale_rs)
+          if scale_rs > 0 else np.zeros((G, m, m)))
+    Kbar = Kr.mean(0)       # tangent part: every group has n_tan_g tangent paths
+    Kbar[:, k0:] = np.tensordot(sizes / sizes.sum(), Kr[:, :, k0:], axes=1)  # Gamma_k: over all paths
+    return ck, km, rs, np.abs(Ku - Kbar).max() / np.abs(Kbar).max()
+
+
+@pytest.mark.parametrize("m,kk,n_tan_g,use_cv,deterministic,scale_rs",
+                         [(2, 1, 3, True, False, 0.06), (1, 1, 4, False, False, 0.0),
+                          (2, 0, 0, False, False, 0.06), (3, 2, 0, False, True, 0.02)])
+def test_record_row_equals_the_explicit_group_rows(m, kk, n_tan_g, use_cv, deterministic, scale_rs):
+    """The self-checks' per-group contractions (one compiled pass, shared by the row-mode sweep and
+    by solves that keep every row) against the same contractions on explicitly formed group rows,
+    with unequal group sizes (Gamma_k is weighted by them, the tangent part is not) and a
+    theta-side row off the group mean by a known amount. Tolerance: round-off of sums of ~30
+    terms of size ~1, 1e-12."""
+    from dmftgen.dmft.checks import _record_row
+
+    rng = np.random.default_rng(3)
+    G, k = 5, 4
+    n, NN = (k + 1) * m, 8 * m
+    kl, kl_det = rng.standard_normal((G, m, NN)), rng.standard_normal((NN, NN))
+    gam, sizes = rng.standard_normal((G, m, m)), rng.integers(30, 60, G).astype(float)
+    det = rng.standard_normal((m, n)) if deterministic else None
+    C, MF = rng.standard_normal((m, n)), rng.standard_normal((n, kk))
+    su, R = rng.standard_normal((G, m, NN)), rng.standard_normal((m, NN))
+    Ku = rng.standard_normal((m, n))
+    ref = _record_reference(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det, C, MF, su, R, scale_rs, Ku)
+    ck, km, rs = np.zeros((G, m, m)), np.zeros((G, m, kk)), np.zeros((G, m, m))
+    cons = _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, np.zeros((0, 0)) if det is None else det,
+                       C, MF, su, R, scale_rs, Ku, ck, km, rs)
+    for got, want in zip((ck, km, rs, cons), ref):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert ref[3] > 0.1  # the theta-side row differs: the residual is O(1), not round-off

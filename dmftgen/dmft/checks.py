@@ -36,7 +36,6 @@ import numpy as np
 from numba import njit
 
 from ._linalg import lower_dots
-from .estimators import group_k_row
 
 ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
 SAMPLER_TOL = 1e-8    # relative error allowed in L L^T = S_U (round-off is ~1e-14)
@@ -75,6 +74,10 @@ class RowRecord:
     * ``km[g, k]`` = sum_{l<=k} K_g[k, l] M[l]                     (m, k)
     * ``rs[g, k]`` = sum_{l<k} R_theta[k, l] S_g[k, l]^T / dt      (m, m)
     * ``cons[k]``  = the kernel-consistency residual of row k (relative).
+
+    Without row mode (the fixed point, or a sweep that keeps every row) :meth:`after` fills the same
+    record from the stored sums once the solve is done: one implementation of the contractions,
+    :func:`_record_row`, whichever way the sums were kept.
     """
 
     def __init__(self, G, N, m, kk):
@@ -94,24 +97,40 @@ class RowRecord:
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
         C = th.Phi0[rk] @ sv.sigma0 @ th.Phi0[cols].T
-        MF = np.zeros(((k + 1) * m, 0))  # M[<=k] flat (no columns without a teacher)
         if sv.kk:
             C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
-            MF = th.Phis[cols] @ sv.rho
-        scale_rs = 0.0  # delta dt where the S_U row k exists (k < N), else no rs record
         if k > 0:
             # + W[rk, :k m] W[cols, :k m]^T; row block l of W is zero beyond column l m (causal),
             # read from its packed copy th.Wp
             WW = np.empty((m, (k + 1) * m))
             lower_dots(W[rk], th.Wp.data, th.Wp.start, th.Wp.width, (k + 1) * m, k * m, WW)
             C = C + WW
-            if k < sv.N:
-                scale_rs = sv.delta * sv.dt
-        det = th.Kl[rk, cols] if sv.modes.A is not None else _NO_ROW
+        self.record(sv, k, C, th.M_flat(k + 1) if sv.kk else None)
+
+    def record(self, sv, k, C_row, MF):
+        """Row k from C_theta[k, <=k] (``C_row``, (m, (k+1) m)) and M[<=k] flat (``MF``; None without
+        a teacher), contracted with the group sums' row k by :func:`_record_row`."""
+        m, r, th = sv.m, sv.rside, sv.th
+        rk = slice(k * m, (k + 1) * m)
+        cols = slice(0, (k + 1) * m)
+        scale_rs = sv.delta * sv.dt if 0 < k < sv.N else 0.0  # the S_U row k exists for k < N
         self.cons[k] = _record_row(k, m, r.group_row(r.kl_sum, k), r.n_tan_g,
                                    r.kl_det if r.use_cv else _NO_ROW, r.use_cv, r.gam_sum[:, k], r.sizes,
-                                   det, C, MF, r.group_row(r.su_sum, k), th.R[rk], scale_rs, th.Kl[rk, cols],
+                                   th.Kl[rk, cols] if sv.modes.A is not None else _NO_ROW,
+                                   C_row, np.zeros(((k + 1) * m, 0)) if MF is None else MF,
+                                   r.group_row(r.su_sum, k), th.R[rk], scale_rs, th.Kl[rk, cols],
                                    self.ck[:, k], self.km[:, k], self.rs[:, k])
+
+    @classmethod
+    def after(cls, sv, n, C):
+        """The record of rows < n from the stored sums of a solve without row mode (C: C_theta flat)."""
+        m = sv.m
+        rec = cls(sv.G, sv.N, m, sv.kk)
+        Mf = sv.th.M_flat(n) if sv.kk else None
+        for k in range(n):
+            cols = slice(0, (k + 1) * m)
+            rec.record(sv, k, C[k * m:(k + 1) * m, cols], None if Mf is None else Mf[cols])
+        return rec
 
 
 _NO_ROW = np.zeros((0, 0))  # "not given" for the compiled record's optional rows
@@ -122,8 +141,8 @@ def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, s
                 ck, km, rs):
     """The record of row k (:meth:`RowRecord.add`) from the group sums, in one pass per group.
 
-    Group g's K_ell row, K_g[b, l] (b < m, l <= k), is the estimator the solve used
-    (:func:`dmftgen.dmft.estimators.group_k_row`): ``kl[g, b, :k m] / n_tan_g`` (+ the control
+    Group g's K_ell row, K_g[b, l] (b < m, l <= k), is the estimator the solve used (as
+    :func:`dmftgen.dmft.estimators.kl_row`, per group): ``kl[g, b, :k m] / n_tan_g`` (+ the control
     variate's known mean ``kl_det[k m + b]``) for l < k and ``gam[g] / sizes[g]`` at l = k, or the
     theta-side's row ``det_row`` for deterministic tangents (``det_row`` of m rows). Writes
 
@@ -189,11 +208,6 @@ def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, s
     return diff / (big + 1e-300)
 
 
-def _k_row(sv, k):
-    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m) of solve ``sv`` (the estimator it used)."""
-    return group_k_row(sv.rside, k, sv.th, sv.modes.A is not None)
-
-
 def run_checks(sv, n, C, Q, Mo, rho):
     """Evaluate the self-checks on the first ``n`` grid points of solver ``sv``.
 
@@ -205,13 +219,15 @@ def run_checks(sv, n, C, Q, Mo, rho):
     t = sv.settings.times[:n]
     sizes = r.sizes
     out, data = [], {}
+    # the per-group contractions: recorded during a row-mode sweep, else from the stored sums
+    rec = sv.rows if getattr(sv, "rows", None) is not None else RowRecord.after(sv, n, C)
     # The batch-means z of a group average is ~Student t only if each group averages enough paths
     # (products such as w w^T and r ell^T are skewed); below MIN_GROUP_PATHS the residual checks
     # would raise false alarms, and only the deterministic ones (sampler factor, kernel
     # consistency) are run.
     if n < 2 or sizes.min() < MIN_GROUP_PATHS:
         if n >= 1:
-            out.append(_consistency(sv, n, sv.kk))
+            out.append(_consistency(sv, n, rec))
         out.extend(_sampler_checks(sv, n, Q, t, variance=False))
         return out, data
     th = sv.th
@@ -230,14 +246,12 @@ def run_checks(sv, n, C, Q, Mo, rho):
     rl_mean = r.rl_sum[:, :n].sum(0) / float(sizes.sum())
     ells_mean = r.ells_sum[:, :n].sum(0) / float(sizes.sum())
     S_used = sv.S_U
-    rec = getattr(sv, "rows", None)  # row mode: per-group rows recorded during the sweep
     for k in range(n):
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
-        Kr = _k_row(sv, k) if rec is None else None
         Ku = th.Kl[rk, cols]
         if kk:
-            KM[:, k] = Kr @ Mf[cols] if rec is None else rec.km[:, k]
+            KM[:, k] = rec.km[:, k]
             mres_used[k] = dt * (ells_mean[k] - Ku @ Mf[cols] - th.nu[k] @ rho)
             if sv.modes.nu_mode == "stein":
                 nug[:, k] = (ells[:, k] - KM[:, k]) @ th.rho_inv
@@ -248,17 +262,12 @@ def run_checks(sv, n, C, Q, Mo, rho):
         if k >= nk:
             continue
         # 1. Stein balance of E[r ell^T]
-        rhs = np.einsum("ij,gkj->gik", C[rk, cols], Kr) if rec is None else rec.ck[:, k].copy()
+        rhs = rec.ck[:, k].copy()
         if kk:
             rhs += np.einsum("ij,gkj->gik", Mo[k], nug[:, k])
         if k > 0:
             pm = slice(0, k * m)
-            if rec is None:
-                # S_U[m, k] = S_U[k, m]^T: the accumulator holds row k of the lower triangle
-                Sg = r.su_sum[:, rk, pm] / (sizes[:, None, None] * sv.delta)
-                rhs -= np.einsum("ij,gkj->gik", R[rk, pm], Sg) / dt
-            else:
-                rhs -= rec.rs[:, k]
+            rhs -= rec.rs[:, k]
         res[:, k] = rl[:, k] - rhs
         rhs_u = C[rk, cols] @ Ku.T
         if kk:
@@ -280,7 +289,7 @@ def run_checks(sv, n, C, Q, Mo, rho):
                               mres[:, : n - 1], t[: n - 1], G, data, "check_M_balance",
                               center=mres_used[: n - 1], ref=dt * float(np.abs(ells_mean).max(initial=0.0))))
     # 3. the theta-side used the r-side estimates (kernel rows and teacher drift)
-    out.append(_consistency(sv, n, kk))
+    out.append(_consistency(sv, n, rec))
     # 4. gradient flow descends
     if sv.tau == 0.0 and not sv.reg:
         F = r.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
@@ -299,12 +308,12 @@ def run_checks(sv, n, C, Q, Mo, rho):
     return out, data
 
 
-def _consistency(sv, n, kk):
-    """max |kernels used by the theta-side - mean of the per-group r-side estimates| (relative)."""
-    rec = getattr(sv, "rows", None)
+def _consistency(sv, n, rec):
+    """max |kernels used by the theta-side - mean of the per-group r-side estimates| (relative),
+    from the record ``rec`` (:class:`RowRecord`)."""
     worst, at = 0.0, 0
     for k in range(n):
-        d = rec.cons[k] if rec is not None else _consistency_row(sv, k, _k_row(sv, k))
+        d = rec.cons[k]
         if d > worst:
             worst, at = d, k
     # both drivers hand the theta-side exactly the r-side estimates (fixed point: those of its last
@@ -313,17 +322,6 @@ def _consistency(sv, n, kk):
     return {"name": "kernel consistency", "what": "theta-side K_ell rows = the r-side estimates (relative)",
             "n": int(n), "worst_z": worst, "threshold": tol, "t_worst": float(sv.settings.times[at]),
             "value": worst, "err": 0.0, "ok": bool(worst <= tol)}
-
-
-def _consistency_row(sv, k, rows):
-    """Relative difference of the theta-side's K_ell row k and the mean of the group rows ``rows``."""
-    m = sv.m
-    rk = slice(k * m, (k + 1) * m)
-    Kr = rows.mean(0)  # tangent part: the same number of tangent paths in every group
-    w = sv.rside.sizes
-    Kr[:, rk] = np.tensordot(w / w.sum(), rows[:, :, rk], axes=1)  # Gamma: over all paths
-    Ku = sv.th.Kl[rk, : (k + 1) * m]
-    return float(np.abs(Ku - Kr).max(initial=0.0)) / (float(np.abs(Kr).max(initial=0.0)) + 1e-300)
 
 
 def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):

@@ -122,25 +122,6 @@ def theta_from(th, kern, nu_mode):
     return th
 
 
-def group_k_row(r, k, th, deterministic):
-    """Per-group row K_ell[k, :k+1] (G, m, (k+1) m), the estimator the solve used: the tangent
-    paths' group means (plus the control variate's known mean) and Gamma_k from all paths of
-    the group; with deterministic tangents the theta-side's row, repeated."""
-    m, G = r.m, r.G
-    rk = slice(k * m, (k + 1) * m)
-    cols = slice(0, (k + 1) * m)
-    if deterministic:
-        return np.repeat(th.Kl[None, rk, cols], G, axis=0)
-    row = np.zeros((G, m, (k + 1) * m))
-    if r.n_tan_g and k > 0:
-        off = slice(0, k * m)
-        row[:, :, off] = r.group_row(r.kl_sum, k)[:, :, off] / r.n_tan_g
-        if r.use_cv:
-            row[:, :, off] += r.kl_det[None, rk, off]  # the kernel already subtracted <Zc> (control variate)
-    row[:, :, rk] = r.gam_sum[:, k] / r.sizes[:, None, None]
-    return row
-
-
 def nu_err(r, th, n, nu_mode):
     """Batch-means error of nu: the estimator evaluated on each path group (kernels fixed)."""
     m, kk, G = r.m, r.kk, r.G
