@@ -204,7 +204,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         # update does not alias the history it reads, and vectorises it (issue 12: ~1/3 of the
         # r-side's time at k = 500 was this update, read-modify-writing su_sum through a
         # possibly aliased view)
-        sul = np.zeros((M, NN if not su_full and k1 > k0 else 0))
+        sul = np.zeros((M, 0 if su_full else su_sum.shape[2]))
         r = np.empty(M)
         ell = np.empty(M)
         jac = np.empty((M, M))
@@ -350,9 +350,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for b in range(M):
                             g_hist[tix, k, a, b] = jac[a, b]
-        for a in range(sul.shape[0] if sul.shape[1] > 0 else 0):
-            for j in range(min(sul.shape[1], su_sum.shape[2])):
-                su_sum[g, a, j] += sul[a, j]
+        if not su_full:
+            su_sum[g] += sul
     # --- adjoint tangents of the first n_tan_g paths of every group, LANES paths at a time: the
     # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is. Tangent path
     # t (t = g * n_tan_g + ti, as in a_hist / g_hist) is lane t - t0 of its block. With
