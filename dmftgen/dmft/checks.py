@@ -356,8 +356,8 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         out.append({"name": "sampler factor", "what": "L L^T = S_U (relative error on random probes)",
                     "n": 1, "worst_z": rel, "threshold": SAMPLER_TOL, "t_worst": float("nan"),
                     "value": rel, "err": 0.0, "ok": bool(rel <= SAMPLER_TOL)})
-    W, wpre = sv.W_in, sv.wpre
-    if variance and W is not None and wpre is not None and not sv.reg:
+    W = sv.W_in
+    if variance and W is not None and sv.th is not None and not sv.reg:
         m = sv.m
         G = 16
         P = min(sv.P, 4096) // G * G
@@ -367,7 +367,7 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         zs, rows = [], []
         for k in ks:
             rk = slice(k * m, (k + 1) * m)
-            w = wpre[:P, k, :] + (sv.rside.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
+            w = sv.th.input_pre(k, P) + (sv.rside.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
             ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
             mean, err, z = _zstat(ww)
             zs.append(np.abs(z).max())

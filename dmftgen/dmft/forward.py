@@ -63,7 +63,7 @@ def finite_row(r, k, th, blowup) -> bool:
 
 def sweep(sv) -> int:
     """Run the forward sweep of solve ``sv``; returns the number of finished grid points
-    (N + 1, or the row where it diverged). Leaves on ``sv``: th, S_U, L_S, W_in, wpre, gram,
+    (N + 1, or the row where it diverged). Leaves on ``sv``: th, S_U, L_S, W_in, gram,
     n_clipped, timing, residuals."""
     r, opts = sv.rside, sv.opts
     N, m = sv.N, sv.m
@@ -80,7 +80,7 @@ def sweep(sv) -> int:
     reached = N + 1
     # rows finished so far, for a Ctrl-C between rows (see solver._solve_one)
     sv.th, sv.S_U, sv.L_S, sv.k_done, sv.timing, sv.residuals = th, fac.S, fac.L, 0, {}, []
-    sv.W_in, sv.wpre = W, wpre
+    sv.W_in = W
     bar = progress_bar(sv.progress, N + 1, "DMFT sweep")
     t_paths = t_theta = 0.0
     blowup = float(opts.blowup)

@@ -21,7 +21,7 @@ R_ell, S_U) are summed as they finish (5 NN^2, not 5 R NN^2), and the test obser
 evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test sample) + 8 * 5 NN^2;
 
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
-``wpre``, the pathwise-nu history ``b_hist``; eta, dL and b_hist are float32 (``rside.HIST``:
+``wpre`` (one row in the sweep, all N + 1 in the fixed point), the pathwise-nu history ``b_hist``; eta, dL and b_hist are float32 (``rside.HIST``:
 half the 8 bytes; dL float64 where the QR sampler factors it, [QR]); the adjoint histories ``a_hist``/``g_hist``; the
 two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
 in place, no second array); the Cholesky factors, W and the
@@ -83,7 +83,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
     # in units of 8 bytes: eta drawn in float64 (N f m) and kept in float32 (N m / 2), dB (2 N f),
     # dL (float32 unless the QR factors it), the refine sum's temporary, wpre, b_hist (float32)
     per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if qr else 0.5) + (1 if f > 1 else 0)) + 0.5 * N * m
-                + (N + 1) * m + (0.5 * N * m * k if pathwise else 0))
+                + ((N + 1) * m if method == "fixed-point" else m) + (0.5 * N * m * k if pathwise else 0))
     tangents = PJ * (2 * N + 1) * m * m
     # row mode (solver.Solve.use_row_sums): only row k of su_sum / kl_sum, plus the checks' record
     rows = (method or "sweep") == "sweep" and not reg and not (opts.jackknife and R == 1)

@@ -107,7 +107,7 @@ class Solve:
         self.rside = RSide(kern, self.p, self.streams, self.bounds, settings, self.m, self.kk, self.modes,
                            use_control_variate(opts, self.tau), row_sums=self.use_row_sums())
         # filled by the driver (rows: the self-checks' checks.RowRecord in row mode)
-        self.th = self.S_U = self.L_S = self.W_in = self.wpre = self.gram = self.k_done = self.rows = None
+        self.th = self.S_U = self.L_S = self.W_in = self.gram = self.k_done = self.rows = None
         self.n_clipped, self.timing, self.residuals, self.converged = 0, {}, [], None
 
     def use_row_sums(self):

@@ -155,7 +155,8 @@ class ThetaMC:
         when smooth (tau ~ 0) paths make it ill-conditioned, by QR of the path data (scaled
         1/sqrt(P_theta)); causal because row block k needs only C[k, <=k]. The r-paths' teacher
         fields r* and standard normals are replaced by L_J zeta (zeta from the theta-side's own
-        stream). Returns (wpre, W, clipped pivots of the first row)."""
+        stream). Returns (wpre: the row of the current step, (P, 1, m), as in
+        :meth:`dmftgen.dmft.theta.ThetaSide.begin_input`; W; clipped pivots of the first row)."""
         m, kk, N, P = self.m, self.k, self.N, rside.P
         NN, NI = (N + 1) * m, N * m
         NJ = kk + NN
@@ -169,7 +170,7 @@ class ThetaMC:
         zeta = self._zeta = self.rng_zeta.standard_normal((P, NJ))
         rside.s = np.ascontiguousarray(zeta[:, :kk] @ jf.L[:kk, :kk].T)
         rside.eta = zeta[:, kk:kk + NI]  # RSide.alloc stores it in the histories' dtype
-        return np.zeros((P, N + 1, m)), np.zeros((NN, NN)), clipped
+        return np.zeros((P, 1, m)), np.zeros((NN, NN)), clipped
 
     def _joint_column(self, i):
         return self.ths[:, i] if i < self.k else self.th[:, i - self.k]
@@ -187,7 +188,7 @@ class ThetaMC:
             jf.S[kk:kk + (k + 1) * m, jr] = self.C[rk, : (k + 1) * m].T
             clipped = jf.extend(kk + k * m, kk + (k + 1) * m, self._joint_column)
         W[rk, :] = jf.L[jr, kk:]
-        wpre[:, k, :] = self._zeta[:, :kk] @ jf.L[jr, :kk].T + self._zeta[:, jr] @ jf.L[jr, jr].T
+        wpre[:, 0, :] = self._zeta[:, :kk] @ jf.L[jr, :kk].T + self._zeta[:, jr] @ jf.L[jr, jr].T
         return clipped
 
     def finite(self, k) -> bool:

@@ -32,7 +32,10 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   fixed point all of them), in dL's dtype; ``RT`` the transpose of all of R_theta, float32.
 * ``W`` (>= (k1 - k0)M, N M): the causal Gaussian factor, w_k = wpre_k + W[k, :k] eta_{:k}
   (``use_W``), its rows from step k0 on like ``R``, in dL's dtype.
-* ``wpre`` (P, N+1, M); ``eta`` (P, N M) float32; ``dL`` (P, N M) float32 (written); ``dB`` (P, N).
+* ``wpre`` (P, N+1, M), or (P, 1, M) holding only the row of step k0 (forward sweep, k1 = k0 + 1:
+  the theta-side writes it contiguously each step instead of one strided entry per path into a
+  (P, N+1, M) array, issue 12; told by the shape as for the row-mode sums below);
+  ``eta`` (P, N M) float32; ``dL`` (P, N M) float32 (written); ``dB`` (P, N).
   The paths' histories eta, dL and b_hist are float32 (issue 12: the sweep streams them once per
   row, so their bytes set its speed at long grids), and so are the history sums of the first pass
   (input W eta, memory term R dL, psi's R b_hist: products and sums in float32, 16 lanes per
@@ -198,6 +201,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     # row mode (see the module docstring): block row k lives at rows 0..M-1
     su_full = su_sum.shape[1] > M
     kl_full = kl_sum.shape[1] > M
+    w_full = wpre.shape[1] > 1   # else wpre holds only the row of step k0 (see "Layout")
     for g in prange(G):
         # row mode: the group's S_U row is summed into a local float64 buffer and added to
         # su_sum[g] once, after the group's paths: the compiler can then prove that the per-path
@@ -222,6 +226,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                 # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
                 kM = k * M
                 kr = (k - k0) * M   # row block k of R_theta, W in the rows passed (from step k0 on)
+                kw = k if w_full else 0
                 finite = True
                 if M == 2:
                     # both components in one pass over the path's history (eta, dL loaded once;
@@ -257,8 +262,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             d = dL[i, j]
                             m0 += R[kr, j] * d
                             m1 += R[kr + 1, j] * d
-                    r[0] = wpre[i, k, 0] + g0 - inv_delta * m0
-                    r[1] = wpre[i, k, 1] + g1 - inv_delta * m1
+                    r[0] = wpre[i, kw, 0] + g0 - inv_delta * m0
+                    r[1] = wpre[i, kw, 1] + g1 - inv_delta * m1
                     if not (abs(r[0]) < 1e150 and abs(r[1]) < 1e150):
                         finite = False
                 else:
@@ -271,7 +276,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         mem = hzero
                         for j in range(kM):
                             mem += R[row, j] * dL[i, j]
-                        v = wpre[i, k, a] + gin - inv_delta * mem
+                        v = wpre[i, kw, a] + gin - inv_delta * mem
                         r[a] = v
                         if not (abs(v) < 1e150):
                             finite = False
