@@ -41,7 +41,7 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
     nt = max(ntan * G, 1)
     d = dict(
         N=N, bounds=bounds, n_tan_g=ntan, delta=3.0, dt=0.01, sq=math.sqrt(0.2 * 3.0),
-        wpre=rng.standard_normal((P, N + 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)).astype(np.float32),
+        wpre=rng.standard_normal((P, 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)).astype(np.float32),
         R=R, RT=np.ascontiguousarray(R.T, dtype=np.float32), s=rng.standard_normal((P, kk)), z=rng.standard_normal((P, nz)),
         dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=psi,
         dL=(rng.standard_normal((P, NI)) * 0.01).astype(np.float32),

@@ -106,7 +106,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import config as _numba_config
 
-M = K = NMET = 1
+M = K = NMET = NZ = 1
 
 
 def ell_jac_row(r, s, z, p, g, J):  # pragma: no cover - stand-ins, replaced by the generated kernels
@@ -147,9 +147,50 @@ def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # p
 
 from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
 
+from llvmlite import ir as _ir  # noqa: E402 - the prefetch intrinsic below
+from numba.core import types as _types  # noqa: E402
+from numba.extending import intrinsic as _intrinsic  # noqa: E402
+
+
+@_intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the cache lines of ``arr[idx]`` (1-d array) into all cache levels (LLVM's
+    ``llvm.prefetch``: read, locality 3, data); no effect on the program's values.
+
+    Why (issue 12): the r-side sweep visits the paths one after another and, for each, streams the
+    start of its histories (eta, dL, b_hist rows of N M entries, of which row k reads the first k M)
+    and touches one entry of wpre, dB, s, z: a few separate cache lines per path, each a cold miss
+    the hardware prefetcher cannot foresee (it follows streams, not the jump to the next path's
+    row). Issued for path i + 1 while path i is computed, they overlap with its work."""
+    if not (isinstance(arr, _types.Array) and arr.ndim == 1 and isinstance(idx, _types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], _types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), _ir.IntType(8).as_pointer())
+        i32 = _ir.IntType(32)
+        fnty = _ir.FunctionType(_ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [ptr.type], fnty)
+        builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return _types.void(arr, idx), codegen
+
+
 #: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop):
 #: 16 float32 lanes = one AVX-512 register (see "Precision of the adjoint" in the module docstring).
 LANES = 16
+
+#: entries of each history row of the next path prefetched before its turn (see _prefetch; two
+#: lines of 16 float32), while a row reads less than 3/4 of the history rows: the hardware
+#: prefetcher takes over a stream after its first lines, and on (nearly) whole rows it runs on
+#: from one path's row into the next by itself. bench/bench_adjoint.py --part rside (P = 2e4, one
+#: thread, ms per row), committee rows 1..20: none 6.7-7.9, 16 entries 5.2, 32 3.9-4.3, 64 4.3;
+#: rows 240..259 21.0 -> 21.1 (32); logistic N = 500 rows 480..499 with 64 and no 3/4 rule:
+#: 14.5 -> 17.6 (hence the rule). Committee dt 0.01 solve (one thread, CPU, three interleaved
+#: runs): median 31.8 -> 30.6 s.
+PF_HIST = 32
 
 
 # The adjoint's inner products, compiled eagerly (explicit signatures) with LLVM's SLP vectoriser
@@ -222,6 +263,19 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
             tangent = ti < n_tan_g
             si = s[i]
             zi = z[i]
+            if k1 == k0 + 1 and 4 * k0 < 3 * N and i + 1 < bounds[g + 1]:
+                # the next path's first cache lines of row k0 (see _prefetch and PF_HIST)
+                nx = i + 1
+                for c in range(0, min(k0 * M, PF_HIST), 16):
+                    _prefetch(eta[nx], c)
+                    _prefetch(dL[nx], c)
+                    if do_psi:
+                        _prefetch(b_hist[nx].reshape(b_hist.shape[1] * M * K), c)
+                _prefetch(dL[nx], k0 * M)   # the entry this row writes
+                _prefetch(dB[nx], k0)
+                _prefetch(s[nx], 0)
+                if NZ > 0:
+                    _prefetch(z[nx], 0)
             for k in range(k0, k1):
                 # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
                 kM = k * M
