@@ -32,8 +32,11 @@ import numpy as np
 
 
 def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
+    from dmftgen.dmft.rside import chunk_len, to_chunks  # the solver's chunked history layout
+
     rng = np.random.default_rng(seed)
     m, kk, nz = int(kern.M), int(kern.K), int(kern.NZ)
+    B = chunk_len(m)
     NN, NI = (N + 1) * m, N * m
     R = np.tril(rng.standard_normal((NN, NN)) * (0.3 / math.sqrt(NN)), -m)
     W = np.tril(rng.standard_normal((NN, NI)) * (0.3 / math.sqrt(NN)), -m)[:, :NI].copy()
@@ -41,13 +44,14 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
     nt = max(ntan * G, 1)
     d = dict(
         N=N, bounds=bounds, n_tan_g=ntan, delta=3.0, dt=0.01, sq=math.sqrt(0.2 * 3.0),
-        wpre=rng.standard_normal((P, 1, m)), W=W, use_W=True, eta=rng.standard_normal((P, NI)).astype(np.float32),
+        wpre=rng.standard_normal((P, 1, m)), W=W, use_W=True, eta=to_chunks(rng.standard_normal((P, NI)), B, np.float32),
         R=R, RT=np.ascontiguousarray(R.T, dtype=np.float32), s=rng.standard_normal((P, kk)), z=rng.standard_normal((P, nz)),
         dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=psi,
-        dL=(rng.standard_normal((P, NI)) * 0.01).astype(np.float32),
+        dL=to_chunks(rng.standard_normal((P, NI)) * 0.01, B, np.float32),
         a_hist=rng.standard_normal((nt, max(N, 1), m, m)) * 0.01,
         g_hist=rng.standard_normal((nt, N + 1, m, m)),
-        b_hist=(rng.standard_normal((P, N, m, kk)) * 0.01 if psi else np.zeros((1, 1, m, kk))).astype(np.float32), loss_sum=np.zeros((G, N + 1)),
+        b_hist=(to_chunks(rng.standard_normal((P, NI * kk)) * 0.01, B, np.float32, kk) if psi
+                else np.zeros((1, 1, 1), dtype=np.float32)), loss_sum=np.zeros((G, N + 1)),
         met_sum=np.zeros((G, N + 1, int(kern.NMET))), gam_sum=np.zeros((G, N + 1, m, m)),
         kl_sum=np.zeros((G, m, NN)) if ntan else np.zeros((G, 1, 1)),
         ells_sum=np.zeros((G, N + 1, m, kk)), dsl_sum=np.zeros((G, N + 1, m, kk)),

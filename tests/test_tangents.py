@@ -118,15 +118,16 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
     R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)
     W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
     from dmftgen.dmft.rside import HIST as hist  # eta, dL, b_hist and R_theta^T as the solver passes them
+    from dmftgen.dmft.rside import chunk_len, to_chunks  # ... in the solver's chunked layout
 
     # R and W (all rows: k0 = 0) in the increments' dtype, as RSide.run passes them
     R, W = R.astype(hist), W.astype(hist)
     return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
-            rng.standard_normal((P, NI)).astype(hist), R, np.ascontiguousarray(R.T, dtype=hist),
+            to_chunks(rng.standard_normal((P, NI)), chunk_len(m), hist), R, np.ascontiguousarray(R.T, dtype=hist),
             rng.standard_normal((P, kk)), rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3,
             np.array([0.1, 0.5]), False,
-            np.zeros((P, NI), dtype=hist), np.zeros((n_tan_g * G, N, m, m)), np.zeros((n_tan_g * G, N + 1, m, m)),
-            np.zeros((1, 1, m, kk), dtype=hist), np.zeros((G, N + 1)), np.zeros((G, N + 1, int(kern.NMET))),
+            to_chunks(np.zeros((P, NI)), chunk_len(m), hist), np.zeros((n_tan_g * G, N, m, m)),
+            np.zeros((n_tan_g * G, N + 1, m, m)), np.zeros((1, 1, 1), dtype=hist), np.zeros((G, N + 1)), np.zeros((G, N + 1, int(kern.NMET))),
             np.zeros((G, N + 1, m, m)), np.zeros((G, NN, NN)), np.zeros((G, N + 1, m, kk)),
             np.zeros((G, N + 1, m, kk)), np.zeros((G, NI, NI)), np.zeros((G, N + 1, m, m)),
             np.zeros((G, N + 1, m, m)), np.full(G, N + 1, dtype=np.int64), True,
@@ -211,10 +212,11 @@ def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g, name):
     for g in range(G):
         one = _synthetic(kern, bounds, n_tan_g, N)   # same draws, then the rows of group g only
         sl = slice(bounds[g], bounds[g + 1])
-        for j in (8, 11, 14, 15, 16, 19):            # per-path inputs
+        for j in (8, 14, 15, 16):                    # per-path inputs
             one[j] = np.ascontiguousarray(one[j][sl])
+        one[11] = np.ascontiguousarray(one[11][:, sl])  # eta (chunks, paths, entries)
         one[3] = np.array([0, per], dtype=np.int64)
-        one[19] = np.zeros_like(args[19][:per])  # dL, as in _synthetic
+        one[19] = np.zeros_like(args[19][:, :per])  # dL, as in _synthetic
         one[20], one[21] = np.zeros((n_tan_g, N, m, m)), np.zeros((n_tan_g, N + 1, m, m))
         for j in range(23, 33):                      # one group's accumulators
             one[j] = np.ascontiguousarray(one[j][:1])

@@ -367,7 +367,7 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         zs, rows = [], []
         for k in ks:
             rk = slice(k * m, (k + 1) * m)
-            w = sv.th.input_pre(k, P) + (sv.rside.eta[:P, : k * m] @ W[rk, : k * m].T if k else 0.0)
+            w = sv.th.input_pre(k, P) + (sv.rside.eta_flat(P, k * m) @ W[rk, : k * m].T if k else 0.0)
             ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
             mean, err, z = _zstat(ww)
             zs.append(np.abs(z).max())

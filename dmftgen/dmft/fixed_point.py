@@ -45,7 +45,7 @@ def fixed_point(sv) -> int:
         else:
             L = psd_sqrt(cur["S_U"])
         Wf = th.R[:, :NI] @ L
-        wflat = (r.g0 @ th.Phi0.T) + r.eta @ Wf.T
+        wflat = (r.g0 @ th.Phi0.T) + r.eta_flat() @ Wf.T
         if kk:
             wflat += r.s @ th.Phis.T
         wpre = np.ascontiguousarray(wflat.reshape(P, N + 1, m))

@@ -105,7 +105,7 @@ def sweep(sv) -> int:
             row = s_u_row(r, k)
             fac.S[rk, : (k + 1) * m] = row
             fac.S[: (k + 1) * m, rk] = row.T
-            sv.n_clipped += fac.extend(k * m, (k + 1) * m, lambda i: r.dL[:, i])
+            sv.n_clipped += fac.extend(k * m, (k + 1) * m, r.dL_col)
             th.advance(k, fac.L)
         if not (finite_row(r, k, th, blowup) and th.finite(k)):
             reached = k

@@ -104,6 +104,40 @@ import numpy as np
 #: (committee, gradient flow); there dL stays float64 (``alloc(exact_increments=True)``).
 HIST = np.float32
 
+#: entries of one chunk of the paths' histories (rounded down to whole steps: ``chunk_len``). The
+#: kernel reads a row's history sums chunk by chunk, each chunk for all paths of a group in one
+#: contiguous block (template docstring, "Layout"; issue 12). Measured on the history sums alone
+#: (3 float32 streams, 2e4 paths, one thread): 64 entries 2.0 / 5.5 / 11.6 ms at 130 / 500 / 980
+#: entries per path, 256 entries 4.8 / 4.9 / 10.7; path by path over (P, N M) rows 6.6 / 14.5 / 12.6.
+CHUNK = 64
+
+
+def chunk_len(m: int) -> int:
+    """Entries per history chunk for student width m: a whole number of steps (B % m == 0)."""
+    return max(CHUNK // int(m), 1) * int(m)
+
+
+def to_chunks(a, B: int, dtype=None, width: int = 1) -> np.ndarray:
+    """(P, n width) -> (ceil(n / B), P, B width), zero-padded: the kernel's history layout.
+
+    ``width`` entries belong to each of the n flat history entries (b_hist: the teacher width)."""
+    a = np.asarray(a)
+    P, nw = a.shape
+    n = nw // width
+    C = max(-(-n // B), 1)
+    out = np.zeros((C, P, B * width), dtype=dtype or a.dtype)
+    for c in range(C):
+        seg = a[:, c * B * width:(c + 1) * B * width]
+        out[c, :, :seg.shape[1]] = seg
+    return out
+
+
+def from_chunks(h, n: int, P: int | None = None) -> np.ndarray:
+    """The first n flat entries of the first P paths, (P, n), from the chunked layout (a copy)."""
+    C, Pall, B = h.shape
+    P = Pall if P is None else min(int(P), Pall)
+    return np.ascontiguousarray(h[:, :P, :].transpose(1, 0, 2).reshape(P, C * B)[:, :n])
+
 
 class RSide:
     """The paths of one solve and their group sums.
@@ -157,12 +191,16 @@ class RSide:
         ``exact_increments``: keep dL in float64 (a QR sampler factors it; see :data:`HIST`)."""
         P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
         NN, NI = (N + 1) * m, N * m
-        # the paths' histories in float32 (HIST): the sweep streams all of them once per row
-        self.eta = np.ascontiguousarray(self.eta, dtype=HIST)
-        self.dL = np.zeros((P, NI), dtype=np.float64 if exact_increments else HIST)
+        # the paths' histories in float32 (HIST), in chunks (to_chunks): the sweep streams all of
+        # them once per row
+        B = self.B = chunk_len(m)
+        C = max(-(-NI // B), 1)
+        if self.eta.ndim == 2:   # the streams' (P, N m) normals, or the theta-side's replacement
+            self.eta = to_chunks(self.eta, B, HIST)
+        self.dL = np.zeros((C, P, B), dtype=np.float64 if exact_increments else HIST)
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
         self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
-        self.b_hist = np.zeros((P, N, m, kk) if self.do_psi else (1, 1, m, kk), dtype=HIST)
+        self.b_hist = np.zeros((C, P, B * kk) if self.do_psi else (1, 1, 1), dtype=HIST)
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
@@ -182,6 +220,17 @@ class RSide:
         self.rl_sum = np.zeros((G, N + 1, m, m))
         self.ll_sum = np.zeros((G, N + 1, m, m))
         self.bad = np.full(G, N + 1, dtype=np.int64)
+
+    def eta_flat(self, P=None, upto=None) -> np.ndarray:
+        """The standard normals eta of the Gaussian input, (P, upto) (default: all paths, N m)."""
+        n = self.N * self.m if upto is None else int(upto)
+        if self.eta.ndim == 2:   # not yet chunked (before alloc)
+            return self.eta[:P, :n]
+        return from_chunks(self.eta, n, P)
+
+    def dL_col(self, i: int) -> np.ndarray:
+        """Flat entry i (step i // m, component i % m) of every path's increments, (P,) (a view)."""
+        return self.dL[i // self.B, :, i % self.B]
 
     def group_row(self, arr, k):
         """Per-group block row k of a two-time group sum (G, m, cols) in either layout."""

@@ -34,8 +34,17 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   (``use_W``), its rows from step k0 on like ``R``, in dL's dtype.
 * ``wpre`` (P, N+1, M), or (P, 1, M) holding only the row of step k0 (forward sweep, k1 = k0 + 1:
   the theta-side writes it contiguously each step instead of one strided entry per path into a
-  (P, N+1, M) array, issue 12; told by the shape as for the row-mode sums below);
-  ``eta`` (P, N M) float32; ``dL`` (P, N M) float32 (written); ``dB`` (P, N).
+  (P, N+1, M) array, issue 12; told by the shape as for the row-mode sums below); ``dB`` (P, N).
+* The paths' histories in chunks (issue 12): ``eta``, ``dL`` (written) of shape (C, P, B), entry
+  [c, i, jj] = path i's flat entry c B + jj (step-component kM + a), and ``b_hist`` (C, P, B K),
+  entry [c, i, jj K + j] = b_{(c B + jj), j}; B is a whole number of steps (B % M == 0;
+  ``dmftgen.dmft.rside.chunk_len``). A row reads the first k M entries of every path: chunk by
+  chunk, each chunk for all paths of a group in order, it streams contiguous memory. Path by
+  path over (P, N M) rows, where a row reads a prefix of every path's row, it ran at 7-10 GB/s
+  on one core instead of the ~20 GB/s of contiguous reads (bench/bench_adjoint.py --part rside,
+  committee, P = 2e4, one thread, ms per row at rows 1..20 / 60..69 / 240..259 / 480..499:
+  6.7-7.9 / 13 / 19-21 / 23-25 -> 3.4 / 5.5 / 9.8 / 18.6).
+  ``eta`` is float32, ``dL`` float32 (written).
   The paths' histories eta, dL and b_hist are float32 (issue 12: the sweep streams them once per
   row, so their bytes set its speed at long grids), and so are the history sums of the first pass
   (input W eta, memory term R dL, psi's R b_hist: products and sums in float32, 16 lanes per
@@ -48,7 +57,7 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   Where a QR sampler factors the increments (tau ~ 0: dL float64, dmftgen/dmft/rside.py), the
   rows and sums are float64 too: the same bytes as before (committee gradient flow, checked).
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
-* ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (P, N, M, K) float32 (only if ``do_psi``).
+* ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (chunked, above) float32, only if ``do_psi`` (else any (1, 1, 1) array).
   Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
   a time (one block: LANES consecutive t of one group, or, for n_tan_g < LANES, the paths of
   LANES // n_tan_g whole groups), each group's lanes summed in lane order into kl_sum[g].
@@ -106,7 +115,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import config as _numba_config
 
-M = K = NMET = NZ = 1
+M = K = NMET = 1
 
 
 def ell_jac_row(r, s, z, p, g, J):  # pragma: no cover - stand-ins, replaced by the generated kernels
@@ -147,50 +156,9 @@ def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # p
 
 from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
 
-from llvmlite import ir as _ir  # noqa: E402 - the prefetch intrinsic below
-from numba.core import types as _types  # noqa: E402
-from numba.extending import intrinsic as _intrinsic  # noqa: E402
-
-
-@_intrinsic
-def _prefetch(typingctx, arr, idx):
-    """Hint the cache lines of ``arr[idx]`` (1-d array) into all cache levels (LLVM's
-    ``llvm.prefetch``: read, locality 3, data); no effect on the program's values.
-
-    Why (issue 12): the r-side sweep visits the paths one after another and, for each, streams the
-    start of its histories (eta, dL, b_hist rows of N M entries, of which row k reads the first k M)
-    and touches one entry of wpre, dB, s, z: a few separate cache lines per path, each a cold miss
-    the hardware prefetcher cannot foresee (it follows streams, not the jump to the next path's
-    row). Issued for path i + 1 while path i is computed, they overlap with its work."""
-    if not (isinstance(arr, _types.Array) and arr.ndim == 1 and isinstance(idx, _types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        i = context.cast(builder, args[1], sig.args[1], _types.intp)
-        ptr = builder.bitcast(builder.gep(ary.data, [i]), _ir.IntType(8).as_pointer())
-        i32 = _ir.IntType(32)
-        fnty = _ir.FunctionType(_ir.VoidType(), [ptr.type, i32, i32, i32])
-        fn = builder.module.declare_intrinsic("llvm.prefetch", [ptr.type], fnty)
-        builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return _types.void(arr, idx), codegen
-
-
 #: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop):
 #: 16 float32 lanes = one AVX-512 register (see "Precision of the adjoint" in the module docstring).
 LANES = 16
-
-#: entries of each history row of the next path prefetched before its turn (see _prefetch; two
-#: lines of 16 float32), while a row reads less than 3/4 of the history rows: the hardware
-#: prefetcher takes over a stream after its first lines, and on (nearly) whole rows it runs on
-#: from one path's row into the next by itself. bench/bench_adjoint.py --part rside (P = 2e4, one
-#: thread, ms per row), committee rows 1..20: none 6.7-7.9, 16 entries 5.2, 32 3.9-4.3, 64 4.3;
-#: rows 240..259 21.0 -> 21.1 (32); logistic N = 500 rows 480..499 with 64 and no 3/4 rule:
-#: 14.5 -> 17.6 (hence the rule). Committee dt 0.01 solve (one thread, CPU, three interleaved
-#: runs): median 31.8 -> 30.6 s.
-PF_HIST = 32
 
 
 # The adjoint's inner products, compiled eagerly (explicit signatures) with LLVM's SLP vectoriser
@@ -243,13 +211,18 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     su_full = su_sum.shape[1] > M
     kl_full = kl_sum.shape[1] > M
     w_full = wpre.shape[1] > 1   # else wpre holds only the row of step k0 (see "Layout")
+    BC = dL.shape[2]   # entries of one history chunk: a whole number of steps (see "Layout")
+    NQ = 2 * M + M * K  # history sums of a path: input W eta, memory R dL, psi's R b_hist
     for g in prange(G):
-        # row mode: the group's S_U row is summed into a local float64 buffer and added to
-        # su_sum[g] once, after the group's paths: the compiler can then prove that the per-path
-        # update does not alias the history it reads, and vectorises it (issue 12: ~1/3 of the
-        # r-side's time at k = 500 was this update, read-modify-writing su_sum through a
-        # possibly aliased view)
-        sul = np.zeros((M, 0 if su_full else su_sum.shape[2]))
+        i0 = bounds[g]
+        ng = bounds[g + 1] - i0
+        # the group's S_U row, summed in a local float64 buffer and added to su_sum[g] once per
+        # row: the compiler can then prove that the update does not alias the history it reads,
+        # and vectorises it (issue 12)
+        sul = np.zeros((M, su_sum.shape[2]))
+        acc = np.empty((max(ng, 1), NQ), dtype=dL.dtype)   # history sums of the group's paths
+        xk = np.zeros((max(ng, 1), M))                     # their increments dL_k (float64)
+        alive = np.ones(max(ng, 1), dtype=np.bool_)        # path finite so far (else frozen)
         r = np.empty(M)
         ell = np.empty(M)
         jac = np.empty((M, M))
@@ -257,87 +230,119 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         psi = np.empty((M, K))
         q = np.empty((M, K))
         met = np.empty(NMET)
-        for i in range(bounds[g], bounds[g + 1]):
-            ti = i - bounds[g]
-            tix = g * n_tan_g + ti
-            tangent = ti < n_tan_g
-            si = s[i]
-            zi = z[i]
-            if k1 == k0 + 1 and 4 * k0 < 3 * N and i + 1 < bounds[g + 1]:
-                # the next path's first cache lines of row k0 (see _prefetch and PF_HIST)
-                nx = i + 1
-                for c in range(0, min(k0 * M, PF_HIST), 16):
-                    _prefetch(eta[nx], c)
-                    _prefetch(dL[nx], c)
-                    if do_psi:
-                        _prefetch(b_hist[nx].reshape(b_hist.shape[1] * M * K), c)
-                _prefetch(dL[nx], k0 * M)   # the entry this row writes
-                _prefetch(dB[nx], k0)
-                _prefetch(s[nx], 0)
-                if NZ > 0:
-                    _prefetch(z[nx], 0)
-            for k in range(k0, k1):
-                # --- r_k: Gaussian input plus memory / own-noise term (one pass over the history)
-                kM = k * M
-                kr = (k - k0) * M   # row block k of R_theta, W in the rows passed (from step k0 on)
-                kw = k if w_full else 0
-                finite = True
-                if M == 2:
-                    # both components in one pass over the path's history (eta, dL loaded once;
-                    # with K = 1 the pathwise-nu tangent psi too, sharing the loads of R)
-                    g0 = g1 = m0 = m1 = hzero
-                    if do_psi and K == 1 and use_W:
-                        p0 = p1 = hzero
-                        bh = b_hist[i].reshape(b_hist.shape[1] * 2)
-                        for j in range(kM):
-                            e = eta[i, j]
-                            d = dL[i, j]
-                            h = bh[j]
-                            ra = R[kr, j]
-                            rb = R[kr + 1, j]
-                            g0 += W[kr, j] * e
-                            g1 += W[kr + 1, j] * e
-                            m0 += ra * d
-                            m1 += rb * d
-                            p0 += ra * h
-                            p1 += rb * h
-                        psi[0, 0] = -inv_delta * p0
-                        psi[1, 0] = -inv_delta * p1
-                    elif use_W:
-                        for j in range(kM):
-                            e = eta[i, j]
-                            d = dL[i, j]
-                            g0 += W[kr, j] * e
-                            g1 += W[kr + 1, j] * e
-                            m0 += R[kr, j] * d
-                            m1 += R[kr + 1, j] * d
+        for k in range(k0, k1):
+            kM = k * M
+            kr = (k - k0) * M   # row block k of R_theta, W in the rows passed (from step k0 on)
+            kw = k if w_full else 0
+            # --- 1. the history sums of every path of the group (input W eta, memory term R dL,
+            # psi's R b_hist), chunk by chunk: all paths' entries of one chunk lie in one
+            # contiguous block, so the sweep streams it in order (issue 12, "Layout")
+            for ii in range(ng):
+                for c in range(NQ):
+                    acc[ii, c] = hzero
+            for c in range((kM + BC - 1) // BC):
+                o = c * BC
+                n = min(BC, kM - o)
+                # this chunk's columns of the rows of R and W, as 1-d slices: indexed R[kr, o + jj]
+                # the loops below did not vectorise (3x slower, bench/bench_adjoint.py)
+                Ra = R[kr, o:o + n]
+                Wa = W[kr, o:o + n] if use_W else Ra
+                Rb = R[kr + 1, o:o + n] if M == 2 else Ra
+                Wb = W[kr + 1, o:o + n] if M == 2 and use_W else Ra
+                for ii in range(ng):
+                    i = i0 + ii
+                    ec = eta[c, i]
+                    dc = dL[c, i]
+                    if M == 2 and (K == 1 or not do_psi):
+                        # both components in one pass (eta, dL loaded once; with K = 1 psi too,
+                        # sharing the loads of R)
+                        g0 = g1 = m0 = m1 = p0 = p1 = hzero
+                        if do_psi and use_W:
+                            bc = b_hist[c, i]
+                            for jj in range(n):
+                                e = ec[jj]
+                                d = dc[jj]
+                                h = bc[jj]
+                                ra = Ra[jj]
+                                rb = Rb[jj]
+                                g0 += Wa[jj] * e
+                                g1 += Wb[jj] * e
+                                m0 += ra * d
+                                m1 += rb * d
+                                p0 += ra * h
+                                p1 += rb * h
+                        elif use_W:
+                            for jj in range(n):
+                                e = ec[jj]
+                                d = dc[jj]
+                                g0 += Wa[jj] * e
+                                g1 += Wb[jj] * e
+                                m0 += Ra[jj] * d
+                                m1 += Rb[jj] * d
+                        else:
+                            for jj in range(n):
+                                d = dc[jj]
+                                m0 += Ra[jj] * d
+                                m1 += Rb[jj] * d
+                            if do_psi:
+                                bc = b_hist[c, i]
+                                for jj in range(n):
+                                    h = bc[jj]
+                                    p0 += Ra[jj] * h
+                                    p1 += Rb[jj] * h
+                        acc[ii, 0] += g0
+                        acc[ii, 1] += g1
+                        acc[ii, 2] += m0
+                        acc[ii, 3] += m1
+                        if do_psi:
+                            acc[ii, 4] += p0
+                            acc[ii, 5] += p1
                     else:
-                        for j in range(kM):
-                            d = dL[i, j]
-                            m0 += R[kr, j] * d
-                            m1 += R[kr + 1, j] * d
-                    r[0] = wpre[i, kw, 0] + g0 - inv_delta * m0
-                    r[1] = wpre[i, kw, 1] + g1 - inv_delta * m1
-                    if not (abs(r[0]) < 1e150 and abs(r[1]) < 1e150):
+                        for a in range(M):
+                            Rr = R[kr + a, o:o + n]
+                            if use_W:
+                                Wr = W[kr + a, o:o + n]
+                                gin = hzero
+                                for jj in range(n):
+                                    gin += Wr[jj] * ec[jj]
+                                acc[ii, a] += gin
+                            mem = hzero
+                            for jj in range(n):
+                                mem += Rr[jj] * dc[jj]
+                            acc[ii, M + a] += mem
+                            if do_psi:
+                                # b_hist chunk: entry (flat step-component jj, teacher j) at jj K + j
+                                bc = b_hist[c, i]
+                                for j in range(K):
+                                    tps = hzero
+                                    for jj in range(n):
+                                        tps += Rr[jj] * bc[jj * K + j]
+                                    acc[ii, 2 * M + a * K + j] += tps
+            # --- 2. every path: r_k, ell and the row's group sums, its increment dL_k
+            ck = kM // BC          # the chunk of step k's entries (BC is a multiple of M)
+            ok = kM - ck * BC
+            for ii in range(ng):
+                if not alive[ii]:
+                    continue
+                i = i0 + ii
+                ti = ii
+                tix = g * n_tan_g + ti
+                tangent = ti < n_tan_g
+                si = s[i]
+                zi = z[i]
+                finite = True
+                for a in range(M):
+                    v = wpre[i, kw, a] - inv_delta * acc[ii, M + a]
+                    if use_W:
+                        v += acc[ii, a]
+                    r[a] = v
+                    if not (abs(v) < 1e150):
                         finite = False
-                else:
-                    for a in range(M):
-                        row = kr + a
-                        gin = hzero
-                        if use_W:
-                            for j in range(kM):
-                                gin += W[row, j] * eta[i, j]
-                        mem = hzero
-                        for j in range(kM):
-                            mem += R[row, j] * dL[i, j]
-                        v = wpre[i, kw, a] + gin - inv_delta * mem
-                        r[a] = v
-                        if not (abs(v) < 1e150):
-                            finite = False
                 if not finite:
+                    alive[ii] = False
                     if k < bad[g]:
                         bad[g] = k
-                    break
+                    continue
                 ell_jac_row(r, si, zi, p, ell, jac)
                 loss_sum[g, k] += loss_row(r, si, zi, p)
                 if NMET > 0:
@@ -352,15 +357,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for j in range(K):
                         ells_sum[g, k, a, j] += ell[a] * si[j]
                 if do_psi:
-                    if not (M == 2 and K == 1 and use_W):   # else done in the pass above
-                        # b_hist[i] flat: row m * M + b, the flat column index of R
-                        bh2 = b_hist[i].reshape((b_hist.shape[1] * M, K))
-                        for a in range(M):
-                            for j in range(K):
-                                tps = hzero
-                                for jj in range(kM):
-                                    tps += R[kr + a, jj] * bh2[jj, j]
-                                psi[a, j] = -inv_delta * tps
+                    for a in range(M):
+                        for j in range(K):
+                            psi[a, j] = -inv_delta * acc[ii, 2 * M + a * K + j]
                     dell_ds_row(r, si, zi, p, ds)
                     for a in range(M):
                         for j in range(K):
@@ -373,34 +372,12 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     # --- increment dL_k (Ito: ell at the left point, the path's own dB_k)
                     fac = dt + sq * dB[i, k]
                     for a in range(M):
-                        dL[i, kM + a] = ell[a] * fac
+                        dL[ck, i, ok + a] = ell[a] * fac
+                        xk[ii, a] = np.float64(dL[ck, i, ok + a])  # as stored: S_U sums these
                     if do_psi:
                         for a in range(M):
                             for j in range(K):
-                                b_hist[i, k, a, j] = q[a, j] * fac
-                    # S_U row k (times delta * P): the full second moment, white part and cross terms
-                    if su_full:
-                        for a in range(M):
-                            x = np.float64(dL[i, kM + a])   # float32 history: products in float64
-                            for j in range(kM + M):
-                                su_sum[g, kM + a, j] += x * dL[i, j]
-                    elif M == 2:
-                        x0 = np.float64(dL[i, kM])
-                        x1 = np.float64(dL[i, kM + 1])
-                        s0 = sul[0]
-                        s1 = sul[1]
-                        di = dL[i]
-                        for j in range(kM + M):
-                            d = np.float64(di[j])
-                            s0[j] += x0 * d
-                            s1[j] += x1 * d
-                    else:
-                        di = dL[i]
-                        for a in range(M):
-                            x = np.float64(di[kM + a])
-                            sa = sul[a]
-                            for j in range(kM + M):
-                                sa[j] += x * di[j]
+                                b_hist[ck, i, (ok + a) * K + j] = q[a, j] * fac
                     if tangent:
                         for a in range(M):
                             for b in range(M):
@@ -409,8 +386,37 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     for a in range(M):
                         for b in range(M):
                             g_hist[tix, k, a, b] = jac[a, b]
-        if not su_full:
-            su_sum[g] += sul
+            # --- 3. S_U row k (times delta * P): the full second moment dL_k dL_{<=k}^T, white
+            # part and cross terms, chunk by chunk (for every entry the paths in order: the same
+            # sums as path by path)
+            if k < N:
+                for c in range((kM + M + BC - 1) // BC):
+                    o = c * BC
+                    n = min(BC, kM + M - o)
+                    for ii in range(ng):
+                        if not alive[ii]:
+                            continue
+                        dc = dL[c, i0 + ii]
+                        if M == 2:
+                            x0 = xk[ii, 0]
+                            x1 = xk[ii, 1]
+                            s0 = sul[0, o:o + n]   # 1-d slices: see Ra above
+                            s1 = sul[1, o:o + n]
+                            for jj in range(n):
+                                d = np.float64(dc[jj])   # float32 history: products in float64
+                                s0[jj] += x0 * d
+                                s1[jj] += x1 * d
+                        else:
+                            for a in range(M):
+                                x = xk[ii, a]
+                                sa = sul[a, o:o + n]
+                                for jj in range(n):
+                                    sa[jj] += x * np.float64(dc[jj])
+                srow = kM if su_full else 0
+                for a in range(M):
+                    for j in range(kM + M):
+                        su_sum[g, srow + a, j] += sul[a, j]
+                        sul[a, j] = 0.0
     # --- adjoint tangents of the first n_tan_g paths of every group, LANES paths at a time: the
     # inner loop runs over the lanes (contiguous), so it vectorises whatever k - l is. Tangent path
     # t (t = g * n_tan_g + ti, as in a_hist / g_hist) is lane t - t0 of its block. With
