@@ -365,9 +365,10 @@ def _sampler_checks(sv, n, Q, t, variance=True):
             return out
         ks = np.unique(np.linspace(0, n - 1, 9).round().astype(int))
         zs, rows = [], []
+        eta = sv.rside.eta_flat(P, int(ks[-1]) * m)   # one copy out of the kernel's chunked layout
         for k in ks:
             rk = slice(k * m, (k + 1) * m)
-            w = sv.th.input_pre(k, P) + (sv.rside.eta_flat(P, k * m) @ W[rk, : k * m].T if k else 0.0)
+            w = sv.th.input_pre(k, P) + (eta[:, : k * m] @ W[rk, : k * m].T if k else 0.0)
             ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
             mean, err, z = _zstat(ww)
             zs.append(np.abs(z).max())
