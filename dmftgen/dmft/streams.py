@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rside import HIST
+from .rside import HIST, chunk_len, to_chunks
 
 
 @dataclass
@@ -51,7 +51,8 @@ class Streams:
     """The draws of one solve (P paths, N steps, width m, k teacher columns, nz label noises).
 
     s (P, k): teacher fields r* ~ N(0, rho); g0 (P, m): initial fields ~ N(0, Sigma0);
-    z (P, nz): label noises; eta (P, N m): standard normals of the Gaussian input (float32); dB (P, N):
+    z (P, nz): label noises; eta: standard normals of the Gaussian input, (P, N m) in float32, stored
+    in the r-side kernel's chunked layout (``rside.to_chunks``: (C, P, B)); dB (P, N):
     Brownian increments sqrt(dt) N(0, 1); rng_theta: theta samples; rng_theta_paths, rng_zeta:
     the Monte Carlo theta-side's theta-paths and r-side input.
     """
@@ -88,7 +89,7 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
     r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
     # eta rounded to the r-side's history dtype here, so that the float64 draws are freed at once
-    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=np.ascontiguousarray(eta, dtype=HIST),
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), HIST),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
 
 
