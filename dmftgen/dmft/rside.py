@@ -9,7 +9,8 @@ K_ell[k, :k] (docs/theory.md section 3). This module owns the accumulators and t
 Cost and memory (P paths, K = T/dt steps, width m)
 --------------------------------------------------
 * memory and Gaussian-input sums, S_U row: O(P K^2 m^2) time, O(P K m) memory (the paths'
-  histories eta, dL; never the P x K x K tangents);
+  histories eta, dL; never the P x K x K tangents); the histories are float32 (:data:`HIST`) in
+  chunks (:func:`to_chunks`, :data:`CHUNK`) so that each row reads contiguous memory;
 * response tangents by the adjoint recursion: the row K_ell[k, :k] of one path from its own
   a_0..a_{k-1} in O(k^2 m^3), so O(P_J K^3 m^3 / 6) time but O(P_J K m^2) memory. P_J is chosen
   once for the whole solve (:mod:`dmftgen.dmft.tangents`): the tangents cost at most what the
