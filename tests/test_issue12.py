@@ -77,3 +77,95 @@ def test_replica_solve_reports_the_timings_of_all_replicas():
     for key in ("paths_s", "theta_s", "total_s"):
         assert t[key] >= sum(m["timings"][key] for m in others) > 0
     assert t["total_s"] >= t["paths_s"] + t["theta_s"]
+
+
+def test_chunked_history_layout_round_trips():
+    """rside.to_chunks / from_chunks / RSide.dL_col address the flat entry j of path i at chunk
+    j // B, offset j % B (B a whole number of steps), whatever the chunk length."""
+    from dmftgen.dmft.rside import chunk_len, from_chunks, to_chunks
+
+    rng = np.random.default_rng(3)
+    for m, n in ((1, 137), (2, 274), (3, 63), (2, 0)):
+        B = chunk_len(m)
+        assert B % m == 0 and B > 0
+        a = rng.standard_normal((9, n))
+        h = to_chunks(a, B)
+        assert h.shape == (max(-(-n // B), 1), 9, B)
+        assert np.array_equal(from_chunks(h, n), a)
+        assert np.array_equal(from_chunks(h, n, 4), a[:4])
+        for j in range(0, n, 7):
+            assert np.array_equal(h[j // B, :, j % B], a[:, j])
+
+
+@pytest.mark.parametrize("name,k", [("linreg", 1), ("linreg", 137), ("committee", 137), ("twolayer", 97)])
+def test_history_sums_of_the_chunked_sweep(name, k):
+    """One row of the generated sweep on random chunked histories (future entries random too: the
+    S_U row must not take them in; R and W are causal, zero there): every path's r_k against the float64 sums of the same
+    stored values, r_k = wpre_k + W[k, :k] eta - R[k, :k] dL / delta, and its S_U row against
+    the exact products dL_k dL_{<=k}. r_k is read back from the group sums of one-path groups:
+    rl_sum = r_a ell_b and ells_sum = ell_b s_0.
+
+    Tolerance: the kernel sums the n = k m terms of each history sum in float32 (u = 2^-24), in C
+    chunks; the error of a float32 sum of n terms, split into partial sums and added up, is at most
+    (n + C + 1) u times the sum of |terms| (first order), for W eta and R dL / delta each; reading
+    r back costs a few float64 roundings (1e-12 relative). A skipped, doubled or shifted chunk
+    moves r by whole terms, ~0.1-1 here, far above the bound (~1e-5): checked by injecting a
+    dropped last chunk into the template's history pass (all four cases fail) and a dropped last
+    step into its S_U row (all four fail)."""
+    from dmftgen.dmft.rside import HIST, chunk_len, from_chunks, to_chunks
+
+    model = load_model(name)
+    kern = load_kernels(model)
+    m, kk, nz = int(kern.M), int(kern.K), int(kern.NZ)
+    P, N, delta, dt = 40, 150, 2.0, 0.05
+    NN, NI, B = (N + 1) * m, N * m, chunk_len(m)
+    rng = np.random.default_rng(7)
+    R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m).astype(HIST)
+    W = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)[:, :NI].astype(HIST)
+    eta = to_chunks(rng.standard_normal((P, NI)), B, HIST)
+    dL = to_chunks(0.3 * rng.standard_normal((P, NI)), B, HIST)
+    psi = kk > 0 and name != "linreg"
+    b_hist = (to_chunks(0.1 * rng.standard_normal((P, NI * kk)), B, HIST, kk) if psi
+              else np.zeros((1, 1, 1), dtype=HIST))
+    wpre = rng.standard_normal((P, 1, m))
+    s = rng.standard_normal((P, kk)) + 0.5
+    z = rng.standard_normal((P, nz))
+    dB = 0.1 * rng.standard_normal((P, N))
+    G = P
+    bounds = np.arange(P + 1, dtype=np.int64)
+    sums = dict(loss=np.zeros((G, N + 1)), met=np.zeros((G, N + 1, int(kern.NMET))),
+                gam=np.zeros((G, N + 1, m, m)), kl=np.zeros((G, 1, 1)), ells=np.zeros((G, N + 1, m, kk)),
+                dsl=np.zeros((G, N + 1, m, kk)), su=np.zeros((G, m, NI)), rl=np.zeros((G, N + 1, m, m)),
+                ll=np.zeros((G, N + 1, m, m)))
+    rows = slice(k * m, (k + 1) * m)
+    flat_eta, flat_dL = from_chunks(eta, NI).astype(float), from_chunks(dL, NI).astype(float)
+    kern.dmft_paths(k, k + 1, N, bounds, 0, delta, dt, 0.5, wpre, np.ascontiguousarray(W[rows]), True, eta,
+                    np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
+                    psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, sums["loss"],
+                    sums["met"], sums["gam"], sums["kl"], sums["ells"], sums["dsl"], sums["su"], sums["rl"],
+                    sums["ll"], np.full(G, N + 1, dtype=np.int64), False, np.zeros((N + 1, m, m)),
+                    np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
+    kM = k * m
+    Wr, Rr = W[rows, :kM].astype(float), R[rows, :kM].astype(float)
+    g_terms = np.abs(flat_eta[:, None, :kM] * Wr[None]).sum(2)
+    m_terms = np.abs(flat_dL[:, None, :kM] * Rr[None]).sum(2) / delta
+    r_ref = wpre[:, 0] + flat_eta[:, :kM] @ Wr.T - flat_dL[:, :kM] @ Rr.T / delta
+    C = -(-kM // B)
+    bound = (kM + C + 1) * 2.0 ** -24 * (g_terms + m_terms)
+    checked = 0
+    for i in range(P):
+        ell = sums["ells"][i, k, :, 0] / s[i, 0]
+        b = int(np.argmax(np.abs(ell)))
+        if abs(ell[b]) < 1e-3:
+            continue
+        r = sums["rl"][i, k, :, b] / ell[b]
+        assert np.all(np.abs(r - r_ref[i]) <= bound[i] + 1e-12 * np.abs(r_ref[i])), (i, r, r_ref[i])
+        checked += 1
+    assert checked > P // 2
+    # S_U row k: dL_k (as stored, the kernel wrote it this row) times dL_{<=k}, one path per group
+    new = from_chunks(dL, NI).astype(float)
+    assert np.abs(new[:, :kM] - flat_dL[:, :kM]).max() == 0.0    # the history before k is untouched
+    for a in range(m):
+        ref = new[:, kM + a][:, None] * new[:, : kM + m]
+        assert np.array_equal(sums["su"][:, a, : kM + m], ref)
+        assert not sums["su"][:, a, kM + m:].any()
