@@ -44,7 +44,6 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   on one core instead of the ~20 GB/s of contiguous reads (bench/bench_adjoint.py --part rside,
   committee, P = 2e4, one thread, ms per row at rows 1..20 / 60..69 / 240..259 / 480..499:
   6.7-7.9 / 13 / 19-21 / 23-25 -> 3.4 / 5.5 / 9.8 / 18.6).
-  ``eta`` is float32, ``dL`` float32 (written).
   The paths' histories eta, dL and b_hist are float32 (issue 12: the sweep streams them once per
   row, so their bytes set its speed at long grids), and so are the history sums of the first pass
   (input W eta, memory term R dL, psi's R b_hist: products and sums in float32, 16 lanes per
