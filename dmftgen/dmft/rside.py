@@ -172,8 +172,8 @@ class RSide:
 
     def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv, row_sums=False):
         self.kern, self.p = kern, p
-        # eta comes in the kernel's chunked layout (:func:`to_chunks`, done by the streams); a
-        # Monte Carlo theta-side may replace it by a (P, N m) array before alloc
+        # eta comes in the kernel's chunked layout (:func:`to_chunks`: the streams draw it so, and
+        # a Monte Carlo theta-side that replaces it before alloc chunks its own)
         self.s, self.g0, self.z, self.eta, self.dB = streams.s, streams.g0, streams.z, streams.eta, streams.dB
         self.B = chunk_len(m)
         self.bounds = bounds
@@ -195,12 +195,9 @@ class RSide:
         ``exact_increments``: keep dL in float64 (a QR sampler factors it; see :data:`HIST`)."""
         P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
         NN, NI = (N + 1) * m, N * m
-        # the paths' histories in float32 (HIST), in chunks (to_chunks): the sweep streams all of
-        # them once per row
-        B = self.B
-        C = max(-(-NI // B), 1)
-        if self.eta.ndim == 2:   # a Monte Carlo theta-side's replacement (theta_mc.begin_input)
-            self.eta = to_chunks(self.eta, B, HIST)
+        # the paths' histories in float32 (HIST), in eta's chunks (to_chunks): the sweep streams
+        # all of them once per row
+        B, C = self.B, self.eta.shape[0]
         self.dL = np.zeros((C, P, B), dtype=np.float64 if exact_increments else HIST)
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
         self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
@@ -228,8 +225,6 @@ class RSide:
     def eta_flat(self, P=None, upto=None) -> np.ndarray:
         """The standard normals eta of the Gaussian input, (P, upto) (default: all paths, N m)."""
         n = self.N * self.m if upto is None else int(upto)
-        if self.eta.ndim == 2:   # a theta-side's replacement, not yet chunked (before alloc)
-            return self.eta[:P, :n]
         return from_chunks(self.eta, n, P)
 
     def dL_col(self, i: int) -> np.ndarray:

@@ -167,9 +167,7 @@ class ThetaSide:
             self.Lp.set_rows((k - 1) * m, L[(k - 1) * m:k * m])
             lower_matmul(self.R[rk], self.Lp.data, self.Lp.start, self.Lp.width, k * m, False, W[rk])
             self.Wp.set_rows(k * m, W[rk])
-        np.matmul(self._g0, self.Phi0[rk].T, out=wpre[:, 0, :])
-        if self.k:
-            wpre[:, 0, :] += self._s @ self.Phis[rk].T
+        wpre[:, 0, :] = self.input_pre(k)
         return 0
 
     def input_pre(self, k, P=None):

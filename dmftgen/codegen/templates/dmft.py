@@ -324,9 +324,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                 if not alive[ii]:
                     continue
                 i = i0 + ii
-                ti = ii
-                tix = g * n_tan_g + ti
-                tangent = ti < n_tan_g
+                tix = g * n_tan_g + ii   # tangent path index (a_hist, g_hist): see "Layout"
+                tangent = ii < n_tan_g
                 si = s[i]
                 zi = z[i]
                 finite = True
