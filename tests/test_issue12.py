@@ -82,7 +82,9 @@ def test_replica_solve_reports_the_timings_of_all_replicas():
 def test_chunked_history_layout_round_trips():
     """rside.to_chunks / from_chunks / RSide.dL_col address the flat entry j of path i at chunk
     j // B, offset j % B (B a whole number of steps), whatever the chunk length."""
-    from dmftgen.dmft.rside import chunk_len, from_chunks, to_chunks
+    from types import SimpleNamespace
+
+    from dmftgen.dmft.rside import RSide, chunk_len, from_chunks, to_chunks
 
     rng = np.random.default_rng(3)
     for m, n in ((1, 137), (2, 274), (3, 63), (2, 0)):
@@ -93,8 +95,16 @@ def test_chunked_history_layout_round_trips():
         assert h.shape == (max(-(-n // B), 1), 9, B)
         assert np.array_equal(from_chunks(h, n), a)
         assert np.array_equal(from_chunks(h, n, 4), a[:4])
+        r = SimpleNamespace(dL=h, B=B)
         for j in range(0, n, 7):
             assert np.array_equal(h[j // B, :, j % B], a[:, j])
+            assert np.array_equal(RSide.dL_col(r, j), a[:, j])
+    # width K entries per flat entry (b_hist): chunk c holds the flat entries c B .. c B + B - 1
+    b = rng.standard_normal((5, 274 * 2))
+    hb = to_chunks(b, 64, width=2)
+    assert hb.shape == (5, 5, 128)
+    assert np.array_equal(hb[1, :, (70 - 64) * 2 + 1], b[:, 70 * 2 + 1])
+    assert np.array_equal(from_chunks(hb, 274 * 2), b)
 
 
 @pytest.mark.parametrize("name,k", [("linreg", 1), ("linreg", 137), ("committee", 137), ("twolayer", 97)])
@@ -103,13 +113,15 @@ def test_history_sums_of_the_chunked_sweep(name, k):
     S_U row must not take them in; R and W are causal, zero there): every path's r_k against the float64 sums of the same
     stored values, r_k = wpre_k + W[k, :k] eta - R[k, :k] dL / delta, and its S_U row against
     the exact products dL_k dL_{<=k}. r_k is read back from the group sums of one-path groups:
-    rl_sum = r_a ell_b and ells_sum = ell_b s_0.
+    rl_sum = r_a ell_b and ells_sum = ell_b s_0. With the pathwise-nu tangent (committee, twolayer:
+    K = 1, 2) also dsl_sum = d_s ell + grad ell psi_k, psi_k = -R[k, :k] b_hist / delta, against
+    the same float64 sums with the row kernels evaluated at the r_k read back.
 
     Tolerance: the kernel sums the n = k m terms of each history sum in float32 (u = 2^-24), in C
     chunks; the error of a float32 sum of n terms, split into partial sums and added up, is at most
     (n + C + 1) u times the sum of |terms| (first order), for W eta and R dL / delta each; reading
     r back costs a few float64 roundings (1e-12 relative). A skipped, doubled or shifted chunk
-    moves r by whole terms, ~0.1-1 here, far above the bound (~1e-5): checked by injecting a
+    moves r (psi) by whole terms, ~0.1-1 here, far above the bound (~1e-5): checked by injecting a
     dropped last chunk into the template's history pass (all four cases fail) and a dropped last
     step into its S_U row (all four fail)."""
     from dmftgen.dmft.rside import HIST, chunk_len, from_chunks, to_chunks
@@ -139,6 +151,7 @@ def test_history_sums_of_the_chunked_sweep(name, k):
                 ll=np.zeros((G, N + 1, m, m)))
     rows = slice(k * m, (k + 1) * m)
     flat_eta, flat_dL = from_chunks(eta, NI).astype(float), from_chunks(dL, NI).astype(float)
+    flat_b = from_chunks(b_hist, NI * kk).astype(float).reshape(P, NI, kk) if psi else None
     kern.dmft_paths(k, k + 1, N, bounds, 0, delta, dt, 0.5, wpre, np.ascontiguousarray(W[rows]), True, eta,
                     np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
                     psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, sums["loss"],
@@ -152,6 +165,10 @@ def test_history_sums_of_the_chunked_sweep(name, k):
     r_ref = wpre[:, 0] + flat_eta[:, :kM] @ Wr.T - flat_dL[:, :kM] @ Rr.T / delta
     C = -(-kM // B)
     bound = (kM + C + 1) * 2.0 ** -24 * (g_terms + m_terms)
+    if psi:
+        psi_ref = -np.einsum("aj,pjc->pac", Rr, flat_b[:, :kM]) / delta
+        psi_bound = (kM + C + 1) * 2.0 ** -24 * np.einsum("aj,pjc->pac", np.abs(Rr), np.abs(flat_b[:, :kM])) / delta
+    ds, J = np.zeros((m, kk)), np.zeros((m, m))
     checked = 0
     for i in range(P):
         ell = sums["ells"][i, k, :, 0] / s[i, 0]
@@ -160,6 +177,12 @@ def test_history_sums_of_the_chunked_sweep(name, k):
             continue
         r = sums["rl"][i, k, :, b] / ell[b]
         assert np.all(np.abs(r - r_ref[i]) <= bound[i] + 1e-12 * np.abs(r_ref[i])), (i, r, r_ref[i])
+        if psi:
+            kern.dell_ds_row(r, s[i], z[i], model.param_vector(), ds)
+            kern.jac_ell_row(r, s[i], z[i], model.param_vector(), J)
+            want = ds + J @ psi_ref[i]
+            tol = np.abs(J) @ psi_bound[i] + 1e-9 * (1 + np.abs(want))
+            assert np.all(np.abs(sums["dsl"][i, k] - want) <= tol), (i, sums["dsl"][i, k], want)
         checked += 1
     assert checked > P // 2
     # S_U row k: dL_k (as stored, the kernel wrote it this row) times dL_{<=k}, one path per group
