@@ -192,3 +192,33 @@ def test_history_sums_of_the_chunked_sweep(name, k):
         ref = new[:, kM + a][:, None] * new[:, : kM + m]
         assert np.array_equal(sums["su"][:, a, : kM + m], ref)
         assert not sums["su"][:, a, kM + m:].any()
+
+
+@pytest.mark.parametrize("name,tau", [("committee", 0.2), ("committee", 0.0), ("logistic", 0.5)])
+def test_C_theta_of_the_sweep_is_the_theta_side_formula(name, tau):
+    """The sweep reports C_theta as the covariance of the input its paths got, formed row by row
+    (``ThetaSide._C_row``: Phi0 Sigma0 Phi0^T + Phis rho Phis^T + W W^T with W = R_theta L); the
+    theta-side's formula is Phi0 Sigma0 Phi0^T + Phis rho Phis^T + R_theta S_U R_theta^T, here in
+    dense numpy from the reported Phi0, Phi_star, R_theta and S_U (one replica: the combined
+    result averages each array over replicas, and the formula is not linear in them). They differ
+    by R_theta (L L^T - S_U) R_theta^T: the factor's round-off, ~1e-15 of S_U for the Cholesky
+    (tau 0.2) and the QR (tau 0, its tolerance 1e-12 on the columns' norms); with |R_theta| ~ 1
+    over these short grids that is << 1e-9 of max |C|. A wrong row (W's row k against the
+    wrong rows, a term left out) moves entries by O(Q) ~ 0.1-1."""
+    from dmftgen.dmft import solve
+
+    model = load_model(name)
+    st = Settings(delta=3 if name == "committee" else 2, tau=tau, T=1.0, dt=0.05)
+    res = solve(model, st, paths=1000, replicas=1, jackknife=False)
+    assert res.status == "ok"
+    n, m = len(res["t"]), model.m
+    flat = lambda A: np.asarray(A).transpose(0, 2, 1, 3).reshape(A.shape[0] * m, A.shape[1] * m)
+    R, S = flat(res["R_theta"]), flat(res["S_U"])
+    NI = S.shape[0]
+    P0 = np.asarray(res["Phi0"]).reshape(n * m, m)
+    Ps = np.asarray(res["Phi_star"]).reshape(n * m, -1)
+    s0 = model.init_std_value(model.param_vector()) ** 2
+    ref = s0 * P0 @ P0.T + Ps @ np.asarray(res["rho"]) @ Ps.T + R[:, :NI] @ S @ R[:, :NI].T
+    C = flat(res["C_theta"])
+    assert np.abs(C - C.T).max() == 0.0
+    assert np.abs(C - ref).max() <= 1e-9 * np.abs(ref).max()

@@ -92,15 +92,17 @@ def test_chol_append_row_by_row_equals_cholesky_and_clips_a_rank_deficiency():
     n = 120
     B = rng.standard_normal((n, n))
     S = B @ B.T / n + 0.1 * np.eye(n)
-    L = np.zeros((n, n))
-    for i0 in range(0, n, 2):  # two rows at a time, as the sweep appends m rows per step
-        assert chol_append(L, S, i0, i0 + 2, 1e-12) == 0
-    _close(L, np.linalg.cholesky(S))
+    for step in (1, 2, 3):  # rows appended per call, as the sweep appends m per step (two-row pass, one-row rest)
+        L, Lp = np.zeros((n, n)), PackedRows.causal(n, 1, 1, n)
+        for i0 in range(0, n, step):
+            assert chol_append(L, S, i0, min(i0 + step, n), 1e-12, Lp.data, Lp.start) == 0
+        _close(L, np.linalg.cholesky(S))
+        assert np.array_equal(Lp.dense(n), L)  # the packed copy it reads the earlier rows from
     # rank 60: half of the pivots are clipped and L L^T still reproduces S
     V = rng.standard_normal((n, 60))
     S = V @ V.T
-    L = np.zeros((n, n))
-    assert chol_append(L, S, 0, n, 1e-10) == n - 60
+    L, Lp = np.zeros((n, n)), PackedRows.causal(n, 1, 1, n)
+    assert chol_append(L, S, 0, n, 1e-10, Lp.data, Lp.start) == n - 60
     assert np.abs(L @ L.T - S).max() <= 1e-8 * np.abs(S).max()
 
 

@@ -35,7 +35,6 @@ import math
 import numpy as np
 from numba import njit
 
-from ._linalg import lower_dots
 
 ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
 SAMPLER_TOL = 1e-8    # relative error allowed in L L^T = S_U (round-off is ~1e-14)
@@ -86,26 +85,15 @@ class RowRecord:
         self.rs = np.zeros((G, N + 1, m, m))
         self.cons = np.zeros(N + 1)
 
-    def add(self, sv, k, th, W):
+    def add(self, sv, k, th):
         """Record row k of solve ``sv`` (a :class:`dmftgen.dmft.solver.Solve` in the forward sweep)
-        right after ``th.set_kernels(k, ...)``; ``W`` the input rows R_theta[k, :k] L.
-
-        C_theta[k, <=k] and M[<=k] here; the contractions with the group rows in one compiled
-        pass, :func:`_record_row` (issue 12: the numpy version formed the (G, m, (k+1) m) group
-        rows and four temporaries of that size per row, ~0.45 ms a row at K = 500, m = 2)."""
-        m, r = sv.m, sv.rside
-        rk = slice(k * m, (k + 1) * m)
-        cols = slice(0, (k + 1) * m)
-        C = th.Phi0[rk] @ sv.sigma0 @ th.Phi0[cols].T
-        if sv.kk:
-            C = C + th.Phis[rk] @ sv.rho @ th.Phis[cols].T
-        if k > 0:
-            # + W[rk, :k m] W[cols, :k m]^T; row block l of W is zero beyond column l m (causal),
-            # read from its packed copy th.Wp
-            WW = np.empty((m, (k + 1) * m))
-            lower_dots(W[rk], th.Wp.data, th.Wp.start, th.Wp.width, (k + 1) * m, k * m, WW)
-            C = C + WW
-        self.record(sv, k, C, th.M_flat(k + 1) if sv.kk else None)
+        right after ``th.set_kernels(k, ...)``: C_theta[k, <=k] is the theta-side's row of the
+        input's covariance (``th.C``, formed by ``input_row``), M[<=k] from Phis; the contractions
+        with the group rows in one compiled pass, :func:`_record_row` (issue 12: the numpy version
+        formed the (G, m, (k+1) m) group rows and four temporaries of that size per row, ~0.45 ms a
+        row at K = 500, m = 2)."""
+        m = sv.m
+        self.record(sv, k, th.C[k * m:(k + 1) * m, : (k + 1) * m], th.M_flat(k + 1) if sv.kk else None)
 
     def record(self, sv, k, C_row, MF):
         """Row k from C_theta[k, <=k] (``C_row``, (m, (k+1) m)) and M[<=k] flat (``MF``; None without

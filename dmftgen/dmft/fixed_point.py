@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ._linalg import chol_append, psd_sqrt
+from ._linalg import PackedRows, chol_append, psd_sqrt
 from .estimators import cv_mean_row, kernels, theta_from
 from .forward import progress_bar
 
@@ -40,8 +40,8 @@ def fixed_point(sv) -> int:
         t0 = time.perf_counter()
         th = theta_from(sv.new_theta(), cur, nu_mode)
         if opts.sampler == "cholesky":
-            L = np.zeros((NI, NI))
-            sv.n_clipped = chol_append(L, cur["S_U"], 0, NI, float(opts.pivot_tol))
+            L, Lp = np.zeros((NI, NI)), PackedRows.causal(NI, 1, 1, NI)
+            sv.n_clipped = chol_append(L, cur["S_U"], 0, NI, float(opts.pivot_tol), Lp.data, Lp.start)
         else:
             L = psd_sqrt(cur["S_U"])
         Wf = th.R[:, :NI] @ L

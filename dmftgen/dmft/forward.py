@@ -86,7 +86,7 @@ def sweep(sv) -> int:
     blowup = float(opts.blowup)
     for k in range(N + 1):
         t0 = time.perf_counter()
-        sv.n_clipped += th.input_row(k, fac.L, wpre, W)
+        sv.n_clipped += th.input_row(k, fac, wpre, W)
         if k > 0:
             r.Gcv_g[k] = r.Gcv[k - 1]
         r.zero_rows()  # row mode: su_sum / kl_sum hold only the row of step k
@@ -99,7 +99,7 @@ def sweep(sv) -> int:
             break
         th.set_kernels(k, **row_kernels(r, k, th.Rp, sv.modes.nu_mode))
         if sv.rows is not None:
-            sv.rows.add(sv, k, th, W)  # row mode: what the self-checks need from row k
+            sv.rows.add(sv, k, th)  # row mode: what the self-checks need from row k
         if k < N:
             rk = slice(k * m, (k + 1) * m)
             row = s_u_row(r, k)

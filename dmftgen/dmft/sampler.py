@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import GramQR, chol_append
+from ._linalg import GramQR, PackedRows, chol_append
 
 #: white fraction tau delta / (dt + tau delta) below which ``gram = "auto"`` factors by QR
 QR_BELOW = 0.05
@@ -36,7 +36,8 @@ def use_qr(gram: str, tau: float, delta: float, dt: float) -> bool:
 
 
 class CausalFactor:
-    """S (n x n, filled by the caller row by row) and its causal factor L, L L^T = S.
+    """S (n x n, filled by the caller row by row) and its causal factor L, L L^T = S (square, and
+    its lower triangle packed: ``Lp``, a :class:`dmftgen.dmft._linalg.PackedRows`).
 
     Parameters
     ----------
@@ -54,6 +55,9 @@ class CausalFactor:
                  qr_tol: float = 1e-12):
         self.S = np.zeros((n, n))
         self.L = np.zeros((n, n))
+        # L's lower triangle packed (rows end to end): what chol_append reads, and the theta-side's
+        # input rows R_theta L (ThetaSide.input_row) too
+        self.Lp = PackedRows.causal(n, 1, 1, n)
         self.pivot_tol = float(pivot_tol)
         self.gq = GramQR(rows, n, scale, float(qr_tol)) if qr else None
 
@@ -61,5 +65,7 @@ class CausalFactor:
         """Rows i0..i1-1 of L (S must hold its rows < i1); ``column(i)`` is data column i (QR).
         Returns the number of clipped pivots (Cholesky) or of columns adding no direction (QR)."""
         if self.gq is None:
-            return chol_append(self.L, self.S, i0, i1, self.pivot_tol)
-        return sum(self.gq.append(self.L, i, column(i)) for i in range(i0, i1))
+            return chol_append(self.L, self.S, i0, i1, self.pivot_tol, self.Lp.data, self.Lp.start)
+        clipped = sum(self.gq.append(self.L, i, column(i)) for i in range(i0, i1))
+        self.Lp.set_rows(i0, self.L[i0:i1])
+        return clipped

@@ -33,7 +33,7 @@ The theta-side interface
 ------------------------
 The forward sweep (:mod:`dmftgen.dmft.forward`) drives this class and the Monte Carlo theta-side
 (:class:`dmftgen.dmft.theta_mc.ThetaMC`, a declared regulariser H) through the same methods:
-``begin_input(rside)`` and ``input_row(k, L, wpre, W)`` (the r-side Gaussian input of time k:
+``begin_input(rside)`` and ``input_row(k, fac, wpre, W)`` (the r-side Gaussian input of time k:
 ``wpre`` is one row, (P, 1, m), rewritten each step),
 ``set_kernels(k, ...)`` (the r-side estimates of time k), ``advance(k, L)`` (row k + 1),
 ``finite(k)``, and for the result ``moments(S_U, n)``, ``samples(...)``, ``M_flat``, ``rho``,
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import PackedRows, det_tangent_row, lower_matmul, psd_sqrt
+from ._linalg import PackedRows, det_tangent_row, lower_dots, lower_matmul, psd_sqrt
 
 
 class ThetaSide:
@@ -81,6 +81,7 @@ class ThetaSide:
         self.nu = np.zeros((N + 1, m, k))
         self.Eb = np.zeros((NN, k))      # deterministic-nu helper: (D + A E psi_m) dt
         self._row = np.zeros((m, NN))
+        self.C, self.n_C = None, 0       # C_theta rows < n_C, of the sweep's input (:meth:`_C_row`)
 
     # -- one time row ----------------------------------------------------------------------------
     def M_flat(self, upto: int) -> np.ndarray:
@@ -149,26 +150,53 @@ class ThetaSide:
 
         One row, not (P, N + 1, m) (issue 12): written contiguously each step instead of one strided
         entry per path (0.5 s of the committee dt 0.01 solve), P N m doubles less. ``Wp``
-        keeps W's nonzero half packed (row block k: columns < k m) for the self-checks, ``Lp`` the
-        lower triangle of the causal factor L of S_U for the input rows."""
+        keeps W's nonzero half packed (row block k: columns < k m) for C_theta's rows."""
         self._g0, self._s = rside.g0, rside.s
         NN, NI = (self.N + 1) * self.m, self.N * self.m
         self.Wp = PackedRows.causal(NN, self.m, 0, NI)
-        self.Lp = PackedRows.causal(NI, 1, 1, NI)
+        self.C, self.n_C = np.zeros((NN, NN)), 0
         return np.zeros((rside.P, 1, self.m)), np.zeros((NN, max(NI, 1))), 0
 
-    def input_row(self, k, L, wpre, W):
-        """Row k of the input: W[k, :k] = R_theta[k, :k] L[:k, :k] (L's rows of step k - 1, final
-        since that step, join its packed copy ``Lp`` first), wpre[:, 0] = :meth:`input_pre` (k)
-        (0 pivots clipped)."""
+    def input_row(self, k, fac, wpre, W):
+        """Row k of the input: W[k, :k] = R_theta[k, :k] L[:k, :k] (``fac`` the
+        :class:`dmftgen.dmft.sampler.CausalFactor` of S_U, whose rows < k m are final; read from
+        its packed copy), wpre[:, 0] = :meth:`input_pre` (k), and row k of its covariance C_theta
+        (:meth:`_C_row`). Returns 0 (pivots clipped)."""
         m = self.m
         rk = slice(k * m, (k + 1) * m)
         if k > 0:
-            self.Lp.set_rows((k - 1) * m, L[(k - 1) * m:k * m])
-            lower_matmul(self.R[rk], self.Lp.data, self.Lp.start, self.Lp.width, k * m, False, W[rk])
+            Lp = fac.Lp
+            lower_matmul(self.R[rk], Lp.data, Lp.start, Lp.width, k * m, False, W[rk])
             self.Wp.set_rows(k * m, W[rk])
         wpre[:, 0, :] = self.input_pre(k)
+        self._C_row(k, W)
         return 0
+
+    def _C_row(self, k, W):
+        """C_theta[k, <=k] (and its mirror) as the covariance of the input the paths get,
+
+            C_theta[k, l] = Phi0[k] Sigma0 Phi0[l]^T + Phis[k] rho Phis[l]^T + W[k] W[l]^T,
+
+        W W^T = R_theta L L^T R_theta^T, which is R_theta S_U R_theta^T up to the causal factor's
+        accuracy (pivots clipped below ``pivot_tol``; the sampler self-check bounds L L^T - S_U).
+        Issue 12: formed here once, row by row, for the result and the self-checks' record; it
+        was formed a second time after the sweep by :meth:`C_theta_flat` (two trmm per replica,
+        ~10 % of a K = 1600 solve), which stays for solves without input rows (the fixed point).
+        W[l] is zero beyond column l m (causal): read from its packed copy ``Wp``."""
+        m = self.m
+        rk = slice(k * m, (k + 1) * m)
+        cols = slice(0, (k + 1) * m)
+        C = self.Phi0[rk] @ self.sigma0 @ self.Phi0[cols].T
+        if self.k:
+            C += self.Phis[rk] @ self.rho @ self.Phis[cols].T
+        if k > 0:
+            WW = np.empty((m, (k + 1) * m))
+            lower_dots(W[rk], self.Wp.data, self.Wp.start, self.Wp.width, (k + 1) * m, k * m, WW)
+            C += WW
+        C[:, k * m:] = 0.5 * (C[:, k * m:] + C[:, k * m:].T)  # the diagonal block: symmetric
+        self.C[rk, cols] = C
+        self.C[cols, rk] = C.T
+        self.n_C = k + 1
 
     def input_pre(self, k, P=None):
         """wpre_k = Phi0[k] g0 + Phis[k] r* of the first ``P`` paths (all by default), (P, m)."""
@@ -231,6 +259,9 @@ class ThetaSide:
         A sweep stopped at row n - 1 (n <= N) has S_U only for the increments before it; Q is
         read off C's diagonal blocks (not Q_diag: that repeats the K^3 product R_theta S_U)."""
         m = self.m
+        if 0 < n <= self.n_C:  # rows of the sweep's input (:meth:`_C_row`)
+            C = self.C[: n * m, : n * m]
+            return C, diag_blocks(C, n, m), self.M_overlap()[:n]
         NI = max(n - 1, 0) * m  # the increments before row n - 1 (all of S_U when n = N + 1)
         C = self.C_theta_flat(S_U[:NI, :NI], n)
         return C, diag_blocks(C, n, m), self.M_overlap()[:n]

@@ -176,8 +176,9 @@ class ThetaMC:
     def _joint_column(self, i):
         return self.ths[:, i] if i < self.k else self.th[:, i - self.k]
 
-    def input_row(self, k, L, wpre, W):
-        """Row k of the input (the joint factor's rows of time k first, from C_theta row k)."""
+    def input_row(self, k, fac, wpre, W):
+        """Row k of the input (the joint factor's rows of time k first, from C_theta row k; ``fac``,
+        the factor of S_U, is not used: S_U enters through the theta-paths' noise in :meth:`advance`)."""
         m, kk, jf = self.m, self.k, self.joint
         rk = slice(k * m, (k + 1) * m)
         jr = slice(kk + k * m, kk + (k + 1) * m)
