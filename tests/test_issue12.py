@@ -84,7 +84,7 @@ def test_chunked_history_layout_round_trips():
     j // B, offset j % B (B a whole number of steps), whatever the chunk length."""
     from types import SimpleNamespace
 
-    from dmftgen.dmft.rside import RSide, chunk_len, from_chunks, to_chunks
+    from dmftgen.dmft.rside import RSide, chunk_len, chunks_times, from_chunks, to_chunks
 
     rng = np.random.default_rng(3)
     for m, n in ((1, 137), (2, 274), (3, 63), (2, 0)):
@@ -95,6 +95,12 @@ def test_chunked_history_layout_round_trips():
         assert h.shape == (max(-(-n // B), 1), 9, B)
         assert np.array_equal(from_chunks(h, n), a)
         assert np.array_equal(from_chunks(h, n, 4), a[:4])
+        # X A^T chunk by chunk (the input-variance self-check), A rounded to float32 and float32
+        # histories as the sweep keeps them: relative error ~ sqrt(n) 6e-8 of |X| |A|; a chunk
+        # read at the wrong offset is O(1)
+        h32, A = to_chunks(a.astype(np.float32), B), rng.standard_normal((5, n))
+        ref = a.astype(np.float32).astype(float)[:4] @ A.T
+        assert np.abs(chunks_times(h32, A, 4) - ref).max(initial=0.0) <= 1e-6 * max(np.sqrt(n), 1) * np.abs(A).max(initial=0.0) * 4
         r = SimpleNamespace(dL=h, B=B)
         for j in range(0, n, 7):
             assert np.array_equal(h[j // B, :, j % B], a[:, j])

@@ -35,6 +35,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .rside import chunks_times
+
 
 ALPHA = 1e-3          # family-wise false-alarm rate of the self-checks
 SAMPLER_TOL = 1e-8    # relative error allowed in L L^T = S_U (round-off is ~1e-14)
@@ -124,7 +126,7 @@ class RowRecord:
 _NO_ROW = np.zeros((0, 0))  # "not given" for the compiled record's optional rows
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, su, R, scale_rs, Ku,
                 ck, km, rs):
     """The record of row k (:meth:`RowRecord.add`) from the group sums, in one pass per group.
@@ -137,9 +139,11 @@ def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, s
         ck[g, a, b] = sum_l C[a, l] K_g[b, l],    km[g, b, :] = sum_l K_g[b, l] MF[l, :],
         rs[g, a, b] = sum_{l<k} R[a, l] su[g, b, l] / (sizes[g] scale_rs)   (scale_rs = delta dt > 0)
 
-    and returns the kernel-consistency residual max |Ku - Kbar| / max |Kbar| of the theta-side's
-    row ``Ku`` against the group mean Kbar (tangent part: plain mean, every group has n_tan_g
-    tangent paths; Gamma_k: weighted by the groups' sizes)."""
+    Compiled with reassociation (SIMD partial sums, fixed at compile time: the same bytes at any
+    thread count), as :func:`dmftgen.dmft._linalg.dot`. Returns the kernel-consistency residual
+    max |Ku - Kbar| / max |Kbar| of the theta-side's row ``Ku`` against the group mean Kbar
+    (tangent part: plain mean, every group has n_tan_g tangent paths; Gamma_k: weighted by the
+    groups' sizes)."""
     G = gam.shape[0]
     n = (k + 1) * m
     k0 = k * m
@@ -353,10 +357,12 @@ def _sampler_checks(sv, n, Q, t, variance=True):
             return out
         ks = np.unique(np.linspace(0, n - 1, 9).round().astype(int))
         zs, rows = [], []
-        eta = sv.rside.eta_flat(P, int(ks[-1]) * m)   # one copy out of the kernel's chunked layout
-        for k in ks:
-            rk = slice(k * m, (k + 1) * m)
-            w = sv.th.input_pre(k, P) + (eta[:, : k * m] @ W[rk, : k * m].T if k else 0.0)
+        # eta W[k]^T of the 9 rows at once, from the kernel's chunked layout (W's row block k is
+        # zero beyond column k m: causal)
+        sel = (ks[:, None] * m + np.arange(m)).ravel()
+        EW = chunks_times(sv.rside.eta, W[sel, : int(ks[-1]) * m], P).reshape(P, len(ks), m)
+        for i, k in enumerate(ks):
+            w = sv.th.input_pre(k, P) + EW[:, i]
             ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
             mean, err, z = _zstat(ww)
             zs.append(np.abs(z).max())
