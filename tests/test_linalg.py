@@ -51,6 +51,44 @@ def test_det_tangent_row_equals_the_pull_form(M):
             _close(out[:, : k * M], Z[:, : k * M])
 
 
+@pytest.mark.parametrize("M", [1, 2])
+def test_linear_control_variate_is_the_first_order_part_at_the_mean_noise(M):
+    """adjoint_mean_row's linear part against an independent construction: the control variate
+    Zc (factors dt (1 + eps_l)) run path by path in float64 for small noise h eps, where
+    (Zc(h) - Zc(-h)) / 2h is its first-order part L (to O(h^2)); averaged over the paths it must
+    equal L at the paths' mean eps (linearity: one recursion instead of one per path), and its
+    E-part the noiseless recursion (det_tangent_row). A wrong source term or sign is O(1)."""
+    from dmftgen.dmft._linalg import adjoint_mean_row
+
+    rng = np.random.default_rng(10 + M)
+    K, delta, dt, P, h = 30, 2.0, 0.05, 7, 1e-5
+    NN = (K + 1) * M
+    R = np.zeros((NN, NN))
+    for m in range(1, K + 1):
+        R[m * M:(m + 1) * M, : m * M] = 0.3 * rng.standard_normal((M, m * M))
+    G, Gk = rng.standard_normal((K + 1, M, M)), rng.standard_normal((M, M))
+    eps = rng.standard_normal((P, K))
+    Rp = PackedRows.causal(NN, M, 0, NN, reverse=True)
+    Rp.set_rows(0, R)
+
+    def zc(k, e):  # the pathwise control variate of one path, float64
+        Z = np.zeros((M, NN))
+        Z[:, k * M:(k + 1) * M] = Gk
+        for l in range(k - 1, -1, -1):
+            acc = Z[:, (l + 1) * M:(k + 1) * M] @ R[(l + 1) * M:(k + 1) * M, l * M:(l + 1) * M]
+            Z[:, l * M:(l + 1) * M] = -(acc @ G[l]) * dt * (1.0 + e[l]) / delta
+        return Z[:, : k * M]
+
+    for k in (1, 2, 9, K):
+        E, L = np.full((M, NN), np.nan), np.full((M, NN), np.nan)
+        adjoint_mean_row(k, Rp.data, Rp.start, G, Gk, eps.mean(0), delta, dt, E, L)
+        first = np.mean([(zc(k, h * e) - zc(k, -h * e)) / (2 * h) for e in eps], axis=0)
+        # Zc is multilinear in the factors: the central difference has no even-order error, its
+        # third-order terms are O(h^2) = 1e-10 relative, its round-off ~1e-16 / h = 1e-11
+        assert np.abs(L[:, : k * M] - first).max() <= 1e-8 * np.abs(first).max()
+        _close(E[:, : k * M], zc(k, np.zeros(K)))
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("blk,extra", [(1, 1), (2, 0), (2, 2), (3, 0)])
 def test_lower_matmul_and_lower_dots_on_packed_rows(blk, extra, reverse):

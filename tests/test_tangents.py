@@ -14,10 +14,12 @@ def _n_tangent(res):
     return int(res.meta["tangents"].split()[2])
 
 
-def test_control_variate_equals_its_mean_at_tau0(logistic, monkeypatch):
+@pytest.mark.parametrize("cv", ["pathwise", "linear"])
+def test_control_variate_equals_its_mean_at_tau0(logistic, monkeypatch, cv):
     """At tau = 0 the own-noise factors are the constant dt: the control variate Zc equals its
-    mean, so skipping it must leave K_ell unchanged to round-off. Were the claim wrong, the two
-    estimates would differ at the Monte Carlo level (~1e-3 relative here), not at round-off.
+    mean (and its linear part in the noise is 0), so skipping it must leave K_ell unchanged to
+    round-off. Were the claim wrong, the two estimates would differ at the Monte Carlo level
+    (~1e-3 relative here), not at round-off.
 
     Round-off is that of the float32 adjoint (templates/dmft.py, "Precision of the adjoint"): Z is
     the same float32 computation with and without the control variate, so the two differ by the
@@ -28,8 +30,9 @@ def test_control_variate_equals_its_mean_at_tau0(logistic, monkeypatch):
     diagonal; the adjoint's entries are ~1e-2 of it)."""
     st = Settings(delta=2, tau=0.0, T=1, dt=0.1)
     off = solve(logistic, st, paths=2000, replicas=1, tangent_paths=400)
-    monkeypatch.setattr(S, "use_control_variate", lambda opts, tau: True)
+    monkeypatch.setattr(S, "control_variate", lambda opts, tau, replicas=2: cv)
     on = solve(logistic, st, paths=2000, replicas=1, tangent_paths=400)
+    assert on.meta["tangent_cv"] == cv and off.meta["tangent_cv"] == ""
     scale = np.abs(on["K_ell"]).max()
     assert scale > 0
     K, m = 10, 1
@@ -38,12 +41,14 @@ def test_control_variate_equals_its_mean_at_tau0(logistic, monkeypatch):
     assert np.allclose(on["test_loss"], off["test_loss"], rtol=tol, atol=0)
 
 
-def test_control_variate_matters_at_tau_positive(logistic, monkeypatch):
+@pytest.mark.parametrize("cv", ["pathwise", "linear"])
+def test_control_variate_matters_at_tau_positive(logistic, monkeypatch, cv):
     """The converse, so that the test above has teeth: at tau > 0 the control variate changes the
     K_ell estimate (by Monte Carlo noise), i.e. the forced switch really switches it."""
     st = Settings(delta=2, tau=0.5, T=1, dt=0.1)
-    on = solve(logistic, st, paths=2000, replicas=1, tangent_paths=400)
-    monkeypatch.setattr(S, "use_control_variate", lambda opts, tau: False)
+    on = solve(logistic, st, paths=2000, replicas=1, tangent_paths=400, tangent_cv=cv)
+    assert on.meta["tangent_cv"] == cv
+    monkeypatch.setattr(S, "control_variate", lambda opts, tau, replicas=2: "")
     off = solve(logistic, st, paths=2000, replicas=1, tangent_paths=400)
     scale = np.abs(on["K_ell"]).max()
     assert np.abs(on["K_ell"] - off["K_ell"]).max() > 1e-6 * scale
@@ -59,11 +64,15 @@ def test_replicas_share_the_tangent_paths(logistic, tangent_paths):
     eight = solve(logistic, st, paths=16000, replicas=8, **opts)
     n1, n8 = _n_tangent(one), _n_tangent(eight)
     G = one.meta["groups"]
-    PJ = total_tangent_paths(16000, 100, 1, G, opts, 0.5)
+    # one replica (group jackknife) runs the pathwise control variate, eight the linear one
+    # (tangents.control_variate): the automatic P_J prices them differently (c = 2 and 1)
+    assert (one.meta["tangent_cv"], eight.meta["tangent_cv"]) == ("pathwise", "linear")
+    PJ1 = total_tangent_paths(16000, 100, 1, G, opts, 0.5, replicas=1)
+    PJ8 = total_tangent_paths(16000, 100, 1, G, opts, 0.5, replicas=8)
     assert n1 < 16000  # the subset is really a subset at this grid
     # each replica rounds up to whole paths per group, then to whole adjoint blocks (LANES lanes)
-    assert PJ <= n1 <= PJ + G * LANES
-    assert PJ <= n8 <= PJ + 8 * G * LANES < 8 * PJ
+    assert PJ1 <= n1 <= PJ1 + G * LANES
+    assert PJ8 <= n8 <= PJ8 + 8 * G * LANES < 8 * PJ8
 
 
 def test_automatic_subset_costs_at_most_the_r_side():
@@ -75,10 +84,11 @@ def test_automatic_subset_costs_at_most_the_r_side():
     G = 20
     for N, m, P, tau in [(100, 1, 20000, 0.5), (500, 2, 20000, 0.2), (1000, 2, 80000, 0.0), (10, 1, 500, 0.5),
                          (800, 1, 2000, 0.5)]:
-        c = 2.0 if tau > 0 else 1.0
-        PJ = total_tangent_paths(P, N, m, G, {}, tau)
-        assert math.ceil(P / SHARE) <= PJ <= P
-        assert PJ == math.ceil(P / SHARE) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
+        for R in (1, 8):  # the pathwise control variate (one replica, jackknife) costs c = 2, the linear 1
+            c = 2.0 if tau > 0 and R == 1 else 1.0
+            PJ = total_tangent_paths(P, N, m, G, {}, tau, R)
+            assert math.ceil(P / SHARE) <= PJ <= P
+            assert PJ == math.ceil(P / SHARE) or PJ * N ** 3 * m ** 3 * c / 6 <= 1.0001 * P * 1.5 * N ** 2 * m ** 2
 
 
 def test_whole_lanes_fill_the_adjoint_blocks():

@@ -7,7 +7,8 @@
   (the causal Gaussian sampler of the forward sweep).
 * :func:`det_tangent_row` -- the deterministic response row K_ell[k, :k] for models whose
   Jacobian grad ell is one constant matrix A (LINEAR_ELL): E J obeys the noiseless recursion
-  because the Ito increment dB_m is independent of J[m, l] (docs/theory.md §3).
+  because the Ito increment dB_m is independent of J[m, l] (docs/theory.md §3);
+  :func:`adjoint_mean_row` -- the same for the tangents' control variate, with its linear part.
 * :func:`psd_sqrt` -- symmetric PSD square root by eigh with clipping (fixed-point sampler).
 """
 from __future__ import annotations
@@ -203,14 +204,32 @@ def det_tangent_row(k, Rp, start, G, Gk, delta, dt, out):
     out[:, l*M:(l+1)*M].  With G[l] = Gk = A (constant jac_ell) it is K_ell[k, :k] of a linear
     model, using E[A (dt + sqrt(tau delta) dB_l)] = A dt; with G[l] = Gamma_l it is E Zc, the mean
     of the tangent control variate of the generated sweep (dB_l independent of Z_m for m > l).
+    :func:`adjoint_mean_row` without its linear part."""
+    adjoint_mean_row(k, Rp, start, G, Gk, np.zeros(0), delta, dt, out, out)
 
-    Push form (issue 12): once Z_m is known its products with row m of R_theta are added to the
-    sums of every l < m (an axpy along a contiguous row, which vectorises without reassociation),
-    instead of one short dot product per l read down a column (4x slower at K = 1200, where this
-    row was the largest theta-side cost)."""
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adjoint_mean_row(k, Rp, start, G, Gk, eps, delta, dt, out, lout):
+    """:func:`det_tangent_row` (E Z_l into ``out``) and, if ``eps`` is not empty, the linear
+    control variate's row into ``lout`` (docs/theory.md section 3):
+
+        L_k = 0,   L_l = E Z_l eps_l - (1/delta) (sum_{l<m<=k} L_m R_theta[m, l]) G[l] dt,
+
+    the first-order part of the control variate Zc (Zc with the factors dt (1 + eps_l), eps_l =
+    sqrt(tau delta) dB_l / dt) in the eps's. It is linear in eps with mean 0, so its average over
+    the tangent paths is L evaluated at their mean eps (``eps``, (>= k,)): one recursion per row,
+    whatever the number of paths.
+
+    Push form (issue 12): once Z_m (and L_m) are known their products with row m of R_theta are
+    added to the sums of every l < m (an axpy along a contiguous row, which vectorises without
+    reassociation), instead of one short dot product per l read down a column (4x slower at
+    K = 1200, where this row was the largest theta-side cost); L shares each read of the row."""
     Mm = G.shape[1]
+    lin = eps.shape[0] > 0
     acc = np.zeros((Mm, max(k * Mm, 1)))  # acc[a, l M + c] = sum_{m > l} sum_b Z[a, m M + b] R[m M + b, l M + c]
+    accl = np.zeros((Mm, max(k * Mm, 1)) if lin else (1, 1))  # the same sums of L
     z = np.empty((Mm, Mm))
+    zl = np.zeros((Mm, Mm))
     for a in range(Mm):
         for b in range(Mm):
             z[a, b] = Gk[a, b]
@@ -224,15 +243,26 @@ def det_tangent_row(k, Rp, start, G, Gk, delta, dt, out):
                 acc_a = acc[a]
                 for col in range(n):
                     acc_a[col] += zab * Rrow[col]
+                if lin:
+                    lab = zl[a, b]
+                    accl_a = accl[a]
+                    for col in range(n):
+                        accl_a[col] += lab * Rrow[col]
         # block l = m - 1 has all its terms now
         l = m - 1
         for a in range(Mm):
             for b in range(Mm):
                 t = 0.0
+                tl = 0.0
                 for c in range(Mm):
                     t += acc[a, l * Mm + c] * G[l, c, b]
+                    if lin:
+                        tl += accl[a, l * Mm + c] * G[l, c, b]
                 z[a, b] = -t * dt / delta
                 out[a, l * Mm + b] = z[a, b]
+                if lin:
+                    zl[a, b] = z[a, b] * eps[l] - tl * dt / delta
+                    lout[a, l * Mm + b] = zl[a, b]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -87,6 +87,7 @@ def result(sv, reached, status, message) -> Result:
         "model": model.name, "source_hash": kern.SOURCE_HASH, "settings": sv.settings.as_dict(),
         "paths": P, "groups": G, "method": sv.method, "nu_estimator": sv.modes.nu_mode,
         "tangents": "deterministic" if sv.modes.A is not None else f"adjoint on {r.n_tan_g * G} paths",
+        "tangent_cv": r.cv,
         "theta_side": "Monte Carlo theta-paths" if sv.reg else "deterministic (h = lam theta)",
         "n_steps": N, "reached_steps": n, "t_reached": float(sv.settings.times[n - 1]) if n else 0.0,
         "timings": dict(sv.timing, total_s=time.perf_counter() - sv.t_start,

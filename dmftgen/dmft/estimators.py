@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ._linalg import det_tangent_row
+from ._linalg import adjoint_mean_row, det_tangent_row
 
 
 def kernels(r, drop=None) -> dict:
@@ -49,8 +49,8 @@ def kernels(r, drop=None) -> dict:
     S = np.tril(S) + np.tril(S, -1).T
     out["S_U"] = S
     out["kl"] = avg(r.kl_sum, ntan) if r.n_tan_g else None
-    if r.n_tan_g and r.use_cv:
-        # kl_sum already holds sum(Z - Zc) (the control variate is subtracted in the kernel)
+    if r.n_tan_g and r.cv:
+        # what the control variate adds to the tangent paths' mean (cv_mean_row)
         out["kl"] = out["kl"] + r.kl_det
     return out
 
@@ -59,24 +59,32 @@ def kl_row(r, k, Rp):
     """Monte Carlo K_ell[k, :k] from the tangent paths (with the control variate if on; ``Rp``
     R_theta packed, :class:`~dmftgen.dmft._linalg.PackedRows`).
 
-    The mean of the control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l
-    (l < k) and Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
+    The control variate uses exactly the matrices the kernel used: Gcv[l] = Gamma_l (l < k) and
+    Gcv_g[k] = Gamma_{k-1}, all known before step k (sweep and fixed point alike)."""
     m = r.m
     nt = r.n_tan_g * r.G
     kl = r.group_row(r.kl_sum, k)[:, :, : k * m].sum(0) / nt
-    if r.use_cv and k > 0:
-        row = cv_mean_row(r, k, Rp)
-        # kl_sum holds sum(Z - Zc): only the known mean of the control variate is added
-        kl = kl + row[:, : k * m]
+    if r.cv and k > 0:
+        kl = kl + cv_mean_row(r, k, Rp)[:, : k * m]
     return kl
 
 
 def cv_mean_row(r, k, Rp):
-    """The control variate's known mean, row k (stored in ``r.kl_det``); (m, (k+1) m). ``Rp``:
-    R_theta packed (:class:`~dmftgen.dmft._linalg.PackedRows`)."""
+    """What the control variate adds to the tangent paths' mean, row k (stored in ``r.kl_det``);
+    (m, (k+1) m). ``Rp``: R_theta packed (:class:`~dmftgen.dmft._linalg.PackedRows`).
+
+    "pathwise": kl_sum holds sum(Z - Zc), so the known mean E Zc is added. "linear": kl_sum holds
+    sum Z, and L, Zc's first-order part in the own noise (mean 0, linear in it), is subtracted at
+    the tangent paths' mean noise ``r.eps_bar`` (:func:`dmftgen.dmft._linalg.adjoint_mean_row`):
+    K_ell = <Z> - L(<eps>) = <Z - L>, unbiased."""
     m = r.m
     row = np.zeros((m, (k + 1) * m))
-    det_tangent_row(k, Rp.data, Rp.start, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
+    if r.cv == "linear":
+        lin = np.zeros((m, (k + 1) * m))
+        adjoint_mean_row(k, Rp.data, Rp.start, r.Gcv, r.Gcv_g[k], r.eps_bar, r.delta, r.dt, row, lin)
+        row = -lin
+    else:
+        det_tangent_row(k, Rp.data, Rp.start, r.Gcv, r.Gcv_g[k], r.delta, r.dt, row)
     r.kl_det[k * m:(k + 1) * m, : k * m] = row[:, : k * m]
     return row
 

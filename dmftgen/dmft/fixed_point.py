@@ -55,7 +55,7 @@ def fixed_point(sv) -> int:
         r.Gcv_g[1:] = r.Gcv[:-1]
         t1 = time.perf_counter()
         r.run(0, N + 1, wpre, np.zeros((1, 1)), False, th.R, th.RT)
-        if r.use_cv:
+        if r.cv:
             for k in range(1, N + 1):
                 cv_mean_row(r, k, th.Rp)
         t2 = time.perf_counter()

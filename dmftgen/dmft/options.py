@@ -68,8 +68,10 @@ class SolveOptions:
         P_theta [None: automatic]: theta-paths of the Monte Carlo theta-side (declared H).
     refine : int
         L [0]: draw the noises on the grid dt / 2^L and aggregate (couples solves at different dt).
-    tangent_cv : bool
-        [True] control variate of the Monte Carlo tangents (grad ell -> Gamma on the same dB).
+    tangent_cv : bool, "linear" or "pathwise"
+        [True] control variate of the Monte Carlo tangents (grad ell -> Gamma on the same dB):
+        "pathwise" on every tangent path, "linear" its first-order part at the paths' mean noise;
+        True picks (:func:`dmftgen.dmft.tangents.control_variate`).
     static_qmc : bool
         [False] the per-path static draws (r*, initial field, label noises) by randomised
         quasi-Monte Carlo (scrambled Sobol) instead of i.i.d. (:mod:`dmftgen.dmft.streams`: the
@@ -93,7 +95,7 @@ class SolveOptions:
     replicas: int | str = "auto"
     theta_paths: int | None = None
     refine: int = 0
-    tangent_cv: bool = True
+    tangent_cv: bool | str = True
     static_qmc: bool = False
 
     @classmethod
@@ -111,6 +113,8 @@ class SolveOptions:
             if value not in choices:
                 raise SettingsError(f"option {name}={value!r}: use "
                                     f"{', '.join(repr(c) for c in choices[:-1])} or {choices[-1]!r}.")
+        if self.tangent_cv not in (True, False, "linear", "pathwise"):
+            raise SettingsError(f"option tangent_cv={self.tangent_cv!r}: use True, False, 'linear' or 'pathwise'.")
         if not 0.0 <= _number(self, "damping", float) < 1.0:
             raise SettingsError(f"option damping={self.damping}: must be in [0, 1).")
         if _number(self, "groups", int) < 2:

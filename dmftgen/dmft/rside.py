@@ -17,7 +17,9 @@ Cost and memory (P paths, K = T/dt steps, width m)
   r-side sweep costs and at most ``tangent_budget`` multiply-adds, with at least 50 paths per
   group, shared among the replicas (an unbiased subset: K_ell gets noisier, not biased). The
   control variate (``tangent_cv``, default on for tau > 0; at tau = 0 it equals its own mean and
-  is skipped) costs 2x per tangent path and cuts the R_ell noise 3-5x in sd (measured, logistic);
+  is skipped) cuts the R_ell noise 2-7x in sd; run on every tangent path ("pathwise") it costs
+  2x per path, its linear part ("linear", the default) one deterministic recursion per row
+  (:func:`dmftgen.dmft.tangents.control_variate`);
   LINEAR_ELL models with one constant Jacobian need no per-path tangents at all;
 * group sums: O(G K^2 m^2) memory (S_U, and K_ell when tangents are on); the forward sweep keeps
   only their current row ("row mode", issue 12): O(G K m^2).
@@ -177,8 +179,11 @@ class RSide:
         Student and teacher widths.
     modes : dmftgen.dmft.modes.Modes
         Tangent paths per group and whether nu is pathwise.
-    use_cv : bool
-        The control variate of the tangents runs (:func:`dmftgen.dmft.tangents.use_control_variate`).
+    cv : str
+        The tangents' control variate, "", "linear" or "pathwise"
+        (:func:`dmftgen.dmft.tangents.control_variate`): the kernel runs Zc (``use_cv``) for
+        "pathwise"; for "linear" ``eps_bar`` is the tangent paths' mean own noise
+        sqrt(tau delta) dB_l / dt, which :func:`dmftgen.dmft.estimators.cv_mean_row` needs.
     row_sums : bool
         Row mode (issue 12, forward sweep only): the two-time group sums ``su_sum`` / ``kl_sum``
         hold only the block row of the current step ((G, m, .) instead of (G, N m, .) / (G, (N+1) m,
@@ -187,7 +192,7 @@ class RSide:
         self-checks need from them.
     """
 
-    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, use_cv, row_sums=False):
+    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, cv, row_sums=False):
         self.kern, self.p = kern, p
         # eta comes in the kernel's chunked layout (:func:`to_chunks`: the streams draw it so, and
         # a Monte Carlo theta-side that replaces it before alloc chunks its own)
@@ -201,7 +206,12 @@ class RSide:
         self.sq = math.sqrt(settings.tau * settings.delta)
         self.n_tan_g = modes.n_tan_g
         self.do_psi = modes.do_psi
-        self.use_cv = bool(use_cv) and self.n_tan_g > 0
+        self.cv = str(cv or "") if self.n_tan_g > 0 else ""
+        self.use_cv = self.cv == "pathwise"  # the kernel's per-path control variate
+        self.eps_bar = np.zeros(0)
+        if self.cv == "linear":  # the tangent paths: the first n_tan_g of every group
+            tan = (bounds[:-1, None] + np.arange(self.n_tan_g)[None]).ravel()
+            self.eps_bar = self.sq * self.dB[tan].mean(0) / self.dt
         self.row_sums = bool(row_sums)
         self.Gcv = None
 
@@ -222,8 +232,9 @@ class RSide:
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
-        # With the control variate the kernel accumulates sum(Z - Zc) into kl_sum in place (one
-        # (G, NN, NN) array instead of two); kl_det holds the known mean of Zc.
+        # With the pathwise control variate the kernel accumulates sum(Z - Zc) into kl_sum in place
+        # (one (G, NN, NN) array instead of two), and kl_det holds the known mean of Zc; with the
+        # linear one kl_sum holds sum Z and kl_det minus the linear part at the mean noise.
         # row mode (issue 12): only block row k of the two-time group sums (see the class docstring)
         rows = self.row_sums
         self.kl_sum = np.zeros((G, m if rows else NN, NN)) if self.n_tan_g else np.zeros((G, 1, 1))
@@ -231,7 +242,7 @@ class RSide:
         if self.Gcv is None:
             self.Gcv = np.zeros((N + 1, m, m))     # control-variate matrices in a_l
             self.Gcv_g = np.zeros((N + 1, m, m))   # ... and at the row's own time k
-            self.kl_det = np.zeros((NN, NN)) if self.use_cv else None
+            self.kl_det = np.zeros((NN, NN)) if self.cv else None
         self.ells_sum = np.zeros((G, N + 1, m, kk))
         self.dsl_sum = np.zeros((G, N + 1, m, kk))
         self.su_sum = np.zeros((G, m if rows else NI, NI))

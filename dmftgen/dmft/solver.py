@@ -34,7 +34,7 @@ from .memory import check_memory
 from .modes import detect
 from .options import SolveOptions
 from .rside import RSide
-from .tangents import use_control_variate
+from .tangents import control_variate
 from .theta import ThetaSide
 
 METHODS = ("sweep", "fixed-point")
@@ -105,7 +105,7 @@ class Solve:
         self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg,
                             self.tau, self.n_replicas)
         self.rside = RSide(kern, self.p, self.streams, self.bounds, settings, self.m, self.kk, self.modes,
-                           use_control_variate(opts, self.tau), row_sums=self.use_row_sums())
+                           control_variate(opts, self.tau, self.n_replicas), row_sums=self.use_row_sums())
         # filled by the driver (rows: the self-checks' checks.RowRecord in row mode)
         self.th = self.S_U = self.L_S = self.W_in = self.gram = self.k_done = self.rows = None
         self.n_clipped, self.timing, self.residuals, self.converged = 0, {}, [], None

@@ -38,7 +38,13 @@ grows (32 % above): more than 1/16 there is the open lever, paid in K^3 per path
 
 The control variate cancels the noise of the own-noise factors dt + sqrt(tau delta) dB_l; at
 tau = 0 they are the constant dt, the control variate equals its own mean, and it buys nothing:
-it is off there (the estimate is the same to round-off, at half the cost).
+it is off there (the estimate is the same to round-off, at half the cost). Its linear part does
+nearly all of its work at none of its per-path cost (:func:`control_variate`; measured by
+``python bench/bench_cv.py`` on 640 tangent paths: the variance of K_ell rows relative to the
+pathwise control variate, committee dt 0.02 / 0.01 at k = K/5, K/2, K: 1.07,
+1.09, 1.09 / 1.08, 1.08, 1.10; logistic dt 0.02: 1.45, 1.16, 1.09; without any control variate
+6.5-8 and 4-53 times it). A window on the pathwise control variate instead (Zc's sums cut to
+m - l <= W) keeps little: 4.6-5.8x (W = 16), 1.0-2.7x (W = 64) the full one's variance.
 
 Whole lanes (issue 12): the kernel's adjoint advances ``LANES`` tangent paths at a time (SIMD
 lanes); a group's n_tan_g paths fill ceil(n_tan_g / LANES) blocks, or, for n_tan_g < LANES,
@@ -59,18 +65,29 @@ from .options import as_options
 SHARE = 16
 
 
-def use_control_variate(opts, tau: float) -> bool:
-    """The tangent control variate runs iff asked for and the own noise is random (tau > 0)."""
-    return bool(as_options(opts).tangent_cv) and float(tau) > 0.0
+def control_variate(opts, tau: float, replicas: int = 2) -> str:
+    """The tangents' control variate (docs/theory.md section 3): "" (none: ``tangent_cv=False``,
+    or tau = 0, where the own-noise factors are the constant dt and the control variate equals its
+    mean), "pathwise" (the kernel runs Zc beside Z on every tangent path: c = 2) or "linear" (Zc's
+    first-order part in the noise, averaged over the paths by one deterministic recursion per row:
+    c = 1, ~1.1x the pathwise variance of the tangents' part). ``tangent_cv=True`` picks "linear",
+    but "pathwise" for one replica with the group jackknife, whose per-group kernel estimates need
+    the control per group (the linear one is common to a replica's groups)."""
+    o = as_options(opts)
+    if not o.tangent_cv or float(tau) <= 0.0:
+        return ""
+    if o.tangent_cv in ("linear", "pathwise"):
+        return o.tangent_cv
+    return "pathwise" if (o.jackknife and int(replicas) == 1) else "linear"
 
 
-def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float) -> int:
+def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float, replicas: int = 2) -> int:
     """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups;
     ``opts`` a :class:`~dmftgen.dmft.options.SolveOptions` or a dict of solve options."""
     opts = as_options(opts)
     nt = opts.tangent_paths
     if nt is None:
-        c = 2.0 if use_control_variate(opts, tau) else 1.0
+        c = 2.0 if control_variate(opts, tau, replicas) == "pathwise" else 1.0
         n = max(int(N), 1)
         per_path = n ** 3 * m ** 3 * c / 6.0
         nt = min(P * 9.0 / (n * m * c), float(opts.tangent_budget) / per_path)
@@ -82,7 +99,7 @@ def tangent_paths_per_group(P_total: int, N: int, m: int, G: int, opts, tau: flo
                             smallest_group: int) -> int:
     """n_tan_g: tangent paths in each group of one replica (the first n_tan_g paths of the group)."""
     R = max(int(replicas), 1)
-    per_replica = math.ceil(total_tangent_paths(P_total, N, m, G, opts, tau) / R)
+    per_replica = math.ceil(total_tangent_paths(P_total, N, m, G, opts, tau, R) / R)
     return min(whole_lanes(math.ceil(per_replica / G)), int(smallest_group))
 
 
