@@ -72,7 +72,9 @@ def control_variate(opts, tau: float, replicas: int = 2) -> str:
     first-order part in the noise, averaged over the paths by one deterministic recursion per row:
     c = 1, ~1.1x the pathwise variance of the tangents' part). ``tangent_cv=True`` picks "linear",
     but "pathwise" for one replica with the group jackknife, whose per-group kernel estimates need
-    the control per group (the linear one is common to a replica's groups)."""
+    the control per group (the linear one is common to a replica's groups: asked for explicitly
+    there, it leaves each group's tangent noise uncontrolled, and the jackknife error bars count
+    that noise, so they come out larger)."""
     o = as_options(opts)
     if not o.tangent_cv or float(tau) <= 0.0:
         return ""

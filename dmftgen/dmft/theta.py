@@ -124,7 +124,7 @@ class ThetaSide:
 
     def advance(self, k, L_S=None):
         """Row k + 1 of R_theta, Phi0, Phis from K_ell rows <= k and nu[k] (``L_S`` unused: the
-        noise enters through S_U, in :meth:`C_theta_flat`)."""
+        noise enters through the input rows W = R_theta L, :meth:`input_row`)."""
         m, dt = self.m, self.dt
         a = 1.0 - self.lam * dt
         s0 = slice(0, (k + 1) * m)
