@@ -95,12 +95,15 @@ def test_chunked_history_layout_round_trips():
         assert h.shape == (max(-(-n // B), 1), 9, B)
         assert np.array_equal(from_chunks(h, n), a)
         assert np.array_equal(from_chunks(h, n, 4), a[:4])
-        # X A^T chunk by chunk (the input-variance self-check), A rounded to float32 and float32
-        # histories as the sweep keeps them: relative error ~ sqrt(n) 6e-8 of |X| |A|; a chunk
-        # read at the wrong offset is O(1)
+        # X A^T chunk by chunk (the input-variance self-check), float32 histories as the sweep
+        # keeps them: A rounded to float32 (u = 2^-24 relative per term), each chunk's sum of B
+        # products in float32 (<= B u of its absolute terms, first order), the chunks added in
+        # float64: |error| <= (B + 2) u (|X| |A|^T) entry by entry; a chunk read at the wrong
+        # offset moves entries by whole terms, O(1)
+        x32 = a.astype(np.float32).astype(float)[:4]
         h32, A = to_chunks(a.astype(np.float32), B), rng.standard_normal((5, n))
-        ref = a.astype(np.float32).astype(float)[:4] @ A.T
-        assert np.abs(chunks_times(h32, A, 4) - ref).max(initial=0.0) <= 1e-6 * max(np.sqrt(n), 1) * np.abs(A).max(initial=0.0) * 4
+        bound = (B + 2) * 2.0 ** -24 * (np.abs(x32) @ np.abs(A).T)
+        assert np.all(np.abs(chunks_times(h32, A, 4) - x32 @ A.T) <= bound + 1e-300)
         r = SimpleNamespace(dL=h, B=B)
         for j in range(0, n, 7):
             assert np.array_equal(h[j // B, :, j % B], a[:, j])

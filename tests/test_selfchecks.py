@@ -269,7 +269,7 @@ def test_compare_and_sweep_refuse_lad_before_computing(tmp_path, gen_dir):
     assert not (tmp_path / "cmp").exists() and not (tmp_path / "sw.nc").exists()
 
 
-def _record_reference(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det, C, MF, su, R, scale_rs, Ku):
+def _record_reference(k, m, kl, n_tan_g, kl_det, gam, sizes, det, C, MF, su, R, scale_rs, Ku):
     """checks._record_row in numpy: the per-group K_ell rows formed explicitly, then contracted."""
     G, n, k0 = gam.shape[0], (k + 1) * m, k * m
     if det is not None:
@@ -277,7 +277,7 @@ def _record_reference(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det, C, MF,
     else:
         Kr = np.zeros((G, m, n))
         if n_tan_g and k > 0:
-            Kr[:, :, :k0] = kl[:, :, :k0] / n_tan_g + (kl_det[None, k0:n, :k0] if use_cv else 0.0)
+            Kr[:, :, :k0] = kl[:, :, :k0] / n_tan_g + (kl_det[None, k0:n, :k0] if kl_det.size else 0.0)
         Kr[:, :, k0:] = gam / sizes[:, None, None]
     ck = np.einsum("aj,gbj->gab", C, Kr)
     km = Kr @ MF
@@ -302,15 +302,16 @@ def test_record_row_equals_the_explicit_group_rows(m, kk, n_tan_g, use_cv, deter
     rng = np.random.default_rng(3)
     G, k = 5, 4
     n, NN = (k + 1) * m, 8 * m
-    kl, kl_det = rng.standard_normal((G, m, NN)), rng.standard_normal((NN, NN))
+    kl = rng.standard_normal((G, m, NN))
+    kl_det = rng.standard_normal((NN, NN)) if use_cv else np.zeros((0, 0))  # checks._NO_ROW: none
     gam, sizes = rng.standard_normal((G, m, m)), rng.integers(30, 60, G).astype(float)
     det = rng.standard_normal((m, n)) if deterministic else None
     C, MF = rng.standard_normal((m, n)), rng.standard_normal((n, kk))
     su, R = rng.standard_normal((G, m, NN)), rng.standard_normal((m, NN))
     Ku = rng.standard_normal((m, n))
-    ref = _record_reference(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det, C, MF, su, R, scale_rs, Ku)
+    ref = _record_reference(k, m, kl, n_tan_g, kl_det, gam, sizes, det, C, MF, su, R, scale_rs, Ku)
     ck, km, rs = np.zeros((G, m, m)), np.zeros((G, m, kk)), np.zeros((G, m, m))
-    cons = _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, np.zeros((0, 0)) if det is None else det,
+    cons = _record_row(k, m, kl, n_tan_g, kl_det, gam, sizes, np.zeros((0, 0)) if det is None else det,
                        C, MF, su, R, scale_rs, Ku, ck, km, rs)
     for got, want in zip((ck, km, rs, cons), ref):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -105,7 +105,7 @@ class RowRecord:
         cols = slice(0, (k + 1) * m)
         scale_rs = sv.delta * sv.dt if 0 < k < sv.N else 0.0  # the S_U row k exists for k < N
         self.cons[k] = _record_row(k, m, r.group_row(r.kl_sum, k), r.n_tan_g,
-                                   r.kl_det if r.cv else _NO_ROW, bool(r.cv), r.gam_sum[:, k], r.sizes,
+                                   r.kl_det if r.cv else _NO_ROW, r.gam_sum[:, k], r.sizes,
                                    th.Kl[rk, cols] if sv.modes.A is not None else _NO_ROW,
                                    C_row, np.zeros(((k + 1) * m, 0)) if MF is None else MF,
                                    r.group_row(r.su_sum, k), th.R[rk], scale_rs, th.Kl[rk, cols],
@@ -127,14 +127,14 @@ _NO_ROW = np.zeros((0, 0))  # "not given" for the compiled record's optional row
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
-def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, su, R, scale_rs, Ku,
+def _record_row(k, m, kl, n_tan_g, kl_det, gam, sizes, det_row, C, MF, su, R, scale_rs, Ku,
                 ck, km, rs):
     """The record of row k (:meth:`RowRecord.add`) from the group sums, in one pass per group.
 
     Group g's K_ell row, K_g[b, l] (b < m, l <= k), is the estimator the solve used (as
     :func:`dmftgen.dmft.estimators.kl_row`, per group): ``kl[g, b, :k m] / n_tan_g`` (+ what the
-    control variate adds, ``kl_det[k m + b]``: its known mean, or minus its linear part at the
-    replica's mean noise, common to the groups) for l < k and ``gam[g] / sizes[g]`` at l = k, or
+    control variate adds, ``kl_det[k m + b]``, if given (not ``_NO_ROW``): its known mean, or
+    minus its linear part at the replica's mean noise, common to the groups) for l < k and ``gam[g] / sizes[g]`` at l = k, or
     the theta-side's row ``det_row`` for deterministic tangents (``det_row`` of m rows). Writes
 
         ck[g, a, b] = sum_l C[a, l] K_g[b, l],    km[g, b, :] = sum_l K_g[b, l] MF[l, :],
@@ -166,7 +166,7 @@ def _record_row(k, m, kl, n_tan_g, kl_det, use_cv, gam, sizes, det_row, C, MF, s
                 if n_tan_g > 0 and k > 0:
                     for j in range(k0):
                         krow[j] = kl[g, b, j] / n_tan_g
-                    if use_cv:
+                    if kl_det.shape[0] > 0:
                         for j in range(k0):
                             krow[j] += kl_det[k0 + b, j]
                 for c in range(m):

@@ -181,8 +181,8 @@ class RSide:
         Tangent paths per group and whether nu is pathwise.
     cv : str
         The tangents' control variate, "", "linear" or "pathwise"
-        (:func:`dmftgen.dmft.tangents.control_variate`): the kernel runs Zc (``use_cv``) for
-        "pathwise"; for "linear" ``eps_bar`` is the tangent paths' mean own noise
+        (:func:`dmftgen.dmft.tangents.control_variate`): the kernel runs Zc (its ``use_cv``) for
+        "pathwise" only; for "linear" ``eps_bar`` is the tangent paths' mean own noise
         sqrt(tau delta) dB_l / dt, which :func:`dmftgen.dmft.estimators.cv_mean_row` needs.
     row_sums : bool
         Row mode (issue 12, forward sweep only): the two-time group sums ``su_sum`` / ``kl_sum``
@@ -207,7 +207,6 @@ class RSide:
         self.n_tan_g = modes.n_tan_g
         self.do_psi = modes.do_psi
         self.cv = str(cv or "") if self.n_tan_g > 0 else ""
-        self.use_cv = self.cv == "pathwise"  # the kernel's per-path control variate
         self.eps_bar = np.zeros(0)
         if self.cv == "linear":  # the tangent paths: the first n_tan_g of every group
             tan = (bounds[:-1, None] + np.arange(self.n_tan_g)[None]).ravel()
@@ -284,4 +283,4 @@ class RSide:
                              self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
                              self.su_sum, self.rl_sum, self.ll_sum, self.bad,
-                             self.use_cv, self.Gcv, self.Gcv_g, self._klcv_arg)
+                             self.cv == "pathwise", self.Gcv, self.Gcv_g, self._klcv_arg)

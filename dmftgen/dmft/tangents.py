@@ -65,7 +65,7 @@ from .options import as_options
 SHARE = 16
 
 
-def control_variate(opts, tau: float, replicas: int = 2) -> str:
+def control_variate(opts, tau: float, replicas: int) -> str:
     """The tangents' control variate (docs/theory.md section 3): "" (none: ``tangent_cv=False``,
     or tau = 0, where the own-noise factors are the constant dt and the control variate equals its
     mean), "pathwise" (the kernel runs Zc beside Z on every tangent path: c = 2) or "linear" (Zc's
@@ -83,8 +83,9 @@ def control_variate(opts, tau: float, replicas: int = 2) -> str:
     return "pathwise" if (o.jackknife and int(replicas) == 1) else "linear"
 
 
-def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float, replicas: int = 2) -> int:
-    """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups;
+def total_tangent_paths(P: int, N: int, m: int, G: int, opts, tau: float, replicas: int) -> int:
+    """P_J over the whole solve (all replicas) for P paths in total, N steps, width m, G groups,
+    ``replicas`` R (which control variate the tangents run, so their cost: :func:`control_variate`);
     ``opts`` a :class:`~dmftgen.dmft.options.SolveOptions` or a dict of solve options."""
     opts = as_options(opts)
     nt = opts.tangent_paths

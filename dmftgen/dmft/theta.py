@@ -172,6 +172,14 @@ class ThetaSide:
         self._C_row(k, W)
         return 0
 
+    def _C_known(self, rows, cols):
+        """The part of C_theta[rows, cols] from theta^0 and theta*: Phi0 Sigma0 Phi0^T + Phis rho
+        Phis^T (theta^0 independent of theta*); the noise part is added by the caller."""
+        C = self.Phi0[rows] @ self.sigma0 @ self.Phi0[cols].T
+        if self.k:
+            C += self.Phis[rows] @ self.rho @ self.Phis[cols].T
+        return C
+
     def _C_row(self, k, W):
         """C_theta[k, <=k] (and its mirror) as the covariance of the input the paths get,
 
@@ -186,9 +194,7 @@ class ThetaSide:
         m = self.m
         rk = slice(k * m, (k + 1) * m)
         cols = slice(0, (k + 1) * m)
-        C = self.Phi0[rk] @ self.sigma0 @ self.Phi0[cols].T
-        if self.k:
-            C += self.Phis[rk] @ self.rho @ self.Phis[cols].T
+        C = self._C_known(rk, cols)
         if k > 0:
             WW = np.empty((m, (k + 1) * m))
             lower_dots(W[rk], self.Wp.data, self.Wp.start, self.Wp.width, (k + 1) * m, k * m, WW)
@@ -224,15 +230,13 @@ class ThetaSide:
         n = self.N + 1 if n is None else n
         NI = S_U.shape[0]
         Rr = self.R[: n * m, :NI]
-        C = self.Phi0[: n * m] @ self.sigma0 @ self.Phi0[: n * m].T
+        C = self._C_known(slice(0, n * m), slice(0, n * m))
         if NI:
             X = np.empty((n * m, NI))
             X[:NI] = dtrmm(1.0, Rr[:NI], S_U, side=0, lower=1)             # tril(R[:NI]) S_U
             X[NI:] = Rr[NI:] @ S_U
             C[:, :NI] += dtrmm(1.0, Rr[:NI], X, side=1, lower=1, trans_a=1)  # X tril(R[:NI])^T
             C[:, NI:] += X @ Rr[NI:].T
-        if self.k:
-            C += self.Phis[: n * m] @ self.rho @ self.Phis[: n * m].T
         return 0.5 * (C + C.T)
 
     def Q_diag(self, S_U: np.ndarray) -> np.ndarray:
@@ -261,9 +265,9 @@ class ThetaSide:
         m = self.m
         if 0 < n <= self.n_C:  # rows of the sweep's input (:meth:`_C_row`)
             C = self.C[: n * m, : n * m]
-            return C, diag_blocks(C, n, m), self.M_overlap()[:n]
-        NI = max(n - 1, 0) * m  # the increments before row n - 1 (all of S_U when n = N + 1)
-        C = self.C_theta_flat(S_U[:NI, :NI], n)
+        else:
+            NI = max(n - 1, 0) * m  # the increments before row n - 1 (all of S_U when n = N + 1)
+            C = self.C_theta_flat(S_U[:NI, :NI], n)
         return C, diag_blocks(C, n, m), self.M_overlap()[:n]
 
     def samples(self, S, rng, L_S, S_U, init_std, teacher_std) -> dict:
