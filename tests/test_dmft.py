@@ -313,7 +313,8 @@ def test_options_are_typed_and_validated(linreg):
     for bad, msg in (({"groups": "x"}, "groups='x'"), ({"groups": 1}, "at least 2 path groups"),
                      ({"replicas": 0}, "replicas=0"), ({"replicas": "many"}, "'auto' or an integer"),
                      ({"damping": 1.0}, r"damping=1.0: must be in \[0, 1\)"), ({"nu": "x"}, "nu='x'"),
-                     ({"max_iter": 2.5}, "max_iter=2.5"), ({"jackknife": True, "tol": None}, "tol=None")):
+                     ({"max_iter": 2.5}, "max_iter=2.5"), ({"jackknife": True, "tol": None}, "tol=None"),
+                     ({"tangent_cv": "both"}, "tangent_cv='both': use True, False, 'linear' or 'pathwise'")):
         with pytest.raises(SettingsError, match=msg):
             SolveOptions.from_kwargs(bad)
     with pytest.raises(dataclasses.FrozenInstanceError):

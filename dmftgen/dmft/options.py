@@ -15,7 +15,7 @@ from ..errors import SettingsError
 AUTO_REPLICAS = 8
 
 _CHOICES = {"gram": ("auto", "qr", "cholesky"), "nu": ("auto", "stein", "pathwise"),
-            "sampler": ("eigh", "cholesky")}
+            "sampler": ("eigh", "cholesky"), "tangent_cv": (True, False, "linear", "pathwise")}
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,6 @@ class SolveOptions:
             if value not in choices:
                 raise SettingsError(f"option {name}={value!r}: use "
                                     f"{', '.join(repr(c) for c in choices[:-1])} or {choices[-1]!r}.")
-        if self.tangent_cv not in (True, False, "linear", "pathwise"):
-            raise SettingsError(f"option tangent_cv={self.tangent_cv!r}: use True, False, 'linear' or 'pathwise'.")
         if not 0.0 <= _number(self, "damping", float) < 1.0:
             raise SettingsError(f"option damping={self.damping}: must be in [0, 1).")
         if _number(self, "groups", int) < 2:
