@@ -102,10 +102,13 @@ def test_sgf_linreg_volterra_check_values_within_one_percent(linreg):
 # -------------------------------------------------------------------------------------------------
 def test_sweep_equals_fixed_point(logistic):
     st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=15)
-    a = solve(logistic, st, paths=2000)
+    # float64 histories: the fixed point writes its increments in float64 (rside.RSide.alloc), so
+    # the sweep must too for the two to solve one system
+    a = solve(logistic, st, paths=2000, histories="float64")
     # With the causal Cholesky sampler and common random numbers the fixed point of the whole-
     # trajectory iteration IS the sweep's solution (same finite-P system): agreement to round-off.
-    b = solve(logistic, st, paths=2000, method="fixed-point", sampler="cholesky", damping=0.0)
+    b = solve(logistic, st, paths=2000, method="fixed-point", sampler="cholesky", damping=0.0,
+              histories="float64")
     assert b.status == "ok"
     for key in ("train_loss", "Q", "M", "nu", "Gamma", "R_ell", "C_theta"):
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=1e-8, err_msg=key)
@@ -314,7 +317,8 @@ def test_options_are_typed_and_validated(linreg):
                      ({"replicas": 0}, "replicas=0"), ({"replicas": "many"}, "'auto' or an integer"),
                      ({"damping": 1.0}, r"damping=1.0: must be in \[0, 1\)"), ({"nu": "x"}, "nu='x'"),
                      ({"max_iter": 2.5}, "max_iter=2.5"), ({"jackknife": True, "tol": None}, "tol=None"),
-                     ({"tangent_cv": "both"}, "tangent_cv='both': use True, False, 'linear' or 'pathwise'")):
+                     ({"tangent_cv": "both"}, "tangent_cv='both': use True, False, 'linear' or 'pathwise'"),
+                     ({"histories": "float32"}, "histories='float32': use 'bfloat16' or 'float64'")):
         with pytest.raises(SettingsError, match=msg):
             SolveOptions.from_kwargs(bad)
     with pytest.raises(dataclasses.FrozenInstanceError):

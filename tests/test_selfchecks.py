@@ -72,18 +72,19 @@ def test_clipped_cholesky_at_tau0_is_flagged(committee):
 def test_qr_and_cholesky_agree_when_cholesky_is_well_conditioned(logistic):
     """At tau = 0.5 both causal factors give the same solve (same paths: identical up to round-off).
 
-    Round-off differs between the two: where the QR factors the increments the paths keep them,
-    and their history sums, in float64; with Cholesky in float32 (dmftgen.dmft.rside.HIST, the
-    template's "Layout"). A float32 history sum of n = k m <= 20 terms errs by ~sqrt(n) 2^-24 ~ 3e-7
-    of its terms, so r_k by ~3e-7 on each path, independently; the loss and Q, means over P = 2000
-    paths, then move by ~3e-7 / sqrt(2000) ~ 7e-9 of themselves (measured 1.1e-9 and 2.6e-9).
-    rtol 5e-8: a wrong factor (the sampler bug this guards against) moves them by O(1e-2)."""
+    Both with float64 histories (option ``histories``): the QR keeps the increments it factors in
+    float64 anyway, and with bfloat16 ones (dmftgen.dmft.rside.HIST) the two would solve systems
+    that differ by the rounding of eta and of the Cholesky run's increments (measured ~5e-6 of
+    the train loss). What is left is the two factors' round-off, ~1e-16 relative per entry of L
+    L^T = S_U for this well-conditioned S_U (white fraction 0.95), growing through the K = 20
+    steps of the sweep to at most ~1e-13 of the loss and Q (measured: 2.2e-16 of the loss).
+    rtol 1e-10: a wrong factor (the sampler bug this guards against) moves them by O(1e-2)."""
     s = Settings(delta=2, tau=0.5, T=1, dt=0.05)
-    a = solve(logistic, s, paths=2000, gram="qr")
-    b = solve(logistic, s, paths=2000, gram="cholesky")
+    a = solve(logistic, s, paths=2000, gram="qr", histories="float64")
+    b = solve(logistic, s, paths=2000, gram="cholesky", histories="float64")
     assert a.ok and b.ok
-    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=5e-8)
-    np.testing.assert_allclose(a["Q"], b["Q"], rtol=5e-8)
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-10)
+    np.testing.assert_allclose(a["Q"], b["Q"], rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["committee", "logistic"])

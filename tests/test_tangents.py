@@ -127,13 +127,13 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
     NN, NI = (N + 1) * m, N * m
     R = np.tril(rng.standard_normal((NN, NN)) * (0.5 / np.sqrt(NN)), -m)
     W = np.ascontiguousarray(np.tril(rng.standard_normal((NN, NN)) * 0.3, -m)[:, :NI])
-    from dmftgen.dmft.rside import HIST as hist  # eta, dL, b_hist and R_theta^T as the solver passes them
-    from dmftgen.dmft.rside import chunk_len, to_chunks  # ... in the solver's chunked layout
+    from dmftgen.dmft.rside import HIST as hist  # eta, dL, b_hist as the solver passes them
+    from dmftgen.dmft.rside import SUM, chunk_len, to_chunks  # ... in the solver's chunked layout
 
-    # R and W (all rows: k0 = 0) in the increments' dtype, as RSide.run passes them
-    R, W = R.astype(hist), W.astype(hist)
+    # R and W (all rows: k0 = 0) in the history sums' precision, as RSide.run passes them
+    R, W = R.astype(SUM), W.astype(SUM)
     return [0, N + 1, N, bounds, n_tan_g, 2.0, 0.1, 0.5, rng.standard_normal((P, N + 1, m)), W, True,
-            to_chunks(rng.standard_normal((P, NI)), chunk_len(m), hist), R, np.ascontiguousarray(R.T, dtype=hist),
+            to_chunks(rng.standard_normal((P, NI)), chunk_len(m), hist), R, np.ascontiguousarray(R.T, dtype=np.float32),
             rng.standard_normal((P, kk)), rng.standard_normal((P, nz)), rng.standard_normal((P, N)) * 0.3,
             np.array([0.1, 0.5]), False,
             to_chunks(np.zeros((P, NI)), chunk_len(m), hist), np.zeros((n_tan_g * G, N, m, m)),

@@ -49,7 +49,7 @@ def fixed_point(sv) -> int:
         if kk:
             wflat += r.s @ th.Phis.T
         wpre = np.ascontiguousarray(wflat.reshape(P, N + 1, m))
-        r.alloc()
+        r.alloc(exact_increments=True)  # float64 dL, b_hist: a map without rounding jitter (RSide.alloc)
         r.Gcv = np.ascontiguousarray(cur["gamma"])
         r.Gcv_g = np.zeros_like(r.Gcv)
         r.Gcv_g[1:] = r.Gcv[:-1]

@@ -21,8 +21,8 @@ R_ell, S_U) are summed as they finish (5 NN^2, not 5 R NN^2), and the test obser
 evaluated once, at the end: the peak is max(one replica, the ~4 MiB of the test sample) + 8 * 5 NN^2;
 
 (eta drawn on the fine grid and summed, dB scaled into a copy, dL, the pre-activation
-``wpre`` (one row in the sweep, all N + 1 in the fixed point), the pathwise-nu history ``b_hist``; eta, dL and b_hist are float32 (``rside.HIST``:
-half the 8 bytes; dL float64 where the QR sampler factors it, [QR]); the adjoint histories ``a_hist``/``g_hist``; the
+``wpre`` (one row in the sweep, all N + 1 in the fixed point), the pathwise-nu history ``b_hist``; eta, dL and b_hist are bfloat16 (``rside.HIST``:
+a quarter of the 8 bytes; dL float64 where the QR sampler factors it, [QR]); the adjoint histories ``a_hist``/``g_hist``; the
 two-time group sums ``su_sum`` and ``kl_sum`` (the control variate is subtracted into ``kl_sum``
 in place, no second array); the Cholesky factors, W and the
 theta-side matrices R, R^T, K_ell, C, ... of size NN^2, and the packed copies of the nonzero
@@ -40,7 +40,7 @@ import os
 
 from ..errors import SettingsError
 from .options import as_options
-from .sampler import use_qr
+from .sampler import nearly_dependent, use_qr
 from .tangents import tangent_paths_per_group
 
 FRACTION = 0.8
@@ -79,11 +79,17 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
         pass
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
-    qr = use_qr(opts.gram, settings.tau, settings.delta, settings.dt)
-    # in units of 8 bytes: eta drawn in float64 (N f m) and kept in float32 (N m / 2), dB (2 N f),
-    # dL (float32 unless the QR factors it), the refine sum's temporary, wpre, b_hist (float32)
-    per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if qr else 0.5) + (1 if f > 1 else 0)) + 0.5 * N * m
-                + ((N + 1) * m if method == "fixed-point" else m) + (0.5 * N * m * k if pathwise else 0))
+    # dL float64 where the QR factors it or the increments are nearly dependent (forward.sweep)
+    qr = use_qr(opts.gram, settings.tau, settings.delta, settings.dt) or nearly_dependent(
+        settings.tau, settings.delta, settings.dt)
+    # in units of 8 bytes: eta drawn in float64 (N f m) and kept in bfloat16 (N m / 4), dB (2 N f),
+    # dL (bfloat16 unless the QR factors it), the refine sum's temporary, wpre, b_hist (bfloat16;
+    # dL and b_hist float64 in the fixed point, RSide.alloc)
+    f64 = opts.histories == "float64"
+    exact = 1.0 if method == "fixed-point" or f64 else 0.25
+    per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if qr else exact) + (1 if f > 1 else 0))
+                + (1.0 if f64 else 0.25) * N * m
+                + ((N + 1) * m if method == "fixed-point" else m) + (exact * N * m * k if pathwise else 0))
     tangents = PJ * (2 * N + 1) * m * m
     # row mode (solver.Solve.use_row_sums): only row k of su_sum / kl_sum, plus the checks' record
     rows = (method or "sweep") == "sweep" and not reg and not (opts.jackknife and R == 1)

@@ -15,7 +15,8 @@ from ..errors import SettingsError
 AUTO_REPLICAS = 8
 
 _CHOICES = {"gram": ("auto", "qr", "cholesky"), "nu": ("auto", "stein", "pathwise"),
-            "sampler": ("eigh", "cholesky"), "tangent_cv": (True, False, "linear", "pathwise")}
+            "sampler": ("eigh", "cholesky"), "tangent_cv": (True, False, "linear", "pathwise"),
+            "histories": ("bfloat16", "float64")}
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class SolveOptions:
         [False] the per-path static draws (r*, initial field, label noises) by randomised
         quasi-Monte Carlo (scrambled Sobol) instead of i.i.d. (:mod:`dmftgen.dmft.streams`: the
         test-loss variance / 2.8 in the Figure 1 setting; not yet the default, see there).
+    histories : {"bfloat16", "float64"}
+        ["bfloat16"] storage of the paths' histories (Gaussian-input noises, increments, pathwise-nu
+        history), which the sweep reads once per row: bfloat16 halves its bytes against float32
+        (each entry rounded by <= 2^-8 of itself; the estimates move by ~1e-3 of their error bars,
+        docs/performance.md); "float64" stores them exactly, as a check or for a solve that must
+        equal another to round-off (the fixed point, which writes float64 increments itself:
+        ``dmftgen.dmft.rside.RSide.alloc``).
     """
 
     groups: int = 20
@@ -97,6 +105,7 @@ class SolveOptions:
     refine: int = 0
     tangent_cv: bool | str = True
     static_qmc: bool = False
+    histories: str = "bfloat16"
 
     @classmethod
     def from_kwargs(cls, options: dict) -> "SolveOptions":

@@ -9,7 +9,7 @@ K_ell[k, :k] (docs/theory.md section 3). This module owns the accumulators and t
 Cost and memory (P paths, K = T/dt steps, width m)
 --------------------------------------------------
 * memory and Gaussian-input sums, S_U row: O(P K^2 m^2) time, O(P K m) memory (the paths'
-  histories eta, dL; never the P x K x K tangents); the histories are float32 (:data:`HIST`) in
+  histories eta, dL; never the P x K x K tangents); the histories are bfloat16 (:data:`HIST`) in
   chunks (:func:`to_chunks`, :data:`CHUNK`) so that each row reads contiguous memory;
 * response tangents by the adjoint recursion: the row K_ell[k, :k] of one path from its own
   a_0..a_{k-1} in O(k^2 m^3), so O(P_J K^3 m^3 / 6) time but O(P_J K m^2) memory. P_J is chosen
@@ -95,17 +95,48 @@ import math
 
 import numpy as np
 
-#: dtype of the paths' histories eta, dL, b_hist (issue 12). The sweep reads every path's whole
-#: history once per row (its memory term, Gaussian input and S_U row): at long grids that stream
-#: of bytes, not the arithmetic, sets its speed. Stored in float32 (a history entry is rounded
-#: once, by <= 2^-24 of itself: Q and the test loss move by <= 1e-7 of their error bars, committee
-#: and logistic at tau > 0); the history sums of that pass run in float32 too, everything after
-#: them in float64 (templates/dmft.py, "Layout": <= 6.3e-7 of the error bars). Not the increments dL
+#: storage of the paths' histories eta, dL, b_hist (issue 12): bfloat16, the upper 16 bits of a
+#: float32, kept as uint16 (:func:`encode_hist`, :func:`decode_hist`; the kernel's ``hval`` /
+#: ``henc``). The sweep reads every path's whole history once per row (its Gaussian input, memory
+#: term and S_U row): at long grids that stream of bytes, not the arithmetic, sets its speed, and
+#: half the bytes of float32 make the history sums twice as fast (3 streams, 2e4 paths, 1024
+#: entries, one thread: 10.1 -> 4.9 ms). An entry is rounded once, to nearest, by <= 2^-8 of itself
+#: (float32's exponent range: no overflow or underflow that float32 would not have); the sums of that
+#: pass run in float32 (:data:`SUM`), everything after them in float64. What the rounding does,
+#: docs/performance.md: each path's noise and increments move by a fraction 2^-8 / sqrt(3) rms,
+#: independently between entries and paths (the increments carry their own Brownian noise, of
+#: relative size >= 0.23 outside the QR mode below, so consecutive roundings do not line up), and
+#: the estimates by <= 4e-2 of their error bars (typically 5e-3; logistic, committee, linreg,
+#: twolayer, P = 8000, 3 seeds, against option histories="float64"). The rounding adds variance
+#: ~2^-16 / 3 of their own to the paths, which a convex loss turns into a bias: +1e-3..2e-3 of the
+#: train loss's error bar at P = 8000, relative to the error bar growing like sqrt(P) (0.1 near
+#: P = 2e7, where option histories="float64" is the remedy). Not the increments dL
 #: where the QR sampler factors them (near tau = 0, sampler.use_qr): their exact linear dependences
-#: (rank deficiency, ~1e-16 residuals) would become ~1e-7 residuals, new directions of rounding
-#: noise -- the solve then moved by up to 1 % of its error bars and the QR ran 20 % longer
-#: (committee, gradient flow); there dL stays float64 (``alloc(exact_increments=True)``).
-HIST = np.float32
+#: (rank deficiency, ~1e-16 residuals) would become rounding-sized residuals, new directions of
+#: rounding noise (with float32 the solve moved by up to 1 % of its error bars and the QR ran 20 %
+#: longer, committee gradient flow); there dL stays float64 (``alloc(exact_increments=True)``) and
+#: so do the history sums.
+HIST = np.uint16
+#: precision of the history sums (and of the rows of R_theta and W the kernel gets) over bfloat16
+#: histories; float64 where dL is float64
+SUM = np.float32
+
+
+def encode_hist(x) -> np.ndarray:
+    """x rounded to bfloat16 (nearest, ties to even, via float32), as uint16 bits; NaN stays NaN."""
+    b = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    return np.where(nan, (b >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
+
+
+def decode_hist(h) -> np.ndarray:
+    """The values of history entries: float32 for bfloat16 bits (:data:`HIST`), else h itself."""
+    h = np.asarray(h)
+    if h.dtype != HIST:
+        return h
+    return (h.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
 
 #: entries of one chunk of the paths' histories (rounded down to whole steps: ``chunk_len``). The
 #: kernel reads a row's history sums chunk by chunk, each chunk for all paths of a group in one
@@ -128,34 +159,37 @@ def to_chunks(a, B: int, dtype=None, width: int = 1) -> np.ndarray:
     P, nw = a.shape
     n = nw // width
     C = max(-(-n // B), 1)
-    out = np.zeros((C, P, B * width), dtype=dtype or a.dtype)
+    dtype = np.dtype(dtype or a.dtype)
+    out = np.zeros((C, P, B * width), dtype=dtype)
     for c in range(C):
         seg = a[:, c * B * width:(c + 1) * B * width]
-        out[c, :, :seg.shape[1]] = seg
+        out[c, :, :seg.shape[1]] = encode_hist(seg) if dtype == HIST and a.dtype != HIST else seg
     return out
 
 
 def from_chunks(h, n: int, P: int | None = None) -> np.ndarray:
     """The first n flat entries of the first P paths, (P, n), from the chunked layout (a copy of
-    the chunks that hold them; rows not contiguous unless n is a whole number of chunks)."""
+    the chunks that hold them, decoded (:func:`decode_hist`); rows not contiguous unless n is a
+    whole number of chunks)."""
     C, Pall, B = h.shape
     P = Pall if P is None else min(int(P), Pall)
     c = min(-(-int(n) // B), C)  # the chunks holding the first n entries: one copy of those only
-    return np.ascontiguousarray(h[:c, :P, :].transpose(1, 0, 2)).reshape(P, c * B)[:, :n]
+    return decode_hist(np.ascontiguousarray(h[:c, :P, :].transpose(1, 0, 2))).reshape(P, c * B)[:, :n]
 
 
 def chunks_times(h, A, P: int | None = None) -> np.ndarray:
     """X A^T for X = :func:`from_chunks` (h, n, P) and A (r, n) float64, without the flat copy:
-    summed chunk by chunk, each a float32 BLAS product (A rounded to float32: relative 6e-8,
-    far below the statistical precision of the self-check that uses it) added into a float64
-    (P, r). Issue 12: the flat float64 copy of X cost ~60 ms of each replica's check at K = 500."""
+    summed chunk by chunk, each a float32 BLAS product of the decoded chunk (A rounded to
+    float32: relative 6e-8, far below the statistical precision of the self-check that uses it)
+    added into a float64 (P, r). Issue 12: the flat float64 copy of X cost ~60 ms of each
+    replica's check at K = 500."""
     C, Pall, B = h.shape
     P = Pall if P is None else min(int(P), Pall)
     n = A.shape[1]
     out = np.zeros((P, A.shape[0]))
     for c in range(min(-(-n // B), C)):
         j0, j1 = c * B, min((c + 1) * B, n)
-        out += h[c, :P, : j1 - j0] @ A[:, j0:j1].T.astype(np.float32)
+        out += decode_hist(h[c, :P, : j1 - j0]) @ A[:, j0:j1].T.astype(np.float32)
     return out
 
 
@@ -218,16 +252,20 @@ class RSide:
     def alloc(self, exact_increments: bool = False):
         """Zero the accumulators of one pass over the paths (the control-variate matrices Gcv
         persist: the sweep fills them row by row, the fixed point sets them per iteration).
-        ``exact_increments``: keep dL in float64 (a QR sampler factors it; see :data:`HIST`)."""
+        ``exact_increments``: keep the histories a pass writes, dL and b_hist, in float64 (a QR
+        sampler factors dL, see :data:`HIST`; the fixed point iterates a map whose residual must
+        fall below ``tol``, and bfloat16 roundings of what it writes make the map jitter: a
+        linreg gradient flow stalled at ~1e-6 against tol 1e-8)."""
         P, N, m, kk, G = self.P, self.N, self.m, self.kk, self.G
         NN, NI = (N + 1) * m, N * m
-        # the paths' histories in float32 (HIST), in eta's chunks (to_chunks): the sweep streams
+        # the paths' histories in bfloat16 (HIST), in eta's chunks (to_chunks): the sweep streams
         # all of them once per row
         B, C = self.B, self.eta.shape[0]
-        self.dL = np.zeros((C, P, B), dtype=np.float64 if exact_increments else HIST)
+        hist = np.float64 if exact_increments or self.eta.dtype != HIST else HIST  # option histories
+        self.dL = np.zeros((C, P, B), dtype=hist)
         self.a_hist = np.zeros((max(self.n_tan_g * G, 1), max(N, 1), m, m))
         self.g_hist = np.zeros((max(self.n_tan_g * G, 1), N + 1, m, m))
-        self.b_hist = np.zeros((C, P, B * kk) if self.do_psi else (1, 1, 1), dtype=HIST)
+        self.b_hist = np.zeros((C, P, B * kk) if self.do_psi else (1, 1, 1), dtype=hist)
         self.loss_sum = np.zeros((G, N + 1))
         self.met_sum = np.zeros((G, N + 1, int(self.kern.NMET)))
         self.gam_sum = np.zeros((G, N + 1, m, m))
@@ -255,8 +293,9 @@ class RSide:
         return from_chunks(self.eta, n, P)
 
     def dL_col(self, i: int) -> np.ndarray:
-        """Flat entry i (step i // m, component i % m) of every path's increments, (P,) (a view)."""
-        return self.dL[i // self.B, :, i % self.B]
+        """Flat entry i (step i // m, component i % m) of every path's increments, (P,) (a view
+        where dL is float64, as for the QR sampler that reads it; else decoded)."""
+        return decode_hist(self.dL[i // self.B, :, i % self.B])
 
     def group_row(self, arr, k):
         """Per-group block row k of a two-time group sum (G, m, cols) in either layout."""
@@ -272,10 +311,10 @@ class RSide:
         """Advance every path over rows k0..k1-1 with input ``wpre`` (+ ``W`` eta if ``use_W``)
         and the theta-side response R (R^T), accumulating the group sums.
 
-        The kernel gets the rows of R and W of these steps only, in the dtype of the increments
-        (:data:`HIST` unless a QR sampler factors them), the precision of its history sums."""
+        The kernel gets the rows of R and W of these steps only, in the precision of its history
+        sums: :data:`SUM` over bfloat16 histories, float64 where a QR sampler keeps dL float64."""
         rows = slice(k0 * self.m, k1 * self.m)
-        hist = self.dL.dtype
+        hist = np.float64 if self.dL.dtype == np.float64 else SUM
         Rk = np.ascontiguousarray(R[rows], dtype=hist)
         Wk = np.ascontiguousarray(W[rows], dtype=hist) if use_W else np.zeros((1, 1), dtype=hist)
         self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,

@@ -22,6 +22,13 @@ from ._linalg import GramQR, PackedRows, chol_append
 QR_BELOW = 0.05
 
 
+def nearly_dependent(tau: float, delta: float, dt: float) -> bool:
+    """The increments dL are nearly linearly dependent: white fraction below :data:`QR_BELOW`
+    (see :func:`use_qr`). Their exact dependences must then stay exact, so the paths keep them
+    in float64 whichever factor runs (``rside.RSide.alloc``, ``rside.HIST``)."""
+    return tau * delta / (dt + tau * delta) < QR_BELOW
+
+
 def use_qr(gram: str, tau: float, delta: float, dt: float) -> bool:
     """QR of the data instead of the Cholesky of S when its pivots would be tiny.
 
@@ -32,7 +39,7 @@ def use_qr(gram: str, tau: float, delta: float, dt: float) -> bool:
     compound along chains of small pivots; the QR factor stays exact to round-off."""
     if gram != "auto":
         return gram == "qr"
-    return tau * delta / (dt + tau * delta) < QR_BELOW
+    return nearly_dependent(tau, delta, dt)
 
 
 class CausalFactor:

@@ -100,7 +100,7 @@ class Solve:
         self.bounds = np.linspace(0, paths, G + 1).round().astype(np.int64)
         self.streams = _streams.draw(model, settings.seed, int(replica), paths, self.N, self.m, self.kk,
                                      int(kern.NZ), self.dt, self.init_std, self.teacher_std, opts.refine,
-                                     static_qmc=opts.static_qmc)
+                                     static_qmc=opts.static_qmc, histories=opts.histories)
         self.n_replicas = int(n_replicas)
         self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg,
                             self.tau, self.n_replicas)

@@ -51,7 +51,7 @@ class Streams:
     """The draws of one solve (P paths, N steps, width m, k teacher columns, nz label noises).
 
     s (P, k): teacher fields r* ~ N(0, rho); g0 (P, m): initial fields ~ N(0, Sigma0);
-    z (P, nz): label noises; eta: standard normals of the Gaussian input, (P, N m) in float32, stored
+    z (P, nz): label noises; eta: standard normals of the Gaussian input, (P, N m) in bfloat16, stored
     in the r-side kernel's chunked layout (``rside.to_chunks``: (C, P, B)); dB (P, N):
     Brownian increments sqrt(dt) N(0, 1); rng_theta: theta samples; rng_theta_paths, rng_zeta:
     the Monte Carlo theta-side's theta-paths and r-side input.
@@ -67,13 +67,16 @@ class Streams:
     rng_zeta: np.random.Generator
 
 
-def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refine=0, static_qmc=False) -> Streams:
+def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refine=0, static_qmc=False,
+         histories="bfloat16") -> Streams:
     """Draw the noises of a solve (``static_qmc``: the static draws by randomised QMC, see above).
 
     With ``refine`` = L > 0 the noises are drawn on the grid dt / 2^L and summed (Brownian
     increments) or summed / sqrt(2^L) (the standard normals of the Gaussian input), so that solves
     at dt, dt/2, dt/4 ... with the same seed share one fine noise (coupled paths): their
     differences, e.g. for convergence studies or Richardson, lose most of the Monte Carlo noise.
+    ``histories`` ("bfloat16" or "float64", the solve option): how eta is stored, and with it the
+    r-side's other histories (``rside.RSide.alloc``).
     """
     key = [seed, 4] if replica == 0 else [seed, 4, replica]
     ss = np.random.SeedSequence(key)
@@ -89,7 +92,7 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
     r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
     # eta rounded to the r-side's history dtype here, so that the float64 draws are freed at once
-    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), HIST),
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), HIST if histories == "bfloat16" else np.float64),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ._linalg import PackedRows
-from .rside import HIST, to_chunks
+from .rside import to_chunks
 from .sampler import CausalFactor
 from .theta import diag_blocks
 
@@ -170,7 +170,7 @@ class ThetaMC:
         clipped = jf.extend(0, kk + m, self._joint_column)
         zeta = self._zeta = self.rng_zeta.standard_normal((P, NJ))
         rside.s = np.ascontiguousarray(zeta[:, :kk] @ jf.L[:kk, :kk].T)
-        rside.eta = to_chunks(zeta[:, kk:kk + NI], rside.B, HIST)  # the kernel's history layout
+        rside.eta = to_chunks(zeta[:, kk:kk + NI], rside.B, rside.eta.dtype)  # the kernel's history layout
         return np.zeros((P, 1, m)), np.zeros((NN, NN)), clipped
 
     def _joint_column(self, i):

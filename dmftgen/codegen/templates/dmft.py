@@ -44,17 +44,19 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   on one core instead of the ~20 GB/s of contiguous reads (bench/bench_adjoint.py --part rside,
   committee, P = 2e4, one thread, ms per row at rows 1..20 / 60..69 / 240..259 / 480..499:
   6.7-7.9 / 13 / 19-21 / 23-25 -> 3.4 / 5.5 / 9.8 / 18.6).
-  The paths' histories eta, dL and b_hist are float32 (issue 12: the sweep streams them once per
-  row, so their bytes set its speed at long grids), and so are the history sums of the first pass
-  (input W eta, memory term R dL, psi's R b_hist: products and sums in float32, 16 lanes per
-  AVX-512 register instead of 8; the float64 version spent its time converting and multiplying,
-  not loading: committee k = 480..499, P = 2e4, 31.4 -> 25.9 ms per row). Their round-off, ~sqrt(n/16)
-  2^-24 of the sum of |terms| for n = k M terms split over the vector lanes, is ~1e-6 of r_k at
-  k = 500, independent between paths; measured against float64 sums (same seeds, P = 8000):
-  Q, train and test loss move by <= 6.3e-7 of their error bars (committee, logistic, linreg at
-  tau > 0). Everything after the history sums (r_k, ell, the group sums, the S_U row) is float64.
-  Where a QR sampler factors the increments (tau ~ 0: dL float64, dmftgen/dmft/rside.py), the
-  rows and sums are float64 too: the same bytes as before (committee gradient flow, checked).
+  The paths' histories eta, dL and b_hist are stored as bfloat16 (uint16 bits, read by ``hval``,
+  written rounded to nearest by ``henc``; issue 12: the sweep streams them once per row, so their
+  bytes set its speed at long grids: half those of float32), and the history sums of the first
+  pass run in float32 (input W eta, memory term R dL, psi's R b_hist: 16 lanes per AVX-512
+  register instead of 8; the float64 version spent its time converting and multiplying, not
+  loading: committee k = 480..499, P = 2e4, 31.4 -> 25.9 ms per row). Each stored entry is rounded
+  once, by <= 2^-8 of itself, independently between entries and paths; the sums' own round-off,
+  ~sqrt(n/16) 2^-24 of the sum of |terms| for n = k M terms, is far below that. Measured against
+  float64 histories (same seeds, P = 8000; dmftgen/dmft/rside.py, HIST): estimates move by
+  <= 4e-2 of their error bars, typically 5e-3. Everything after the history sums (r_k, ell,
+  the group sums, the S_U row) is float64. Where dL is float64 (nearly dependent increments near
+  tau = 0, the fixed point, option ``histories="float64"``; dmftgen/dmft/rside.py), the rows and
+  sums are float64 too.
 * ``s`` (P, K); ``z`` (P, NZ); ``p`` (NP,).
 * ``a_hist`` (n_tangent_paths, N, M, M), ``g_hist`` (n_tangent_paths, N+1, M, M) (grad ell); ``b_hist`` (chunked, above) float32, only if ``do_psi`` (else any (1, 1, 1) array).
   Tangent path t = g * n_tan_g + ti is path bounds[g] + ti; the adjoint advances LANES of them at
@@ -153,7 +155,62 @@ def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # p
 
 # --- template body ---
 
+from llvmlite import ir as _llvm_ir  # noqa: E402 - the bfloat16 codec below
+from numba import types as _nb_types  # noqa: E402
 from numba.core import config as _numba_config  # noqa: E402,F811 - the SLP switch below
+from numba.extending import intrinsic as _intrinsic, overload as _overload  # noqa: E402
+
+
+# The paths' histories eta, dL, b_hist are stored as bfloat16: the upper 16 bits of a float32, in
+# uint16 arrays (dmftgen/dmft/rside.py, HIST; issue 12: the sweep streams them once per row, so
+# their bytes set its speed). A float32 is its bfloat16 bits shifted left by 16: one integer shift
+# that vectorises; storing rounds the float32 to nearest (ties to even) on the upper 16 bits.
+# ``hval`` / ``henc`` are the identity / a cast for float64 histories (a QR sampler's dL).
+@_intrinsic
+def _bits_to_f32(typingctx, x):
+    """The float32 whose bits are the uint32 x."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], _llvm_ir.FloatType())
+    return _nb_types.float32(_nb_types.uint32), codegen
+
+
+@_intrinsic
+def _f32_to_bits(typingctx, x):
+    """The bits of the float32 x, as a uint32."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], _llvm_ir.IntType(32))
+    return _nb_types.uint32(_nb_types.float32), codegen
+
+
+def hval(h):  # pragma: no cover - resolved by the overload below in compiled code
+    """The value of one history entry (float32 for bfloat16 bits, else h itself)."""
+    raise NotImplementedError
+
+
+@_overload(hval, inline="always")
+def _hval(h):
+    if isinstance(h, _nb_types.Integer):
+        return lambda h: _bits_to_f32(np.uint32(h) << np.uint32(16))
+    return lambda h: h
+
+
+def henc(v, hist):  # pragma: no cover - resolved by the overload below in compiled code
+    """v as an entry of the history array ``hist`` (bfloat16 bits rounded to nearest, or a cast)."""
+    raise NotImplementedError
+
+
+@_overload(henc, inline="always")
+def _henc(v, hist):
+    if isinstance(hist.dtype, _nb_types.Integer):
+        def enc(v, hist):
+            b = _f32_to_bits(np.float32(v))
+            if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):   # NaN stays NaN (quiet)
+                return np.uint16((b >> np.uint32(16)) | np.uint32(0x40))
+            return np.uint16((b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+        return enc
+    dt = hist.dtype
+    return lambda v, hist: dt(v)
+
 
 #: Tangent paths processed together by the adjoint recursion (SIMD lanes of the inner loop):
 #: 16 float32 lanes = one AVX-512 register (see "Precision of the adjoint" in the module docstring).
@@ -204,7 +261,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     inv_delta = 1.0 / delta
     # the history sums of the first pass run in the histories' precision (float32; float64 where a
     # QR sampler factors dL): see "Layout" in the module docstring
-    hzero = dL.dtype.type(0.0)
+    hzero = R.dtype.type(0.0)
     NN = (N + 1) * M
     # row mode (see the module docstring): block row k lives at rows 0..M-1
     su_full = su_sum.shape[1] > M
@@ -219,7 +276,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         # row: the compiler can then prove that the update does not alias the history it reads,
         # and vectorises it (issue 12)
         sul = np.zeros((M, su_sum.shape[2]))
-        acc = np.empty((max(ng, 1), NQ), dtype=dL.dtype)   # history sums of the group's paths
+        acc = np.empty((max(ng, 1), NQ), dtype=R.dtype)   # history sums of the group's paths
         xk = np.zeros((max(ng, 1), M))                     # their increments dL_k (float64)
         alive = np.ones(max(ng, 1), dtype=np.bool_)        # path finite so far (else frozen)
         r = np.empty(M)
@@ -259,9 +316,9 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         if do_psi and use_W:
                             bc = b_hist[c, i]
                             for jj in range(n):
-                                e = ec[jj]
-                                d = dc[jj]
-                                h = bc[jj]
+                                e = hval(ec[jj])
+                                d = hval(dc[jj])
+                                h = hval(bc[jj])
                                 ra = Ra[jj]
                                 rb = Rb[jj]
                                 g0 += Wa[jj] * e
@@ -272,21 +329,21 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 p1 += rb * h
                         elif use_W:
                             for jj in range(n):
-                                e = ec[jj]
-                                d = dc[jj]
+                                e = hval(ec[jj])
+                                d = hval(dc[jj])
                                 g0 += Wa[jj] * e
                                 g1 += Wb[jj] * e
                                 m0 += Ra[jj] * d
                                 m1 += Rb[jj] * d
                         else:
                             for jj in range(n):
-                                d = dc[jj]
+                                d = hval(dc[jj])
                                 m0 += Ra[jj] * d
                                 m1 += Rb[jj] * d
                             if do_psi:
                                 bc = b_hist[c, i]
                                 for jj in range(n):
-                                    h = bc[jj]
+                                    h = hval(bc[jj])
                                     p0 += Ra[jj] * h
                                     p1 += Rb[jj] * h
                         acc[ii, 0] += g0
@@ -303,11 +360,11 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 Wr = W[kr + a, o:o + n]
                                 gin = hzero
                                 for jj in range(n):
-                                    gin += Wr[jj] * ec[jj]
+                                    gin += Wr[jj] * hval(ec[jj])
                                 acc[ii, a] += gin
                             mem = hzero
                             for jj in range(n):
-                                mem += Rr[jj] * dc[jj]
+                                mem += Rr[jj] * hval(dc[jj])
                             acc[ii, M + a] += mem
                             if do_psi:
                                 # b_hist chunk: entry (flat step-component jj, teacher j) at jj K + j
@@ -315,7 +372,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 for j in range(K):
                                     tps = hzero
                                     for jj in range(n):
-                                        tps += Rr[jj] * bc[jj * K + j]
+                                        tps += Rr[jj] * hval(bc[jj * K + j])
                                     acc[ii, 2 * M + a * K + j] += tps
             # --- 2. every path: r_k, ell and the row's group sums, its increment dL_k
             ck = kM // BC          # the chunk of step k's entries (BC is a multiple of M)
@@ -370,12 +427,12 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     # --- increment dL_k (Ito: ell at the left point, the path's own dB_k)
                     fac = dt + sq * dB[i, k]
                     for a in range(M):
-                        dL[ck, i, ok + a] = ell[a] * fac
-                        xk[ii, a] = np.float64(dL[ck, i, ok + a])  # as stored: S_U sums these
+                        dL[ck, i, ok + a] = henc(ell[a] * fac, dL)
+                        xk[ii, a] = np.float64(hval(dL[ck, i, ok + a]))  # as stored: S_U sums these
                     if do_psi:
                         for a in range(M):
                             for j in range(K):
-                                b_hist[ck, i, (ok + a) * K + j] = q[a, j] * fac
+                                b_hist[ck, i, (ok + a) * K + j] = henc(q[a, j] * fac, b_hist)
                     if tangent:
                         for a in range(M):
                             for b in range(M):
@@ -401,7 +458,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             s0 = sul[0, o:o + n]   # 1-d slices: see Ra above
                             s1 = sul[1, o:o + n]
                             for jj in range(n):
-                                d = np.float64(dc[jj])   # float32 history: products in float64
+                                d = np.float64(hval(dc[jj]))   # bfloat16 history: products in float64
                                 s0[jj] += x0 * d
                                 s1[jj] += x1 * d
                         else:
@@ -409,7 +466,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                 x = xk[ii, a]
                                 sa = sul[a, o:o + n]
                                 for jj in range(n):
-                                    sa[jj] += x * np.float64(dc[jj])
+                                    sa[jj] += x * np.float64(hval(dc[jj]))
                 srow = kM if su_full else 0
                 for a in range(M):
                     for j in range(kM + M):
