@@ -18,7 +18,7 @@ k = rows[0] .. rows[1]-1 (row mode: one kernel call per row, as in the forward s
   in the committee solve); also printed the bytes these loops stream (eta, dL, b_hist rows per
   path: (2 m + m K) k doubles; W, R rows: shared, in cache) as GB/s.
 
-Inputs are random, with the solver's dtypes (the paths' histories and R_theta^T in float32; R, W
+Inputs are random, with the solver's dtypes (the paths' histories in bfloat16, R_theta^T, R and W in float32; R, W
 strictly causal, small so that the paths stay finite); a_hist, g_hist are filled with random
 matrices, so the adjoint runs its full length on every row.
 """
@@ -32,26 +32,27 @@ import numpy as np
 
 
 def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
-    from dmftgen.dmft.rside import chunk_len, to_chunks  # the solver's chunked history layout
+    from dmftgen.dmft.rside import HIST, SUM, chunk_len, to_chunks  # the solver's chunked history layout
 
     rng = np.random.default_rng(seed)
     m, kk, nz = int(kern.M), int(kern.K), int(kern.NZ)
     B = chunk_len(m)
     NN, NI = (N + 1) * m, N * m
-    R = np.tril(rng.standard_normal((NN, NN)) * (0.3 / math.sqrt(NN)), -m)
-    W = np.tril(rng.standard_normal((NN, NI)) * (0.3 / math.sqrt(NN)), -m)[:, :NI].copy()
+    # R, W in the history sums' precision (rside.SUM), as RSide.run passes them
+    R = np.tril(rng.standard_normal((NN, NN)) * (0.3 / math.sqrt(NN)), -m).astype(SUM)
+    W = np.tril(rng.standard_normal((NN, NI)) * (0.3 / math.sqrt(NN)), -m)[:, :NI].astype(SUM)
     bounds = np.linspace(0, P, G + 1).round().astype(np.int64)
     nt = max(ntan * G, 1)
     d = dict(
         N=N, bounds=bounds, n_tan_g=ntan, delta=3.0, dt=0.01, sq=math.sqrt(0.2 * 3.0),
-        wpre=rng.standard_normal((P, 1, m)), W=W, use_W=True, eta=to_chunks(rng.standard_normal((P, NI)), B, np.float32),
+        wpre=rng.standard_normal((P, 1, m)), W=W, use_W=True, eta=to_chunks(rng.standard_normal((P, NI)), B, HIST),
         R=R, RT=np.ascontiguousarray(R.T, dtype=np.float32), s=rng.standard_normal((P, kk)), z=rng.standard_normal((P, nz)),
         dB=rng.standard_normal((P, N)) * 0.1, p=np.array([0.1, 0.5]), do_psi=psi,
-        dL=to_chunks(rng.standard_normal((P, NI)) * 0.01, B, np.float32),
+        dL=to_chunks(rng.standard_normal((P, NI)) * 0.01, B, HIST),
         a_hist=rng.standard_normal((nt, max(N, 1), m, m)) * 0.01,
         g_hist=rng.standard_normal((nt, N + 1, m, m)),
-        b_hist=(to_chunks(rng.standard_normal((P, NI * kk)) * 0.01, B, np.float32, kk) if psi
-                else np.zeros((1, 1, 1), dtype=np.float32)), loss_sum=np.zeros((G, N + 1)),
+        b_hist=(to_chunks(rng.standard_normal((P, NI * kk)) * 0.01, B, HIST, kk) if psi
+                else np.zeros((1, 1, 1), dtype=HIST)), loss_sum=np.zeros((G, N + 1)),
         met_sum=np.zeros((G, N + 1, int(kern.NMET))), gam_sum=np.zeros((G, N + 1, m, m)),
         kl_sum=np.zeros((G, m, NN)) if ntan else np.zeros((G, 1, 1)),
         ells_sum=np.zeros((G, N + 1, m, kk)), dsl_sum=np.zeros((G, N + 1, m, kk)),
