@@ -259,8 +259,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     """
     G = bounds.shape[0] - 1
     inv_delta = 1.0 / delta
-    # the history sums of the first pass run in the histories' precision (float32; float64 where a
-    # QR sampler factors dL): see "Layout" in the module docstring
+    # the history sums of the first pass run in R's dtype (float32 over bfloat16 histories,
+    # float64 where dL is float64): see "Layout" in the module docstring
     hzero = R.dtype.type(0.0)
     NN = (N + 1) * M
     # row mode (see the module docstring): block row k lives at rows 0..M-1
