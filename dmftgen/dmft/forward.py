@@ -24,7 +24,7 @@ import numpy as np
 
 from .checks import RowRecord
 from .estimators import row_kernels, s_u_row
-from .sampler import CausalFactor, nearly_dependent, use_qr
+from .sampler import CausalFactor, keep_exact_increments, use_qr
 
 
 class _NoBar:
@@ -72,9 +72,8 @@ def sweep(sv) -> int:
     sv.gram = "qr" if qr else "cholesky"
     th = sv.new_theta(qr)
     wpre, W, clipped = th.begin_input(r)
-    # the QR's data, and increments that are nearly dependent whichever factor runs: exact
-    # dependences must stay exact (rside.HIST)
-    r.alloc(exact_increments=qr or nearly_dependent(sv.tau, sv.delta, sv.dt))
+    # exact dependences must stay exact (rside.HIST)
+    r.alloc(exact_increments=keep_exact_increments(opts.gram, sv.tau, sv.delta, sv.dt))
     sv.rows = RowRecord(sv.G, N, m, sv.kk) if r.row_sums else None
     # S_U = <dL dL^T> / delta: the QR factors the increments scaled by 1/sqrt(delta P)
     fac = CausalFactor(NI, qr, r.P, math.sqrt(1.0 / (sv.delta * r.P)), opts.pivot_tol, opts.qr_tol)

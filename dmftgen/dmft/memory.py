@@ -40,7 +40,7 @@ import os
 
 from ..errors import SettingsError
 from .options import as_options
-from .sampler import nearly_dependent, use_qr
+from .sampler import keep_exact_increments
 from .tangents import tangent_paths_per_group
 
 FRACTION = 0.8
@@ -80,8 +80,7 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     # dL float64 where the QR factors it or the increments are nearly dependent (forward.sweep)
-    qr = use_qr(opts.gram, settings.tau, settings.delta, settings.dt) or nearly_dependent(
-        settings.tau, settings.delta, settings.dt)
+    qr = keep_exact_increments(opts.gram, settings.tau, settings.delta, settings.dt)
     # in units of 8 bytes: eta drawn in float64 (N f m) and kept in bfloat16 (N m / 4), dB (2 N f),
     # dL (bfloat16 unless the QR factors it), the refine sum's temporary, wpre, b_hist (bfloat16;
     # dL and b_hist float64 in the fixed point, RSide.alloc)

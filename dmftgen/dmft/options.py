@@ -80,8 +80,8 @@ class SolveOptions:
     histories : {"bfloat16", "float64"}
         ["bfloat16"] storage of the paths' histories (Gaussian-input noises, increments, pathwise-nu
         history), which the sweep reads once per row: bfloat16 halves its bytes against float32
-        (each entry rounded by <= 2^-8 of itself; the estimates move by ~1e-3 of their error bars,
-        docs/performance.md); "float64" stores them exactly, as a check or for a solve that must
+        (each entry rounded by <= 2^-8 of itself; the estimates move by <= 4e-2 of their error
+        bars, typically 5e-3, docs/performance.md); "float64" stores them exactly, as a check or for a solve that must
         equal another to round-off (the fixed point, which writes float64 increments itself:
         ``dmftgen.dmft.rside.RSide.alloc``).
     """

@@ -120,6 +120,8 @@ HIST = np.uint16
 #: precision of the history sums (and of the rows of R_theta and W the kernel gets) over bfloat16
 #: histories; float64 where dL is float64
 SUM = np.float32
+#: eta's storage for the solve option ``histories``; dL and b_hist follow it (:meth:`RSide.alloc`)
+STORAGE = {"bfloat16": HIST, "float64": np.float64}
 
 
 def encode_hist(x) -> np.ndarray:

@@ -29,6 +29,11 @@ def nearly_dependent(tau: float, delta: float, dt: float) -> bool:
     return tau * delta / (dt + tau * delta) < QR_BELOW
 
 
+def keep_exact_increments(gram: str, tau: float, delta: float, dt: float) -> bool:
+    """The forward sweep keeps dL in float64: the QR factors it, or it is nearly dependent."""
+    return use_qr(gram, tau, delta, dt) or nearly_dependent(tau, delta, dt)
+
+
 def use_qr(gram: str, tau: float, delta: float, dt: float) -> bool:
     """QR of the data instead of the Cholesky of S when its pivots would be tiny.
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rside import HIST, chunk_len, to_chunks
+from .rside import STORAGE, chunk_len, to_chunks
 
 
 @dataclass
@@ -92,7 +92,7 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
     r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
     # eta rounded to the r-side's history dtype here, so that the float64 draws are freed at once
-    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), HIST if histories == "bfloat16" else np.float64),
+    return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), STORAGE[histories]),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
 
 
