@@ -207,6 +207,32 @@ def test_history_sums_of_the_chunked_sweep(name, k):
         ref = new[:, kM + a][:, None] * new[:, : kM + m]
         assert np.array_equal(sums["su"][:, a, : kM + m], ref)
         assert not sums["su"][:, a, kM + m:].any()
+    # groups of several paths (the S_U row takes the alive paths two at a time; groups of 7 and a
+    # last one of 5: an odd path left over), one path dead at this row (non-finite input: frozen,
+    # left out of S_U): each group's row against the float64 sum of its alive paths' products
+    # (each product exact, bfloat16 x bfloat16; the sum of <= 7 terms within 8 2^-53 of its
+    # |terms|). A pair that took one path's x for both, or a dead path summed, moves it by O(1).
+    bounds7 = np.array(list(range(0, P, 7)) + [P], dtype=np.int64)
+    G7 = bounds7.size - 1
+    su7 = np.zeros((G7, m, NI))
+    wpre7 = wpre.copy()
+    wpre7[3] = np.inf
+    kern.dmft_paths(k, k + 1, N, bounds7, 0, delta, dt, 0.5, wpre7, np.ascontiguousarray(W[rows]), True, eta,
+                    np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
+                    psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, np.zeros((G7, N + 1)),
+                    np.zeros((G7, N + 1, int(kern.NMET))), np.zeros((G7, N + 1, m, m)), np.zeros((G7, 1, 1)),
+                    np.zeros((G7, N + 1, m, kk)), np.zeros((G7, N + 1, m, kk)), su7, np.zeros((G7, N + 1, m, m)),
+                    np.zeros((G7, N + 1, m, m)), np.full(G7, N + 1, dtype=np.int64), False,
+                    np.zeros((N + 1, m, m)), np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
+    new = from_chunks(dL, NI).astype(float)
+    alive = np.isfinite(wpre7[:, 0, 0])
+    for g in range(G7):
+        sel = np.arange(bounds7[g], bounds7[g + 1])
+        sel = sel[alive[sel]]
+        for a in range(m):
+            terms = new[sel, kM + a][:, None] * new[sel, : kM + m]
+            err = np.abs(su7[g, a, : kM + m] - terms.sum(0))
+            assert np.all(err <= 8 * 2.0 ** -53 * np.abs(terms).sum(0)), (g, a, err.max())
 
 
 @pytest.mark.parametrize("name,tau", [("committee", 0.2), ("committee", 0.0), ("logistic", 0.5)])
