@@ -167,7 +167,54 @@ def test_checks_pass_on_a_correct_solve_and_are_in_the_file(logistic, tmp_path):
     assert "Q balance" in p.stdout and "FAIL" not in p.stdout
 
 
+def test_self_check_errors_are_calibrated_and_the_false_alarm_rate_is_the_solves(logistic):
+    """The two halves of the checks' stated false-alarm rate (docs/theory.md section 8).
+
+    1. The batch-means error of a residual is honest: over 32 seeds x 8 replicas of correct solves
+       the z = value / err of the time-averaged Q balance (one entry per replica, ~t with 19 dof)
+       has rms 1.057 and mean -0.03 (measured; t_19 gives rms sqrt(19/17) = 1.057; the rms of
+       256 draws scatters by sd 0.05, from Var(t_19^2) = 3.0). The band [0.9, 1.21] is 3 sd:
+       error bars off by a factor sqrt(2) either way (rms 0.75 or 1.49; e.g. a group spread taken
+       for the mean's error) fail it (checked: with 8 seeds, sd 0.1, the band had to be so wide
+       that err / sqrt(2) passed; hence 32).
+    2. The thresholds spend the rate of the whole solve, not of each check of each replica: with
+       R replicas and C statistical checks of n entries each, every one sits at the Student-t
+       quantile at check_alpha / (2 R C n). (Before, each had check_alpha to itself: a solve of
+       8 replicas and 5 checks raised false alarms ~40 times as often as stated; seen in the slow
+       T = 50 test, tests/test_longtime.py.)
+    """
+    from scipy.stats import t as student_t
+
+    zs = []
+    for seed in range(32):
+        res = solve(logistic, Settings(delta=2, tau=0.5, lam=0.1, T=2, dt=0.1, seed=seed), paths=8000,
+                    replicas=8)
+        assert res.ok, res.message
+        metas = [res.meta] + res.meta["replica_meta"]
+        assert len(metas) == 8
+        for meta in metas:
+            c = next(c for c in meta["checks"] if c["name"] == "Q balance (time average)")
+            zs.append(c["value"] / c["err"])
+            stat = [c for c in meta["checks"] if "dof" in c]
+            for c in stat:
+                want = student_t.isf(1e-3 / (2 * 8 * len(stat) * c["n"]), c["dof"])
+                assert c["threshold"] == pytest.approx(want, rel=1e-12), c
+    zs = np.array(zs)
+    assert 0.9 <= np.sqrt(np.mean(zs ** 2)) <= 1.21, zs
+    assert abs(zs.mean()) <= 3 * 1.057 / np.sqrt(zs.size), zs  # 3 sd of the mean of 256 draws
+    # the Richardson pair: each solve at half the rate
+    from dmftgen.dmft.extrapolation import richardson
+
+    pair = richardson(logistic, Settings(delta=2, tau=0.5, T=0.5, dt=0.1), paths=2000, replicas=1,
+                      check_alpha=0.01)
+    for part in (pair.meta["coarse"], pair.meta["fine"]):
+        stat = [c for c in part["checks"] if "dof" in c]
+        c = stat[0]
+        assert c["threshold"] == pytest.approx(student_t.isf(0.005 / (2 * len(stat) * c["n"]), c["dof"]))
+
+
 # -- losses outside the theory -------------------------------------------------------------------
+
 
 LAD = '''"""Least absolute deviations: L = |r0 - y|, y = s0 + z/2 (ell = sign(r0 - y) jumps in r)."""
 import sympy as sp

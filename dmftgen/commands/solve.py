@@ -31,6 +31,9 @@ def add_parser(sub):
                    help="independent sub-solves of paths/R paths whose spread gives the error bars "
                         "(default auto: min(8, paths // 40); 1 = one solve with batch-means errors)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
+    g.add_argument("--check-alpha", type=float, default=None, metavar="ALPHA",
+                   help="false-alarm rate of the self-checks: the probability that a correct solve "
+                        "is reported inaccurate (default 1e-3)")
     g.add_argument("--theta-samples", type=int, default=0, metavar="S",
                    help="also store S samples of the law of a theta row at every time (default 0: none)")
     g.add_argument("--richardson", action="store_true",
@@ -51,7 +54,7 @@ def run(args) -> int:
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     options = {}
-    for name in ("damping", "max_iter", "tangent_paths", "groups", "replicas"):
+    for name in ("damping", "max_iter", "tangent_paths", "groups", "replicas", "check_alpha"):
         v = getattr(args, name)
         if v is not None:
             options[name] = v

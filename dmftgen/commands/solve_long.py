@@ -29,6 +29,9 @@ def add_parser(sub):
     g.add_argument("--tangent-paths", type=int, default=None,
                    help="paths carrying the response tangents (default: a cost budget)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
+    g.add_argument("--check-alpha", type=float, default=None, metavar="ALPHA",
+                   help="false-alarm rate of the self-checks: the probability that a correct solve "
+                        "is reported inaccurate (default 1e-3)")
     g.add_argument("--z", type=float, default=3.0, help="plateau test: error bars allowed (default 3)")
     g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)
@@ -45,7 +48,7 @@ def run(args) -> int:
         raise SettingsError(f"--paths {args.paths}: must be a positive integer (e.g. 20000).")
     model = load_model(args.model)
     settings = settings_from_args(args, model)
-    options = {k: getattr(args, k) for k in ("tangent_paths", "groups") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("tangent_paths", "groups", "check_alpha") if getattr(args, k) is not None}
     res = solve_long(model, settings, paths=args.paths, extrapolate=not args.no_extrapolate,
                      progress=progress_enabled(), **options)
     lm = res.meta.get("long", {})

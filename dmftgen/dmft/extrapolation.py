@@ -24,9 +24,13 @@ def coupled_solves(model, settings, *, paths, refine=0, after_coarse=None, **sol
     """(coarse, fine, (t0, t1, t2)): ``solve`` at dt with the noise drawn on dt / 2^(refine + 1),
     then at dt/2 on dt / 2^refine (the same noise); perf_counter times before, between, after;
     ``after_coarse()`` is called between them (e.g. to read the peak memory of the coarse solve).
+    Each solve checks itself at half the false-alarm rate ``check_alpha``: the pair's status has it.
     A Ctrl-C of the coarse solve stops before the fine one (KeyboardInterrupt)."""
+    from .options import SolveOptions
     from .solver import solve
 
+    # one status from two solves: each checks itself at alpha / 2 (family-wise rate alpha)
+    solve_kw["check_alpha"] = float(solve_kw.get("check_alpha", SolveOptions.check_alpha)) / 2.0
     t0 = time.perf_counter()
     coarse = solve(model, settings, paths=paths, refine=refine + 1, **solve_kw)
     if coarse.status == "interrupted":  # Ctrl-C: stop, do not start the fine solve

@@ -84,6 +84,10 @@ class SolveOptions:
         bars, typically 5e-3, docs/performance.md); "float64" stores them exactly, as a check or for a solve that must
         equal another to round-off (the fixed point, which writes float64 increments itself:
         ``dmftgen.dmft.rside.RSide.alloc``).
+    check_alpha : float
+        [1e-3] family-wise false-alarm rate of the solve's statistical self-checks, in (0, 1): the
+        probability that a correct solve is reported ``inaccurate`` (:mod:`dmftgen.dmft.checks`;
+        split among the replicas and the two solves of a Richardson pair).
     """
 
     groups: int = 20
@@ -106,6 +110,7 @@ class SolveOptions:
     tangent_cv: bool | str = True
     static_qmc: bool = False
     histories: str = "bfloat16"
+    check_alpha: float = 1e-3
 
     @classmethod
     def from_kwargs(cls, options: dict) -> "SolveOptions":
@@ -128,6 +133,9 @@ class SolveOptions:
             raise SettingsError(f"option groups={self.groups}: need at least 2 path groups for error bars.")
         for name in ("tangent_budget", "pivot_tol", "qr_tol", "tol", "blowup"):
             _number(self, name, float)
+        if not 0.0 < _number(self, "check_alpha", float) < 1.0:
+            raise SettingsError(f"option check_alpha={self.check_alpha}: must be in (0, 1) (a "
+                                "false-alarm rate, e.g. 1e-3).")
         for name in ("max_iter", "refine"):
             _number(self, name, int)
         for name in ("tangent_paths", "threads", "theta_paths"):

@@ -261,7 +261,8 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     if paths // R < 2 * opts.groups:
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * opts.groups} paths; "
                             f"use more paths or fewer replicas.")
-    sub = opts.but(replicas=1, jackknife=False)
+    # each replica's checks at alpha / R: the solve's status keeps the family-wise rate alpha
+    sub = opts.but(replicas=1, jackknife=False, check_alpha=opts.check_alpha / R)
     # theta samples from every replica (S/R each)
     S = int(theta_samples)
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
