@@ -50,7 +50,7 @@ SCHEMA = {
     "t": ("t",),
     "epochs": ("t",),
     "Q": ("t", "a", "b"), "Gamma": ("t", "a", "b"), "Phi0": ("t", "a", "b"),
-    "E_r_ell": ("t", "a", "b"), "E_ell_ell": ("t", "a", "b"),
+    "E_r_ell": ("t", "a", "b"), "E_ell_ell": ("t", "a", "b"), "Q_balance": ("t", "a", "b"),
     "M": ("t", "a", "j"), "nu": ("t", "a", "j"), "Phi_star": ("t", "a", "j"),
     "C_theta": ("t", "s", "a", "b"), "R_theta": ("t", "s", "a", "b"),
     "K_ell": ("t", "s", "a", "b"), "R_ell": ("t", "s", "a", "b"),

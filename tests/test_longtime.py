@@ -251,9 +251,19 @@ def test_logistic_t50_reaches_a_stationary_state(logistic):
     vals = stationary_values(res, keys=["train_loss", "test_loss", "Q", "M"])
     for key, p in vals.items():
         assert p.reached and p.t_reached < 30.0, (key, p)
-    # stationary state: dQ/dt = 0 <=> the balance B vanishes; over the plateau of Q its mean is
-    # below 1 % of the scale 2 lam Q + 2 |E r ell| + tau E ell^2 (measured: |B| <= 4e-3 of 0.89 for t >= 30)
+    # stationary state: dQ/dt = 0 <=> the balance B vanishes. Its Monte Carlo error is the
+    # replicas' spread of B itself (Q_balance_err; the errors of Q, E r ell, E ell ell are
+    # correlated), here 0.012-0.014 with Richardson's sqrt(4 e_f^2 + e_c^2). Over the plateau,
+    # |mean B| <= 3 x the mean error (an upper bound of the average's error): seeds 0..6 and 32
+    # measured |z| <= 0.8, mean B -0.0045 (8 seeds, error 0.0043). The former bound, a fixed 1 % of
+    # the scale 2 lam Q + 2 |E r ell| + tau E ell^2 (0.0087), sat below the error and failed at
+    # seed 32 (B = -0.0107, z = -0.77). What it resolves at P = 1e4: a B beyond ~0.05, 6 % of the
+    # scale (a tau E ell^2 off by half, 0.018, is not resolved: checked); the error's own bound
+    # below keeps that resolution.
     B, scale = q_balance(res)
     late = res.t >= vals["Q"].t_reached
-    assert abs(B[late, 0, 0].mean()) < 0.01 * scale[late].mean()
+    np.testing.assert_allclose(B, res["Q_balance"], rtol=1e-12, atol=1e-15)  # the same B two ways
+    err = np.asarray(res["Q_balance_err"])[late, 0, 0].mean()
+    assert err < 0.02 * scale[late].mean()  # measured 0.0138 of 0.874 (1.6 %)
+    assert abs(B[late, 0, 0].mean()) <= 3.0 * err
 

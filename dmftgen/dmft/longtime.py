@@ -48,7 +48,7 @@ from ..errors import SettingsError
 from ..results import Result
 
 #: Per-time one-time observables carried through the extrapolation (besides metrics).
-_ONE_TIME = ("train_loss", "test_loss", "Q", "M", "E_r_ell", "E_ell_ell")
+_ONE_TIME = ("train_loss", "test_loss", "Q", "M", "E_r_ell", "E_ell_ell", "Q_balance")
 
 
 def peak_rss_mb() -> float:

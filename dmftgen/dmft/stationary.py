@@ -250,12 +250,25 @@ def linreg_stationary(delta: float, sigma: float, tau: float, lam: float = 0.0, 
     return float(L_inf), float(E_gf + L_inf * ikte)
 
 
+def balance(Q, rl, ll, lam: float, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """B = 2 lam Q + E[r ell^T] + E[ell r^T] - tau E[ell ell^T] (= -dQ/dt of the SGF) and its scale
+    2 lam |tr Q| + 2 |tr E r ell| + tau |tr E ell ell| from the curves Q, E_r_ell, E_ell_ell
+    ((n, m, m) each). In a stationary state B vanishes up to O(dt) (the Euler step's
+    (lam dt)^2 Q and dt^2 drift terms; removed by Richardson in ``solve_long``)."""
+    B = 2 * lam * Q + rl + np.swapaxes(rl, 1, 2) - tau * ll
+    scale = (2 * lam * np.abs(np.trace(Q, axis1=1, axis2=2)) + 2 * np.abs(np.trace(rl, axis1=1, axis2=2))
+             + tau * np.abs(np.trace(ll, axis1=1, axis2=2)))
+    return B, scale
+
+
 def q_balance(result, lam: float | None = None, tau: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stationarity balance B(t) = 2 lam Q + E[r ell^T] + E[ell r^T] - tau E[ell ell^T] (= -dQ/dt).
 
     Needs a DMFT Result with ``E_r_ell`` and ``E_ell_ell`` (solve, solve_long). lam and tau
     default to the run's settings. Returns (B, scale), B of shape (n, m, m) and a scale
-    2 lam |Q| + 2 |E r ell| + tau E ell^2 (n,) against which B is small in a stationary state.
+    2 lam |Q| + 2 |E r ell| + tau E ell^2 (n,) against which B is small in a stationary state
+    (:func:`balance`). A solve of R replicas also carries B itself as ``Q_balance`` with the
+    between-replica error ``Q_balance_err`` (the error of B, whose parts are correlated).
     """
     for k in ("E_r_ell", "E_ell_ell", "Q"):
         if k not in result:
@@ -266,8 +279,4 @@ def q_balance(result, lam: float | None = None, tau: float | None = None) -> tup
     tau = float(st.get("tau", 0.0)) if tau is None else float(tau)
     Q, rl, ll = (np.asarray(result[k], float) for k in ("Q", "E_r_ell", "E_ell_ell"))
     n = min(Q.shape[0], rl.shape[0], ll.shape[0])
-    Q, rl, ll = Q[:n], rl[:n], ll[:n]
-    B = 2 * lam * Q + rl + np.swapaxes(rl, 1, 2) - tau * ll
-    scale = (2 * lam * np.abs(np.trace(Q, axis1=1, axis2=2)) + 2 * np.abs(np.trace(rl, axis1=1, axis2=2))
-             + tau * np.abs(np.trace(ll, axis1=1, axis2=2)))
-    return B, scale
+    return balance(Q[:n], rl[:n], ll[:n], lam, tau)
