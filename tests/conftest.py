@@ -27,6 +27,21 @@ def gen_dir(tmp_path, monkeypatch):
     return d
 
 
+@pytest.fixture(scope="session")
+def reg_h_model(tmp_path_factory):
+    """linreg with a declared regulariser (tests.model_sources.REG_H), generated and compiled once
+    per session in a temporary folder."""
+    from dmftgen.codegen import generate
+    from dmftgen.model import load_model
+
+    from .model_sources import REG_H
+
+    f = tmp_path_factory.mktemp("reg_h") / "reg_h_test.py"
+    f.write_text(REG_H)
+    generate(load_model(str(f)))
+    return load_model(str(f))
+
+
 @pytest.fixture(scope="module")
 def linreg():
     from dmftgen.model import load_model

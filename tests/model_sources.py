@@ -18,3 +18,10 @@ MODEL = Model(name="{name}", student=r, teacher=s, noise={{z: "normal"}},
               params={{sigma: 0.5, mu: {mu}, kappa: {kappa}}}, labels=y, loss=(r[0] - y) ** 2 / 2,
               regularizer={regularizer}, init_std={init_std}, teacher_std=1)
 '''
+
+
+#: linreg with H = mu sqrt(1/10 + theta^2) + kappa theta^2 / 2: kappa alone (mu = 0) is a ridge
+#: declared as a regulariser (Monte Carlo theta-side), mu > 0 a smooth L1. One model for every test
+#: that needs a declared H (``reg_h_model`` in conftest.py: compiled once per session, ~20 s).
+REG_H = linreg_with_regularizer("reg_h_test",
+                                "mu * sp.sqrt(sp.Rational(1, 10) + th[0] ** 2) + kappa * th[0] ** 2 / 2", 0.3)

@@ -372,8 +372,6 @@ def test_logistic_matches_sgf_simulation(logistic):
 # -------------------------------------------------------------------------------------------------
 # Declared regulariser H (HAS_REG): Monte Carlo theta-side
 # -------------------------------------------------------------------------------------------------
-QUADREG = linreg_with_regularizer("dmft_quadreg_test", "mu * th[0] ** 2 / 2", 0.3)  # h = mu theta
-
 SOFTREG = linreg_with_regularizer("dmft_softreg_test", "mu * sp.sqrt(1 + th[0] ** 2)", 1.0, init_std=1.0)
 
 
@@ -387,14 +385,13 @@ def _tmp_model(tmp_path, name, text):
     return model
 
 
-def test_monte_carlo_theta_side_reduces_to_ridge(tmp_path, monkeypatch, linreg):
-    """A declared H = mu theta^2/2 goes through the Monte Carlo theta-paths (HAS_REG) and must
-    reproduce the deterministic ridge theta-side with lam = mu (an independent code path)."""
+def test_monte_carlo_theta_side_reduces_to_ridge(reg_h_model, linreg):
+    """A declared H = kappa theta^2/2 (``reg_h_model`` at mu = 0) goes through the Monte Carlo
+    theta-paths (HAS_REG) and must reproduce the deterministic ridge theta-side with lam = kappa
+    (an independent code path)."""
     st = Settings(delta=2.0, tau=0.5, T=2.0, dt=0.1, seed=26)
     b = solve(linreg, st.replace(lam=0.3), paths=10000)   # built-in kernels, repository generated/
-    monkeypatch.setenv("DMFTGEN_GENERATED", str(tmp_path / "generated"))
-    model = _tmp_model(tmp_path, "dmft_quadreg_test", QUADREG)
-    a = solve(model, st, paths=10000)
+    a = solve(reg_h_model, st.replace(params={"mu": 0.0, "kappa": 0.3}), paths=10000)
     assert a.meta["theta_side"] == "Monte Carlo theta-paths" and a.status == "ok"
     for key in ("train_loss",):
         tol = 3 * np.sqrt(a[key + "_err"] ** 2 + b[key + "_err"] ** 2) + 1e-3

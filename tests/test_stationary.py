@@ -21,7 +21,6 @@ from dmftgen.dmft.stationary_dmft import StationaryGaussian
 from dmftgen.dmft.stationary_state import stationary
 from dmftgen.reference.volterra import gradient_flow
 
-from .model_sources import linreg_with_regularizer
 
 DELTA, SIGMA, LAM = 2.0, 0.5, 0.1
 
@@ -239,21 +238,8 @@ def test_non_convex_model_reports_its_distinct_stationary_points(tmp_path):
     assert float(np.ravel(res["M"])[0]) == pytest.approx(float(np.ravel(pts[0]["M"])[0]), rel=0.05)
 
 
-# one declared H for the two regulariser tests (one generated module, compiled once per session):
+# the regulariser tests use one declared H (conftest.reg_h_model, shared with tests/test_dmft.py):
 # smooth L1 (mu) plus a quadratic (kappa); the quadratic alone (mu = 0) is a ridge declared as H
-REG_H = linreg_with_regularizer("stationary_reg_h_test",
-                                "mu * sp.sqrt(sp.Rational(1, 10) + th[0] ** 2) + kappa * th[0] ** 2 / 2", 0.3)
-
-
-@pytest.fixture(scope="module")
-def reg_h_model(tmp_path_factory):
-    from dmftgen.codegen import generate
-    from dmftgen.model import load_model
-
-    f = tmp_path_factory.mktemp("reg_h") / "stationary_reg_h_test.py"
-    f.write_text(REG_H)
-    generate(load_model(str(f)))
-    return load_model(str(f))
 
 
 def test_declared_quadratic_regulariser_equals_the_ridge_path(reg_h_model, linreg):
