@@ -173,6 +173,7 @@ def _record_row(k, m, kl, n_tan_g, kl_det, gam, sizes, det_row, C, MF, su, R, sc
     wsum = 0.0
     for g in range(G):
         wsum += sizes[g]
+    inv_G = 1.0 / G
     deterministic = det_row.shape[0] == m
     for g in range(G):
         for b in range(m):
@@ -183,8 +184,9 @@ def _record_row(k, m, kl, n_tan_g, kl_det, gam, sizes, det_row, C, MF, su, R, sc
                 for j in range(k0):
                     krow[j] = 0.0
                 if n_tan_g > 0 and k > 0:
+                    inv_nt = 1.0 / n_tan_g  # a product, not a division, per entry (~4x cheaper)
                     for j in range(k0):
-                        krow[j] = kl[g, b, j] / n_tan_g
+                        krow[j] = kl[g, b, j] * inv_nt
                     if kl_det.shape[0] > 0:
                         for j in range(k0):
                             krow[j] += kl_det[k0 + b, j]
@@ -201,9 +203,9 @@ def _record_row(k, m, kl, n_tan_g, kl_det, gam, sizes, det_row, C, MF, su, R, sc
                     t += krow[j] * MF[j, c]
                 km[g, b, c] = t
             for j in range(k0):
-                kbar[b, j] += krow[j] / G
+                kbar[b, j] += krow[j] * inv_G
             for j in range(k0, n):
-                kbar[b, j] += sizes[g] * krow[j] / wsum
+                kbar[b, j] += krow[j] * (sizes[g] / wsum)
         if scale_rs > 0.0:
             for a in range(m):
                 for b in range(m):

@@ -21,6 +21,7 @@ import math
 import time
 
 import numpy as np
+from numba import njit
 
 from .checks import RowRecord
 from .estimators import row_kernels, s_u_row
@@ -48,17 +49,41 @@ def progress_bar(enabled, total, desc):
 
 def finite_row(r, k, th, blowup) -> bool:
     """Row k is finite and below ``blowup``: K_ell row, nu[k], <ell ell>_k and the train loss (when
-    the model has one). A NaN compares False, so ``not (x < blowup)`` catches it with the
-    infinities (no temporary arrays: this runs once per row and replica)."""
+    the model has one). A NaN anywhere counts as beyond (one compiled pass, :func:`_row_sizes`:
+    this runs once per row and replica)."""
     m = r.m
-    lossk = float(r.loss_sum[:, k].sum()) / r.P
-    llk = float(np.trace(r.ll_sum[:, k].sum(0))) / r.P
-    big = [float(np.abs(th.Kl[k * m:(k + 1) * m]).max()), abs(llk)]
-    if th.nu[k].size:
-        big.append(float(np.abs(th.nu[k]).max()))
-    if math.isfinite(lossk):
-        big.append(abs(lossk))
-    return all(b < blowup for b in big)
+    lossk, llk, big = _row_sizes(r.loss_sum[:, k], r.ll_sum[:, k], th.Kl[k * m:(k + 1) * m], th.nu[k])
+    lossk, llk = lossk / r.P, llk / r.P
+    for v in (abs(llk), abs(lossk) if math.isfinite(lossk) else 0.0):
+        if not v <= big:  # a NaN <ell ell> replaces big (max() would drop it)
+            big = v
+    return big < blowup  # False for NaN
+
+
+@njit(cache=True, nogil=True)
+def _row_sizes(loss_col, ll_col, kl_rows, nu_k):
+    """(sum of the group losses, trace of the summed <ell ell>, largest |entry| of the K_ell row
+    block and of nu_k; inf if any of those two holds a NaN)."""
+    lossk = 0.0
+    for g in range(loss_col.shape[0]):
+        lossk += loss_col[g]
+    llk = 0.0
+    for g in range(ll_col.shape[0]):
+        for a in range(ll_col.shape[1]):
+            llk += ll_col[g, a, a]
+    big = 0.0
+    nan = False
+    for i in range(kl_rows.shape[0]):
+        for j in range(kl_rows.shape[1]):
+            v = abs(kl_rows[i, j])
+            nan |= v != v
+            big = max(big, v)
+    for i in range(nu_k.shape[0]):
+        for j in range(nu_k.shape[1]):
+            v = abs(nu_k[i, j])
+            nan |= v != v
+            big = max(big, v)
+    return lossk, llk, np.inf if nan else big
 
 
 def sweep(sv) -> int:
