@@ -19,7 +19,8 @@ def result(sv, reached, status, message) -> Result:
     Keys: t, train_loss, train_<metric>, test_loss, test_<metric> (each with ``*_err``), Q, M (with
     ``*_err``), C_theta, R_theta, K_ell, Gamma, R_ell, nu (with ``nu_err``), S_U, Phi0 and
     Phi_star (deterministic theta-side), rho, E_r_ell, E_ell_ell, Q_balance (B = -dQ/dt,
-    :func:`dmftgen.dmft.stationary.balance`; with ``*_err`` when combined from replicas), the self-check residuals
+    :func:`dmftgen.dmft.stationary.balance`; with ``*_err`` when combined from replicas; not with a
+    declared regulariser H), the self-check residuals
     ``check_*`` and, if asked for, theta samples."""
     from ..observables import test_observables
 
@@ -78,10 +79,12 @@ def result(sv, reached, status, message) -> Result:
     data["E_r_ell"] = r.rl_sum[:, :n].sum(0) / P
     data["E_ell_ell"] = r.ll_sum[:, :n].sum(0) / P
     # the stationarity balance B = -dQ/dt per replica: the replicas' spread is its error (its parts
-    # Q, E_r_ell, E_ell_ell have correlated errors: B's is much smaller than theirs combined)
-    from .stationary import balance
+    # Q, E_r_ell, E_ell_ell have correlated errors: B's is much smaller than theirs combined). Not
+    # with a declared regulariser H: its dQ/dt has the term 2 sym E[theta h(theta)^T] more
+    if not sv.reg:
+        from .stationary import balance
 
-    data["Q_balance"] = balance(Q, data["E_r_ell"], data["E_ell_ell"], sv.lam, sv.tau)[0]
+        data["Q_balance"] = balance(Q, data["E_r_ell"], data["E_ell_ell"], sv.lam, sv.tau)[0]
     if sv.theta_samples and n == N + 1:
         data.update(th.samples(sv.theta_samples, sv.streams.rng_theta, sv.L_S, S_U, sv.init_std,
                                sv.teacher_std))

@@ -268,7 +268,9 @@ def q_balance(result, lam: float | None = None, tau: float | None = None) -> tup
     default to the run's settings. Returns (B, scale), B of shape (n, m, m) and a scale
     2 lam |Q| + 2 |E r ell| + tau E ell^2 (n,) against which B is small in a stationary state
     (:func:`balance`). A solve of R replicas also carries B itself as ``Q_balance`` with the
-    between-replica error ``Q_balance_err`` (the error of B, whose parts are correlated).
+    between-replica error ``Q_balance_err`` (the error of B, whose parts are correlated). With a
+    declared regulariser H (lam = 0 there) dQ/dt has the term 2 sym E[theta h(theta)^T] more, which
+    this B leaves out (such solves carry no ``Q_balance``).
     """
     for k in ("E_r_ell", "E_ell_ell", "Q"):
         if k not in result:
