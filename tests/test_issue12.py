@@ -153,21 +153,26 @@ def test_history_sums_of_the_chunked_sweep(name, k):
     s = rng.standard_normal((P, kk)) + 0.5
     z = rng.standard_normal((P, nz))
     dB = 0.1 * rng.standard_normal((P, N))
-    G = P
-    bounds = np.arange(P + 1, dtype=np.int64)
-    sums = dict(loss=np.zeros((G, N + 1)), met=np.zeros((G, N + 1, int(kern.NMET))),
-                gam=np.zeros((G, N + 1, m, m)), kl=np.zeros((G, 1, 1)), ells=np.zeros((G, N + 1, m, kk)),
-                dsl=np.zeros((G, N + 1, m, kk)), su=np.zeros((G, m, NI)), rl=np.zeros((G, N + 1, m, m)),
-                ll=np.zeros((G, N + 1, m, m)))
     rows = slice(k * m, (k + 1) * m)
+
+    def row_k(bounds, wpre):
+        """Row k of the kernel (row mode, no tangents) over the path groups ``bounds``; its sums."""
+        G = bounds.size - 1
+        sums = dict(loss=np.zeros((G, N + 1)), met=np.zeros((G, N + 1, int(kern.NMET))),
+                    gam=np.zeros((G, N + 1, m, m)), kl=np.zeros((G, 1, 1)), ells=np.zeros((G, N + 1, m, kk)),
+                    dsl=np.zeros((G, N + 1, m, kk)), su=np.zeros((G, m, NI)), rl=np.zeros((G, N + 1, m, m)),
+                    ll=np.zeros((G, N + 1, m, m)))
+        kern.dmft_paths(k, k + 1, N, bounds, 0, delta, dt, 0.5, wpre, np.ascontiguousarray(W[rows]), True, eta,
+                        np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
+                        psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, sums["loss"],
+                        sums["met"], sums["gam"], sums["kl"], sums["ells"], sums["dsl"], sums["su"], sums["rl"],
+                        sums["ll"], np.full(G, N + 1, dtype=np.int64), False, np.zeros((N + 1, m, m)),
+                        np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
+        return sums
+
     flat_eta, flat_dL = from_chunks(eta, NI).astype(float), from_chunks(dL, NI).astype(float)
     flat_b = from_chunks(b_hist, NI * kk).astype(float).reshape(P, NI, kk) if psi else None
-    kern.dmft_paths(k, k + 1, N, bounds, 0, delta, dt, 0.5, wpre, np.ascontiguousarray(W[rows]), True, eta,
-                    np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
-                    psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, sums["loss"],
-                    sums["met"], sums["gam"], sums["kl"], sums["ells"], sums["dsl"], sums["su"], sums["rl"],
-                    sums["ll"], np.full(G, N + 1, dtype=np.int64), False, np.zeros((N + 1, m, m)),
-                    np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
+    sums = row_k(np.arange(P + 1, dtype=np.int64), wpre)   # one path per group
     kM = k * m
     Wr, Rr = W[rows, :kM].astype(float), R[rows, :kM].astype(float)
     g_terms = np.abs(flat_eta[:, None, :kM] * Wr[None]).sum(2)
@@ -213,20 +218,12 @@ def test_history_sums_of_the_chunked_sweep(name, k):
     # (each product exact, bfloat16 x bfloat16; the sum of <= 7 terms within 8 2^-53 of its
     # |terms|). A pair that took one path's x for both, or a dead path summed, moves it by O(1).
     bounds7 = np.array(list(range(0, P, 7)) + [P], dtype=np.int64)
-    G7 = bounds7.size - 1
-    su7 = np.zeros((G7, m, NI))
     wpre7 = wpre.copy()
     wpre7[3] = np.inf
-    kern.dmft_paths(k, k + 1, N, bounds7, 0, delta, dt, 0.5, wpre7, np.ascontiguousarray(W[rows]), True, eta,
-                    np.ascontiguousarray(R[rows]), np.ascontiguousarray(R.T), s, z, dB, model.param_vector(),
-                    psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, np.zeros((G7, N + 1)),
-                    np.zeros((G7, N + 1, int(kern.NMET))), np.zeros((G7, N + 1, m, m)), np.zeros((G7, 1, 1)),
-                    np.zeros((G7, N + 1, m, kk)), np.zeros((G7, N + 1, m, kk)), su7, np.zeros((G7, N + 1, m, m)),
-                    np.zeros((G7, N + 1, m, m)), np.full(G7, N + 1, dtype=np.int64), False,
-                    np.zeros((N + 1, m, m)), np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
+    su7 = row_k(bounds7, wpre7)["su"]
     new = from_chunks(dL, NI).astype(float)
     alive = np.isfinite(wpre7[:, 0, 0])
-    for g in range(G7):
+    for g in range(bounds7.size - 1):
         sel = np.arange(bounds7[g], bounds7[g + 1])
         sel = sel[alive[sel]]
         for a in range(m):
@@ -337,3 +334,29 @@ def test_bfloat16_histories_move_a_solve_by_a_small_fraction_of_its_error_bars()
         d = np.abs(np.asarray(a[key]) - np.asarray(b[key]))
         assert np.all(d[1:] <= 0.1 * e[1:]), (key, float((d[1:] / e[1:]).max()))
     assert not np.array_equal(a["train_loss"], b["train_loss"])   # the option does change the storage
+
+
+def test_row_size_counts_a_nan_as_beyond_every_bound_except_a_missing_loss():
+    """The sweep's divergence test (forward.finite_row, one compiled pass since issue 12): the
+    largest of |K_ell row|, |nu_k|, |tr <ell ell>_k| / P and |loss_k| / P, inf where K_ell, nu or
+    <ell ell> holds a NaN; a NaN loss (a model declared by ell alone) is left out, not counted.
+    max() alone would drop each NaN (each case below then returns a finite size)."""
+    from dmftgen.dmft.forward import _row_size
+
+    G, m, kk, P = 3, 2, 1, 10.0
+    loss = np.full(G, 2.0)                         # sum 6 -> 0.6
+    ll = np.zeros((G, m, m))
+    ll[:, 0, 0], ll[:, 1, 1] = 1.0, 3.0            # trace of the sum 12 -> 1.2
+    kl = np.array([[0.5, -7.0, 0.0], [1.0, 2.0, 3.0]])
+    nu = np.array([[4.0], [-5.0]])
+    assert _row_size(loss, ll, kl, nu, P) == 7.0
+    nu[1, 0] = -9.0
+    assert _row_size(loss, ll, kl, nu, P) == 9.0
+    assert _row_size(np.full(G, 40.0), ll, kl, nu, P) == 12.0   # the loss, 120 / 10
+    assert _row_size(np.full(G, np.nan), ll, kl, nu, P) == 9.0  # no loss declared: left out
+    for arr, idx in ((kl, (1, 2)), (nu, (0, 0)), (ll, (1, 1, 1))):
+        bad = arr.copy()
+        bad[idx] = np.nan
+        args = {"kl": kl, "nu": nu, "ll": ll}
+        args[[k for k, v in args.items() if v is arr][0]] = bad
+        assert _row_size(loss, args["ll"], args["kl"], args["nu"], P) == np.inf

@@ -38,6 +38,13 @@ def add_dynamics_arg(group, *, both: bool = False) -> None:
                        help=DYNAMICS_HELP + (", or both" if both else "") + " (default sgd, or sgf at tau = 0)")
 
 
+def add_check_alpha_arg(group) -> None:
+    """``--check-alpha`` (the solve option ``check_alpha``; None: its default)."""
+    group.add_argument("--check-alpha", type=float, default=None, metavar="ALPHA",
+                       help="false-alarm rate of the self-checks: the probability that a correct solve "
+                            "is reported inaccurate (default 1e-3)")
+
+
 def default_dynamics(method, tau: float) -> str:
     """The dynamics of ``--method`` when not given: SGD (the experiment), SGF at tau = 0 (no SGD exists)."""
     return method or ("sgd" if tau > 0 else "sgf")

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from ._common import (add_model_arg, add_scheme_arg, add_settings_args, add_theory_arg, progress_enabled,
+from ._common import (add_check_alpha_arg, add_model_arg, add_scheme_arg, add_settings_args, add_theory_arg, progress_enabled,
                       result_path, settings_from_args, write_result)
 
 
@@ -31,9 +31,7 @@ def add_parser(sub):
                    help="independent sub-solves of paths/R paths whose spread gives the error bars "
                         "(default auto: min(8, paths // 40); 1 = one solve with batch-means errors)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
-    g.add_argument("--check-alpha", type=float, default=None, metavar="ALPHA",
-                   help="false-alarm rate of the self-checks: the probability that a correct solve "
-                        "is reported inaccurate (default 1e-3)")
+    add_check_alpha_arg(g)
     g.add_argument("--theta-samples", type=int, default=0, metavar="S",
                    help="also store S samples of the law of a theta row at every time (default 0: none)")
     g.add_argument("--richardson", action="store_true",

@@ -9,7 +9,7 @@ of each one-time observable (dmftgen.dmft.stationary): stationary value ± error
 """
 from __future__ import annotations
 
-from ._common import (add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args,
+from ._common import (add_check_alpha_arg, add_model_arg, add_settings_args, progress_enabled, result_path, settings_from_args,
                       write_result)
 
 
@@ -29,9 +29,7 @@ def add_parser(sub):
     g.add_argument("--tangent-paths", type=int, default=None,
                    help="paths carrying the response tangents (default: a cost budget)")
     g.add_argument("--groups", type=int, default=None, help="path groups for batch-means error bars (default 20)")
-    g.add_argument("--check-alpha", type=float, default=None, metavar="ALPHA",
-                   help="false-alarm rate of the self-checks: the probability that a correct solve "
-                        "is reported inaccurate (default 1e-3)")
+    add_check_alpha_arg(g)
     g.add_argument("--z", type=float, default=3.0, help="plateau test: error bars allowed (default 3)")
     g.add_argument("--out", required=True, metavar="FILE", help=".nc (labelled netCDF; dmftgen.load), .json or .npz")
     p.set_defaults(func=run)

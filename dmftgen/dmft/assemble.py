@@ -10,6 +10,7 @@ from ..results import Result, versions
 from .checks import run_checks, verdict
 from .errorbars import batch_means, propagate, theta_errors, theta_replicates
 from .estimators import nu_err
+from .stationary import balance
 
 
 def result(sv, reached, status, message) -> Result:
@@ -82,8 +83,6 @@ def result(sv, reached, status, message) -> Result:
     # Q, E_r_ell, E_ell_ell have correlated errors: B's is much smaller than theirs combined). Not
     # with a declared regulariser H: its dQ/dt has the term 2 sym E[theta h(theta)^T] more
     if not sv.reg:
-        from .stationary import balance
-
         data["Q_balance"] = balance(Q, data["E_r_ell"], data["E_ell_ell"], sv.lam, sv.tau)[0]
     if sv.theta_samples and n == N + 1:
         data.update(th.samples(sv.theta_samples, sv.streams.rng_theta, sv.L_S, S_U, sv.init_std,

@@ -29,8 +29,10 @@ def coupled_solves(model, settings, *, paths, refine=0, after_coarse=None, **sol
     from .options import SolveOptions
     from .solver import solve
 
-    # one status from two solves: each checks itself at alpha / 2 (family-wise rate alpha)
-    solve_kw["check_alpha"] = float(solve_kw.get("check_alpha", SolveOptions.check_alpha)) / 2.0
+    # one status from two solves: each checks itself at alpha / 2 (family-wise rate alpha; the
+    # option validated here, before either solve)
+    alpha = SolveOptions(check_alpha=solve_kw.get("check_alpha", SolveOptions.check_alpha)).check_alpha
+    solve_kw["check_alpha"] = alpha / 2.0
     t0 = time.perf_counter()
     coarse = solve(model, settings, paths=paths, refine=refine + 1, **solve_kw)
     if coarse.status == "interrupted":  # Ctrl-C: stop, do not start the fine solve

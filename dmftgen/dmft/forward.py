@@ -49,30 +49,28 @@ def progress_bar(enabled, total, desc):
 
 def finite_row(r, k, th, blowup) -> bool:
     """Row k is finite and below ``blowup``: K_ell row, nu[k], <ell ell>_k and the train loss (when
-    the model has one). A NaN anywhere counts as beyond (one compiled pass, :func:`_row_sizes`:
-    this runs once per row and replica)."""
+    the model has one). One compiled pass, :func:`_row_size` (this runs once per row and replica)."""
     m = r.m
-    lossk, llk, big = _row_sizes(r.loss_sum[:, k], r.ll_sum[:, k], th.Kl[k * m:(k + 1) * m], th.nu[k])
-    lossk, llk = lossk / r.P, llk / r.P
-    for v in (abs(llk), abs(lossk) if math.isfinite(lossk) else 0.0):
-        if not v <= big:  # a NaN <ell ell> replaces big (max() would drop it)
-            big = v
-    return big < blowup  # False for NaN
+    return _row_size(r.loss_sum[:, k], r.ll_sum[:, k], th.Kl[k * m:(k + 1) * m], th.nu[k], r.P) < blowup
 
 
 @njit(cache=True, nogil=True)
-def _row_sizes(loss_col, ll_col, kl_rows, nu_k):
-    """(sum of the group losses, trace of the summed <ell ell>, largest |entry| of the K_ell row
-    block and of nu_k; inf if any of those two holds a NaN)."""
+def _row_size(loss_col, ll_col, kl_rows, nu_k, P):
+    """The largest of |K_ell row block|, |nu_k|, |tr <ell ell>_k| and |train loss_k| (the last only
+    where finite: a model declared by ell alone has a NaN loss); inf if any of the others is NaN
+    (max() would drop a NaN: a NaN row must count as beyond every bound)."""
     lossk = 0.0
     for g in range(loss_col.shape[0]):
         lossk += loss_col[g]
+    lossk /= P
     llk = 0.0
     for g in range(ll_col.shape[0]):
         for a in range(ll_col.shape[1]):
             llk += ll_col[g, a, a]
-    big = 0.0
-    nan = False
+    big = abs(llk / P)
+    nan = big != big
+    if np.isfinite(lossk):
+        big = max(big, abs(lossk))
     for i in range(kl_rows.shape[0]):
         for j in range(kl_rows.shape[1]):
             v = abs(kl_rows[i, j])
@@ -83,7 +81,7 @@ def _row_sizes(loss_col, ll_col, kl_rows, nu_k):
             v = abs(nu_k[i, j])
             nan |= v != v
             big = max(big, v)
-    return lossk, llk, np.inf if nan else big
+    return np.inf if nan else big
 
 
 def sweep(sv) -> int:

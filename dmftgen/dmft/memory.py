@@ -80,15 +80,15 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
     pathwise = k > 0 and not discontinuous and not linear and opts.nu != "stein"
     PJ = _tangent_paths(model, P_total, N, R, opts, settings.tau, linear)
     # dL float64 where the QR factors it or the increments are nearly dependent (forward.sweep)
-    qr = keep_exact_increments(opts.gram, settings.tau, settings.delta, settings.dt)
+    exact_dL = keep_exact_increments(opts.gram, settings.tau, settings.delta, settings.dt)
     # in units of 8 bytes: eta drawn in float64 (N f m) and kept in bfloat16 (N m / 4), dB (2 N f),
-    # dL (bfloat16 unless the QR factors it), the refine sum's temporary, wpre, b_hist (bfloat16;
+    # dL (bfloat16 unless kept exact), the refine sum's temporary, wpre, b_hist (bfloat16;
     # dL and b_hist float64 in the fixed point, RSide.alloc)
     f64 = opts.histories == "float64"
-    exact = 1.0 if method == "fixed-point" or f64 else 0.25
-    per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if qr else exact) + (1 if f > 1 else 0))
+    hist = 1.0 if method == "fixed-point" or f64 else 0.25   # a dL / b_hist entry
+    per_path = (N * f * m + 2 * N * f + N * m * ((1.0 if exact_dL else hist) + (1 if f > 1 else 0))
                 + (1.0 if f64 else 0.25) * N * m
-                + ((N + 1) * m if method == "fixed-point" else m) + (exact * N * m * k if pathwise else 0))
+                + ((N + 1) * m if method == "fixed-point" else m) + (hist * N * m * k if pathwise else 0))
     tangents = PJ * (2 * N + 1) * m * m
     # row mode (solver.Solve.use_row_sums): only row k of su_sum / kl_sum, plus the checks' record
     rows = (method or "sweep") == "sweep" and not reg and not (opts.jackknife and R == 1)
