@@ -136,6 +136,56 @@ def test_injected_gamma_error_is_flagged(logistic, monkeypatch):
     assert "kernel consistency" in th.message
 
 
+def test_checks_pooled_over_replicas_see_a_fault_that_each_replica_misses(logistic, monkeypatch):
+    """Fault: the r-side input's known part (Phi0 g0 + Phi_star r*) 15 % too large, so that the
+    paths' input does not have the covariance the theta-side says. In each of the 8 replicas
+    (1000 paths) the Q balance's z stays below its threshold (worst z / threshold 0.49-0.84 over
+    seeds 0..3), so the replicas' own checks alone reported ``ok``; pooled, the replica mean
+    of the time-averaged residual has sqrt(8) times the z (4.96-7.88 against 3.87 over the same
+    seeds) and the solve is ``inaccurate``, naming the pooled check. Without the fault the same
+    solve is ``ok`` (the calibration test above: no pooled check fails on 32 correct solves)."""
+    from dmftgen.dmft import rside
+
+    orig = rside.RSide.run
+
+    def run(self, k0, k1, wpre, W, use_W, R, RT):
+        return orig(self, k0, k1, 1.15 * wpre, W, use_W, R, RT)
+
+    monkeypatch.setattr(rside.RSide, "run", run)
+    res = solve(logistic, Settings(delta=2, tau=0.5, T=2, dt=0.1), paths=8000)
+    assert res.status == "inaccurate", res.message
+    assert "pooled over 8 replicas" in res.message, res.message
+    for meta in [res.meta] + res.meta["replica_meta"]:
+        assert all(c["ok"] for c in meta["checks"]), meta["checks"]
+    bad = [c for c in res.meta["pooled_checks"] if not c["ok"]]
+    assert [c["name"] for c in bad] == ["Q balance (time average) (pooled over 8 replicas)"]
+
+
+def test_pooled_check_is_the_replica_mean_with_its_error():
+    """checks.pooled on hand-made residuals: mean over replicas, error sqrt(sum e_r^2) / R,
+    Welch--Satterthwaite dof, the times all replicas reached, and one-sided checks only count
+    positive z (a descent check must not fail on a decrease)."""
+    from scipy.stats import t as student_t
+
+    from dmftgen.dmft.checks import _keep, pooled
+
+    t = np.arange(4.0)
+    reps = []
+    for r, (v, e) in enumerate([(1.0, 1.0), (3.0, 2.0)]):
+        n = 4 if r == 0 else 3  # replica 1 stopped a step early
+        reps.append([_keep({"name": "x", "what": "x", "n": n, "dof": 9}, np.full((n, 1), v), np.full((n, 1), e), t[:n]),
+                     _keep({"name": "d", "what": "d", "n": n, "dof": 9}, np.full(n, -v), np.full(n, e), t[:n],
+                           one_sided=True)])
+    x, d = pooled(reps, 0.01)
+    err = np.sqrt(1.0 + 4.0) / 2
+    assert x["value"] == pytest.approx(2.0) and x["err"] == pytest.approx(err)
+    assert x["worst_z"] == pytest.approx(2.0 / err) and x["n"] == 3
+    dof = 25.0 / ((1.0 + 16.0) / 9)
+    assert x["dof"] == pytest.approx(dof)
+    assert x["threshold"] == pytest.approx(student_t.isf(0.01 / 2 / (2 * 3), dof))
+    assert d["worst_z"] == 0.0 and d["ok"]
+
+
 def test_injected_kernel_row_error_is_flagged(logistic, monkeypatch):
     """Fault: one off-diagonal row of K_ell perturbed by 10 % on its way to the theta-side."""
     from dmftgen.dmft import estimators
@@ -179,13 +229,20 @@ def test_self_check_errors_are_calibrated_and_the_false_alarm_rate_is_the_solves
        that err / sqrt(2) passed; hence 32).
     2. The thresholds spend the rate of the whole solve, not of each check of each replica: with
        R replicas and C statistical checks of n entries each, every one sits at the Student-t
-       quantile at check_alpha / (2 R C n). (Before, each had check_alpha to itself: a solve of
-       8 replicas and 5 checks raised false alarms ~40 times as often as stated; seen in the slow
-       T = 50 test, tests/test_longtime.py.)
+       quantile at check_alpha / (2 (2R) C n), and the C' checks pooled over the replicas at
+       check_alpha / (2 2 C' n): half the rate to the replicas' own checks, half to the pooled
+       ones. (Before, each had check_alpha to itself: a solve of 8 replicas and 5 checks raised
+       false alarms ~40 times as often as stated; seen in the slow T = 50 test,
+       tests/test_longtime.py.)
+    3. The pooled time-averaged Q balance is calibrated too: over the 32 seeds its z (one per
+       solve, ~N(0, 1): ~150 degrees of freedom) has rms within [0.62, 1.38] (3 sd of the rms of
+       32 draws, 0.125) and mean within 3 / sqrt(32). Pooling multiplies a common bias of the
+       replicas' residuals by sqrt(8) relative to the noise: the mean of part 1 (-0.03) becomes
+       ~-0.09, far inside.
     """
     from scipy.stats import t as student_t
 
-    zs = []
+    zs, zp = [], []
     for seed in range(32):
         res = solve(logistic, Settings(delta=2, tau=0.5, lam=0.1, T=2, dt=0.1, seed=seed), paths=8000,
                     replicas=8)
@@ -197,11 +254,20 @@ def test_self_check_errors_are_calibrated_and_the_false_alarm_rate_is_the_solves
             zs.append(c["value"] / c["err"])
             stat = [c for c in meta["checks"] if "dof" in c]
             for c in stat:
-                want = student_t.isf(1e-3 / (2 * 8 * len(stat) * c["n"]), c["dof"])
+                want = student_t.isf(1e-3 / (2 * 16 * len(stat) * c["n"]), c["dof"])
                 assert c["threshold"] == pytest.approx(want, rel=1e-12), c
+        pool = res.meta["pooled_checks"]
+        for c in pool:
+            assert c["threshold"] == pytest.approx(student_t.isf(0.5e-3 / (2 * len(pool) * c["n"]), c["dof"]),
+                                                   rel=1e-12), c
+        c = next(c for c in pool if c["name"].startswith("Q balance (time average)"))
+        zp.append(c["value"] / c["err"])
     zs = np.array(zs)
     assert 0.9 <= np.sqrt(np.mean(zs ** 2)) <= 1.21, zs
     assert abs(zs.mean()) <= 3 * 1.057 / np.sqrt(zs.size), zs  # 3 sd of the mean of 256 draws
+    zp = np.array(zp)
+    assert 0.62 <= np.sqrt(np.mean(zp ** 2)) <= 1.38, zp
+    assert abs(zp.mean()) <= 3 / np.sqrt(zp.size), zp
     # the Richardson pair: each solve at half the rate
     from dmftgen.dmft.extrapolation import richardson
 

@@ -50,9 +50,13 @@ def run(args) -> int:
                 e = f" ± {float(err[-1]):.2g}" if err is not None else ""
                 print(f"{key:<10} {float(res[key][-1]):.6g}{e} at t = {float(res.t[-1]):g}")
     checks = meta.get("checks") or []
+    pool = meta.get("pooled_checks") or []
     if checks:
-        print("self-checks (fail when |z| > threshold; family-wise false-alarm rate 1e-3):")
-        for c in checks:
+        alpha = (meta.get("options") or {}).get("check_alpha", 1e-3)
+        which = (f"; those of replica 1 of {meta.get('replicas')}, then those pooled over the replicas"
+                 if pool else "")
+        print(f"self-checks (fail when |z| > threshold; false-alarm rate {alpha:g} for the solve{which}):")
+        for c in checks + pool:
             tw = c.get("t_worst")
             where = f" at t = {tw:g}" if isinstance(tw, (int, float)) and tw == tw else ""
             print(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']:<26} worst {c['worst_z']:.3g} "

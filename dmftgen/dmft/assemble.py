@@ -7,7 +7,7 @@ import numpy as np
 
 from ..observables import test_gradients
 from ..results import Result, versions
-from .checks import run_checks, verdict
+from .checks import public, run_checks, verdict
 from .errorbars import batch_means, propagate, theta_errors, theta_replicates
 from .estimators import nu_err
 from .stationary import balance
@@ -101,7 +101,7 @@ def result(sv, reached, status, message) -> Result:
         "timings": dict(sv.timing, total_s=time.perf_counter() - sv.t_start,
                         cpu_s=time.process_time() - sv.cpu_start),
         "residuals": list(sv.residuals), "clipped_pivots": int(sv.n_clipped),
-        "gram": sv.gram, "checks": checks,
+        "gram": sv.gram, "checks": public(checks),
         "options": sv.opts.as_dict(),
         "versions": versions(),
         "err_dof": G - 1,
@@ -110,4 +110,8 @@ def result(sv, reached, status, message) -> Result:
                   "ignores the feedback of kernel errors into later paths: too small at long "
                   "horizons; the default replicas='auto' includes it)",
     }
+    if sv.n_replicas > 1:
+        # a replica: its checks' per-entry residuals, for the checks pooled over the replicas
+        # (checks.pooled; solver._solve_replicas takes them out of the meta again)
+        meta["_checks_full"] = checks
     return Result(data, meta, status=status, message=message)

@@ -29,6 +29,7 @@ from ..results import Result
 from ..stability import flag_instability
 from . import streams as _streams
 from .assemble import result as _result
+from .checks import pooled, verdict
 from .errorbars import combine_replicas, fold_two_time
 from .memory import check_memory
 from .modes import detect
@@ -261,16 +262,18 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     if paths // R < 2 * opts.groups:
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * opts.groups} paths; "
                             f"use more paths or fewer replicas.")
-    # each replica's checks at alpha / R: the solve's status keeps the family-wise rate alpha
-    sub = opts.but(replicas=1, jackknife=False, check_alpha=opts.check_alpha / R)
+    # each replica's checks at alpha / (2 R), the checks pooled over the replicas at alpha / 2: the
+    # solve's status keeps the family-wise rate alpha (checks.pooled)
+    sub = opts.but(replicas=1, jackknife=False, check_alpha=opts.check_alpha / (2 * R))
     # theta samples from every replica (S/R each)
     S = int(theta_samples)
     per = [S // R + (1 if r < S % R else 0) for r in range(R)]
-    res = []
+    res, full = [], []  # the replicas' Results, their checks with the per-entry residuals
     two = {}  # running sums of the two-time arrays (issue 12: memory 5 K^2 m^2, not 5 R K^2 m^2)
     w0, c0 = time.perf_counter(), time.process_time()
     for r in range(R):
         one = _solve_one(model, settings, paths // R, method, per[r], progress, sub, r, R)
+        full.append(one.meta.pop("_checks_full", None))
         if one.status == "interrupted":
             # Ctrl-C: stop at once; the finished part of this replica is what there is
             one.message += f" (replica {r + 1} of {R}; the remaining replicas were not run)"
@@ -281,6 +284,14 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
 
     kern = load_kernels(model)
     out = combine_replicas(res, paths, two=two, kern=kern, model=model, settings=settings)
+    # the options the user gave (the replicas' own, in replica_meta, have replicas = 1 and their
+    # share of check_alpha)
+    out.meta["options"] = opts.as_dict()
+    if all(f is not None for f in full):
+        pool = pooled(full, opts.check_alpha / 2)
+        out.meta["pooled_checks"] = pool
+        if out.status == "ok":
+            out.status, out.message = verdict(pool)
     # the whole solve's seconds (combine_replicas sums the replicas' parts; this adds its own)
     out.meta["timings"].update(total_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0)
     # the replicas' growth test saw only their train loss: the test loss is checked here
