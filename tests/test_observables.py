@@ -32,6 +32,33 @@ def test_sign_teacher_error_is_arccos():
     assert np.all(np.isfinite(out["test_loss"]))
 
 
+def test_labels_of_the_common_sample_do_not_move_with_the_student():
+    """Teacher first: r* on the common sample depends on rho only, so a quantity of (r*, z) alone
+    -- the labels -- is the same at every time whatever (Q, M) do, to the last bit. (With the
+    joint symmetric square root, r* mixed in the student's normals as M moved, and labels on a
+    discontinuous teacher flipped from one time to the next: the 0-1 error moved by the common
+    sample's quantisation as well as by the dynamics.) A stand-in kernel whose loss is a label,
+    1{u < sigmoid(5 r*)} as the logistic teacher's, and whose metric is the same label from a
+    noise-free teacher, sign(r*)."""
+    model = load_model("logistic")
+
+    class LabelKernel:
+        @staticmethod
+        def loss_batch(r, s, z, p, out):
+            out[:] = z[:, 0] < 1.0 / (1.0 + np.exp(-5.0 * s[:, 0]))
+
+        @staticmethod
+        def metrics_batch(r, s, z, p, out):
+            out[:, 0] = s[:, 0] > 0
+
+    Q = np.array([[[0.0]], [[0.5]], [[1.0]], [[3.0]]])
+    M = np.array([[[0.0]], [[0.3]], [[0.9]], [[-0.2]]])
+    out = test_observables(LabelKernel, model, Q, M, np.eye(1), model.param_vector())
+    for key in ("test_loss", "test_error"):
+        assert np.all(out[key] == out[key][0]), (key, out[key])
+    assert abs(out["test_loss"][0] - 0.5) < 1e-3 and abs(out["test_error"][0] - 0.5) < 1e-3
+
+
 def test_singular_covariance_at_zero_init():
     """Q = 0 (theta^0 = 0) is a valid, singular covariance: loss of the logistic model at r = 0 is log 2."""
     model = load_model("logistic")
