@@ -69,7 +69,10 @@ SCHEMA = {
     "slope": ("t",), "floor_slope": ("t",), "excess_slope": ("t",),
 }
 #: Suffixes whose variable has the dimensions of its base array.
-SUFFIXES = ("_coarse_err", "_fine_err", "_coarse", "_fine", "_disc", "_err", "_sem")
+SUFFIXES = ("_coarse_reps", "_fine_reps", "_coarse_err", "_fine_err", "_coarse", "_fine", "_disc",
+            "_reps", "_err", "_sem")
+#: Suffixes of per-replica curves: a leading ``replica`` dimension before those of the base array.
+REPLICA_SUFFIXES = ("_coarse_reps", "_fine_reps", "_reps")
 ERROR_SUFFIXES = ("_err", "_sem")
 SEM = "standard error over seeds"
 MC = "Monte Carlo"
@@ -90,13 +93,15 @@ def dims_of(key: str, ndim: int, *, series: bool = False) -> tuple:
     flattened comparison table) every array is.  Raises SettingsError if the rank disagrees
     with the schema (a producer broke the contract).
     """
-    base, _ = split_name(key)
+    base, suffix = split_name(key)
     if base in SCHEMA:
         dims = SCHEMA[base]
     elif series or base.startswith(("train_", "test_")):
         dims = ("t",)
     else:
         return tuple(f"{key}_dim{i}" for i in range(ndim))
+    if suffix in REPLICA_SUFFIXES:
+        dims = ("replica",) + tuple(dims)
     if len(dims) != ndim:
         raise SettingsError(f"result array `{key}` has {ndim} dimensions, the schema says {dims} "
                             "(dmftgen/dataset.py SCHEMA).")

@@ -200,7 +200,9 @@ def replica_test_observables(kern, model, Q_reps, M_reps, rho, p) -> dict:
     ``Q_reps`` (R, T, m, m), ``M_reps`` (R, T, m, k). Returns ``test_<x>`` = F(Qbar, Mbar) on the
     full common sample (:data:`N_TEST`) and ``test_<x>_err`` = sd_r(grad F . (Q_r - Qbar, M_r - Mbar))
     / sqrt(R), the between-replica standard error of F propagated to first order (the replicas'
-    covariance of (Q, M), kernel feedback included, through the gradient of :func:`test_gradients`).
+    covariance of (Q, M), kernel feedback included, through the gradient of :func:`test_gradients`),
+    and ``test_<x>_reps`` (R, T) = F(Qbar, Mbar) + grad F . (Q_r - Qbar, M_r - Mbar), each
+    replica's curve to the same order.
 
     Why not mean_r F(Q_r, M_r) (issue 12): that costs R full-sample evaluations at every time
     (4/5 of a default logistic solve's P-independent CPU), and its value differs from F(Qbar, Mbar)
@@ -226,6 +228,8 @@ def replica_test_observables(kern, model, Q_reps, M_reps, rho, p) -> dict:
         lin = np.einsum("ki,rki->rk", gr, dev)
         # no error where the value itself is undefined (non-finite Q or M at that time)
         out[key + "_err"] = np.where(np.isfinite(out[key]), lin.std(0, ddof=1) / np.sqrt(R), np.nan)
+        # each replica's curve to the same first order (their spread is the error above)
+        out[key + "_reps"] = out[key][None, :] + lin
     return out
 
 

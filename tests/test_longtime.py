@@ -108,6 +108,42 @@ def test_plateau_rejects_drifting_curves():
         detect_plateau(t, np.exp(-t), None)  # exact curve without a tolerance
 
 
+def test_plateau_drift_error_from_the_replicas():
+    """Errors that wander in time (each of 8 replicas off by its own slope b_r (t - 18), b_r ~
+    N(0, 0.01^2), plus small white noise): the mean curve can drift across the last window by more
+    than 3 e_bar from noise alone, and without the replicas' curves the test refuses the plateau
+    (here, seed 0; 4 of 30 seeds). With them, the drift's own error sd_r(drift_r) / sqrt(8) is
+    measured and the plateau is accepted (30 of 30). A real trend, the same in every replica, has
+    replicas that agree on their drift: refused either way. (The drift may reach 4.53 of its
+    measured errors: the Student-t quantile, 7 degrees of freedom, at z = 3's rate.)"""
+    t = np.linspace(10, 20, 41)
+    rng = np.random.default_rng(0)
+    reps = 1.0 + 0.01 * rng.standard_normal((8, 1)) * (t - 18.0) + 0.001 * rng.standard_normal((8, t.size))
+    y, e = reps.mean(0), reps.std(0, ddof=1) / np.sqrt(8)
+    assert not detect_plateau(t, y, e).reached
+    p = detect_plateau(t, y, e, reps=reps)
+    assert p.reached and p.t_reached == t[0]
+    trend = reps + 0.01 * (t - 10.0)
+    for r in (None, trend):
+        assert not detect_plateau(t, trend.mean(0), e, reps=r).reached
+
+
+def test_dmft_result_keeps_each_replicas_curve(logistic):
+    """``*_reps`` (R, n, ...) of a solve: their mean is the reported curve and their spread / sqrt(R)
+    its error (the test observables' to first order, as their error); the Dataset names the
+    replica dimension; ``plateau`` takes them from the Result."""
+    from dmftgen.dataset import to_dataset
+
+    res = solve(logistic, Settings(delta=2, tau=0.5, lam=0.1, T=1, dt=0.1), paths=4000)
+    R = res.meta["replicas"]
+    for key in ("Q", "train_loss", "test_loss", "test_error"):
+        reps = res[key + "_reps"]
+        assert reps.shape == (R,) + res[key].shape
+        np.testing.assert_allclose(reps.mean(0), res[key], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(reps.std(0, ddof=1) / np.sqrt(R), res[key + "_err"], rtol=1e-9, atol=1e-15)
+    assert to_dataset(res)["Q_reps"].dims == ("replica", "t", "a", "b")
+
+
 # -------------------------------------------------------------------------------------------------
 # ridge regression: long horizon vs exact references and vs the uniform grid
 # -------------------------------------------------------------------------------------------------

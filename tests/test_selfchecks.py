@@ -157,8 +157,8 @@ def test_checks_pooled_over_replicas_see_a_fault_that_each_replica_misses(logist
     assert "pooled over 8 replicas" in res.message, res.message
     for meta in [res.meta] + res.meta["replica_meta"]:
         assert all(c["ok"] for c in meta["checks"]), meta["checks"]
-    bad = [c for c in res.meta["pooled_checks"] if not c["ok"]]
-    assert [c["name"] for c in bad] == ["Q balance (time average) (pooled over 8 replicas)"]
+    bad = {c["name"] for c in res.meta["pooled_checks"] if not c["ok"]}
+    assert "Q balance (time average) (pooled over 8 replicas)" in bad, bad
 
 
 def test_pooled_check_is_the_replica_mean_with_its_error():

@@ -90,8 +90,10 @@ def test_sweep_solve_2x2_on_local_cluster(client, tmp_path):
     ds = run_sweep(spec, out, client=client)
     # the file holds the same dataset
     ds2 = load_sweep(out)
-    assert dict(ds2.sizes) == {"delta": 2, "tau": 2, "t": 11, "a": 1, "b": 1, "j": 1}
+    # replica: each solve's replicas' curves (*_reps, for the plateau test's drift error)
+    assert dict(ds2.sizes) == {"delta": 2, "tau": 2, "t": 11, "a": 1, "b": 1, "j": 1, "replica": 8}
     assert ds2["test_loss"].dims == ("delta", "tau", "t")
+    assert ds2["test_loss_reps"].dims == ("delta", "tau", "replica", "t")
     assert ds2["Q"].dims == ("delta", "tau", "t", "a", "b")
     assert "test_loss_err" in ds2 and "train_error" in ds2 and "test_error_err" in ds2
     assert (ds2["status"].values == "ok").all()

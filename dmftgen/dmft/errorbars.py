@@ -24,6 +24,8 @@ from .estimators import kernels, theta_from
 TWO_TIME = ("C_theta", "R_theta", "K_ell", "R_ell", "S_U")
 #: arrays averaged over replicas without an error bar
 NO_ERR = TWO_TIME + ("Phi0", "Phi_star", "E_r_ell", "E_ell_ell")
+#: suffix of the per-replica curves of a one-time observable (R, n, ...)
+REPS = "_reps"
 #: not averaged: the grid, rho, and the theta samples (pooled instead)
 _CURVES_EXCLUDED = {"t", "rho", "theta_samples", "theta_star_samples", "theta0_samples"}
 
@@ -118,6 +120,10 @@ def combine_replicas(res, paths, *, two, kern, model, settings) -> Result:
         if key in NO_ERR:
             continue
         data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
+        if arr.ndim > 1 and arr.shape[1] == n:
+            # each replica's curve (R, n, ...): the errors' correlation in time, e.g. for the drift
+            # of a plateau window (dmftgen.dmft.stationary)
+            data[key + REPS] = arr
     for key, acc in two.items():
         # two time axes; replicas that stopped early (diverged) have shorter ones
         n2 = min(n, acc.shape[0])

@@ -47,7 +47,8 @@ def coupled_solves(model, settings, *, paths, refine=0, after_coarse=None, **sol
 def extrapolate(coarse, fine, keys, *, parts=False) -> tuple[dict, int]:
     """(data, n): 2 f(dt/2) - f(dt) of every key of ``keys`` present in both, on the first n
     coarse times, with ``*_err`` and ``*_disc``; with ``parts`` also ``*_coarse`` / ``*_fine``
-    (and their ``*_err``)."""
+    (and their ``*_err``); where both solves kept their replicas' curves, ``*_reps`` (and
+    ``*_coarse_reps`` / ``*_fine_reps``) too."""
     n = min(len(coarse.t), (len(fine.t) + 1) // 2)
     data = {"t": coarse.t[:n]}
     for key in keys:
@@ -64,6 +65,13 @@ def extrapolate(coarse, fine, keys, *, parts=False) -> tuple[dict, int]:
             if parts:
                 data[key + "_coarse_err"], data[key + "_fine_err"] = ec, ef
         data[key + "_disc"] = np.abs(ff - fc)
+        rc, rf = coarse.get(key + "_reps"), fine.get(key + "_reps")
+        if rc is not None and rf is not None and len(rc) == len(rf):
+            # replica r of both solves has the same noise (coupled paths): extrapolated per replica
+            rc, rf = np.asarray(rc)[:, :n], np.asarray(rf)[:, : 2 * n - 1: 2]
+            data[key + "_reps"] = 2.0 * rf - rc
+            if parts:
+                data[key + "_coarse_reps"], data[key + "_fine_reps"] = rc, rf
     return data, n
 
 

@@ -24,7 +24,17 @@ e.g. the discretisation error; 0 by default). e_bar is the error of the window m
 of different times are fully correlated -- the case of the DMFT (all times share the paths) and
 of seed-averaged simulations (each seed is one trajectory) -- and an upper bound otherwise. The
 drift test is the sharp one for correlated errors: an exponential approach y_inf + A e^{-t/T_r}
-passes once the drift left in the window is below z e_bar. The plateau starts at the earliest t_i
+passes once the drift left in the window is below z e_bar.
+
+Where the errors decorrelate in time (e.g. randomised QMC static draws, which remove the part
+constant in time), noise alone can drift by more than e_bar. A DMFT solve of R replicas keeps
+each replica's curve (``*_reps``, R independent solves): the drift of each over the window gives
+the drift's own standard error e_drift = sd_r(drift_r) / sqrt(R), whatever the errors'
+correlation in time, and the window also passes when |drift| <= z_t e_drift + tol (z_t the
+Student-t quantile with R - 1 degrees of freedom at the two-sided rate of z). So a window passes
+when its drift is either smaller than the value's own error (it does not matter at that
+precision) or not distinguishable from noise; a real trend, the same in every replica, has a small
+e_drift and fails both. The plateau starts at the earliest t_i
 from which *every* later window (at least ``min_frac`` of the horizon and ``min_points`` points
 long) passes; if even the shortest admissible window fails, the curve is reported as not
 stationary (``reached=False``, value = that window's mean).
@@ -98,21 +108,30 @@ class Plateau:
                 "t_reached": self.t_reached, "t_end": self.t_end, "drift": self.drift}
 
 
-def _window_stats(t, y, e, i):
+def _drift(tw, yw):
+    """Least-squares slope times the window length, of each curve in yw (n, ...) along axis 0."""
+    if tw.size < 2 or not tw[-1] > tw[0]:
+        return np.zeros(yw.shape[1:])
+    tc = (tw - tw.mean()).reshape((-1,) + (1,) * (yw.ndim - 1))
+    return (tc * (yw - yw.mean(0))).sum(0) / (tc * tc).sum() * float(tw[-1] - tw[0])
+
+
+def _window_stats(t, y, e, i, reps=None):
+    """(window mean, e_bar, drift, the drift's own standard error from the replicas' curves
+    ``reps`` (R, n): sd of their drifts / sqrt(R); 0 without them)."""
     tw, yw, ew = t[i:], y[i:], e[i:]
     ybar = float(yw.mean())
     ebar = float(ew.mean())
-    if tw.size >= 2 and tw[-1] > tw[0]:
-        tc = tw - tw.mean()
-        b = float((tc * (yw - ybar)).sum() / (tc * tc).sum())
-        drift = b * float(tw[-1] - tw[0])
-    else:
-        drift = 0.0
-    return ybar, ebar, drift
+    drift = float(_drift(tw, yw))
+    e_drift = 0.0
+    if reps is not None and reps.shape[0] >= 2:
+        dr = _drift(tw, reps[:, i:].T)
+        e_drift = float(dr.std(ddof=1) / np.sqrt(reps.shape[0]))
+    return ybar, ebar, drift, e_drift
 
 
 def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: float = 0.0,
-                   min_frac: float = 0.2, min_points: int = 5, key: str = "y") -> Plateau:
+                   min_frac: float = 0.2, min_points: int = 5, key: str = "y", reps=None) -> Plateau:
     """Plateau test on one curve y(t) with standard errors ``err`` (see the module docstring).
 
     Parameters
@@ -120,6 +139,11 @@ def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: f
     t, y : array (n,)
     err : array (n,) or None
         Standard errors; ``None`` means exact values (then give ``rtol`` or ``atol``).
+    reps : array (R, n) or None
+        The curves of R independent replicas whose mean is y (a DMFT solve's ``*_reps``): the
+        drift's own error is then measured, sd of the replicas' drifts / sqrt(R), and a window
+        also passes when its drift is within z_t of those errors (z_t: the Student-t quantile,
+        R - 1 degrees of freedom, at the two-sided rate of ``z``); see the module docstring.
     z : float
         Number of standard errors allowed (3: a two-sided 0.3 % false-alarm rate per check).
     rtol, atol : float
@@ -141,11 +165,19 @@ def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: f
         raise SettingsError(f"plateau: min_frac={min_frac} must be in (0, 1].")
     if err is None and rtol == 0.0 and atol == 0.0:
         raise SettingsError(f"plateau {key}: no error bars given; pass rtol or atol for exact curves.")
+    if reps is not None:
+        reps = np.asarray(reps, float).reshape(-1, y.size)
     good = np.isfinite(y)
     if not good.all():
         # a diverged run: only the finished part (status 'diverged' results stop there anyway)
         n_ok = int(np.argmin(good))  # first non-finite point
         t, y, e = t[:n_ok], y[:n_ok], e[:n_ok]
+        reps = None if reps is None else reps[:, :n_ok]
+    z_t = 0.0
+    if reps is not None and reps.shape[0] >= 2:
+        from scipy.stats import norm, t as student_t
+
+        z_t = float(student_t.isf(norm.sf(z), reps.shape[0] - 1))
     n = y.size
     if n < max(2, min_points):
         raise SettingsError(f"plateau {key}: {n} points, need at least {max(2, min_points)}.")
@@ -156,10 +188,10 @@ def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: f
     ok = np.zeros(i_max + 1, bool)
     stats = {}
     for i in range(i_max + 1):
-        ybar, ebar, drift = _window_stats(t, y, e, i)
+        ybar, ebar, drift, e_drift = _window_stats(t, y, e, i, reps)
         tol = atol + rtol * abs(ybar)
         dev = np.abs(y[i:] - ybar) <= z * np.sqrt(e[i:] ** 2 + ebar ** 2) + tol
-        ok[i] = bool(dev.all()) and abs(drift) <= z * ebar + tol
+        ok[i] = bool(dev.all()) and abs(drift) <= max(z * ebar, z_t * e_drift) + tol
         stats[i] = (ybar, ebar, drift)
     if not ok[i_max]:
         ybar, ebar, drift = stats[i_max]
@@ -196,6 +228,10 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
     y = _component(result[key], component)
     e = result.get(key + "_err")
     e = None if e is None else _component(e, component)
+    reps = result.get(key + "_reps")
+    if reps is not None:
+        # (R, n, ...) -> the component's (R, n)
+        reps = np.stack([_component(x, component) for x in np.asarray(reps, float)])
     # a relative resolution of 1e-4 on top of the error bars, so that exact or deterministic
     # curves (e.g. M of ridge regression: no Monte Carlo, jackknife errors ~1e-6) are judged at a
     # meaningful precision rather than at round-off
@@ -203,6 +239,7 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
     if "atol" not in kw and (key + "_disc") in result:
         d = _component(result[key + "_disc"], component)
         kw["atol"] = float(np.nanmax(d[d.size // 2:])) if d.size else 0.0
+    kw.setdefault("reps", reps)
     return detect_plateau(result.t, y, e, key=key, **kw)
 
 
@@ -214,7 +251,7 @@ def stationary_values(result, keys=None, **kw) -> dict:
     if keys is None:
         keys = [k for k in result.keys()
                 if (k.startswith("train_") or k.startswith("test_") or k in ("Q", "M"))
-                and not k.endswith(("_err", "_disc", "_coarse", "_fine")) and k != "test_loss_mc"
+                and not k.endswith(("_err", "_disc", "_coarse", "_fine", "_reps")) and k != "test_loss_mc"
                 and np.asarray(result[k]).shape[:1] == np.asarray(result.t).shape]
     return {k: plateau(result, k, **kw) for k in keys}
 

@@ -23,18 +23,30 @@ Q 0.0133 -> 0.0089), the claimed errors follow (0.00074), the means agree (0.498
 committee (tau = 0, T = 2, P = 4000, 16 seeds): train-loss sd at t = dt 0.00476 -> 0.00043, the
 claimed errors 0.00040.
 
-Why it is not the default yet: what RQMC removes is the error component that is constant in time
-(the static draws set a path's labels for all times); what is left decorrelates along t. The
-plateau test of :mod:`dmftgen.dmft.stationary` bounds the drift across a window by z times the
-error bar, which is right for errors fully correlated in time and too strict otherwise: with RQMC
-it refuses a linreg plateau that it accepts with i.i.d. draws (tests/test_longtime.py). The drift's
-own error (its sensitivity to errors that decorrelate, up to ~3 e_bar) must enter that test first.
-And the self-checks' group batch means (a replica's groups are contiguous blocks of one
-sequence) raised one false alarm in 16 Figure 1 solves with it ('Q balance (time average)',
-z = 4.07 against 3.88), none in 12 with i.i.d. draws; their largest z / threshold reached
-0.39-0.68 against 0.40-0.57. Not understood yet. And the equal-accuracy cost of issue 12 does not
-move (bench/bench_issue12.py --only a --static-qmc, measured before the adjoint kernel work: 0.59
-against 0.57): at the simulation's error the solve is mostly P-independent cost.
+The default since the fourth session of 2026-12-06 (option ``static_qmc``, default True). Re-measured
+then (Figure 1 setting, P = 2e4, 12 seeds each, ``dmftgen.dmft.solve``): sd over seeds of the test
+loss at t = 5 0.00129 (i.i.d.) -> 0.00071 (RQMC), claimed errors 0.00105 -> 0.00079; train loss
+0.00224 -> 0.00155, claimed 0.00188 -> 0.00144: the between-replica errors follow the smaller
+spread. Committee (delta 3, tau 0.2, T 5, dt 0.05, P = 2e4, seeds 100..123), sd over seeds at
+t = 1 / 5 (rms claimed error): test loss 0.000264 / 0.000230 (0.000315 / 0.000268) -> 0.000147 /
+0.000147 (0.000140 / 0.000130); train loss 0.000813 / 0.000186 -> 0.000439 / 0.000142; Q 0.00060
+/ 0.00210 -> 0.00030 / 0.00110: variance / 1.7 to / 3.6. What had kept it off:
+
+* The plateau test of :mod:`dmftgen.dmft.stationary` bounded the drift across a window by z times
+  the error bar, right for errors fully correlated in time and too strict otherwise: RQMC removes
+  the error component constant in time (the static draws set a path's labels for all times), what
+  is left wanders in time, and a linreg plateau was refused (tests/test_longtime.py). Now a solve
+  keeps each replica's curve (``*_reps``) and the test measures the drift's own error from them.
+* One false alarm of the self-checks in 16 Figure 1 solves ('Q balance (time average)', z = 4.07
+  against 3.88), none in 12 with i.i.d. draws. That was before the checks' false-alarm rate was
+  the solve's (each check of each replica had alpha to itself, ~40 alpha in all): with the split
+  the 12 RQMC solves above stay below 0.69 of their thresholds (i.i.d.: 0.73), pooled checks
+  below 0.76 (0.64), and the time-averaged Q balance's z over their 96 replicas has rms 0.98
+  (i.i.d. 1.08). Within a replica the groups are contiguous blocks of one sequence, negatively
+  correlated, so the group batch means (``replicas=1``) tend to overstate the error (conservative).
+
+The equal-accuracy cost of issue 12 moves little (at the simulation's error the solve is mostly
+P-independent cost); solves whose cost is mostly paths need ~2-3 times fewer for the same errors.
 """
 from __future__ import annotations
 
