@@ -250,8 +250,10 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     """R independent solves with paths/R paths each (own kernels, theta-side, random streams),
     combined by :func:`dmftgen.dmft.errorbars.combine_replicas`. Unlike batch means within one
     solve, their spread includes the feedback of kernel errors into later paths (shared by all
-    groups of one solve). The bias of the finite-P system grows like R/P, negligible for
-    paths/R >= 10^3.
+    groups of one solve). The bias of the finite-P system grows like R/P and is not in the error
+    bars: mostly negligible for paths/R >= 10^3, but not at long horizons without a ridge (linreg,
+    lam 0, T 100: the test loss's plateau 0.0066 below the exact floor with 1000 paths per replica,
+    ~1.8 error bars; 0.0021 with 4000; docs/longtime.md). Where it matters, compare two path counts.
 
     Issue 12: the replicas' two-time results are summed as they finish
     (:func:`~dmftgen.dmft.errorbars.fold_two_time`: memory 5 K^2 m^2, not 5 R K^2 m^2), and the
