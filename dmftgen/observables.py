@@ -75,7 +75,9 @@ def test_observables(kern, model, Q, Mo, rho, p, *, n: int = N_TEST, seed: int =
     w = M rho^+ r* + (Q - M rho^+ M^T)^(1/2) xi_w (the conditional law of w given r*; symmetric
     PSD square roots, so singular Q, e.g. theta^0 = 0, is fine). r* and with it every label is the
     same at all times (given rho): a discontinuous teacher's labels do not flip from one time to
-    the next, so the 0-1 error moves with the dynamics only (tests/test_observables.py).
+    the next, so the 0-1 error moves with the dynamics only (tests/test_observables.py), and the
+    part of the loss and metrics that depends on (r*, z) alone is evaluated once
+    (``aux_batch``; the kernels ``loss_aux_batch``, ``metrics_aux_batch`` take it).
 
     Parameters
     ----------
@@ -113,14 +115,17 @@ def test_observables(kern, model, Q, Mo, rho, p, *, n: int = N_TEST, seed: int =
             s = xi[:, m:] @ _sqrt_psd(rho_s)
             rho_pinv = np.linalg.pinv(rho_s, hermitian=True)
             sx = np.concatenate([s, xi[:, :m]], axis=1)   # (r*, xi_w): r is one product with it
+            # the labels' part of the loss and metrics, once (dmftgen/codegen/labels.py)
+            aux = np.empty((n, int(kern.NAUX)))
+            kern.aux_batch(s, z, p, aux)
         # w | r* ~ N(M rho^+ r*, Q - M rho^+ M^T): the law of (w, r*) the joint square root gave
         A = Mo[t] @ rho_pinv
         r = sx @ np.concatenate([A.T, _sqrt_psd(Q[t] - A @ Mo[t].T)])
-        kern.loss_batch(r, s, z, p, loss)
+        kern.loss_aux_batch(r, aux, p, loss)
         out["test_loss"][t] = loss.mean()
         out["test_loss_mc"][t] = loss.std() / np.sqrt(n)
         if model.metrics:
-            kern.metrics_batch(r, s, z, p, met)
+            kern.metrics_aux_batch(r, aux, p, met)
             for q, name in enumerate(model.metrics):
                 out[f"test_{name}"][t] = met[:, q].mean()
     return out

@@ -25,6 +25,8 @@ def _reference(model):
     }
     if sysm.loss is not None:
         f["loss"] = sp.lambdify(args, sysm.loss, modules=LAMBDIFY_MODULES)
+    if sysm.metrics:
+        f["metrics"] = sp.lambdify(args, [e for _, e in sysm.metrics], modules=LAMBDIFY_MODULES)
     return f
 
 
@@ -52,11 +54,25 @@ def _compare(model, kern, n=64, seed=0):
         # association order (CSE) and the stable sigmoid/softplus branches differ.
         np.testing.assert_allclose(g[i], np.array(ref["ell"](*args), dtype=float), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(J[i].ravel(), np.array(ref["jac"](*args), dtype=float), rtol=1e-10, atol=1e-12)
+    # the label part once per sample (codegen/labels.py), then the loss and metrics from it: the
+    # same values as the whole expressions
+    aux = np.empty((n, int(kern.NAUX)))
+    kern.aux_batch(s, z, p, aux)
     if "loss" in ref:
         L = np.empty(n)
         kern.loss_batch(r, s, z, p, L)
         want = np.array([ref["loss"](*(list(r[i]) + list(s[i]) + list(z[i]) + list(p))) for i in range(n)])
         np.testing.assert_allclose(L, want, rtol=1e-10, atol=1e-12)
+        kern.loss_aux_batch(r, aux, p, L)
+        np.testing.assert_allclose(L, want, rtol=1e-10, atol=1e-12)
+    if "metrics" in ref:
+        met = np.empty((n, int(kern.NMET)))
+        want = np.array([ref["metrics"](*(list(r[i]) + list(s[i]) + list(z[i]) + list(p))) for i in range(n)],
+                        dtype=float)
+        kern.metrics_batch(r, s, z, p, met)
+        np.testing.assert_allclose(met, want, rtol=1e-10, atol=1e-12)
+        kern.metrics_aux_batch(r, aux, p, met)
+        np.testing.assert_allclose(met, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [m.name for m in all_builtin_models()])
@@ -77,6 +93,36 @@ def test_random_models_match_lambdify(gen_dir, model):
     finally:
         numba.config.DISABLE_JIT = saved
     _compare(model, kern, n=8)
+
+
+def test_label_split_of_mixed_products(gen_dir):
+    """codegen/labels.py: r* and z appear bare in products and inside functions with r (r0 r*,
+    z r1, Heaviside(r0 - r*)); every part without r becomes an input of the ``*_aux`` kernels
+    (which take no r*, z: a label part left in place would not even compile), and loss and
+    metrics from them equal the whole expressions and lambdify."""
+    from dmftgen.codegen.labels import split_labels
+    from dmftgen.model import Model, student, teacher
+
+    r, s = student(2), teacher(1)
+    z = sp.Symbol("z", real=True)
+    loss = (r[0] * s[0] - z) ** 2 / 2 + z * r[1] + sp.exp(-(r[1] - s[0]) ** 2) + sp.cos(s[0]) * r[0] ** 2
+    metric = sp.Heaviside(r[0] - s[0], 0) * sp.Heaviside(z, 0)
+    model = Model(name="mixed_labels", student=r, teacher=s, noise={z: "normal"}, loss=loss,
+                  metrics={"hit": metric}, init_std=sp.Rational(1, 2), teacher_std=1, source=__file__)
+    reduced, aux = split_labels([loss, metric], r, (s[0], z))
+    for e in reduced:
+        assert not (e.free_symbols & {s[0], z}), e
+    back = [e.xreplace(dict(aux)) for e in reduced]
+    assert sp.simplify(back[0] - loss) == 0 and sp.simplify(back[1] - metric) == 0
+    generate(model)
+    saved = numba.config.DISABLE_JIT
+    numba.config.DISABLE_JIT = True
+    try:
+        kern = load_kernels(model)
+    finally:
+        numba.config.DISABLE_JIT = saved
+    assert kern.NAUX == len(aux) >= 3
+    _compare(model, kern, n=16)
 
 
 @pytest.mark.parametrize("name", ["logistic", "committee", "twolayer", "sign"])

@@ -43,13 +43,20 @@ def test_labels_of_the_common_sample_do_not_move_with_the_student():
     model = load_model("logistic")
 
     class LabelKernel:
-        @staticmethod
-        def loss_batch(r, s, z, p, out):
-            out[:] = z[:, 0] < 1.0 / (1.0 + np.exp(-5.0 * s[:, 0]))
+        NAUX = 2
 
         @staticmethod
-        def metrics_batch(r, s, z, p, out):
-            out[:, 0] = s[:, 0] > 0
+        def aux_batch(s, z, p, out):
+            out[:, 0] = z[:, 0] < 1.0 / (1.0 + np.exp(-5.0 * s[:, 0]))
+            out[:, 1] = s[:, 0] > 0
+
+        @staticmethod
+        def loss_aux_batch(r, a, p, out):
+            out[:] = a[:, 0]
+
+        @staticmethod
+        def metrics_aux_batch(r, a, p, out):
+            out[:, 0] = a[:, 1]
 
     Q = np.array([[[0.0]], [[0.5]], [[1.0]], [[3.0]]])
     M = np.array([[[0.0]], [[0.3]], [[0.9]], [[-0.2]]])

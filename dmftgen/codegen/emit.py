@@ -19,6 +19,7 @@ from ..model import Model, theta
 from ..paths import display_path, is_builtin
 from ..symbolic import SymbolicSystem
 from .hashing import CONTENT_PREFIX, content_hash
+from .labels import split_labels
 from .printer import count_ops, print_expr
 from .unroll import adjoint_helpers
 
@@ -53,6 +54,7 @@ class KernelSpec:
     args: tuple          # array argument names, in order
     doc: str
     outputs: tuple       # ((lhs, expr), ...); lhs None means "return expr"
+    inputs: tuple = ()   # ((symbol, array element), ...) besides the model's own (labels.py: av[i])
 
 
 #: Templates and kernels only some models can use: name -> predicate on the Model.  Everything
@@ -118,6 +120,9 @@ def specify(system: SymbolicSystem) -> list[KernelSpec]:
     ell = [(f"out[{a}]", system.ell[a]) for a in range(m)]
     jac = [(f"out[{a}, {b}]", system.jac_ell[a, b]) for a in range(m) for b in range(m)]
     loss = system.loss if system.loss is not None else sp.nan
+    metrics = [e for _, e in system.metrics]
+    (loss_a, *metrics_a), aux = label_split(system)
+    aux_in = tuple((a, f"av[{i}]") for i, (a, _) in enumerate(aux))
     specs = [
         KernelSpec("ell_row", sample + ("out",), "ell = dL/dr, out shape (M,).", tuple(ell)),
         KernelSpec("jac_ell_row", sample + ("out",), "out[a, b] = d ell_a / d r_b, shape (M, M).", tuple(jac)),
@@ -129,13 +134,28 @@ def specify(system: SymbolicSystem) -> list[KernelSpec]:
                    tuple((f"out[{a}, {j}]", system.dell_ds[a, j]) for a in range(m) for j in range(k))),
         KernelSpec("loss_row", sample, "Per-sample loss L (NaN if only ell was declared).", ((None, loss),)),
         KernelSpec("metrics_row", sample + ("out",), "Declared metrics, out shape (NMET,).",
-                   tuple((f"out[{q}]", e) for q, (_, e) in enumerate(system.metrics))),
+                   tuple((f"out[{q}]", e) for q, e in enumerate(metrics))),
+        KernelSpec("aux_row", ("sv", "zv", "pv", "out"),
+                   "The label part of the loss and metrics (r*, z only), out shape (NAUX,): codegen/labels.py.",
+                   tuple((f"out[{i}]", e) for i, (_, e) in enumerate(aux))),
+        KernelSpec("loss_aux_row", ("rv", "av", "pv"), "loss_row with the label part av = aux_row(...) given.",
+                   ((None, loss_a),), aux_in),
+        KernelSpec("metrics_aux_row", ("rv", "av", "pv", "out"), "metrics_row with the label part av given.",
+                   tuple((f"out[{q}]", e) for q, e in enumerate(metrics_a)), aux_in),
         KernelSpec("h_row", ("thv", "pv", "out"), "Gradient of the declared regulariser H (ridge not included).",
                    tuple((f"out[{a}]", system.h[a]) for a in range(m))),
         KernelSpec("jac_h_row", ("thv", "pv", "out"), "Jacobian of h, shape (M, M).",
                    tuple((f"out[{a}, {b}]", system.jac_h[a, b]) for a in range(m) for b in range(m))),
     ]
     return [s for s in specs if uses(mod, s.name)]
+
+
+def label_split(system: SymbolicSystem):
+    """([loss, *metrics] with their label parts as symbols _a0, _a1, ..., [(symbol, label part)])
+    (:func:`dmftgen.codegen.labels.split_labels`)."""
+    mod = system.model
+    exprs = [system.loss if system.loss is not None else sp.nan] + [e for _, e in system.metrics]
+    return split_labels(exprs, mod.student, tuple(mod.teacher) + tuple(mod.noise_symbols))
 
 
 def emit_kernel(spec: KernelSpec, model: Model) -> str:
@@ -147,7 +167,8 @@ def emit_kernel(spec: KernelSpec, model: Model) -> str:
         used |= e.free_symbols
     lines = [DECORATOR, f"def {spec.name}({', '.join(spec.args)}):", f'    """{spec.doc}"""']
     lines.append(f"    # Total ops: {count_ops([t[1] for t in temps] + reduced)}")
-    inputs = [(s, src) for s, src in _input_map(model) if s in used and src.split("[")[0] in spec.args]
+    inputs = [(s, src) for s, src in list(_input_map(model)) + list(spec.inputs)
+              if s in used and src.split("[")[0] in spec.args]
     if inputs:
         lines.append("    # Inputs")
         lines += [f"    {s.name} = {src}" for s, src in inputs]
@@ -190,6 +211,27 @@ def metrics_batch(r, s, z, p, out):
     """Declared metrics for every sample -> out (n, NMET)."""
     for i in range(r.shape[0]):
         metrics_row(r[i], s[i], z[i], p, out[i])
+
+
+{dec}
+def aux_batch(s, z, p, out):
+    """The label part of the loss and metrics for every sample -> out (n, NAUX)."""
+    for i in range(s.shape[0]):
+        aux_row(s[i], z[i], p, out[i])
+
+
+{dec}
+def loss_aux_batch(r, a, p, out):
+    """loss_batch with the label part a = aux_batch(s, z, p) given -> out (n,)."""
+    for i in range(r.shape[0]):
+        out[i] = loss_aux_row(r[i], a[i], p)
+
+
+{dec}
+def metrics_aux_batch(r, a, p, out):
+    """metrics_batch with the label part a given -> out (n, NMET)."""
+    for i in range(r.shape[0]):
+        metrics_aux_row(r[i], a[i], p, out[i])
 '''.format(dec=DECORATOR)
 
 H_BATCH = '''
@@ -248,6 +290,7 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
         f"NZ = {len(mod.noise)}",
         f"NP = {len(mod.params)}",
         f"NMET = {len(mod.metrics)}",
+        f"NAUX = {len(label_split(system)[1])}",
         f"PARAMS = {tuple(mod.param_names)!r}",
         f"NOISE = {tuple(mod.noise_laws)!r}",
         f"METRICS = {tuple(mod.metrics)!r}",
