@@ -64,15 +64,12 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
 
 
 def call(kern, d, k):
-    # the rows of step k of R and W in the precision of the history sums, as
-    # dmftgen.dmft.rside.RSide.run passes them (SUM over bfloat16 histories, float64 over float64 ones)
-    from dmftgen.dmft.rside import SUM
-
+    # the rows of step k of R and W; setup made R, W in the precision of the history sums (rside.SUM),
+    # as dmftgen.dmft.rside.RSide.run passes them
     m = int(kern.M)
     rows = slice(k * m, (k + 1) * m)
-    hist = np.float64 if d["dL"].dtype == np.float64 else SUM
-    Rk = np.ascontiguousarray(d["R"][rows], dtype=hist)
-    Wk = np.ascontiguousarray(d["W"][rows], dtype=hist)
+    Rk = np.ascontiguousarray(d["R"][rows])
+    Wk = np.ascontiguousarray(d["W"][rows])
     kern.dmft_paths(k, k + 1, d["N"], d["bounds"], d["n_tan_g"], d["delta"], d["dt"], d["sq"], d["wpre"],
                     Wk, d["use_W"], d["eta"], Rk, d["RT"], d["s"], d["z"], d["dB"], d["p"],
                     d["do_psi"], d["dL"], d["a_hist"], d["g_hist"], d["b_hist"], d["loss_sum"],

@@ -69,10 +69,9 @@ SCHEMA = {
     "slope": ("t",), "floor_slope": ("t",), "excess_slope": ("t",),
 }
 #: Suffixes whose variable has the dimensions of its base array.
-SUFFIXES = ("_coarse_reps", "_fine_reps", "_coarse_err", "_fine_err", "_coarse", "_fine", "_disc",
-            "_reps", "_err", "_sem")
 #: Suffixes of per-replica curves: a leading ``replica`` dimension before those of the base array.
 REPLICA_SUFFIXES = ("_coarse_reps", "_fine_reps", "_reps")
+SUFFIXES = REPLICA_SUFFIXES + ("_coarse_err", "_fine_err", "_coarse", "_fine", "_disc", "_err", "_sem")
 ERROR_SUFFIXES = ("_err", "_sem")
 SEM = "standard error over seeds"
 MC = "Monte Carlo"

@@ -129,18 +129,26 @@ def test_plateau_drift_error_from_the_replicas():
 
 
 def test_dmft_result_keeps_each_replicas_curve(logistic):
-    """``*_reps`` (R, n, ...) of a solve: their mean is the reported curve and their spread / sqrt(R)
-    its error (the test observables' to first order, as their error); the Dataset names the
-    replica dimension; ``plateau`` takes them from the Result."""
+    """``*_reps`` (R, n, ...) of a solve are the replicas' own curves. Q, M and the train loss are
+    kept as each replica computed them; the test observables are evaluated once, at the replica
+    mean, and each replica's curve is F(Qbar, Mbar) + grad F . (Q_r - Qbar, M_r - Mbar). Checked
+    against F(Q_r, M_r) evaluated directly: within 0.025 of the error bar for the test loss
+    (measured, seeds 0-2; a replica lies up to ~6 error bars from the mean, so a missing or
+    wrong-signed gradient term would be off by error bars); the bound, 0.1, is the first-order
+    term's reach. The Dataset names the replica dimension."""
+    from dmftgen.codegen import load_kernels
     from dmftgen.dataset import to_dataset
+    from dmftgen.observables import test_observables
 
     res = solve(logistic, Settings(delta=2, tau=0.5, lam=0.1, T=1, dt=0.1), paths=4000)
     R = res.meta["replicas"]
-    for key in ("Q", "train_loss", "test_loss", "test_error"):
-        reps = res[key + "_reps"]
-        assert reps.shape == (R,) + res[key].shape
-        np.testing.assert_allclose(reps.mean(0), res[key], rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(reps.std(0, ddof=1) / np.sqrt(R), res[key + "_err"], rtol=1e-9, atol=1e-15)
+    for key in ("Q", "M", "train_loss", "test_loss", "test_error"):
+        assert res[key + "_reps"].shape == (R,) + res[key].shape
+    kern = load_kernels(logistic)
+    err = res["test_loss_err"][1:]
+    for r in range(R):
+        F = test_observables(kern, logistic, res["Q_reps"][r], res["M_reps"][r], res["rho"], logistic.param_vector())
+        assert np.all(np.abs(res["test_loss_reps"][r][1:] - F["test_loss"][1:]) <= 0.1 * err), r
     assert to_dataset(res)["Q_reps"].dims == ("replica", "t", "a", "b")
 
 

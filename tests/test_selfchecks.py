@@ -167,15 +167,14 @@ def test_pooled_check_is_the_replica_mean_with_its_error():
     positive z (a descent check must not fail on a decrease)."""
     from scipy.stats import t as student_t
 
-    from dmftgen.dmft.checks import _keep, pooled
+    from dmftgen.dmft.checks import _check, pooled
 
     t = np.arange(4.0)
     reps = []
     for r, (v, e) in enumerate([(1.0, 1.0), (3.0, 2.0)]):
         n = 4 if r == 0 else 3  # replica 1 stopped a step early
-        reps.append([_keep({"name": "x", "what": "x", "n": n, "dof": 9}, np.full((n, 1), v), np.full((n, 1), e), t[:n]),
-                     _keep({"name": "d", "what": "d", "n": n, "dof": 9}, np.full(n, -v), np.full(n, e), t[:n],
-                           one_sided=True)])
+        reps.append([_check("x", "x", np.full((n, 1), v / e), np.full((n, 1), v), np.full((n, 1), e), t[:n], 9),
+                     _check("d", "d", np.full(n, -v / e), np.full(n, -v), np.full(n, e), t[:n], 9, one_sided=True)])
     x, d = pooled(reps, 0.01)
     err = np.sqrt(1.0 + 4.0) / 2
     assert x["value"] == pytest.approx(2.0) and x["err"] == pytest.approx(err)
@@ -184,6 +183,8 @@ def test_pooled_check_is_the_replica_mean_with_its_error():
     assert x["dof"] == pytest.approx(dof)
     assert x["threshold"] == pytest.approx(student_t.isf(0.01 / 2 / (2 * 3), dof))
     assert d["worst_z"] == 0.0 and d["ok"]
+    # what goes into the result's meta: no per-entry arrays (JSON, no private keys)
+    assert not [k for c in (x, d) for k in c if k.startswith("_")]
 
 
 def test_injected_kernel_row_error_is_flagged(logistic, monkeypatch):

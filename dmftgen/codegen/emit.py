@@ -121,7 +121,7 @@ def specify(system: SymbolicSystem) -> list[KernelSpec]:
     jac = [(f"out[{a}, {b}]", system.jac_ell[a, b]) for a in range(m) for b in range(m)]
     loss = system.loss if system.loss is not None else sp.nan
     metrics = [e for _, e in system.metrics]
-    (loss_a, *metrics_a), aux = label_split(system)
+    (loss_a, *metrics_a), aux = split_labels([loss, *metrics], mod.student, (*mod.teacher, *mod.noise_symbols))
     aux_in = tuple((a, f"av[{i}]") for i, (a, _) in enumerate(aux))
     specs = [
         KernelSpec("ell_row", sample + ("out",), "ell = dL/dr, out shape (M,).", tuple(ell)),
@@ -148,14 +148,6 @@ def specify(system: SymbolicSystem) -> list[KernelSpec]:
                    tuple((f"out[{a}, {b}]", system.jac_h[a, b]) for a in range(m) for b in range(m))),
     ]
     return [s for s in specs if uses(mod, s.name)]
-
-
-def label_split(system: SymbolicSystem):
-    """([loss, *metrics] with their label parts as symbols _a0, _a1, ..., [(symbol, label part)])
-    (:func:`dmftgen.codegen.labels.split_labels`)."""
-    mod = system.model
-    exprs = [system.loss if system.loss is not None else sp.nan] + [e for _, e in system.metrics]
-    return split_labels(exprs, mod.student, tuple(mod.teacher) + tuple(mod.noise_symbols))
 
 
 def emit_kernel(spec: KernelSpec, model: Model) -> str:
@@ -263,6 +255,7 @@ def source_label(model: Model) -> str:
 def emit_module(system: SymbolicSystem, source_hash: str) -> str:
     """The full, deterministic text of ``generated/<model>.py``."""
     mod = system.model
+    specs = {spec.name: spec for spec in specify(system)}
     rule = "# " + "-" * 97
     doc_lines = [f"    ell[{a}] = {_short(e)}" for a, e in enumerate(system.ell)]
     doc_lines += [f"    labels = {_short(mod.labels)}"] if mod.labels is not None else []
@@ -290,7 +283,7 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
         f"NZ = {len(mod.noise)}",
         f"NP = {len(mod.params)}",
         f"NMET = {len(mod.metrics)}",
-        f"NAUX = {len(label_split(system)[1])}",
+        f"NAUX = {len(specs['aux_row'].outputs)}",
         f"PARAMS = {tuple(mod.param_names)!r}",
         f"NOISE = {tuple(mod.noise_laws)!r}",
         f"METRICS = {tuple(mod.metrics)!r}",
@@ -308,7 +301,7 @@ def emit_module(system: SymbolicSystem, source_hash: str) -> str:
         "# " + "=" * 40 + " row kernels (one sample)",
     ]
     parts = ["\n".join(head)]
-    for spec in specify(system):
+    for spec in specs.values():
         parts.append(emit_kernel(spec, mod))
     batch = BATCH.rstrip("\n") + ("\n\n" + H_BATCH.rstrip("\n") if uses(mod, "h_batch") else "")
     parts.append("# " + "=" * 40 + " batch kernels (loop over samples)" + batch + "\n")

@@ -71,15 +71,19 @@ def calibrate(checks, alpha):
     return checks
 
 
+def _z(mean, err, tiny=1e-300):
+    """z = mean / err; an error at or below ``tiny`` gives z 0 for a residual that vanishes too
+    (below 1e3 tiny) and inf otherwise."""
+    return np.where(err > tiny, mean / np.maximum(err, tiny), np.where(np.abs(mean) > 1e3 * tiny, np.inf, 0.0))
+
+
 def _zstat(per_group):
-    """Mean over groups, batch-means error and z = mean / err (err 0 -> z 0 if mean is 0)."""
+    """Mean over groups, batch-means error and z = mean / err (:func:`_z`, round-off scale of the
+    groups' values)."""
     G = per_group.shape[0]
     mean = per_group.mean(0)
     err = per_group.std(0, ddof=1) / math.sqrt(G)
-    scale = np.abs(per_group).max(initial=0.0)
-    tiny = 1e-13 * scale + 1e-300
-    z = np.where(err > tiny, mean / np.maximum(err, tiny), np.where(np.abs(mean) > 1e3 * tiny, np.inf, 0.0))
-    return mean, err, z
+    return mean, err, _z(mean, err, 1e-13 * np.abs(per_group).max(initial=0.0) + 1e-300)
 
 
 class RowRecord:
@@ -311,13 +315,9 @@ def run_checks(sv, n, C, Q, Mo, rho):
         F = r.loss_sum[:, :n] / sizes[:, None] + 0.5 * lam * np.trace(Q[:n], axis1=1, axis2=2)[None, :]
         inc = np.diff(F, axis=1)
         mean, err, z = _zstat(inc)
-        zpos = np.where(mean > 0, z, 0.0)
-        j = int(np.argmax(zpos))
         data["check_descent"], data["check_descent_err"] = mean, err
-        out.append(_keep({"name": "descent", "what": "tau = 0: train loss + lam tr(Q)/2 non-increasing",
-                          "n": int(inc.shape[1]), "worst_z": float(zpos[j]), "dof": G - 1,
-                          "t_worst": float(t[j + 1]), "value": float(mean[j]), "err": float(err[j])},
-                         mean, err, t[1:n], one_sided=True))
+        out.append(_check("descent", "tau = 0: train loss + lam tr(Q)/2 non-increasing", z, mean, err,
+                          t[1:n], G - 1, one_sided=True))
     # 5. sampler
     out.extend(_sampler_checks(sv, n, Q, t))
     return calibrate(out, sv.opts.check_alpha), data
@@ -344,29 +344,31 @@ def _summarise(name, what, per_group, t, G, data, key, center=None, ref=0.0):
     ``center`` (the residual with the kernels the theta-side used; equal to the group mean when the
     solve is consistent, so an injected or plumbing error in the kernels shows up here)."""
     mean, err, z = _zstat(per_group)
+    if key:
+        data[key], data[key + "_err"] = (mean if center is None else center), err
     if center is not None:
         # round-off floor: a residual that vanishes by construction (Stein nu in the M balance)
         floor = 1e-10 * max(float(ref), float(np.abs(per_group).max(initial=0.0)), 1e-300)
-        mean = center
-        z = center / np.sqrt(err ** 2 + floor ** 2)
-    if key:
-        data[key], data[key + "_err"] = mean, err
-    az = np.abs(z).reshape(z.shape[0], -1).max(1) if z.ndim > 1 else np.abs(z)
-    j = int(np.argmax(az))
-    flat = np.abs(z[j]).ravel().argmax() if z.ndim > 1 else 0
-    return _keep({"name": name, "what": what, "n": int(z.size), "worst_z": float(az[j]), "dof": G - 1,
-                  "t_worst": float(t[j]), "value": float(np.ravel(mean[j])[flat]),
-                  "err": float(np.ravel(err[j])[flat])},
-                 mean, err if center is None else np.sqrt(err ** 2 + floor ** 2), t)
+        mean, err = center, np.sqrt(err ** 2 + floor ** 2)
+        z = mean / err
+    return _check(name, what, z, mean, err, t, G - 1)
 
 
-def _keep(check, value, err, t, one_sided=False):
-    """Attach to a statistical check the per-entry residuals ``value`` and their errors ``err``
-    (first axis: the times ``t``) that :func:`pooled` combines across replicas. Private keys
-    (``_``): :func:`public` strips them before the check goes into a result's meta."""
-    check.update(_value=np.asarray(value, dtype=float), _err=np.asarray(err, dtype=float),
-                 _t=np.asarray(t, dtype=float), _one_sided=one_sided)
-    return check
+def _check(name, what, z, value, err, t, dof, one_sided=False):
+    """A statistical check from its per-entry z, residuals ``value`` and errors ``err`` (first axis:
+    the times ``t``): the worst |z| (positive z only if ``one_sided``), where and what it was. The
+    per-entry arrays go along under private keys (``_``) for :func:`pooled`, which combines them
+    across replicas; :func:`public` strips them before the check goes into a result's meta."""
+    z = np.asarray(z, dtype=float)
+    if one_sided:
+        z = np.maximum(z, 0.0)
+    az = np.abs(z).reshape(z.shape[0], -1)
+    j, flat = np.unravel_index(int(np.argmax(az)), az.shape)
+    value, err = np.asarray(value, dtype=float), np.asarray(err, dtype=float)
+    return {"name": name, "what": what, "n": int(z.size), "worst_z": float(az[j, flat]), "dof": dof,
+            "t_worst": float(t[j]), "value": float(value.reshape(az.shape)[j, flat]),
+            "err": float(err.reshape(az.shape)[j, flat]),
+            "_value": value, "_err": err, "_t": np.asarray(t, dtype=float), "_one_sided": one_sided}
 
 
 def public(checks):
@@ -408,20 +410,11 @@ def pooled(per_replica, alpha):
         mean = v.mean(0)
         err = np.sqrt(e2.sum(0)) / R
         with np.errstate(invalid="ignore", divide="ignore"):
-            dof = e2.sum(0) ** 2 / (e2 ** 2 / dof_r).sum(0)
-            # a vanishing error: z 0 for a vanishing residual, inf otherwise (as _zstat)
-            z = np.where(err > 0, mean / np.where(err > 0, err, 1.0), np.where(mean != 0, np.inf, 0.0))
-        if cs[0]["_one_sided"]:
-            z = np.maximum(z, 0.0)
-        dof = float(np.nanmin(dof)) if np.any(np.isfinite(dof)) else float(dof_r.min())
-        az = np.abs(z).reshape(n_t, -1)
-        j, flat = np.unravel_index(int(np.argmax(az)), az.shape)
-        out.append({"name": f"{name} (pooled over {R} replicas)",
-                    "what": f"{cs[0]['what']}; the replica mean of each residual",
-                    "n": int(z.size), "worst_z": float(az[j, flat]), "dof": max(dof, float(dof_r.min())),
-                    "t_worst": float(cs[0]["_t"][j]), "value": float(mean.reshape(n_t, -1)[j, flat]),
-                    "err": float(err.reshape(n_t, -1)[j, flat])})
-    return calibrate(out, alpha)
+            dof = e2.sum(0) ** 2 / (e2 ** 2 / dof_r).sum(0)   # >= the smallest dof_r; NaN where all e_r = 0
+        dof = float(np.nanmin(dof)) if np.isfinite(dof).any() else float(dof_r.min())
+        out.append(_check(f"{name} (pooled over {R} replicas)", f"{cs[0]['what']}; the replica mean of each residual",
+                          _z(mean, err), mean, err, cs[0]["_t"][:n_t], dof, cs[0]["_one_sided"]))
+    return public(calibrate(out, alpha))
 
 
 def _sampler_checks(sv, n, Q, t, variance=True):
@@ -443,24 +436,17 @@ def _sampler_checks(sv, n, Q, t, variance=True):
         if P < 4 * MIN_GROUP_PATHS * G // 2:  # the w w^T products are chi-square-skewed
             return out
         ks = np.unique(np.linspace(0, n - 1, 9).round().astype(int))
-        zs, rows = [], []
         # eta W[k]^T of the 9 rows at once, from the kernel's chunked layout (W's row block k is
         # zero beyond column k m: causal)
         sel = (ks[:, None] * m + np.arange(m)).ravel()
         EW = chunks_times(sv.rside.eta, W[sel, : int(ks[-1]) * m], P).reshape(P, len(ks), m)
+        ww = np.empty((G, len(ks), m, m))   # per group and probed row: mean of w w^T - Q_k
         for i, k in enumerate(ks):
             w = sv.th.input_pre(k, P) + EW[:, i]
-            ww = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k][None]
-            mean, err, z = _zstat(ww)
-            zs.append(np.abs(z).max())
-            rows.append((k, mean, err))
-        zs = np.array(zs)
-        j = int(np.argmax(zs))
-        out.append(_keep({"name": "input variance", "what": "empirical E[w_k w_k^T] on the paths = Q_k",
-                          "n": int(len(ks) * m * m), "worst_z": float(zs[j]), "dof": G - 1,
-                          "t_worst": float(t[ks[j]]), "value": float(np.abs(rows[j][1]).max()),
-                          "err": float(rows[j][2].max())},
-                         np.array([x[1] for x in rows]), np.array([x[2] for x in rows]), t[ks]))
+            ww[:, i] = np.einsum("pa,pb->pab", w, w).reshape(G, P // G, m, m).mean(1) - Q[k]
+        mean, err, z = _zstat(ww)
+        out.append(_check("input variance", "empirical E[w_k w_k^T] on the paths = Q_k", z, mean, err,
+                          t[ks], G - 1))
     return out
 
 

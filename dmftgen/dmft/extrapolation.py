@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..results import Result
+from .errorbars import REPS
 
 ERRORS = ("Monte Carlo: sqrt(4 e(dt/2)^2 + e(dt)^2) (conservative for coupled solves); "
           "*_disc = |f(dt/2) - f(dt)|, the first-order discretisation error removed")
@@ -65,13 +66,13 @@ def extrapolate(coarse, fine, keys, *, parts=False) -> tuple[dict, int]:
             if parts:
                 data[key + "_coarse_err"], data[key + "_fine_err"] = ec, ef
         data[key + "_disc"] = np.abs(ff - fc)
-        rc, rf = coarse.get(key + "_reps"), fine.get(key + "_reps")
+        rc, rf = coarse.get(key + REPS), fine.get(key + REPS)
         if rc is not None and rf is not None and len(rc) == len(rf):
             # replica r of both solves has the same noise (coupled paths): extrapolated per replica
             rc, rf = np.asarray(rc)[:, :n], np.asarray(rf)[:, : 2 * n - 1: 2]
-            data[key + "_reps"] = 2.0 * rf - rc
+            data[key + REPS] = 2.0 * rf - rc
             if parts:
-                data[key + "_coarse_reps"], data[key + "_fine_reps"] = rc, rf
+                data[key + "_coarse" + REPS], data[key + "_fine" + REPS] = rc, rf
     return data, n
 
 

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SettingsError
+from .errorbars import REPS
 
 
 @dataclass(frozen=True)
@@ -205,13 +206,14 @@ def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: f
     return Plateau(key, True, ybar, max(ebar, spread), float(t[i0]), float(t[-1]), drift)
 
 
-def _component(arr, component):
+def _component(arr, component, lead=1):
+    """One entry of a matrix curve (``lead`` leading axes: time, or replica and time); default (0, ...)."""
     arr = np.asarray(arr, float)
-    if arr.ndim == 1:
+    if arr.ndim == lead:
         return arr
     if component is None:
-        component = (0,) * (arr.ndim - 1)
-    return arr[(slice(None),) + tuple(component)]
+        component = (0,) * (arr.ndim - lead)
+    return arr[(slice(None),) * lead + tuple(component)]
 
 
 def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau:
@@ -228,10 +230,7 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
     y = _component(result[key], component)
     e = result.get(key + "_err")
     e = None if e is None else _component(e, component)
-    reps = result.get(key + "_reps")
-    if reps is not None:
-        # (R, n, ...) -> the component's (R, n)
-        reps = np.stack([_component(x, component) for x in np.asarray(reps, float)])
+    reps = result.get(key + REPS)
     # a relative resolution of 1e-4 on top of the error bars, so that exact or deterministic
     # curves (e.g. M of ridge regression: no Monte Carlo, jackknife errors ~1e-6) are judged at a
     # meaningful precision rather than at round-off
@@ -239,7 +238,7 @@ def plateau(result, key: str = "train_loss", *, component=None, **kw) -> Plateau
     if "atol" not in kw and (key + "_disc") in result:
         d = _component(result[key + "_disc"], component)
         kw["atol"] = float(np.nanmax(d[d.size // 2:])) if d.size else 0.0
-    kw.setdefault("reps", reps)
+    kw.setdefault("reps", None if reps is None else _component(reps, component, lead=2))
     return detect_plateau(result.t, y, e, key=key, **kw)
 
 
@@ -251,7 +250,7 @@ def stationary_values(result, keys=None, **kw) -> dict:
     if keys is None:
         keys = [k for k in result.keys()
                 if (k.startswith("train_") or k.startswith("test_") or k in ("Q", "M"))
-                and not k.endswith(("_err", "_disc", "_coarse", "_fine", "_reps")) and k != "test_loss_mc"
+                and not k.endswith(("_err", "_disc", "_coarse", "_fine", REPS)) and k != "test_loss_mc"
                 and np.asarray(result[k]).shape[:1] == np.asarray(result.t).shape]
     return {k: plateau(result, k, **kw) for k in keys}
 
