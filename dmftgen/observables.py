@@ -34,15 +34,27 @@ def common_sample(model, n: int = N_TEST, seed: int = TEST_SEED):
     return _common_sample(model.m, model.k, tuple(model.noise_laws), n, seed)
 
 
+#: Bits of the scrambled Sobol points: each is a multiple of 2^-SOBOL_BITS, 0 included.
+SOBOL_BITS = 30
+
+
 def sobol_uniforms(dim: int, n: int, rng) -> np.ndarray:
-    """n points (n, dim) of a scrambled Sobol sequence (randomised quasi-Monte Carlo), kept inside
-    [0.5/n, 1 - 0.5/n] so that quantile functions stay finite. The first 2^ceil(log2 n) points are
-    drawn (the balanced size) and the first n kept: any prefix of the randomised sequence is still
-    an unbiased sample of the uniform law."""
+    """n points (n, dim) of a scrambled Sobol sequence (randomised quasi-Monte Carlo), each moved
+    to the midpoint of its cell of width 2^-SOBOL_BITS, so that quantile functions stay finite
+    (|ndtri| <= 6.2) and every average stays unbiased to O(2^-SOBOL_BITS). The first
+    2^ceil(log2 n) points are drawn (the balanced size) and the first n kept: any prefix of the
+    randomised sequence is still an unbiased sample of the uniform law.
+
+    Not a clip to [0.5/n, 1 - 0.5/n] (before the fifth session of 2026-12-06): one point of the n
+    lies in [0, 1/n) in every coordinate, half the time below 0.5/n, and moving it there cut the
+    Gaussian tails: the second moment of ndtri(u) fell by ~2/n (measured -0.0200 +- 0.0011 at
+    n = 100), biasing a solve's t = 0 train loss by -1.7 % at 100 paths per replica and the
+    common test sample by -3e-5 (tests/test_observables.py)."""
     from scipy.stats import qmc
 
-    u = qmc.Sobol(d=max(int(dim), 1), scramble=True, seed=rng).random_base2(max(int(n) - 1, 1).bit_length())[:n]
-    return np.clip(u, 0.5 / n, 1.0 - 0.5 / n)
+    u = qmc.Sobol(d=max(int(dim), 1), scramble=True, bits=SOBOL_BITS,
+                  seed=rng).random_base2(max(int(n) - 1, 1).bit_length())[:n]
+    return u + 2.0 ** -(SOBOL_BITS + 1)
 
 
 @functools.lru_cache(maxsize=8)

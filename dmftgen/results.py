@@ -36,6 +36,8 @@ STATUS = {
     "diverged": "the dynamics blew up (NaN/inf); the finished part of the record is kept",
     "unstable": "unstable growth (stability criterion or loss growth by many orders); not a valid curve",
     "not-converged": "the fixed-point iteration did not converge",
+    "window-too-short": "the stationary solve's memory window does not span the response's decay: values and "
+                        "error bars leave out an unknown tail (use a larger window)",
     "inaccurate": "a self-check of the solve failed (an identity of the exact solution is violated)",
     "outside_theory": "the model is outside the theory's assumptions (run on explicit request)",
     "interrupted": "interrupted (Ctrl-C / SIGTERM); the finished part of the record is kept",

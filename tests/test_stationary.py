@@ -201,6 +201,34 @@ def test_window_error_covers_the_truncation_of_the_memory(linreg):
     assert res.meta["window_tail"][0]["R"] > 0.05  # a short window indeed
 
 
+
+def test_window_spans_decay_refuses_a_tail_it_cannot_continue():
+    """R(n) = a^n on a window of W = 150 lags (blocks of b = 18): a = 0.9 per lag decays by
+    0.15 per block (continued geometrically: spans), a = 0.998 by 0.965 per block (the
+    continuation is refused and the last block holds ~10 % of sum R: unknown tail, refused), the
+    same slow decay once the block is below 1e-3 of sum R (a negligible tail: spans)."""
+    from dmftgen.dmft.stationary_lag import window_spans_decay
+
+    n = np.arange(151)[:, None, None]
+    assert window_spans_decay(0.9 ** n * np.ones((1, 1, 1)))[0]
+    ok, why = window_spans_decay(0.998 ** n * np.ones((1, 1, 1)))
+    assert not ok and "q = 0.96" in why
+    R = 0.998 ** n * np.ones((1, 1, 1))
+    R[1:] *= np.where(n[1:] > 100, 1e-4, 1.0)  # a step down before the last blocks: tiny, slow tail
+    assert window_spans_decay(R)[0]
+
+
+def test_a_window_shorter_than_the_relaxation_is_a_status(linreg):
+    """Ridge regression at delta 0.5, lam 0.01 relaxes over ~1/lam = 100 time units: a window of 30
+    holds R down to only ~0.37 of R(1). Before the status existed this solve reported ok with a
+    test loss of 0.284 +- 0.004 against the exact discrete floor 0.495 (-59 error bars): the
+    tail was dropped and nothing entered the error bar. Now it says window-too-short."""
+    st = Settings(delta=0.5, tau=0.5, lam=0.01, dt=0.2, seed=0)
+    res = stationary(linreg, st, paths=4000, replicas=2)
+    assert res.status == "window-too-short", (res.status, res.message)
+    assert "--window" in res.message and not res.ok
+    assert abs(res["test_loss"][0] - linreg_stationary(0.5, SIGMA, 0.5, 0.01, dt=0.2)[1]) > 0.05  # wrong indeed
+
 PHASE = '''"""Phase retrieval with a square loss on r^2: non-convex, symmetric under theta -> -theta."""
 import sympy as sp
 from dmftgen import Model, student, teacher

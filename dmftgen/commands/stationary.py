@@ -7,7 +7,8 @@
 
 Writes the Result contract with one point t = inf (dmftgen.dmft.stationary_state): stationary
 train/test loss and metrics, Q, M, Gamma, relaxation time with between-replica ``*_err``, the lag
-kernels, samples of the law of a theta row and a status (ok, not-converged, no-stationary-state).
+kernels, samples of the law of a theta row and a status (ok, not-converged, window-too-short,
+no-stationary-state).
 ``--tau-curve`` solves every tau of the list and writes the curve (tau, observables, errors,
 status) and its figure (FILE with suffix .png).
 """

@@ -55,7 +55,8 @@ covariance of the increments), ``C_lag`` (C_theta(u)); ``chi`` = dt sum_n R(n) =
 (Gaussian given theta*: theta = M rho^{-1} theta* + fluctuation of covariance Q - M rho^{-1} M^T;
 with a declared H, not Gaussian: the last step of the fresh theta-paths of the replicas, and
 chi = dt sum_n R(n) from their tangents);
-``rho``. Status "ok", "not-converged" (tolerance not reached) or "no-stationary-state"
+``rho``. Status "ok", "not-converged" (tolerance not reached), "window-too-short" (the response does
+not decay within the memory window: stationary_lag.window_spans_decay) or "no-stationary-state"
 (interpolation without ridge, an unstable tau or step: the paths blow up, or no restoring force).
 """
 from __future__ import annotations
@@ -67,8 +68,11 @@ import numpy as np
 
 from ..errors import SettingsError
 from ..results import Result, versions
+from .stationary_lag import window_spans_decay
 
 STATUS_NO_STATE = "no-stationary-state"
+#: the memory window does not span the response's decay (stationary_lag.window_spans_decay)
+STATUS_WINDOW = "window-too-short"
 
 #: Defaults of the options (``stationary(..., **options)``; the command's flags).
 DEFAULTS = {"paths": 8000, "replicas": 4, "window": 30.0, "samples": 40000, "theta_samples": 2000,
@@ -263,6 +267,12 @@ def stationary(model, settings, **options) -> Result:
     message = "" if not bad else (f"{len(bad)} of {len(reps)} replicas did not reach tol = {opts['tol']:g} "
                                   f"in {opts['max_iter']} iterations (last residuals "
                                   f"{[round(r, 5) for r in meta['replica_residuals'] if r is not None]})")
+    spans, why = window_spans_decay(data["R_lag"]) if one is _replica_tau else (True, "")
+    if not spans and status == "ok":
+        status = STATUS_WINDOW
+        message = (f"{why}; the relaxation time is {float(data['relaxation_time'][0]):.3g} (at least, with the "
+                   f"tail cut): use a --window of several relaxation times (now {opts['window']:g}), or a "
+                   "larger --lam")
     return Result(data, meta, status=status, message=message)
 
 
