@@ -206,7 +206,8 @@ def test_window_spans_decay_refuses_a_tail_it_cannot_continue():
     """R(n) = a^n on a window of W = 150 lags (blocks of b = 18): a = 0.9 per lag decays by
     0.15 per block (continued geometrically: spans), a = 0.998 by 0.965 per block (the
     continuation is refused and the last block holds ~10 % of sum R: unknown tail, refused), the
-    same slow decay once the block is below 1e-3 of sum R (a negligible tail: spans)."""
+    same slow decay once the block is below 1e-3 of sum R (a negligible tail: spans); a = 0.993
+    continues (q = 0.88) but the continuation would be 35 % of chi: refused."""
     from dmftgen.dmft.stationary_lag import window_spans_decay
 
     n = np.arange(151)[:, None, None]
@@ -216,6 +217,9 @@ def test_window_spans_decay_refuses_a_tail_it_cannot_continue():
     R = 0.998 ** n * np.ones((1, 1, 1))
     R[1:] *= np.where(n[1:] > 100, 1e-4, 1.0)  # a step down before the last blocks: tiny, slow tail
     assert window_spans_decay(R)[0]
+    # a = 0.993: q = 0.88 per block, continued, but the continuation is 35 % of chi (> 20 %)
+    ok, why = window_spans_decay(0.993 ** n * np.ones((1, 1, 1)))
+    assert not ok and "of chi" in why
 
 
 def test_a_window_shorter_than_the_relaxation_is_a_status(linreg):
