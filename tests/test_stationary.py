@@ -150,6 +150,26 @@ def test_cli_stationary_bad_input_exits_2(tmp_path, capsys):
     assert main(["stationary", "linreg", "--replicas", "1", "--out", str(tmp_path / "x.json")]) == 2
     assert "replicas" in capsys.readouterr().err
     assert main(["stationary", "linreg", "--tau", "-1", "--out", str(tmp_path / "x.json")]) == 2
+    # non-finite or out-of-range options: exit 2 before computing (they crashed or ran the whole solve)
+    for flag, value in (("--window", "nan"), ("--window", "inf"), ("--theta-samples", "-1"), ("--tol", "nan"),
+                        ("--tol", "0"), ("--tol", "inf"), ("--tau-curve", "0.1,nan")):
+        capsys.readouterr()
+        assert main(["stationary", "linreg", flag, value, "--out", str(tmp_path / "x.json")]) == 2, flag
+        assert flag.lstrip("-").replace("-", "_").replace("tau_curve", "tau-curve") in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_stationary_failure_keeps_the_earlier_result(tmp_path, capsys):
+    """A run that does not converge never replaces a good earlier file: it goes beside it
+    (FILE.failed.json), exit 1."""
+    out = tmp_path / "st.json"
+    args = ["stationary", "linreg", "--paths", "2000", "--window", "10", "--out", str(out)]
+    assert main(args) == 0
+    good = out.read_bytes()
+    assert main(args + ["--max-iter", "1"]) == 1
+    assert out.read_bytes() == good
+    assert json.loads((tmp_path / "st.failed.json").read_text())["status"] == "not-converged"
+    assert "kept" in capsys.readouterr().err
 
 
 def test_cli_tau_curve_writes_curve_and_figure(tmp_path):

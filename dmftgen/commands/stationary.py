@@ -14,7 +14,9 @@ status) and its figure (FILE with suffix .png).
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, result_path, settings_from_args
+import math
+
+from ._common import add_model_arg, add_settings_args, result_path, settings_from_args, write_result
 
 
 def add_parser(sub):
@@ -59,28 +61,23 @@ def _options(args):
 
 
 def run(args) -> int:
-    import sys
-
     from ..dmft.stationary_state import stationary
-    from ..errors import SettingsError
     from ..model import load_model
 
     out = result_path(args.out)
-    for name in ("paths", "replicas", "samples", "max_iter", "starts"):
-        if getattr(args, name) < 1:
-            raise SettingsError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a positive integer.")
+    # the options are checked by stationary() before it computes anything
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     if args.tau_curve is not None:
         return _curve(model, settings, args, out)
     res = stationary(model, settings, **_options(args))
-    res.save(out)
+    # a failed solve never replaces a good earlier result (it goes beside it, FILE.failed.SUFFIX)
+    path, rc = write_result(res, out, "stationary")
     tm = res.meta.get("timings", {})
     if res.status == "no-stationary-state":
-        print(f"dmftgen stationary: no stationary state: {res.message} -> {out}", file=sys.stderr)
-        return 1
+        return rc
     line = [f"{model.name}: stationary state ({res.meta['route']}), {res.status}, "
-            f"{tm.get('total_s', float('nan')):.1f} s -> {out}"]
+            f"{tm.get('total_s', float('nan')):.1f} s -> {path}"]
     for key in ["train_loss", "test_loss"] + [f"{s}_{q}" for q in model.metrics for s in ("train", "test")] + \
             ["relaxation_time"]:
         if key in res:
@@ -90,10 +87,7 @@ def run(args) -> int:
         line.append(f"  {key:>16}: " + "  ".join(f"{a:.5g}±{b:.1g}" for a, b in zip(v.ravel(), e.ravel())))
     line += [f"  warning: {w}" for w in res.meta.get("warnings", [])]
     print("\n".join(line))
-    if not res.ok:
-        print(f"dmftgen stationary: {res.status}: {res.message}", file=sys.stderr)
-        return 1
-    return 0
+    return rc
 
 
 def _curve(model, settings, args, out) -> int:
@@ -108,7 +102,7 @@ def _curve(model, settings, args, out) -> int:
         taus = [float(x) for x in args.tau_curve.split(",") if x.strip()]
     except ValueError:
         raise SettingsError(f"--tau-curve {args.tau_curve!r}: give numbers, e.g. 0,0.25,0.5,1.") from None
-    if not taus or min(taus) < 0:
+    if not taus or not all(math.isfinite(t) and t >= 0 for t in taus):
         raise SettingsError(f"--tau-curve {args.tau_curve!r}: give tau >= 0 values, e.g. 0,0.25,0.5,1.")
     keys = ["train_loss", "test_loss"] + [f"{s}_{q}" for q in model.metrics for s in ("train", "test")]
     cols = {k: [] for k in keys + [k + "_err" for k in keys]}
@@ -129,7 +123,7 @@ def _curve(model, settings, args, out) -> int:
     meta = {"kind": "stationary-tau-curve", "model": model.name, "settings": settings.as_dict(),
             "options": _options(args), "points": metas}
     status = "ok" if all(s == "ok" for s in statuses) else "not-converged"
-    Result(data, meta, status=status).save(out)
+    out, _ = write_result(Result(data, meta, status=status), out, "stationary")
     fig = out.with_suffix(".png")
     plot_tau_curve(data, model, settings, fig)
     print(f"{model.name}: stationary curve over tau = {taus} -> {out}, {fig}")

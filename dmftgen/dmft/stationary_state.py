@@ -154,6 +154,34 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
                             cross_fit=bool(opts["cross_fit"]))
 
 
+def _checked(opts, settings):
+    """The options as numbers, each in its range, before anything is computed (one SettingsError
+    naming the option and its range)."""
+    def bad(key, need):
+        return SettingsError(f"stationary: {key} = {opts[key]!r}: {need}.")
+
+    for key, low in (("paths", 1), ("replicas", 2), ("samples", 1), ("theta_samples", 0), ("max_iter", 1),
+                     ("groups", 1), ("targets", 1), ("anderson", 0), ("starts", 1)):
+        v = opts[key]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or not math.isfinite(v) \
+                or int(v) != v or v < low:
+            raise bad(key, f"give a whole number >= {low}" + (" (error bars need two replicas)" if key == "replicas"
+                                                               else ""))
+        opts[key] = int(v)
+    for key in ("window", "tol", "damping"):
+        try:
+            opts[key] = float(opts[key])
+        except (TypeError, ValueError):
+            raise bad(key, "give a number") from None
+    if not (math.isfinite(opts["window"]) and opts["window"] > 2 * settings.dt):
+        raise bad("window", f"give a finite memory window longer than 2 dt = {2 * settings.dt:g} (time units)")
+    if not 0.0 < opts["tol"] < 1.0:
+        raise bad("tol", "give a relative tolerance in (0, 1), e.g. 3e-4")
+    if not 0.0 <= opts["damping"] < 1.0:
+        raise bad("damping", "give a damping in [0, 1)")
+    return opts
+
+
 def stationary(model, settings, **options) -> Result:
     """Stationary state of the discrete DMFT of ``model`` at ``settings`` (module docstring).
 
@@ -187,14 +215,7 @@ def stationary(model, settings, **options) -> Result:
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
-    opts = dict(DEFAULTS, **options)
-    for key in ("paths", "replicas", "samples", "theta_samples", "max_iter", "groups", "targets", "anderson",
-                "starts"):
-        opts[key] = int(opts[key])
-    if opts["replicas"] < 2:
-        raise SettingsError(f"stationary: replicas = {opts['replicas']}: need >= 2 for error bars.")
-    if opts["window"] <= 2 * settings.dt:
-        raise SettingsError(f"stationary: window = {opts['window']} must exceed 2 dt = {2 * settings.dt}.")
+    opts = _checked(dict(DEFAULTS, **options), settings)
     kern = load_kernels(model)
     check_supported(kern, model)
     p = model.param_vector(settings.params)
