@@ -81,6 +81,12 @@ def test_compare_failure_keeps_earlier_outputs(tmp_path, monkeypatch):
         main(["compare", "linreg", *TINY, "--seed", "3", "--out", str(out)])
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before  # same files, same bytes, no temp files left behind
+    # (c) a run that finishes but is not ok (tau far beyond the stability limit): written beside
+    # the earlier directory (OUT.failed), which is kept whole
+    monkeypatch.undo()
+    assert main(["compare", "linreg", *TINY, "--tau", "1000", "--out", str(out)]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert "verdict: n/a" in (tmp_path / "cmp.failed" / "summary.txt").read_text()
 
 
 def test_discrepancy_definition_and_degenerate_cases():
@@ -298,6 +304,12 @@ def test_non_ok_solver_status_and_diverged_seeds_are_summary_lines():
     assert "  status: DMFT solver: inaccurate: self-check: S_U pivots clipped" in cmp.summary
     assert "status: simulation sgf d=1024: ok: 1 of 4 seeds diverged" in cmp.summary
     assert cmp.verdict["word"] == "agreement"  # the excluded seed does not make z infinite
+    # an unstable simulation (a blown-up curve far from the DMFT) is not tested: n/a with the reason
+    bad = _fake_sim(t, f * 1e6, 0.02, seeds=3)
+    bad.status = "unstable"
+    cmp = compare(load_model("linreg"), Settings(T=0.8, dt=0.1), sims={"sgf": bad}, dmft=dm, methods=("sgf",))
+    assert cmp.verdict["word"] == "n/a" and cmp.verdict["K"] == 0
+    assert "verdict: n/a (the simulation (sgf, d = 1024) is unstable" in cmp.summary
 
 
 def test_simulator_excludes_and_counts_diverged_seeds(monkeypatch, linreg):

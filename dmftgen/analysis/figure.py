@@ -171,6 +171,8 @@ def render(cmp) -> bytes:
                 "DISAGREEMENT": "DISAGREEMENT"}[v["word"]]
         vtxt = (f"verdict: {word} at the {100 * v['level']:g} % level (p = {v['p']:.2g}, Bonferroni over "
                 f"{v['K']} tests at the grey times)")
+    elif v.get("not_tested"):
+        vtxt = "verdict: n/a (" + "; ".join(v["not_tested"]) + ": not tested)"
     else:
         vtxt = "verdict: n/a (no simulation error bar: use --seeds >= 2)"
     fig.suptitle(f"{cmp.model.name}: simulation vs DMFT   δ=n/d={s.delta:g}, τ=η/B={s.tau:g}, λ={s.lam:g}, "

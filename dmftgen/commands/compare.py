@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._common import (add_dynamics_arg, add_model_arg, add_scheme_arg, add_settings_args, add_theory_arg,
                       default_dynamics, progress_enabled, settings_from_args)
@@ -24,7 +25,8 @@ def add_parser(sub):
                     "source: Monte Carlo, time step, finite size; hints), "
                     "and the raw results sim_<method>.npz, dmft.npz. The directory is replaced as a unit "
                     "(temporary directory + rename): a failed or interrupted run leaves an earlier run's "
-                    "files intact, and a directory holding other files is refused. Defaults: the poster's Figure 1 "
+                    "files intact (a run that finishes not ok goes beside an earlier ok one, to DIR.failed), "
+                    "and a directory holding other files is refused. Defaults: the poster's Figure 1 "
                     "setting (d = 1024, n = 2048, SGD with B = 1, tau = 0.5, T = 5, 8 seeds, 2e4 paths).")
     add_model_arg(p)
     add_settings_args(p)
@@ -94,24 +96,44 @@ def run(args) -> int:
                   eta=args.eta, paths=args.paths, dmft_method=args.scheme,
                   progress=progress_enabled(), dt_bias=args.dt_bias, richardson=args.richardson,
                   level=args.level, allow_outside_theory=args.outside_theory)
+    ok = cmp.dmft.ok and all(r.ok for byd in cmp.sims_by_d.values() for r in byd.values())
+    out = Path(args.out)
+    if not ok and _holds_good_comparison(out):
+        # a failed run never replaces a good earlier one: it goes beside it
+        out = out.with_name(out.name + ".failed")
+        check_output_dir(out, allowed=is_output_file)
+        print(f"dmftgen compare: {args.out} holds an earlier run whose results are all ok and was kept; "
+              f"this run (not ok) is written to {out}.", file=sys.stderr)
     try:
-        paths = write_outputs(cmp, args.out)
+        paths = write_outputs(cmp, out)
     except OSError as exc:
         from .._io import rescue_path
         from ..results import OutputError
 
-        rescue = rescue_path(args.out)
+        rescue = rescue_path(out)
         try:
             write_outputs(cmp, rescue)
             where = f"the results were saved to {rescue} instead"
         except OSError:
             where = "nor could they be saved elsewhere"
-        raise OutputError(f"could not write the output directory {args.out} ({exc.strerror or exc}); "
+        raise OutputError(f"could not write the output directory {out} ({exc.strerror or exc}); "
                           f"an earlier directory there is unchanged, {where}.") from None
     if not args.quiet:
         print(cmp.summary, end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     for w in (cmp.warnings if args.quiet else ()):  # otherwise already in the printed summary
         print(f"dmftgen compare: warning: {w}", file=sys.stderr)
-    ok = cmp.dmft.ok and all(r.ok for r in cmp.sims.values())
     return 0 if ok else 1
+
+
+def _holds_good_comparison(out) -> bool:
+    """``out`` holds an earlier compare whose DMFT and simulations are all ok (then kept)."""
+    from ..results import Result
+
+    runs = sorted(out.glob("*.npz")) if out.is_dir() else []
+    if not any(p.name == "dmft.npz" for p in runs):
+        return False
+    try:
+        return all(Result.load(p).ok for p in runs if is_output_file(p.name))
+    except Exception:  # unreadable: nothing worth keeping
+        return False

@@ -66,7 +66,8 @@ def table_json(cmp: Comparison) -> str:
                                                              for kk, vv in s.items()}
                                                          for m, s in val.items()})
                              for k, val in e.items()} for nm, e in cmp.table["observables"].items()},
-        "verdict": {k: v.get(k) for k in ("word", "p", "K", "level", "times", "worst", "budget", "tests")},
+        "verdict": {k: v.get(k) for k in ("word", "p", "K", "level", "times", "worst", "budget", "tests",
+                                          "not_tested")},
         "verdict_uncorrected": {k: cmp.raw_verdict.get(k) for k in ("word", "p", "K")},
         "warnings": cmp.warnings,
         "status": {"dmft": cmp.dmft.status, **{f"sim_{m}": r.status for m, r in cmp.sims.items()}},

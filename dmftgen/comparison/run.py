@@ -84,6 +84,10 @@ def _d_list(d):
     return ds
 
 
+#: Statuses of a curve that is not valid: the verdict does not test it (n/a with the reason).
+INVALID = ("unstable", "not-converged")
+
+
 def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, eta=None,
             paths=20000, dmft_method=None, progress=False, sims=None, dmft=None, dt_bias="auto",
             richardson=False, dt_check=None, level=LEVEL, allow_outside_theory=False) -> Comparison:
@@ -208,6 +212,14 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
     idx = tested_indices(N, even=has_dt)
     verdict = assess(table, idx, level)
     raw = assess(table, idx, level, uncorrected=True) if (has_dt or multi) else verdict
+    invalid = [f"{who} is {r.status}" for who, r in
+               [(f"the simulation ({meth}, d = {d_})", r) for meth, byd in by_d.items() for d_, r in byd.items()]
+               + [("the DMFT", dmft)] if r.status in INVALID]
+    if invalid:
+        # an unstable or unconverged curve is no evidence either way (a constant blown-up curve
+        # against the DMFT gave "DISAGREEMENT, t-stat -1.9e16"): nothing is tested
+        verdict = raw = dict(verdict, tests=[], K=0, p=float("nan"), word="n/a", worst=None, budget={},
+                             not_tested=invalid)
     if verdict["word"] == "DISAGREEMENT" and verdict["worst"] is not None:
         w = verdict["worst"]
         warn.append(f"{w['obs']}: simulation ({w['method']}) and DMFT differ by t = {w['tstat']:+.1f} "

@@ -24,6 +24,9 @@ def _fmt(v, e):
 
 
 def _na_reason(cmp) -> str:
+    bad = (cmp.verdict or {}).get("not_tested")
+    if bad:
+        return "; ".join(bad) + ": an invalid curve is not tested"
     S = [r.meta.get("seeds_used", r.meta.get("seeds")) for byd in cmp.sims_by_d.values() for r in byd.values()]
     if any(s is not None and s < 2 for s in S):
         return "a single seed gives no simulation error bar: nothing is tested; use --seeds >= 2"
