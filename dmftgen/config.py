@@ -9,6 +9,10 @@ import numpy as np
 
 from .errors import SettingsError
 
+#: The most grid steps T / dt a Settings allows (the grid's times are all recorded: 10^7 of them
+#: are 80 MB per recorded scalar; a DMFT solve is limited far below by its K^2 memory check).
+MAX_STEPS = 10 ** 7
+
 
 class Params(Mapping):
     """Read-only parameter overrides name -> float, sorted by name; hashable and picklable.
@@ -103,6 +107,11 @@ class Settings:
         if self.T < self.dt * (1 - 1e-9):
             raise SettingsError(f"`T` = {self.T} is shorter than one step `dt` = {self.dt}.")
         steps = self.T / self.dt
+        if steps > MAX_STEPS:
+            raise SettingsError(
+                f"`T` / `dt` = {self.T:g} / {self.dt:g} = {steps:.3g} steps: more than the {MAX_STEPS:.0e} grid points "
+                f"a run records (every time t_k = k dt is kept). Use a larger --dt (e.g. {self.T / 1000:.3g}) or "
+                "a shorter --T.")
         N = max(1, int(round(steps)))
         if abs(steps - N) > 1e-9 * max(1.0, steps):
             lo, hi = max(1, math.floor(steps)), math.ceil(steps)

@@ -318,7 +318,12 @@ def test_options_are_typed_and_validated(linreg):
                      ({"damping": 1.0}, r"damping=1.0: must be in \[0, 1\)"), ({"nu": "x"}, "nu='x'"),
                      ({"max_iter": 2.5}, "max_iter=2.5"), ({"jackknife": True, "tol": None}, "tol=None"),
                      ({"tangent_cv": "both"}, "tangent_cv='both': use True, False, 'linear' or 'pathwise'"),
-                     ({"histories": "float32"}, "histories='float32': use 'bfloat16' or 'float64'")):
+                     ({"histories": "float32"}, "histories='float32': use 'bfloat16' or 'float64'"),
+                     # out of range (max_iter 0 crashed the fixed point; tangent_paths -5 was ignored)
+                     ({"max_iter": 0}, "max_iter=0"), ({"tangent_paths": -5}, "tangent_paths=-5"),
+                     ({"refine": -1}, "refine=-1"), ({"tol": 0}, "tol=0"), ({"tol": float("nan")}, "tol=nan"),
+                     ({"blowup": float("inf")}, "blowup=inf"), ({"pivot_tol": -1e-3}, "pivot_tol=-0.001"),
+                     ({"threads": 0}, "threads=0")):
         with pytest.raises(SettingsError, match=msg):
             SolveOptions.from_kwargs(bad)
     with pytest.raises(dataclasses.FrozenInstanceError):

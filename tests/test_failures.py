@@ -220,6 +220,20 @@ def test_grid_must_end_at_T():
     assert Settings(T=5, dt=0.05).times[-1] == pytest.approx(5.0, rel=1e-12)
 
 
+def test_grid_with_too_many_steps_is_refused(capsys):
+    """A tiny dt or a huge T: one message (they raised numpy's "Maximum allowed size exceeded",
+    an OverflowError in the memory estimate, or were killed for memory), exit 2."""
+    from dmftgen.config import MAX_STEPS
+
+    assert Settings(T=MAX_STEPS * 0.5, dt=0.5).n_steps == MAX_STEPS
+    for T, dt in ((1.0, 1e-300), (1e300, 0.1), (1.0, 1e-9)):
+        with pytest.raises(SettingsError, match="grid points"):
+            Settings(T=T, dt=dt)
+    for cmd in (["simulate", "linreg", "--method", "sgf", "--d", "64"], ["solve", "linreg"], ["solve-long", "linreg"]):
+        assert main([*cmd, "--T", "1", "--dt", "1e-300", "--out", "/tmp/never.npz"]) == 2, cmd
+        assert "larger --dt" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------
 # --schedule: an arithmetic formula, never eval'd
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ paths, K = T/dt steps, m the student width.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from ..errors import SettingsError
@@ -131,16 +132,24 @@ class SolveOptions:
             raise SettingsError(f"option damping={self.damping}: must be in [0, 1).")
         if _number(self, "groups", int) < 2:
             raise SettingsError(f"option groups={self.groups}: need at least 2 path groups for error bars.")
-        for name in ("tangent_budget", "pivot_tol", "qr_tol", "tol", "blowup"):
-            _number(self, name, float)
+        # ranges: each value a solve can run with (0 or negative counts crashed or were ignored)
+        for name in ("tangent_budget", "tol", "blowup"):
+            if not 0.0 < _number(self, name, float) < math.inf:
+                raise SettingsError(f"option {name}={getattr(self, name)}: must be a finite number > 0.")
+        for name in ("pivot_tol", "qr_tol"):
+            if not 0.0 <= _number(self, name, float) < 1.0:
+                raise SettingsError(f"option {name}={getattr(self, name)}: must be in [0, 1) (a relative tolerance).")
         if not 0.0 < _number(self, "check_alpha", float) < 1.0:
             raise SettingsError(f"option check_alpha={self.check_alpha}: must be in (0, 1) (a "
                                 "false-alarm rate, e.g. 1e-3).")
-        for name in ("max_iter", "refine"):
-            _number(self, name, int)
+        if _number(self, "max_iter", int) < 1:
+            raise SettingsError(f"option max_iter={self.max_iter}: the fixed point needs at least 1 iteration.")
+        if _number(self, "refine", int) < 0:
+            raise SettingsError(f"option refine={self.refine}: must be >= 0 (noise on dt / 2^refine).")
         for name in ("tangent_paths", "threads", "theta_paths"):
-            if getattr(self, name) is not None:
-                _number(self, name, int)
+            if getattr(self, name) is not None and _number(self, name, int) < 1:
+                raise SettingsError(f"option {name}={getattr(self, name)}: use an integer >= 1 (or leave it "
+                                    "automatic).")
         if self.replicas not in (None, "auto"):
             if _number(self, "replicas", int) < 1:
                 raise SettingsError(f"option replicas={self.replicas}: use 'auto' or an integer >= 1.")
