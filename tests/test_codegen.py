@@ -132,3 +132,45 @@ def test_example_kernels_are_current(name):
 
     path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
     assert check(load_model(str(path))) is None, f"run: python -m dmftgen generate examples/{name}.py"
+
+
+def test_a_corrupt_numba_cache_file_recompiles(tmp_path):
+    """A truncated or overwritten numba cache file (``__pycache__/*.nbc``) is a cache miss: the
+    kernel compiles again with a CorruptCacheWarning naming the file (numba itself raised
+    UnpicklingError wherever the kernel was first called, and `generate` did not help)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "cachemod.py").write_text("from numba import njit\n\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from dmftgen.codegen.numba_cache import tolerate_corrupt_caches; tolerate_corrupt_caches(); "
+            "import cachemod; print(cachemod.f(1))")
+    run = [sys.executable, "-c", code, str(tmp_path)]
+    assert subprocess.run(run, capture_output=True, text=True).stdout.strip() == "2"  # compiled, cached
+    data = list((tmp_path / "__pycache__").glob("cachemod.f-*.nbc"))
+    assert data
+    for p in data:
+        p.write_bytes(b"\x00garbage" * 8)
+    r = subprocess.run(run, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr[-2000:]
+    assert "CorruptCacheWarning" in r.stderr and "cachemod.f-" in r.stderr
+    r = subprocess.run(run, capture_output=True, text=True)  # the cache was written afresh
+    assert r.stdout.strip() == "2" and "CorruptCacheWarning" not in r.stderr
+
+
+def test_check_compares_bytes_and_refuses_a_directory(gen_dir, capsys):
+    """`generate --check` reads the bytes load_kernels hashes: CRLF line ends (which load_kernels
+    refuses as edited) are STALE, not "up to date"; a directory where the module belongs is one
+    message, exit 2 (it raised IsADirectoryError)."""
+    from dmftgen.cli import main
+
+    assert main(["generate", "linreg"]) == 0
+    p = gen_dir / "linreg.py"
+    p.write_bytes(p.read_bytes().replace(b"\n", b"\r\n"))
+    assert main(["generate", "--check", "linreg"]) == 1
+    p.unlink()
+    p.mkdir()
+    capsys.readouterr()
+    assert main(["generate", "--check", "linreg"]) == 2
+    assert main(["generate", "linreg"]) == 2
+    assert "is a directory" in capsys.readouterr().err

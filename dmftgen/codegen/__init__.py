@@ -21,6 +21,7 @@ from ..paths import GENERATED_DIR, kernel_dir  # noqa: F401  (GENERATED_DIR re-e
 from ..symbolic import derive
 from .emit import emit_module, regenerate_command, source_label
 from .hashing import CONTENT_PREFIX, content_hash, file_signature, source_hash
+from .numba_cache import tolerate_corrupt_caches
 
 PACKAGE = "dmftgen_generated"
 
@@ -54,6 +55,7 @@ def write_if_changed(path: Path, text: str) -> bool:
     best waste work; a temp file + os.replace never leaves a half-written module behind.
     """
     data = text.encode()
+    _refuse_directory(path)
     if path.exists() and path.read_bytes() == data:
         return False
     atomic_write(path, data)
@@ -103,12 +105,22 @@ def check(model: Model) -> str | None:
     """None if the generated file is current, else a unified diff (file -> expected)."""
     path = generated_path(model)
     want = render(model)
-    have = path.read_text() if path.exists() else ""
+    _refuse_directory(path)
+    # bytes, not read_text: universal newlines would pass a file with CRLF line ends that
+    # load_kernels refuses (its content hash is of the bytes)
+    have = path.read_bytes().decode("utf-8", errors="replace") if path.exists() else ""
     if have == want:
         return None
     rel = path.name
     return "".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True),
                                         fromfile=f"generated/{rel} (on disk)", tofile=f"generated/{rel} (expected)"))
+
+
+def _refuse_directory(path: Path) -> None:
+    """A directory where a generated module belongs: one message (it gave IsADirectoryError)."""
+    if path.is_dir():
+        raise ModelError(f"{path} is a directory, where the generated kernels belong: remove or rename it, "
+                         f"then run: python -m dmftgen generate {path.stem}")
 
 
 def _header_value(text: str, prefix: str) -> str | None:
@@ -151,6 +163,7 @@ def load_kernels(model: Model):
         The file is missing or was generated from another declaration/template/emitter version;
         the message names the regenerate command.
     """
+    tolerate_corrupt_caches()  # a truncated numba cache file recompiles instead of crashing
     path = generated_path(model)
     want = source_hash(model)
     name = f"{PACKAGE}.{model.name}"
