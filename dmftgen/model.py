@@ -348,6 +348,10 @@ def require_loss_or_ell(model):
         loss = _sympify(model, "loss", model.loss)
         if isinstance(loss, sp.MatrixBase):
             _fail(model, "`loss` must be a scalar expression L(r; s, z), got a matrix. Use `ell=` for a vector.")
+        if not loss.free_symbols & set(model.student):
+            _fail(model, f"`loss` = {loss} does not depend on the student pre-activations "
+                         f"{', '.join(map(str, model.student))}: its gradient is zero and nothing is learned. "
+                         "Write the loss in terms of r = student(m).")
         object.__setattr__(model, "loss", loss)
     else:
         ell = model.ell
@@ -359,6 +363,8 @@ def require_loss_or_ell(model):
         if ell.shape != (model.m, 1):
             _fail(model, f"`ell` must be an m x 1 Matrix with m={model.m} (one entry per student "
                          f"pre-activation); got shape {ell.shape}.")
+        if all(e == 0 for e in ell):
+            _fail(model, "`ell` is identically zero: the gradient vanishes and nothing is learned.")
         object.__setattr__(model, "ell", sp.ImmutableMatrix(ell))
     if model.regularizer is not None:
         object.__setattr__(model, "regularizer", _sympify(model, "regularizer", model.regularizer))
@@ -550,7 +556,8 @@ def _load_file(path: Path) -> Model:
     except (ModelError, SettingsError):
         raise
     except SyntaxError as exc:
-        raise ModelError(f"{_display(path)}: syntax error in model file, line {exc.lineno}: {exc.msg}.") from None
+        where = f", line {exc.lineno}" if exc.lineno else ""
+        raise ModelError(f"{_display(path)}: syntax error in model file{where}: {exc.msg}.") from None
     except Exception as exc:  # a user's file can raise anything; report it as a model error
         raise ModelError(f"{_display(path)}: executing the model file failed: "
                          f"{type(exc).__name__}: {exc}.") from exc

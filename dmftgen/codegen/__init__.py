@@ -188,12 +188,13 @@ def load_kernels(model: Model):
     if have != want:
         raise StaleKernelsError(
             f"{rel} was generated from a different declaration of model `{model.name}` or another "
-            f"dmftgen code generator (file {str(have)[:15]}…, now {want[:15]}…). {fix}")
+            f"dmftgen code generator (file {have[:15] + '…' if have else 'without a source hash line'}, now "
+            f"{want[:15]}…). {fix}")
     stamp = _header_value(text, CONTENT_PREFIX)
     if stamp != content_hash(text):
         raise StaleKernelsError(
             f"{rel} was edited or corrupted after it was generated (its content hash does not match: "
-            f"recorded {str(stamp)[:15]}…, computed {content_hash(text)[:15]}…); generated files must "
+            f"recorded {stamp[:15] + '…' if stamp else 'none'}, computed {content_hash(text)[:15]}…); generated files must "
             f"not be edited by hand. {fix}")
     if mod is not None and getattr(mod, "SOURCE_HASH", None) == want and Path(mod.__file__) == path:
         _VERIFIED[path] = key

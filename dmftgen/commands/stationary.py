@@ -50,7 +50,7 @@ def add_parser(sub):
                         "about twice the error on Q)")
     g.add_argument("--tau-curve", default=None, metavar="T1,T2,...",
                    help="solve each tau of the list (overrides --tau) and write the curve and FILE.png (default: none, the single --tau)")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file, .json or .npz")
+    g.add_argument("--out", required=True, metavar="FILE", help="output file: .nc, .json or .npz")
     p.set_defaults(func=run)
 
 

@@ -108,8 +108,8 @@ def solve_long(model, settings, *, paths: int = 20000, extrapolate: bool = True,
     else:
         bad = fine if not fine.ok else coarse
         status = bad.status
-        message = f"{'fine' if bad is fine else 'coarse'} solve: {bad.message}; results kept up to " \
-                  f"t = {data['t'][-1] if n else 0:g}"
+        message = (f"{'fine' if bad is fine else 'coarse'} solve: {bad.message.rstrip('.')}; the Richardson "
+                   f"combination is kept up to t = {data['t'][-1] if n else 0:g}")
     meta = {
         "model": model.name, "settings": settings.as_dict(), "paths": paths, "richardson": True,
         "long": {"method": "richardson", "steps": [settings.n_steps, 2 * settings.n_steps],
