@@ -240,18 +240,36 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
         standard errors over seeds / floor draws), ``excess`` (K, D) = sqrt(max(mean w2^2 -
         mean floor^2, 0)), ``slope``, ``floor_slope``, ``excess_slope`` (K,) (log-log least
         squares); ``status``; ``meta``: method, seeds, theta_samples, messages (one line per
-        failed run). ``to_dataset()`` labels the arrays by (t, d).
+        failed run). ``to_dataset()`` labels the arrays by (t, d). A DMFT solve that stopped
+        before T (diverged, ...) leaves no law to compare with: then no simulation is run, the
+        arrays have no times (``t`` empty) and ``status`` / ``message`` are the DMFT's.
+
+    Raises
+    ------
+    SettingsError
+        Bad options (checked before anything is computed): fewer than two different dimensions,
+        ``seeds`` < 1, no or out-of-grid times, too few theta samples, simulator options.
+    KeyboardInterrupt
+        Ctrl-C during the solve or a simulation: the scan stops at once (nothing partial).
     """
-    dims = sorted({int(d) for d in dims})
-    if not dims or dims[0] < 2:
-        raise SettingsError(f"--d needs dimensions >= 2, got {dims}.")
+    dims = [int(d) for d in dims]
+    if len(dims) < 2 or min(dims) < 2 or len(set(dims)) != len(dims):
+        raise SettingsError(f"--d needs at least two different dimensions >= 2 (the log-log slope against d "
+                            f"needs two), got {dims}; e.g. --d 256,512,1024.")
+    dims = sorted(dims)
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise SettingsError(f"--seeds (simulations per d) must be a positive integer, got {seeds!r}; e.g. --seeds 4.")
+    seeds = int(seeds)
     grid = settings.times
     if times is None:
         times = (grid[-1] / 2, grid[-1])
+    times = list(times)
+    if not times:
+        raise SettingsError("--times needs at least one time, e.g. --times 2.5,5 (default T/2,T).")
     idx = []
     for t in times:
         if not (0 <= t <= grid[-1] + 1e-12):
-            raise SettingsError(f"time {t} lies outside the grid [0, {grid[-1]:g}]; choose --times in range.")
+            raise SettingsError(f"--times: time {t:g} lies outside the grid [0, {grid[-1]:g}] (T = --T); choose times in range.")
         idx.append(int(np.argmin(np.abs(grid - t))))
     idx = sorted(set(idx))
     need = 2 * dims[-1]
@@ -260,12 +278,29 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
     if theta_samples < need:
         raise SettingsError(f"--theta-samples {theta_samples} < 2 * max(d) = {need}: the sampling floor needs "
                             "two disjoint DMFT subsamples of size d.")
+    from .sim import resolve_run, simulate
+
+    for d in dims:  # every simulation's options (method, batch, eta, memory) before the solve
+        resolve_run(model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=True,
+                    data="gaussian", theta_rows=d)
     messages = []
     status = "ok"
     if dmft is None:
         from .dmft import solve
 
         dmft = solve(model, settings, paths=paths, theta_samples=theta_samples, progress=progress)
+    if dmft.status == "interrupted":  # Ctrl-C: stop now, compute and write nothing (exit 130)
+        raise KeyboardInterrupt
+    if not dmft.ok and "theta_samples" not in dmft:
+        # the solve stopped early (diverged, ...): no law to compare with; report its status
+        messages.append(f"the DMFT solve stopped early ({dmft.message.rstrip('. ')}); no W2 was computed")
+        K, D = 0, len(dims)
+        data = {"t": grid[:0], "d": np.array(dims)}
+        data.update({k: np.full((K, D), np.nan) for k in ("w2", "w2_sem", "floor", "floor_sem", "excess")})
+        data.update({k: np.full(K, np.nan) for k in ("slope", "floor_slope", "excess_slope")})
+        meta = {"kind": "w2", "model": model.name, "settings": settings.as_dict(), "method": method,
+                "seeds": seeds, "theta_samples": 0, "messages": messages}
+        return Result(data, meta, status=dmft.status, message="; ".join(messages))
     if "theta_samples" not in dmft:
         raise SettingsError("the DMFT result has no `theta_samples`; solve with theta_samples > 0.")
     if not dmft.ok:
@@ -274,7 +309,6 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
     TS = np.asarray(dmft["theta_samples"], dtype=float)
     if TS.shape[1] < need:
         raise SettingsError(f"the DMFT result has {TS.shape[1]} theta samples; need 2 * max(d) = {need}.")
-    from .sim import simulate
 
     K, D = len(idx), len(dims)
     w2v = np.full((K, D, seeds), np.nan)
@@ -282,6 +316,8 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
     for j, d in enumerate(dims):
         sim = simulate(model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta,
                        theta_rows=d, progress=progress)
+        if sim.status == "interrupted":  # Ctrl-C: stop now, not only this simulation (exit 130)
+            raise KeyboardInterrupt
         if not sim.ok:
             status = sim.status
             messages.append(f"simulation d={d}: {sim.status}: {sim.message}")

@@ -5,6 +5,7 @@ SIGKILL cases run a real subprocess (tests/test_interrupts.py).
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import shutil
@@ -623,3 +624,53 @@ def test_schedule_run_is_judged_by_growth_only(linreg):
 
     res = simulate(linreg, Settings(tau=5.0, T=2.0, dt=0.1), d=64, seeds=2, schedule="0.2")
     assert res.status == "ok" and res.meta["stability"]["criterion"] is None
+
+
+# ----------------------------------------------------------------------------------------------
+# w2 and solve-long: options checked before computing; a failed W2 scan keeps a good earlier one
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, flag", [(["--seeds", "-1"], "--seeds"), (["--seeds", "0"], "--seeds"),
+                                       (["--times", ",,"], "--times"), (["--times", ""], "--times"),
+                                       (["--times", "nan"], "--times"), (["--times", "9"], "--times"),
+                                       (["--d", "64,64"], "--d"), (["--d", "64"], "--d"), (["--d", "1,64"], "--d"),
+                                       (["--d", "a,64"], "--d"), (["--paths", "0"], "--paths"),
+                                       (["--batch", "2"], "batch")])
+def test_w2_bad_options_exit_2_before_computing(bad, flag, tmp_path, capsys, monkeypatch):
+    _no_compute(monkeypatch)
+    rc = main(["w2", "linreg", "--T", "1", "--d", "8,16", "--out", str(tmp_path / "w2")] + bad)
+    err = capsys.readouterr().err
+    assert rc == 2 and flag in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "w2").exists()
+
+
+def test_w2_failed_runs_report_their_status_and_keep_a_good_earlier_output(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "w2"
+    argv = ["w2", "linreg", "--d", "8,16", "--seeds", "2", "--T", "0.6", "--dt", "0.1", "--paths", "100",
+            "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    # a diverging DMFT: its status and message, exit 1, nothing written
+    assert main(argv + ["--tau", "1000"]) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "blew up" in err and "theta_samples" not in err and "nothing was written" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w2"]
+    # a diverged simulation: the scan goes beside the earlier good one, said so
+    import dmftgen.sim
+    from dmftgen.results import Result
+
+    real = dmftgen.sim.simulate
+
+    def diverged(*a, **k):
+        r = real(*a, **k)
+        return Result(r.data, r.meta, status="diverged", message="every seed diverged (injected)")
+
+    monkeypatch.setattr(dmftgen.sim, "simulate", diverged)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    failed = tmp_path / "w2.failed"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert json.loads((failed / "w2.json").read_text())["status"] == "diverged"
+    assert f"written beside it to {failed}" in err and "injected" in err
+

@@ -184,3 +184,27 @@ solver.Solve.__init__ = _count
     rc, stdout, err = run_until_ready(tmp_path, hook, argv, signal.SIGINT)
     assert rc == 130 and "SOLVE 2" not in stdout and "nothing was written" in err
     assert not out.exists()
+
+
+def test_sigint_on_w2_stops_at_once_and_keeps_the_earlier_directory(tmp_path):
+    """Ctrl-C in w2's first simulation stops the whole scan (no further sizes), exit 130, and the
+    earlier output directory stays whole (the partial scan is not written)."""
+    out = tmp_path / "w2"
+    argv = ["w2", "linreg", "--d", "8,16", "--seeds", "2", "--T", "0.4", "--dt", "0.1", "--paths", "100",
+            "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    hook = HOOK_SIM + """
+import dmftgen.sim
+_sim = dmftgen.sim.simulate
+def _sim_hook(*a, **k):
+    print(f"SIMULATE d={k.get('d')}", flush=True)
+    return _sim(*a, **k)
+dmftgen.sim.simulate = _sim_hook
+"""
+    rc, stdout, err = run_until_ready(tmp_path, hook, argv, signal.SIGINT)
+    assert rc == 130, err
+    assert "SIMULATE d=8" in stdout and "SIMULATE d=16" not in stdout  # stopped at once
+    assert "NOT INTERRUPTED" not in stdout and "nothing was written" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["child.py", "w2"]

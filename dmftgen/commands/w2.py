@@ -33,7 +33,9 @@ def add_parser(sub):
                     "between the rows and the DMFT law at chosen times (exact quantile formula for "
                     "m = 1, optimal assignment for m > 1), with the sampling floor W2 of two "
                     "independent DMFT subsamples of size d. Prints a table and the log-log slopes; "
-                    "writes w2.png, w2.json, w2.csv into --out.")
+                    "writes w2.png, w2.json, w2.csv, w2.txt into --out (replaced as a unit; a scan that is not ok "
+                    "goes beside a good earlier one, to DIR.failed; Ctrl-C stops at once and writes nothing, "
+                    "exit 130).")
     add_model_arg(p)
     add_settings_args(p)
     g = p.add_argument_group("W2")
@@ -50,23 +52,45 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    import io
+NAMES = ("w2.png", "w2.csv", "w2.json", "w2.txt")
+
+
+def _holds_good_scan(path) -> bool:
+    """True when directory ``path`` holds an earlier w2 run whose status is ok."""
     import json
     from pathlib import Path
 
-    from .._io import check_output_dir, replace_dir
-    from ..results import jsonable
+    try:
+        return json.loads((Path(path) / "w2.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run(args) -> int:
+    import io
+    import json
+    import sys
+    from pathlib import Path
+
+    from .._io import check_output_dir, replace_dir, rescue_path
+    from ..errors import SettingsError
+    from ..results import OutputError, jsonable
     from ..model import load_model
     from ..w2 import plot_w2, scan_payload, w2_scan
 
-    names = ("w2.png", "w2.csv", "w2.json", "w2.txt")
-    check_output_dir(args.out, allowed=lambda n: n in names)  # before computing
+    check_output_dir(args.out, allowed=lambda n: n in NAMES)  # before computing
     model = load_model(args.model)
     settings = settings_from_args(args, model)
+    if args.paths < 2:
+        raise SettingsError(f"--paths (DMFT Monte Carlo paths) must be >= 2, got {args.paths}; e.g. --paths 20000.")
     scan = w2_scan(model, settings, dims=_ints(args.d), times=None if args.times is None else _floats(args.times),
                    seeds=args.seeds, method=args.method, batch=args.batch, eta=args.eta, paths=args.paths,
                    theta_samples=args.theta_samples, progress=progress_enabled())
+    out = Path(args.out)
+    if not len(scan["t"]):  # the DMFT stopped early: nothing to show or write
+        print(f"dmftgen w2: {scan.status}: {scan.message}; nothing was written"
+              + (f", the earlier output in {out} is unchanged." if out.is_dir() else "."), file=sys.stderr)
+        return 1
     lines = [f"dmftgen w2 {model.name}: W2(rows of theta^t, DMFT law), {args.method}, {scan.meta['seeds']} seeds/d, "
              f"{scan.meta['theta_samples']} DMFT samples; delta={settings.delta:g} tau={settings.tau:g} dt={settings.dt:g}",
              f"  {'t':>6} {'d':>6} {'W2':>18} {'floor':>18} {'excess':>9}"]
@@ -89,10 +113,34 @@ def run(args) -> int:
             csv.append(f"{t:.10g},{d},{scan['w2'][q, j]:.10g},{scan['w2_sem'][q, j]:.10g},"
                        f"{scan['floor'][q, j]:.10g},{scan['floor_sem'][q, j]:.10g},{scan['excess'][q, j]:.10g}")
     payload = {"model": model.name, "settings": settings.as_dict(), **scan_payload(scan)}
-    out = Path(args.out)
     files = {"w2.png": buf.getvalue(), "w2.csv": ("\n".join(csv) + "\n").encode(),
              "w2.json": json.dumps(jsonable(payload, keep_inf=True), indent=1).encode(), "w2.txt": text.encode()}
-    replace_dir(out, files)  # the set is replaced as a unit
+    target, note = out, ""
+    if not scan.ok and _holds_good_scan(out):
+        # a failed scan never replaces a good earlier one: it goes beside it
+        target = out.with_name(out.name + ".failed")
+        try:
+            check_output_dir(target, allowed=lambda n: n in NAMES)
+        except SettingsError:
+            target = rescue_path(target)
+        note = (f"{out} holds an earlier finished result and was kept; this {scan.status} run was "
+                f"written beside it to {target}")
+    try:
+        written = replace_dir(target, files)  # the set is replaced as a unit
+    except OSError as exc:
+        rescue = rescue_path(target)
+        try:
+            replace_dir(rescue, files)
+            where = f"the results were saved to {rescue} instead"
+        except OSError:
+            where = "nor could they be saved elsewhere"
+        raise OutputError(f"could not write the output directory {target} ({exc.strerror or exc}); "
+                          f"an earlier directory there is unchanged, {where}.") from None
     print(text, end="")
-    print(f"wrote {', '.join(str(out / n) for n in files)}")
-    return 0 if scan.ok else 1
+    print(f"wrote {', '.join(str(p) for p in written.values())}")
+    if note:
+        print(f"dmftgen w2: {note}.", file=sys.stderr)
+    if not scan.ok:
+        print(f"dmftgen w2: {scan.status}: {scan.message} -> {target}", file=sys.stderr)
+        return 1
+    return 0
