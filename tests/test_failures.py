@@ -674,3 +674,11 @@ def test_w2_failed_runs_report_their_status_and_keep_a_good_earlier_output(tmp_p
     assert json.loads((failed / "w2.json").read_text())["status"] == "diverged"
     assert f"written beside it to {failed}" in err and "injected" in err
 
+
+@pytest.mark.parametrize("z", ["nan", "inf", "-1", "0"])
+def test_solve_long_bad_z_exits_2_before_computing(z, tmp_path, capsys, monkeypatch):
+    import dmftgen.dmft.longtime
+    monkeypatch.setattr(dmftgen.dmft.longtime, "solve_long", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    rc = main(["solve-long", "linreg", "--z", z, "--out", str(tmp_path / "long.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--z" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -36,6 +36,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    import math
+
     from ..dmft.longtime import solve_long
     from ..dmft.stationary import stationary_values
     from ..errors import SettingsError
@@ -44,6 +46,9 @@ def run(args) -> int:
     out = result_path(args.out)
     if args.paths < 1:
         raise SettingsError(f"--paths {args.paths}: must be a positive integer (e.g. 20000).")
+    if not (math.isfinite(args.z) and args.z > 0):
+        raise SettingsError(f"--z {args.z:g}: the plateau test's tolerance in error bars must be a finite "
+                            "number > 0 (default 3).")
     model = load_model(args.model)
     settings = settings_from_args(args, model)
     options = {k: getattr(args, k) for k in ("tangent_paths", "groups", "check_alpha") if getattr(args, k) is not None}

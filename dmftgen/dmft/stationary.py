@@ -162,6 +162,8 @@ def detect_plateau(t, y, err=None, *, z: float = 3.0, rtol: float = 0.0, atol: f
     if not (t.shape == y.shape == e.shape):
         raise SettingsError(f"plateau {key}: t, y and err must have the same length "
                             f"({t.size}, {y.size}, {e.size}).")
+    if not (np.isfinite(z) and z > 0):
+        raise SettingsError(f"plateau: z={z} (error bars allowed) must be a finite number > 0.")
     if not 0.0 < min_frac <= 1.0:
         raise SettingsError(f"plateau: min_frac={min_frac} must be in (0, 1].")
     if err is None and rtol == 0.0 and atol == 0.0:
