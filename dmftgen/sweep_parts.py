@@ -164,9 +164,25 @@ def load_sweep(path):
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"sweep file {path} does not exist (make it with `dmftgen sweep ... --out {path}`).")
-    ds = xr.load_dataset(path, engine="h5netcdf")
-    if ds.attrs.get("dmftgen") != "sweep":
-        raise SettingsError(f"{path} is not a dmftgen sweep file (no attribute dmftgen='sweep').")
+    need = "give the .nc file written by `dmftgen sweep --out FILE.nc`"
+    if path.suffix in (".json", ".npz"):
+        raise SettingsError(f"sweep file {path}: a {path.suffix} file holds a single run, not a sweep; {need}.")
+    try:
+        ds = xr.load_dataset(path, engine="h5netcdf")
+    except Exception as exc:  # garbage, truncated, a .json/.npz result: one message, no traceback
+        raise SettingsError(f"sweep file {path}: cannot be read as a netCDF sweep file "
+                            f"({type(exc).__name__}: {exc}); {need}.") from None
+    kind = ds.attrs.get("dmftgen")
+    if kind != "sweep":
+        what = "a single-run result, not a sweep" if kind == "result" else "not a dmftgen sweep file"
+        raise SettingsError(f"sweep file {path}: {what} (no attribute dmftgen='sweep'); {need}.")
+    try:
+        meta = json.loads(ds.attrs["meta"])
+    except (KeyError, TypeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise SettingsError(f"sweep file {path}: its `meta` attribute is missing or not a JSON object "
+                            f"(damaged file); {need}.")
     return ds
 
 

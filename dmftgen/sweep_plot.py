@@ -7,23 +7,46 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ._io import atomic_path, check_output_file
 from .errors import SettingsError
 from .sweep_parts import sweep_meta
 
 #: Error-bar names looked up beside a plotted value (dmftgen/dataset.py: ``_err`` in Datasets).
 SUFFIXES = ("_err", "_sem")
 
+#: Per-point text variables of a sweep file: not plottable values.
+_NOT_VALUES = ("status", "message", "key", "point_meta")
+
+#: Figure formats ``plot --out`` writes (by suffix; all drawn by matplotlib's Agg/vector backends).
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".eps", ".jpg", ".jpeg")
+
+
+def check_figure_path(out, what: str = "--out") -> Path:
+    """The figure file ``out``, checked before any work: a known figure suffix, and that it can be
+    written there (dmftgen._io.check_output_file: not a directory, not below a file, writable)."""
+    out = Path(out)
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise SettingsError(f"{what} {out}: the figure file must end in {', '.join(FIGURE_SUFFIXES)} "
+                            f"(e.g. {out.with_suffix('.png').name}).")
+    return check_output_file(out, what)
+
 
 # ----------------------------------------------------------------------------------------------
 # Phase diagrams
 # ----------------------------------------------------------------------------------------------
 def _select(da, sel: Mapping | None, mean: Sequence[str] | None):
-    """Fix dims by value (nearest; integer position for dims without a coordinate) and average others."""
+    """Fix dims by value (a grid value, to 1e-6 relative; integer position for dims without a
+    coordinate) and average others."""
     for name, v in dict(sel or {}).items():
         if name not in da.dims:
             raise SettingsError(f"--sel {name}: `{da.name}` has no dimension {name}; its dims: {', '.join(da.dims)}.")
         if name in da.coords:
-            da = da.sel({name: float(v)}, method="nearest")
+            grid = np.asarray(da[name].values, dtype=float)
+            hit = np.flatnonzero(np.isclose(grid, float(v), rtol=1e-6, atol=1e-12))
+            if hit.size == 0:
+                raise SettingsError(f"--sel {name}={v:g}: not a grid value of {name}; "
+                                    f"the grid: {', '.join(f'{g:g}' for g in grid)}.")
+            da = da.isel({name: int(hit[0])})
         else:
             if float(v) != int(v) or not 0 <= int(v) < da.sizes[name]:
                 raise SettingsError(f"--sel {name}: give an index 0..{da.sizes[name] - 1}, got {v}.")
@@ -58,6 +81,45 @@ def time_to_level(da, level: float, *, below: bool = True):
                           input_core_dims=[["t"], ["t"]], vectorize=False)
 
 
+def _check_dims(ds, value: str, sel: Mapping | None, mean: Sequence[str] | None, keep: Sequence[str], *,
+                at_time: float | None, time_to: float | None) -> None:
+    """Refuse, before any selection, the combinations that have no meaning: a plotted dimension
+    fixed or averaged too, the time fixed by --sel (use --at-time), a non-finite or out-of-range
+    --at-time, a non-finite --time-to, --at-time / --time-to on curves over t."""
+    dims = ds[value].dims
+    for d in keep:
+        if d not in dims:
+            raise SettingsError(f"--x/--y {d}: `{value}` has no dimension {d}; its dims: {', '.join(dims)}.")
+    if len(set(keep)) != len(keep):
+        raise SettingsError(f"--x and --y are both {keep[0]}; give two different dimensions "
+                            f"(dims of `{value}`: {', '.join(dims)}).")
+    mean = list(mean or ())
+    for flag, names in (("--sel", list(dict(sel or {}))), ("--mean", mean)):
+        for name in names:
+            if name in keep:
+                raise SettingsError(f"{flag} {name}: {name} is plotted (--x or --y); fix or average only the "
+                                    f"other dimensions of `{value}` ({', '.join(d for d in dims if d not in keep)}).")
+            if name == "t":
+                raise SettingsError(f"{flag} t: choose the time with --at-time T (or --time-to LEVEL), or plot "
+                                    "over it with --kind curves --x t.")
+    if len(set(mean)) != len(mean):
+        raise SettingsError(f"--mean {', '.join(sorted({m for m in mean if mean.count(m) > 1}))}: given twice.")
+    both = sorted(set(mean) & set(dict(sel or {})))
+    if both:
+        raise SettingsError(f"--sel {both[0]} and --mean {both[0]}: give one of them, not both.")
+    if "t" in keep and (at_time is not None or time_to is not None):
+        flag = "--at-time" if at_time is not None else "--time-to"
+        raise SettingsError(f"{flag}: the curves are over t already (--x t / --y t); drop {flag}.")
+    if time_to is not None and not np.isfinite(float(time_to)):
+        raise SettingsError(f"--time-to {time_to}: give a finite level of `{value}`.")
+    if at_time is not None:
+        t = np.asarray(ds["t"].values, dtype=float)
+        tol = 1e-9 * max(1.0, float(np.abs(t).max()))
+        if not (np.isfinite(float(at_time)) and t[0] - tol <= float(at_time) <= t[-1] + tol):
+            raise SettingsError(f"--at-time {at_time}: give a time in the sweep's grid range "
+                                f"{t[0]:g}..{t[-1]:g} (nearest grid time is used).")
+
+
 def phase_values(ds, value: str = "test_loss", *, at_time: float | None = None, time_to: float | None = None,
                  above: bool = False, sel: Mapping | None = None, mean: Sequence[str] | None = None,
                  keep: Sequence[str] = ()):
@@ -70,11 +132,12 @@ def phase_values(ds, value: str = "test_loss", *, at_time: float | None = None, 
         Values with dims ``keep`` only, their error bars (``<value>_sem``/``_err`` at that time) or
         None, and a label.
     """
-    if value not in ds.data_vars or value in ("status", "message", "key", "point_meta"):
-        numeric = [k for k in ds.data_vars if k not in ("status", "message", "key", "point_meta")]
+    if value not in ds.data_vars or value in _NOT_VALUES:
+        numeric = [k for k in ds.data_vars if k not in _NOT_VALUES]
         raise SettingsError(f"--value {value}: not in the sweep file; available: {', '.join(numeric)}.")
     if at_time is not None and time_to is not None:
         raise SettingsError("give either --at-time T or --time-to LEVEL, not both.")
+    _check_dims(ds, value, sel, mean, keep, at_time=at_time, time_to=time_to)
     da = _select(ds[value], sel, mean)
     err = None
     for suf in SUFFIXES:
@@ -111,9 +174,18 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    for name in (x, y):
+    out_png = check_figure_path(out_png)
+    for flag, name in (("--x", x), ("--y", y)):
         if name is not None and name not in ds.dims:
-            raise SettingsError(f"`{name}` is not a dimension of the sweep; dims: {', '.join(ds.dims)}.")
+            raise SettingsError(f"{flag} {name}: not a dimension of the sweep; dims: {', '.join(ds.dims)}.")
+    if y is not None and x == y:
+        raise SettingsError(f"--x and --y are both {x}; give two different dimensions "
+                            f"(dims of the sweep: {', '.join(ds.dims)}).")
+    if value in ds.data_vars and value not in _NOT_VALUES:
+        for flag, name in (("--x", x), ("--y", y)):
+            if name is not None and name not in ds[value].dims:
+                raise SettingsError(f"{flag} {name}: `{value}` has no dimension {name}; its dims: "
+                                    f"{', '.join(ds[value].dims)}.")
     meta = sweep_meta(ds)
     if kind == "heatmap":
         if y is None or x == "t" or y == "t":
@@ -166,9 +238,13 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
     fixed = [f"{k}={s[k]:g}" for k in ("delta", "tau", "lam") if k not in ds.dims and k in s]
     fixed += [f"{k}={v:g}" for k, v in dict(sel or {}).items()] + [f"mean over {k}" for k in mean or ()]
     fixed = ", ".join(fixed)
-    ax.set_title(title or f"{meta['model']} ({meta['what']}) {fixed}", fontsize=9)
+    ax.set_title(title or f"{meta.get('model', '?')} ({meta.get('what', '?')}) {fixed}", fontsize=9)
     fig.tight_layout()
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
+    try:
+        with atomic_path(out_png) as tmp:  # an earlier figure survives a failed write
+            fig.savefig(tmp, dpi=120, format=out_png.suffix[1:].lower())
+    except OSError as exc:
+        raise SettingsError(f"--out {out_png}: could not write the figure ({exc.strerror or exc}); "
+                            "choose a writable location.") from None
     return out_png

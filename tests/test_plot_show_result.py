@@ -1,0 +1,133 @@
+"""`dmftgen plot` and `dmftgen show-result` on bad input: one message naming the file or flag,
+exit 2, no traceback, checked before drawing; show-result on a sweep file summarises its points.
+
+One small simulate sweep (linreg, d = 32, 2 seeds, T = 0.3, a 2 x 2 grid over delta and tau:
+about a second) serves every test of this module.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("xarray")
+pytest.importorskip("h5netcdf")
+pytest.importorskip("matplotlib")
+
+from dmftgen import Settings  # noqa: E402
+from dmftgen.cli import main  # noqa: E402
+from dmftgen.results import Result  # noqa: E402
+from dmftgen.sweep import SweepSpec, run_sweep  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "lr.nc"
+    spec = SweepSpec("linreg", "simulate", Settings(T=0.3, dt=0.1), {"delta": [1.0, 2.0], "tau": [0.1, 0.5]},
+                     {"d": 32, "seeds": 2})
+    run_sweep(spec, out, workers=0)
+    return out
+
+
+def _result(**extra):
+    t = np.linspace(0, 0.3, 4)
+    return Result({"t": t, "train_loss": 1 - t, "test_loss": 1 - t / 2, "test_loss_err": 0.01 + 0 * t},
+                  {"model": "linreg", "settings": {"delta": 2.0}, **extra})
+
+
+def _cli(capsys, *argv):
+    capsys.readouterr()
+    rc = main(list(map(str, argv)))
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    return rc, cap.out, cap.err
+
+
+# ----------------------------------------------------------------------------------------------
+# plot
+# ----------------------------------------------------------------------------------------------
+def test_plot_refuses_a_file_that_is_not_a_sweep(sweep_file, tmp_path, capsys):
+    garbage = tmp_path / "garbage.nc"
+    garbage.write_bytes(b"not netCDF at all\n")
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(sweep_file.read_bytes()[:3000])
+    solve_json = _result().save(tmp_path / "s.json")
+    single_nc = _result().save(tmp_path / "s.nc")
+    png = tmp_path / "p.png"
+    for bad in (garbage, truncated, solve_json, single_nc):
+        rc, _, err = _cli(capsys, "plot", bad, "--x", "delta", "--y", "tau", "--out", png)
+        assert rc == 2, (bad, err)
+        assert str(bad) in err and "dmftgen sweep" in err, err
+        assert not png.exists()
+    rc, _, err = _cli(capsys, "plot", single_nc, "--x", "delta", "--y", "tau", "--out", png)
+    assert "single-run result, not a sweep" in err
+
+
+def test_plot_checks_the_output_before_drawing(sweep_file, tmp_path, capsys):
+    a_file = tmp_path / "sim.json"
+    a_file.write_text("{}")
+    base = ["plot", sweep_file, "--x", "delta", "--y", "tau", "--out"]
+    for out, what in ((tmp_path / "p.txt", "must end in .png"),
+                      (a_file / "p.png", "is a file, not a directory"),
+                      (tmp_path / "d.png", "is a directory")):
+        if what == "is a directory":
+            out.mkdir()
+        rc, _, err = _cli(capsys, *base, out)
+        assert rc == 2 and f"--out {out}" in err and what in err, err
+    if os.path.isdir("/proc") and not os.access("/proc", os.W_OK):
+        rc, _, err = _cli(capsys, *base, "/proc/p.png")
+        assert rc == 2 and "--out /proc/p.png" in err and "cannot write" in err, err
+    # the output is checked first: a bad --out is reported even before a bad sweep file is read
+    rc, _, err = _cli(capsys, "plot", tmp_path / "missing.nc", "--x", "delta", "--out", tmp_path / "p.txt")
+    assert rc == 2 and "--out" in err
+    # a good run writes its figure through a new directory, other formats by suffix
+    for name in ("sub/dir/p.png", "p.pdf", "p.svg"):
+        rc, out, err = _cli(capsys, *base, tmp_path / name)
+        assert rc == 0, err
+        assert (tmp_path / name).stat().st_size > 1000
+    assert (tmp_path / "sub/dir/p.png").read_bytes()[:8] == PNG
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--at-time", "nan"], "--at-time nan: give a finite"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--at-time", "inf"], "--at-time inf: give a finite"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--at-time", "-5"], "grid range 0..0.3"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--at-time", "7"], "grid range 0..0.3"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--time-to", "nan"], "--time-to nan: give a finite"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--time-to", "inf"], "--time-to inf: give a finite"),
+    (["--kind", "curves", "--x", "delta", "--y", "delta", "--sel", "tau=0.5"], "--x and --y are both delta"),
+    (["--x", "tau", "--y", "tau"], "--x and --y are both tau"),
+    (["--kind", "curves", "--x", "t", "--y", "delta", "--sel", "tau=5"], "--sel tau=5: not a grid value of tau; "
+                                                                        "the grid: 0.1, 0.5"),
+    (["--kind", "curves", "--x", "delta", "--y", "tau", "--sel", "delta=2"], "--sel delta: delta is plotted"),
+    (["--kind", "curves", "--x", "delta", "--y", "tau", "--mean", "delta"], "--mean delta: delta is plotted"),
+    (["--kind", "curves", "--x", "delta", "--y", "tau", "--sel", "t=0.1"], "--sel t: choose the time with --at-time"),
+    (["--kind", "curves", "--x", "t", "--y", "delta", "--sel", "tau=0.5", "--at-time", "0.1"],
+     "the curves are over t already"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--sel", "tau=0.1"], "--sel tau: given twice"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--above"], "--above goes with --time-to"),
+    (["--kind", "curves", "--x", "a", "--sel", "tau=0.5"], "--x a: `test_loss` has no dimension a"),
+    (["--kind", "curves", "--x", "delta", "--sel", "tau"], "--sel expects DIM=VALUE"),
+])
+def test_plot_flags_out_of_range_are_refused_by_name(sweep_file, tmp_path, capsys, args, fragment):
+    png = tmp_path / "p.png"
+    rc, _, err = _cli(capsys, "plot", sweep_file, *args, "--out", png)
+    assert rc == 2, err
+    assert fragment in err, err
+    assert not png.exists()
+
+
+def test_plot_sel_on_the_grid_and_at_time_in_range_still_draw(sweep_file, tmp_path, capsys):
+    png = tmp_path / "p.png"
+    for args in (["--kind", "curves", "--x", "delta", "--sel", "tau=0.5", "--at-time", "0.14"],
+                 ["--kind", "curves", "--x", "delta", "--sel", "tau=0.1000000001", "--time-to", "0.5"],
+                 ["--x", "delta", "--y", "tau", "--at-time", "0"]):
+        rc, _, err = _cli(capsys, "plot", sweep_file, *args, "--out", png)
+        assert rc == 0, (args, err)
+        assert png.read_bytes()[:8] == PNG
+        png.unlink()
