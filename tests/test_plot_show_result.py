@@ -131,3 +131,65 @@ def test_plot_sel_on_the_grid_and_at_time_in_range_still_draw(sweep_file, tmp_pa
         assert rc == 0, (args, err)
         assert png.read_bytes()[:8] == PNG
         png.unlink()
+
+
+# ----------------------------------------------------------------------------------------------
+# show-result
+# ----------------------------------------------------------------------------------------------
+def test_show_result_summarises_a_sweep_file(sweep_file, tmp_path, capsys):
+    import xarray as xr
+
+    from dmftgen.dataset import write_netcdf
+
+    rc, out, err = _cli(capsys, "show-result", sweep_file)
+    assert rc == 0, err
+    assert "sweep of simulate over delta (2) x tau (2)" in out and "points     4: 4 ok" in out
+    for line in ("delta=1, tau=0.1: ok", "delta=2, tau=0.5: ok"):
+        assert line in out
+    # one point failed: listed with its message, exit 1
+    ds = xr.load_dataset(sweep_file, engine="h5netcdf")
+    status, message = ds["status"].values.astype(object), ds["message"].values.astype(object)
+    status[1, 0], message[1, 0] = "diverged", "the dynamics blew up"
+    ds["status"] = (ds["status"].dims, status.astype(str))
+    ds["message"] = (ds["message"].dims, message.astype(str))
+    bad = write_netcdf(ds, tmp_path / "bad.nc")
+    rc, out, err = _cli(capsys, "show-result", bad)
+    assert rc == 1, err
+    assert "1 diverged, 3 ok" in out and "delta=2, tau=0.1: diverged: the dynamics blew up" in out
+
+
+def test_show_result_refuses_files_that_are_not_dmftgen_results(sweep_file, tmp_path, capsys):
+    files = {
+        "empty.json": "{}",
+        "crafted.json": json.dumps({"status": 5, "t": "x"}),
+        "w2.json": json.dumps({"model": "linreg", "settings": {}, "d": [8, 16], "t": [0.5]}),
+        "list.json": "[1, 2]",
+        "no_status.json": json.dumps({"meta": {"model": "linreg"}, "t": [0, 1]}),
+        "bad_t.json": json.dumps({"meta": {"model": "linreg"}, "status": "ok", "t": "x"}),
+        "truncated.json": '{"status": "ok", "meta": {"mo',
+        "garbage.nc": "not netCDF",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    np.savez(tmp_path / "foreign.npz", a=np.arange(3))
+    (tmp_path / "truncated.nc").write_bytes(sweep_file.read_bytes()[:3000])
+    (tmp_path / "truncated.npz").write_bytes(_result().to_bytes(".npz")[:100])
+    for name in [*files, "foreign.npz", "truncated.nc", "truncated.npz"]:
+        rc, out, err = _cli(capsys, "show-result", tmp_path / name)
+        assert rc == 2, (name, out, err)
+        assert str(tmp_path / name) in err, err
+        assert ("not a dmftgen result file" in err) or ("cannot be read as a dmftgen result" in err), err
+        assert "status ok" not in out
+
+
+def test_show_result_reads_real_results_and_tolerates_odd_metadata(tmp_path, capsys):
+    for suffix in (".json", ".npz", ".nc"):
+        path = _result().save(tmp_path / f"r{suffix}")
+        rc, out, err = _cli(capsys, "show-result", path)
+        assert rc == 0, err
+        assert "status ok" in out and "test_loss  0.85 ± 0.01 at t = 0.3" in out
+    # damaged self-check entries and settings: printed as they are, no traceback
+    odd = _result(checks=[1, {"ok": True, "worst_z": "x"}], settings=5)
+    rc, out, err = _cli(capsys, "show-result", odd.save(tmp_path / "odd.json"))
+    assert rc == 0, err
+    assert "worst x" in out

@@ -1,64 +1,240 @@
 """`dmftgen show-result FILE`: status, settings and the self-checks of a saved result.
 
     dmftgen show-result dmft.json
+    dmftgen show-result phase.nc          # a sweep file: the status of every point
+
+What counts as a dmftgen result file (anything else: exit 2, "not a dmftgen result file"):
+``.json`` / ``.npz`` written by simulate, solve, solve-long, stationary (a ``meta`` object naming
+the ``model`` and a ``status`` string; ``.npz`` keeps them in its ``__meta__`` member), and ``.nc``
+files whose attribute ``dmftgen`` is ``result`` (a single run) or ``sweep`` (``dmftgen sweep``).
+A ``t`` array, where present, must be a 1-D numeric time grid.
 """
 from __future__ import annotations
+
+#: Shown per point for a sweep file of at most this many points; larger sweeps list only the
+#: points whose status is not ok.
+SWEEP_LIST_MAX = 50
+
+NOT_RESULT = ("not a dmftgen result file: give a .json, .npz or .nc written by dmftgen simulate, solve, "
+              "solve-long, stationary or sweep")
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "show-result", help="print a saved result's status, settings and self-checks",
         description="Print the status and message of a result file (.json or .npz written by simulate, "
-                    "solve, solve-long), its settings, the final values with error bars and, for a DMFT "
-                    "solve, every self-check (the identities the exact discrete solution satisfies: "
-                    "Q and M balance, kernel consistency, descent at tau = 0, sampler), with its worst "
-                    "|z|, threshold and time. Exit status 0 if the status is ok, 1 otherwise.")
-    p.add_argument("file", metavar="FILE", help="result file (.json or .npz)")
+                    "solve, solve-long, .nc from those or from sweep), its settings, the final values with "
+                    "error bars and, for a DMFT solve, every self-check (the identities the exact discrete "
+                    "solution satisfies: Q and M balance, kernel consistency, descent at tau = 0, sampler), "
+                    "with its worst |z|, threshold and time. For a sweep file: the status of every point. "
+                    "Exit status 0 if the status (every point's) is ok, 1 otherwise, 2 for a file that is "
+                    "not a dmftgen result.")
+    p.add_argument("file", metavar="FILE", help="result file (.json, .npz or .nc)")
     p.set_defaults(func=run)
+
+
+def _num(v):
+    """``v`` as a float, or None where it is not a real number (crafted or damaged metadata)."""
+    import numpy as np
+
+    try:
+        a = np.asarray(v)
+        return float(a) if a.ndim == 0 and a.dtype.kind in "biuf" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _g(v, spec: str = ".3g") -> str:
+    x = _num(v)
+    return format(x, spec) if x is not None else str(v)
+
+
+def _header_ok(meta, status) -> bool:
+    """The marks of a dmftgen result: a meta object naming the model, a status string."""
+    return (isinstance(meta, dict) and isinstance(meta.get("model"), str) and bool(meta.get("model"))
+            and isinstance(status, str) and bool(status))
+
+
+def _read(path):
+    """(Result or None, sweep Dataset or None); SettingsError for unreadable or foreign files."""
+    import json
+
+    import numpy as np
+
+    from ..dataset import NETCDF_SUFFIXES
+    from ..errors import SettingsError
+    from ..results import Result
+
+    def unreadable(exc):
+        return SettingsError(f"{path}: cannot be read as a dmftgen result ({type(exc).__name__}: {exc}); "
+                             "give a .json, .npz or .nc written by dmftgen.")
+
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise unreadable(exc) from None
+        if not (isinstance(raw, dict) and _header_ok(raw.get("meta"), raw.get("status"))):
+            raise SettingsError(f"{path}: {NOT_RESULT} (it has no `meta` naming the model with a `status` "
+                                "string; compare's table.json and w2's w2.json are tables, not results).")
+    elif path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else None
+        except Exception as exc:  # not a zip, a damaged member, pickled objects
+            raise unreadable(exc) from None
+        if not (isinstance(head, dict) and _header_ok(head.get("meta"), head.get("status"))):
+            raise SettingsError(f"{path}: {NOT_RESULT} (no `__meta__` member naming the model and status).")
+    elif path.suffix in NETCDF_SUFFIXES:
+        import xarray as xr
+
+        try:
+            ds = xr.load_dataset(path, engine="h5netcdf")
+        except Exception as exc:  # garbage, truncated, another format
+            raise unreadable(exc) from None
+        kind = ds.attrs.get("dmftgen")
+        if kind == "sweep":
+            return None, ds
+        if kind != "result":
+            raise SettingsError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result' or 'sweep').")
+        from ..dataset import to_result
+
+        try:
+            res = to_result(ds)
+        except Exception as exc:
+            raise unreadable(exc) from None
+        if not isinstance(res.status, str) or not isinstance(res.meta, dict):
+            raise SettingsError(f"{path}: {NOT_RESULT} (damaged status or meta attribute).")
+        return res, None
+    else:
+        raise SettingsError(f"{path}: a dmftgen result file ends in .json, .npz or .nc.")
+    try:
+        res = Result.load(path)
+    except Exception as exc:
+        raise unreadable(exc) from None
+    return res, None
+
+
+def _check_t(res, path) -> None:
+    import numpy as np
+
+    from ..errors import SettingsError
+
+    if "t" in res:
+        t = np.asarray(res.t)
+        if t.ndim != 1 or t.dtype.kind not in "biuf":
+            raise SettingsError(f"{path}: {NOT_RESULT} (its `t` is not a 1-D numeric time grid).")
+
+
+def _final(res, key):
+    """The last entry of a curve over ``t`` (and of its error bar), or None if it is not one."""
+    import numpy as np
+
+    v = np.asarray(res[key])
+    if v.ndim != 1 or v.dtype.kind not in "biuf" or len(v) != len(res.t) or not len(v):
+        return None
+    err = res.get(key + "_err", res.get(key + "_sem"))
+    e = np.asarray(err) if err is not None else None
+    ok_err = e is not None and e.ndim == 1 and e.dtype.kind in "biuf" and len(e) == len(v)
+    return float(v[-1]), (float(e[-1]) if ok_err else None)
+
+
+def _settings_line(settings, skip=()) -> str | None:
+    if not isinstance(settings, dict) or not settings:
+        return None
+    return ("settings   " + ", ".join(f"{k} = {v}" for k, v in settings.items() if k != "params" and k not in skip)
+            + (f", params {settings.get('params')}" if settings.get("params") else ""))
+
+
+def _show_sweep(ds, path) -> int:
+    """A sweep file: model, grid, the count of each status and the status of the points."""
+    import json
+    from collections import Counter
+
+    import numpy as np
+
+    from ..errors import SettingsError
+
+    try:
+        meta = json.loads(ds.attrs.get("meta", "{}"))
+        status = np.asarray(ds["status"].values).astype(str)
+        names = list(ds["status"].dims)
+        grid = [np.asarray(ds[n].values) for n in names]
+    except Exception as exc:  # a damaged sweep file
+        raise SettingsError(f"{path}: a dmftgen sweep file, but damaged ({type(exc).__name__}: {exc}); "
+                            "rerun `dmftgen sweep` (finished points are reused from FILE.parts/).") from None
+    meta = meta if isinstance(meta, dict) else {}
+    message = np.asarray(ds["message"].values).astype(str) if "message" in ds else None
+    loss = None
+    if "test_loss" in ds and "t" in ds.dims and tuple(ds["test_loss"].dims) == tuple(names) + ("t",):
+        loss = np.asarray(ds["test_loss"].values, dtype=float)
+        lerr = np.asarray(ds["test_loss_err"].values, dtype=float) \
+            if "test_loss_err" in ds and ds["test_loss_err"].shape == loss.shape else None
+    counts = Counter(status.ravel().tolist())
+    print(f"file       {path}")
+    print(f"model      {meta.get('model', ds.attrs.get('model', '?'))}   sweep of {meta.get('what', '?')} over "
+          + (" x ".join(f"{n} ({len(g)})" for n, g in zip(names, grid)) or "no grid"))
+    s = _settings_line(meta.get("settings"), skip=names)
+    if s:
+        print(s)
+    print(f"points     {status.size}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if "t" in ds.dims and ds.sizes["t"]:
+        print(f"time       t = {float(ds['t'][0]):g}..{float(ds['t'][-1]):g}")
+    listed = [i for i in np.ndindex(status.shape)
+              if status.size <= SWEEP_LIST_MAX or status[i] != "ok"]
+    if status.size > SWEEP_LIST_MAX:
+        print(f"({status.size} points: only those not ok are listed)")
+    for i in listed:
+        where = ", ".join(f"{n}={_g(g[k], 'g')}" for n, g, k in zip(names, grid, i)) or "the point"
+        line = f"  {where}: {status[i]}"
+        if status[i] != "ok" and message is not None and message[i]:
+            line += f": {message[i]}"
+        if loss is not None and np.isfinite(loss[i][-1]):
+            e = lerr[i][-1] if lerr is not None else np.nan
+            line += f"   test_loss {loss[i][-1]:.6g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
+        print(line)
+    return 0 if status.size and counts.get("ok", 0) == status.size else 1
 
 
 def run(args) -> int:
     from pathlib import Path
 
     from ..errors import SettingsError
-    from ..results import Result
 
     path = Path(args.file)
     if not path.is_file():
-        raise SettingsError(f"{path}: no such result file; give a .json or .npz written by dmftgen.")
-    try:
-        if path.suffix in (".json", ".npz"):
-            res = Result.load(path)
-        else:
-            from ..dataset import load, to_result
-
-            res = to_result(load(path))
-    except Exception as exc:  # a corrupted or foreign file: one message, no traceback
-        raise SettingsError(f"{path}: cannot be read as a dmftgen result ({type(exc).__name__}: {exc}).") from None
+        raise SettingsError(f"{path}: no such result file; give a .json, .npz or .nc written by dmftgen.")
+    res, sweep = _read(path)
+    if sweep is not None:
+        return _show_sweep(sweep, path)
+    _check_t(res, path)
     meta = res.meta or {}
     print(f"file       {path}")
     print(f"model      {meta.get('model', '?')}   status {res.status}" + (f": {res.message}" if res.message else ""))
-    if meta.get("settings"):
-        print("settings   " + ", ".join(f"{k} = {v}" for k, v in meta["settings"].items() if k != "params")
-              + (f", params {meta['settings'].get('params')}" if meta["settings"].get("params") else ""))
+    s = _settings_line(meta.get("settings"))
+    if s:
+        print(s)
     if meta.get("outside_theory"):
         print(f"OUTSIDE THEORY: {meta['outside_theory']}")
     if "t" in res and len(res.t):
         for key in ("train_loss", "test_loss"):
-            if key in res:
-                err = res.get(key + "_err", res.get(key + "_sem"))
-                e = f" ± {float(err[-1]):.2g}" if err is not None else ""
-                print(f"{key:<10} {float(res[key][-1]):.6g}{e} at t = {float(res.t[-1]):g}")
+            fin = _final(res, key) if key in res else None
+            if fin is not None:
+                e = f" ± {fin[1]:.2g}" if fin[1] is not None else ""
+                print(f"{key:<10} {fin[0]:.6g}{e} at t = {float(res.t[-1]):g}")
     checks = meta.get("checks") or []
     pool = meta.get("pooled_checks") or []
+    checks = [c for c in (checks if isinstance(checks, list) else []) + (pool if isinstance(pool, list) else [])
+              if isinstance(c, dict)]
     if checks:
-        alpha = (meta.get("options") or {}).get("check_alpha", 1e-3)
+        options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+        alpha = options.get("check_alpha", 1e-3)
         which = (f"; those of replica 1 of {meta.get('replicas')}, then those pooled over the replicas"
                  if pool else "")
-        print(f"self-checks (fail when |z| > threshold; false-alarm rate {alpha:g} for the solve{which}):")
-        for c in checks + pool:
-            tw = c.get("t_worst")
-            where = f" at t = {tw:g}" if isinstance(tw, (int, float)) and tw == tw else ""
-            print(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']:<26} worst {c['worst_z']:.3g} "
-                  f"(threshold {c['threshold']:.3g}){where}: {c['what']}")
+        print(f"self-checks (fail when |z| > threshold; false-alarm rate {_g(alpha, 'g')} for the solve{which}):")
+        for c in checks:
+            tw = _num(c.get("t_worst"))
+            where = f" at t = {tw:g}" if tw is not None and tw == tw else ""
+            print(f"  {'ok  ' if c.get('ok') else 'FAIL'} {str(c.get('name', '?')):<26} worst {_g(c.get('worst_z'))} "
+                  f"(threshold {_g(c.get('threshold'))}){where}: {c.get('what', '')}")
     return 0 if res.ok else 1
