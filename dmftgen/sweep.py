@@ -214,6 +214,26 @@ class SweepSpec:
         return out
 
 
+    def check(self, points: list[Point] | None = None) -> None:
+        """Validate every point (the fixed options and each grid value) with the checks its
+        single-run function makes before computing (:func:`dmftgen.sweep_task.check_point`),
+        without running any: one SettingsError naming the point, the option and the fix."""
+        from .sweep_task import check_point
+
+        model = self.model()
+        seen = set()
+        for p in self.points() if points is None else points:
+            blob = _canonical({"settings": p.settings, "options": p.options})
+            if blob in seen:
+                continue
+            seen.add(blob)
+            try:
+                check_point(self.what, model, Settings(**p.settings), p.options)
+            except SettingsError as exc:
+                where = ", ".join(f"{n}={v:g}" for n, v in p.coords.items())
+                raise SettingsError(f"sweep --what {self.what}, grid point {where}: {exc}") from None
+
+
 _RUN_CODE = ("sim", "dmft", "analysis", "observables.py", "comparison", "config.py", "results.py", "stability.py",
              "model.py", "symbolic.py", "functions.py", "codegen", "reference", "sweep.py", "sweep_task.py",
              "sweep_parts.py", "sweep_driver.py", "sweep_plot.py")

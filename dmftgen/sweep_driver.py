@@ -2,6 +2,7 @@
 finish and the combined Dataset at the end (see :mod:`dmftgen.sweep`)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -27,6 +28,44 @@ def _check_out(out) -> Path:
         raise SettingsError(f"--out {out}: a sweep is stored as netCDF; the file must end in .nc.")
     from ._io import check_output_file
     return check_output_file(out)  # writable, before any point is computed
+
+
+def _holds_good_sweep(path: Path) -> bool:
+    """``path`` is a readable sweep file whose every point has status ok."""
+    if not path.is_file():
+        return False
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            if ds.attrs.get("dmftgen") != "sweep" or "status" not in ds:
+                return False
+            status = [str(s) for s in ds["status"].values.ravel()]
+    except Exception:  # unreadable, truncated, not a sweep: nothing worth keeping
+        return False
+    return bool(status) and all(s == "ok" for s in status)
+
+
+def _target(out: Path, ds) -> tuple[Path | None, str]:
+    """Where the combined dataset goes, and a note for the user ("" if simply ``out``).
+
+    Like :func:`dmftgen.results.save_result`: a sweep that is not all ok never replaces an
+    earlier sweep at ``out`` whose points are all ok (it goes beside it, ``<stem>.failed.nc``),
+    and a dataset in which no point finished is not written at all (``out`` is left as it is).
+    """
+    from .results import failed_path
+
+    status = [str(s) for s in ds["status"].values.ravel()]
+    done = sum(s != "missing" for s in status)
+    if done == 0:
+        kept = f"; {out} was left as it was" if out.exists() else ""
+        return None, f"no point finished, so no dataset was written{kept}"
+    if all(s == "ok" for s in status) or not _holds_good_sweep(out):
+        return out, ""
+    target = failed_path(out)
+    ok = status.count("ok")
+    return target, (f"{out} holds an earlier sweep with every point ok and was kept; this sweep ({ok} of "
+                    f"{len(status)} points ok) was written beside it to {target}")
 
 
 def local_cluster(workers: int | None = None, threads_per_task: int = 1):
@@ -88,9 +127,16 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         As :func:`combine`; ``meta["failed"]`` lists points whose task raised (not written, so a
         resume retries them).
     """
+    if workers is not None and int(workers) < 0:
+        raise SettingsError(f"--workers {workers}: give the number of LocalCluster worker processes "
+                            "(>= 1), or 0 to run the points here, serially.")
+    if threads_per_task is not None and int(threads_per_task) < 1:
+        raise SettingsError(f"--threads-per-task {threads_per_task}: give a positive number of threads "
+                            "(default 1 per Dask thread slot).")
     out = _check_out(out)
     log = log or (lambda msg: None)
     points = spec.points()
+    spec.check(points)  # every point's options, before any is computed
     from .codegen import load_kernels
     load_kernels(spec.model())  # stale/missing kernels: one clear error now, not one per point
     todo = [p for p in points if load_part(out, p) is None]
@@ -168,8 +214,14 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
         run_meta = {"run_id": run_id, "computed": len(saved), "reused": done0,
                     "failed": failed, "wall_s": wall}
         ds = combine(spec, out, points, run_meta=run_meta, two_time=two_time)
-        if done0 or saved or out.exists():  # never leave an all-missing file after e.g. a failed connection
-            write_dataset(ds, out)
+        target, note = _target(out, ds)
+        meta = json.loads(ds.attrs["meta"])
+        meta.update(written=str(target) if target is not None else None, note=note)
+        ds.attrs["meta"] = json.dumps(meta, allow_nan=False, default=str)
+        if target is not None:
+            write_dataset(ds, target)
+        if note:
+            log(note)
     for key, msg in failed.items():
         log(f"point {key} failed: {msg}")
     return ds

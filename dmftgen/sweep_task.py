@@ -76,6 +76,65 @@ def _call(what, model, settings, options):
     return compare(model, settings, **options)  # a Result: the table's columns (kind "comparison")
 
 
+def _defaults(func) -> dict:
+    """The keyword defaults of a single-run function (one source: its signature)."""
+    import inspect
+
+    return {k: v.default for k, v in inspect.signature(func).parameters.items()
+            if v.default is not inspect.Parameter.empty}
+
+
+def check_point(what, model, settings, options) -> None:
+    """Validate one point as its single-run function does before it computes anything, without
+    running it: the same validators (simulator options ``sim.driver.resolve_run``, the solver's
+    ``SolveOptions`` and ``check_paths``, the stationary ``resolve_options``); a SettingsError
+    names the option and the fix."""
+    opts = dict(options)
+    opts.pop("threads", None)
+    if what == "simulate":
+        from .sim import simulate
+        from .sim.driver import resolve_run
+
+        kw = {**_defaults(simulate), **opts}
+        resolve_run(model, settings, d=kw["d"], seeds=kw["seeds"], method=kw["method"], batch=kw["batch"],
+                    eta=kw["eta"], replace=kw["replace"], data=kw["data"], theta_rows=kw["theta_rows"],
+                    matrix_free=kw["matrix_free"])
+    elif what == "compare":
+        from .comparison import compare
+        from .sim.driver import resolve_run
+
+        kw = {**_defaults(compare), **opts}
+        for meth in kw["methods"]:
+            sgd = meth == "sgd"
+            resolve_run(model, settings, d=kw["d"], seeds=kw["seeds"], method=meth,
+                        batch=kw["batch"] if sgd else None, eta=kw["eta"] if sgd else None,
+                        replace=True, data="gaussian", theta_rows=0)
+        _check_solve(model, settings, kw["paths"], kw["dmft_method"], {})
+    elif what == "solve":
+        from .dmft import solve
+
+        own = _defaults(solve)  # solve's own keywords; the rest are SolveOptions (e.g. replicas)
+        kw = {**own, **opts}
+        _check_solve(model, settings, kw["paths"], kw["method"], {k: v for k, v in opts.items() if k not in own})
+    elif what == "stationary":
+        from .dmft.stationary_state import resolve_options
+
+        resolve_options(settings, opts)
+
+
+def _check_solve(model, settings, paths, method, options) -> None:
+    from .dmft.memory import check_memory
+    from .dmft.options import SolveOptions
+    from .dmft.solver import METHODS, check_paths
+    from .errors import SettingsError
+
+    if (method or "sweep") not in METHODS:
+        raise SettingsError(f"method {method!r}: use 'sweep' or 'fixed-point'.")
+    opts = SolveOptions.from_kwargs(options)
+    check_paths(paths, opts)
+    check_memory(model, settings, paths, opts, method or "sweep")
+
+
 def _stationary_point(model, settings, options):
     """``--what stationary``: the stationary state (dmftgen.dmft.stationary_state), one point t = inf."""
     from .dmft.stationary_state import stationary

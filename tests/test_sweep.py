@@ -261,3 +261,94 @@ def test_phase_plots_from_sweep_file(tmp_path):
     with pytest.raises(SettingsError, match="--sel tau"):
         plot_phase(ds, tmp_path / "x.png", kind="curves", x="delta", value="Q")
     assert main(["plot", str(out), "--x", "delta", "--y", "bogus", "--out", str(tmp_path / "x.png")]) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: checked before any point runs; a failed sweep never replaces a good OUT
+# ----------------------------------------------------------------------------------------------
+TINY = ["--T", "0.2", "--dt", "0.1", "--grid", "delta=2,3", "--workers", "0"]
+
+
+def _no_runs(monkeypatch):
+    """Any point run or cluster start fails the test at once (a regression must not hang)."""
+    import dmftgen.sweep_driver as drv
+
+    def boom(*a, **k):
+        raise AssertionError("a point ran / a cluster started before the options were checked")
+
+    monkeypatch.setattr(drv, "run_point", boom)
+    monkeypatch.setattr(drv, "local_cluster", boom)
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--paths", "0"], "paths=0"), (["--paths", "-1"], "paths=-1"), (["--grid", "paths=1,2"], "paths=1"),
+    (["--what", "simulate", "--d", "-1"], "`d`"), (["--what", "simulate", "--seeds", "-1"], "`seeds`"),
+    (["--what", "simulate", "--method", "sgd", "--eta", "-1"], "`eta`"),
+    (["--what", "solve", "--replicas", "-1"], "replicas=-1"),
+    (["--what", "stationary", "--paths", "0"], "paths = 0"),
+    (["--what", "stationary", "--replicas", "1"], "replicas = 1"),
+    (["--what", "stationary", "--scheme", "sweep"], "--scheme does not apply"),
+    (["--workers", "-1"], "--workers -1"), (["--threads-per-task", "0"], "--threads-per-task 0"),
+])
+def test_sweep_options_are_checked_before_any_point_runs(tmp_path, monkeypatch, capsys, extra, named):
+    """Each bad option or grid value: exit 2 with one message naming it, nothing run or written
+    (was: every point failed at run time, exit 1; --workers -1 hung)."""
+    from dmftgen.cli import main
+
+    _no_runs(monkeypatch)
+    out = tmp_path / "x.nc"
+    assert main(["sweep", "linreg", *TINY, *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and named in err and "Traceback" not in err
+    assert not out.exists() and not parts_dir(out).exists()
+
+
+def test_sweep_stationary_and_replicas_options_are_forwarded(tmp_path):
+    """--what stationary builds its options (was KeyError: 'stationary'); --replicas reaches
+    stationary and solve."""
+    from dmftgen.cli import build_parser
+    from dmftgen.commands.sweep import spec_from_args
+
+    def spec(*extra):
+        args = build_parser().parse_args(["sweep", "linreg", *TINY, *extra, "--out", str(tmp_path / "x.nc")])
+        return spec_from_args(args)
+
+    assert spec("--what", "stationary", "--paths", "2000", "--replicas", "3").options == {"paths": 2000, "replicas": 3}
+    assert spec("--what", "stationary").options == {}
+    assert spec("--what", "solve", "--replicas", "2").options == {"replicas": 2}
+    with pytest.raises(SettingsError, match="--replicas does not apply to --what simulate"):
+        spec("--what", "simulate", "--replicas", "2")
+
+
+def test_failed_sweep_never_replaces_a_good_out(tmp_path, monkeypatch, capsys):
+    """A sweep that is not all ok goes beside a good OUT (<stem>.failed.nc); one where no point
+    finished writes nothing; the summary names the file written (was: OUT overwritten with
+    diverged / all-missing points, the summary naming OUT)."""
+    import dmftgen.sweep_driver as drv
+    from dmftgen.cli import main
+
+    out = tmp_path / "sw.nc"
+    failed = tmp_path / "sw.failed.nc"
+    cmd = ["sweep", "linreg", *TINY, "--paths", "400", "--out", str(out)]
+    assert main(cmd) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"-> {out}")
+    good = out.read_bytes()
+    assert main(cmd + ["--tau", "1000"]) == 1  # no point ok (unstable / diverged)
+    cap = capsys.readouterr()
+    assert out.read_bytes() == good and "was kept" in cap.err and str(failed) in cap.err
+    assert cap.out.rstrip().endswith(f"-> {failed}")
+    assert "ok" not in set(load_sweep(failed)["status"].values.ravel())
+    assert sweep_meta(load_sweep(failed))["written"] == str(failed)
+
+    def raises(*a, **k):
+        raise RuntimeError("point failed")
+
+    monkeypatch.setattr(drv, "run_point", raises)  # no point finishes
+    failed.unlink()
+    assert main(cmd + ["--seed", "7"]) == 1
+    cap = capsys.readouterr()
+    assert out.read_bytes() == good and not failed.exists()
+    assert "no dataset was written" in cap.err and cap.out.rstrip().endswith("-> nothing written")
+    other = tmp_path / "new.nc"  # nor is an all-missing file left where there was none
+    assert main(cmd[:-1] + [str(other)]) == 1
+    assert not other.exists()

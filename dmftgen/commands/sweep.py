@@ -15,14 +15,15 @@ from ._common import (DYNAMICS_HELP, add_model_arg, add_settings_args, add_theor
 #: Options forwarded to the single-run function, per --what (None = not given, use its default).
 FORWARD = {
     "simulate": ("d", "seeds", "method", "batch", "eta", "data"),
-    "solve": ("paths", "scheme"),
+    "solve": ("paths", "scheme", "replicas"),
     "compare": ("d", "seeds", "paths", "method", "scheme", "batch", "eta"),
     "stationary": ("paths", "replicas"),
 }
 #: CLI option -> keyword of the single-run function, per --what (``--method`` is always the
 #: simulated dynamics, ``--scheme`` always the DMFT scheme; the keywords keep their names, so the
 #: point keys of earlier sweeps stay valid).
-KEYWORD = {"simulate": {}, "solve": {"scheme": "method"}, "compare": {"method": "methods", "scheme": "dmft_method"}}
+KEYWORD = {"simulate": {}, "solve": {"scheme": "method"}, "compare": {"method": "methods", "scheme": "dmft_method"},
+           "stationary": {}}
 
 
 def add_parser(sub):
@@ -56,7 +57,7 @@ def add_parser(sub):
     o.add_argument("--d", type=int, default=None, help="simulate/compare: dimension d (default 1024)")
     o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point (default 4)")
     o.add_argument("--paths", type=int, default=None, help="solve/compare/stationary: DMFT Monte Carlo paths (default 20000)")
-    o.add_argument("--replicas", type=int, default=None, help="stationary: independent replicas (error bars; default 4)")
+    o.add_argument("--replicas", type=int, default=None, help="solve/stationary: independent replicas (error bars; default: solve auto, stationary 4)")
     o.add_argument("--method", choices=("sgd", "sgf"), default=None,
                    help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
                         "simulate() sgf, compare() sgd, or sgf at tau = 0)")
@@ -97,7 +98,7 @@ def spec_from_args(args):
         options["allow_outside_theory"] = True
     if "methods" in options:
         options["methods"] = [options["methods"]]
-    unused = [n for n in ("d", "seeds", "paths", "method", "scheme", "batch", "eta", "data")
+    unused = [n for n in ("d", "seeds", "paths", "replicas", "method", "scheme", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
     if unused:
         raise SettingsError(f"--{unused[0]} does not apply to --what {args.what}; options of {args.what}: "
@@ -138,7 +139,7 @@ def run(args) -> int:
     bad = [s for s in status if s not in ("ok",)]
     print(f"{meta['model']}: {args.what} sweep over {' x '.join(f'{n}({len(v)})' for n, v in spec.grid.items())}: "
           f"{meta['done']}/{meta['points']} points ({meta['computed']} computed, {meta['reused']} reused) "
-          f"in {meta['wall_s']:.1f} s -> {args.out}")
+          f"in {meta['wall_s']:.1f} s -> {meta.get('written') or 'nothing written'}")
     if bad:
         from collections import Counter
         print("dmftgen sweep: not ok: " + ", ".join(f"{n} {s}" for s, n in Counter(bad).items()), file=sys.stderr)

@@ -41,6 +41,19 @@ from .theta import ThetaSide
 METHODS = ("sweep", "fixed-point")
 
 
+def check_paths(paths: int, opts: SolveOptions) -> None:
+    """SettingsError unless ``paths`` gives every path group >= 2 paths, in every replica
+    (``opts.replicas``, "auto" resolved as the solve does); also used by the sweep before it runs."""
+    paths, G = int(paths), opts.groups
+    if paths < 2 * G:
+        raise SettingsError(f"paths={paths} is too few for {G} path groups; use paths >= {2 * G} "
+                            "(typically 10^4 or more).")
+    R = opts.n_replicas(paths)
+    if R > 1 and paths // R < 2 * G:
+        raise SettingsError(f"replicas={R}: each replica needs >= {2 * G} paths; "
+                            f"use more paths or fewer replicas.")
+
+
 class Solve:
     """The state of one DMFT solve: settings, options, draws, modes, the r-side and theta-side.
 
@@ -80,9 +93,7 @@ class Solve:
             raise SettingsError(f"method {method!r}: use 'sweep' or 'fixed-point'.")
         paths = int(paths)
         G = opts.groups
-        if paths < 2 * G:
-            raise SettingsError(f"paths={paths} is too few for {G} path groups; use paths >= {2 * G} "
-                                "(typically 10^4 or more).")
+        check_paths(paths, opts)
         if int(theta_samples) < 0:
             raise SettingsError(f"theta_samples={theta_samples} must be >= 0.")
         if opts.threads:
@@ -261,9 +272,7 @@ def _solve_replicas(model, settings, paths, method, theta_samples, progress, opt
     error propagated to first order (``observables.replica_test_observables``; the replicas skip
     them, see :func:`dmftgen.dmft.assemble.result`)."""
     R = int(opts.replicas)
-    if paths // R < 2 * opts.groups:
-        raise SettingsError(f"replicas={R}: each replica needs >= {2 * opts.groups} paths; "
-                            f"use more paths or fewer replicas.")
+    check_paths(paths, opts)
     # each replica's checks at alpha / (2 R), the checks pooled over the replicas at alpha / 2: the
     # solve's status keeps the family-wise rate alpha (checks.pooled)
     sub = opts.but(replicas=1, jackknife=False, check_alpha=opts.check_alpha / (2 * R))

@@ -154,17 +154,25 @@ def _replica_tau(kern, model, settings, p, opts, r, init):
                             cross_fit=bool(opts["cross_fit"]))
 
 
-def _checked(opts, settings):
-    """The options as numbers, each in its range, before anything is computed (one SettingsError
-    naming the option and its range)."""
+def resolve_options(settings, options: dict) -> dict:
+    """The options of :func:`stationary` (DEFAULTS updated by ``options``) as numbers, each in its
+    range, validated without running anything: one SettingsError naming the option and its range
+    (also used by the sweep before any point runs)."""
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
+    opts = dict(DEFAULTS, **options)
+
     def bad(key, need):
         return SettingsError(f"stationary: {key} = {opts[key]!r}: {need}.")
 
     for key, low in (("paths", 1), ("replicas", 2), ("samples", 1), ("theta_samples", 0), ("max_iter", 1),
                      ("groups", 1), ("targets", 1), ("anderson", 0), ("starts", 1)):
-        v = opts[key]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or not math.isfinite(v) \
-                or int(v) != v or v < low:
+        try:  # numbers, or their text (the sweep's grid values)
+            v = math.nan if isinstance(opts[key], bool) else float(opts[key])
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v) or int(v) != v or v < low:
             raise bad(key, f"give a whole number >= {low}" + (" (error bars need two replicas)" if key == "replicas"
                                                                else ""))
         opts[key] = int(v)
@@ -212,10 +220,7 @@ def stationary(model, settings, **options) -> Result:
     from ..codegen import load_kernels
     from .stationary_static import check_supported
 
-    unknown = set(options) - set(DEFAULTS)
-    if unknown:
-        raise SettingsError(f"unknown stationary option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
-    opts = _checked(dict(DEFAULTS, **options), settings)
+    opts = resolve_options(settings, options)
     kern = load_kernels(model)
     check_supported(kern, model)
     p = model.param_vector(settings.params)
