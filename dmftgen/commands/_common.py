@@ -126,3 +126,23 @@ def add_theory_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outside-theory", action="store_true",
                         help="run a model outside the theory's assumptions (ell discontinuous in r) "
                              "anyway; the result is marked outside_theory")
+
+
+def write_output_dir(out, write):
+    """``write(out)``: an output directory written as a unit (compare, w2). If that fails (disk
+    full, read-only), ``write`` goes to a rescue directory and OutputError names both (exit 2);
+    an earlier directory at ``out`` is unchanged either way."""
+    from .._io import rescue_path
+    from ..results import OutputError
+
+    try:
+        return write(out)
+    except OSError as exc:
+        rescue = rescue_path(out)
+        try:
+            write(rescue)
+            where = f"the results were saved to {rescue} instead"
+        except OSError:
+            where = "nor could they be saved elsewhere"
+        raise OutputError(f"could not write the output directory {out} ({exc.strerror or exc}); "
+                          f"an earlier directory there is unchanged, {where}.") from None

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ._common import (add_dynamics_arg, add_model_arg, add_scheme_arg, add_settings_args, add_theory_arg,
-                      default_dynamics, progress_enabled, settings_from_args)
+                      default_dynamics, progress_enabled, settings_from_args, write_output_dir)
 
 
 def add_parser(sub):
@@ -104,20 +104,7 @@ def run(args) -> int:
         check_output_dir(out, allowed=is_output_file)
         print(f"dmftgen compare: {args.out} holds an earlier run whose results are all ok and was kept; "
               f"this run (not ok) is written to {out}.", file=sys.stderr)
-    try:
-        paths = write_outputs(cmp, out)
-    except OSError as exc:
-        from .._io import rescue_path
-        from ..results import OutputError
-
-        rescue = rescue_path(out)
-        try:
-            write_outputs(cmp, rescue)
-            where = f"the results were saved to {rescue} instead"
-        except OSError:
-            where = "nor could they be saved elsewhere"
-        raise OutputError(f"could not write the output directory {out} ({exc.strerror or exc}); "
-                          f"an earlier directory there is unchanged, {where}.") from None
+    paths = write_output_dir(out, lambda d: write_outputs(cmp, d))
     if not args.quiet:
         print(cmp.summary, end="")
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args
+from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args, write_output_dir
 
 
 def _ints(text):
@@ -74,7 +74,7 @@ def run(args) -> int:
 
     from .._io import check_output_dir, replace_dir, rescue_path
     from ..errors import SettingsError
-    from ..results import OutputError, jsonable
+    from ..results import jsonable
     from ..model import load_model
     from ..w2 import plot_w2, scan_payload, w2_scan
 
@@ -125,17 +125,7 @@ def run(args) -> int:
             target = rescue_path(target)
         note = (f"{out} holds an earlier finished result and was kept; this {scan.status} run was "
                 f"written beside it to {target}")
-    try:
-        written = replace_dir(target, files)  # the set is replaced as a unit
-    except OSError as exc:
-        rescue = rescue_path(target)
-        try:
-            replace_dir(rescue, files)
-            where = f"the results were saved to {rescue} instead"
-        except OSError:
-            where = "nor could they be saved elsewhere"
-        raise OutputError(f"could not write the output directory {target} ({exc.strerror or exc}); "
-                          f"an earlier directory there is unchanged, {where}.") from None
+    written = write_output_dir(target, lambda d: replace_dir(d, files))  # the set is replaced as a unit
     print(text, end="")
     print(f"wrote {', '.join(str(p) for p in written.values())}")
     if note:
