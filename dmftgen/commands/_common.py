@@ -146,3 +146,20 @@ def write_output_dir(out, write):
             where = "nor could they be saved elsewhere"
         raise OutputError(f"could not write the output directory {out} ({exc.strerror or exc}); "
                           f"an earlier directory there is unchanged, {where}.") from None
+
+
+def beside_good_output(out, allowed) -> tuple:
+    """(DIR.failed, note): where a run that is not ok goes when the output directory ``out`` holds
+    an earlier run that is all ok (compare, w2; files use :func:`dmftgen.results.failed_path`).
+    DIR.failed is checked like --out (``allowed``: the file names the command writes); a foreign
+    one sends the run to a rescue directory instead."""
+    from .._io import check_output_dir, rescue_path
+    from ..errors import SettingsError
+
+    target = out.with_name(out.name + ".failed")
+    try:
+        check_output_dir(target, allowed=allowed)
+    except SettingsError:
+        target = rescue_path(target)
+    return target, (f"{out} holds an earlier run whose results are all ok and was kept; this run (not ok) "
+                    f"is written beside it to {target}")

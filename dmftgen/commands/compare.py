@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ._common import (add_dynamics_arg, add_model_arg, add_scheme_arg, add_settings_args, add_theory_arg,
-                      default_dynamics, progress_enabled, settings_from_args, write_output_dir)
+                      beside_good_output, default_dynamics, progress_enabled, settings_from_args, write_output_dir)
 
 
 def add_parser(sub):
@@ -100,10 +100,8 @@ def run(args) -> int:
     out = Path(args.out)
     if not ok and _holds_good_comparison(out):
         # a failed run never replaces a good earlier one: it goes beside it
-        out = out.with_name(out.name + ".failed")
-        check_output_dir(out, allowed=is_output_file)
-        print(f"dmftgen compare: {args.out} holds an earlier run whose results are all ok and was kept; "
-              f"this run (not ok) is written to {out}.", file=sys.stderr)
+        out, note = beside_good_output(out, is_output_file)
+        print(f"dmftgen compare: {note}.", file=sys.stderr)
     paths = write_output_dir(out, lambda d: write_outputs(cmp, d))
     if not args.quiet:
         print(cmp.summary, end="")

@@ -4,7 +4,8 @@
 """
 from __future__ import annotations
 
-from ._common import add_model_arg, add_settings_args, progress_enabled, settings_from_args, write_output_dir
+from ._common import (add_model_arg, add_settings_args, beside_good_output, progress_enabled, settings_from_args,
+                      write_output_dir)
 
 
 def _ints(text):
@@ -72,7 +73,7 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from .._io import check_output_dir, replace_dir, rescue_path
+    from .._io import check_output_dir, replace_dir
     from ..errors import SettingsError
     from ..results import jsonable
     from ..model import load_model
@@ -118,13 +119,7 @@ def run(args) -> int:
     target, note = out, ""
     if not scan.ok and _holds_good_scan(out):
         # a failed scan never replaces a good earlier one: it goes beside it
-        target = out.with_name(out.name + ".failed")
-        try:
-            check_output_dir(target, allowed=lambda n: n in NAMES)
-        except SettingsError:
-            target = rescue_path(target)
-        note = (f"{out} holds an earlier finished result and was kept; this {scan.status} run was "
-                f"written beside it to {target}")
+        target, note = beside_good_output(out, lambda n: n in NAMES)
     written = write_output_dir(target, lambda d: replace_dir(d, files))  # the set is replaced as a unit
     print(text, end="")
     print(f"wrote {', '.join(str(p) for p in written.values())}")
