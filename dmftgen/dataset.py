@@ -159,7 +159,12 @@ def to_result(ds):
     for name, var in ds.data_vars.items():
         data[var.attrs.get("key", name)] = np.asarray(var.values)
     meta = json.loads(ds.attrs.get("meta", "{}"))
-    return Result(data, meta, ds.attrs.get("status", "ok"), ds.attrs.get("message", ""))
+    status = ds.attrs.get("status")
+    if not isinstance(status, str):  # every saved result records one (Result.load: the same rule)
+        from .results import NOT_RESULT, NotAResultError
+
+        raise NotAResultError(f"{NOT_RESULT}: the Dataset records no `status` attribute.")
+    return Result(data, meta, status, ds.attrs.get("message", ""))
 
 
 def meta_of(ds) -> dict:

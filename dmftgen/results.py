@@ -172,16 +172,52 @@ class Result:
 
     @classmethod
     def load(cls, path) -> "Result":
+        """The Result saved at ``path`` (.json, .npz or .nc).
+
+        A file without a ``status`` string was not written by :meth:`save` (every result records
+        one): :class:`NotAResultError`, never a default. (A missing status used to read as "ok",
+        so a foreign file passed for a finished run.)"""
         path = Path(path)
+        if path.suffix in NETCDF_SUFFIXES:
+            import xarray as xr
+
+            from .dataset import to_result
+
+            ds = xr.load_dataset(path, engine="h5netcdf")
+            if ds.attrs.get("dmftgen") != "result":
+                raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result'; a sweep's "
+                                      "file is read by dmftgen.load).")
+            return to_result(ds)
         if path.suffix == ".json":
             raw = json.loads(path.read_text())
-            meta, status, message = raw.pop("meta", {}), raw.pop("status", "ok"), raw.pop("message", "")
+            if not isinstance(raw, dict):
+                raise NotAResultError(f"{path}: {NOT_RESULT} (its JSON is not an object).")
+            status = _status_of(raw, path)
+            meta, message = raw.pop("meta", {}), raw.pop("message", "")
+            raw.pop("status")
             data = {k: np.array(_from_json(v), dtype=float) if _numeric(v) else np.array(v) for k, v in raw.items()}
             return cls(data, meta, status, message)
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files if k != "__meta__"}
             head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else {}
-        return cls(data, head.get("meta", {}), head.get("status", "ok"), head.get("message", ""))
+        status = _status_of(head, path)
+        return cls(data, head.get("meta", {}), status, head.get("message", ""))
+
+
+#: what a file is not when it lacks the header every saved Result has
+NOT_RESULT = "not a dmftgen result file"
+
+
+class NotAResultError(SettingsError):
+    """A file that :meth:`Result.load` cannot take for a result: it records no status."""
+
+
+def _status_of(head, path) -> str:
+    status = head.get("status") if isinstance(head, dict) else None
+    if not isinstance(status, str):
+        raise NotAResultError(f"{path}: {NOT_RESULT} (it records no `status`); give a .json, .npz "
+                              "or .nc written by dmftgen.")
+    return status
 
 
 def failed_path(path) -> Path:
@@ -190,13 +226,17 @@ def failed_path(path) -> Path:
     return path.with_name(f"{path.stem}.failed{path.suffix}")
 
 
-def _holds_good_result(path: Path) -> bool:
-    if not path.is_file():
-        return False
+def _kept_instead(path: Path) -> str:
+    """What ``path`` holds that a failed run must not replace ("" if nothing): a finished result,
+    or a file that is not a dmftgen result at all (the user's own data: dmftgen writes atomically,
+    so it never leaves a truncated file of its own). Only an earlier failed run is replaced."""
+    if not path.exists():
+        return ""
     try:
-        return Result.load(path).status == "ok"
-    except Exception:  # unreadable, truncated, not a result file: nothing worth keeping
-        return False
+        res = Result.load(path)
+    except Exception:  # not a result, unreadable, a directory
+        return "a file that is not a dmftgen result"
+    return "an earlier finished result" if res.ok else ""
 
 
 class OutputError(SettingsError):
@@ -207,7 +247,8 @@ def save_result(res: Result, path) -> tuple[Path, str]:
     """Save ``res`` to ``path`` without ever destroying a good earlier result.
 
     * ``res`` not ok (diverged, unstable, interrupted, ...) and ``path`` holds a result with
-      status ok: the earlier file is kept and ``res`` goes to :func:`failed_path`.
+      status ok, or a file that is not a dmftgen result: the earlier file is kept and ``res`` goes
+      to :func:`failed_path` (a failed run replaces only an earlier failed run).
     * The write fails (disk full, directory gone or read-only): ``res`` is saved to
       :func:`dmftgen._io.rescue_path` and :class:`OutputError` names both paths.
 
@@ -218,10 +259,10 @@ def save_result(res: Result, path) -> tuple[Path, str]:
     """
     path = Path(path)
     target, note = path, ""
-    if not res.ok and _holds_good_result(path):
+    held = "" if res.ok else _kept_instead(path)
+    if held:
         target = failed_path(path)
-        note = (f"{path} holds an earlier finished result and was kept; this {res.status} run was "
-                f"written beside it to {target}")
+        note = f"{path} holds {held} and was kept; this {res.status} run was written beside it to {target}"
     try:
         return res.save(target), note
     except OSError as exc:
