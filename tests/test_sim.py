@@ -488,6 +488,7 @@ def test_interrupt_keeps_finished_part(linreg):
     ({}, dict(seeds=0), "`seeds` must be >= 1"),
     ({}, dict(method="sgd", matrix_free=True), "matrix-free mode is implemented for --method sgf"),
     ({}, dict(d=10 ** 7), "use --matrix-free"),
+    ({}, dict(seeds=10 ** 12), "the seeds' records"),  # 8 bytes x 3 times x 5 entries x 1e12 > any RAM
     (dict(params={"nope": 1.0}), {}, "no parameter `nope`"),
 ])
 def test_bad_settings_are_named(linreg, settings_kw, kw, pattern):

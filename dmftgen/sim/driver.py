@@ -76,6 +76,14 @@ def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data,
         raise SettingsError(f"X (n x d = {n} x {d}) needs {need / 2**30:.1f} GiB, more than 80 % of "
                             f"this machine's {phys / 2**30:.1f} GiB; use --matrix-free (SGF) or a "
                             f"smaller d.")
+    # every seed's record is kept until the average: train/test loss and metrics, Q, M and the
+    # recorded theta rows at each of the N + 1 times (``--seeds 1e8`` asked for ~0.5 TB)
+    width = 2 + 2 * len(model.metrics) + model.m * model.m + model.m * model.k + theta_rows * (model.m + model.k)
+    rec = 8.0 * seeds * (settings.n_steps + 1) * width
+    if phys and rec > 0.8 * phys:
+        raise SettingsError(f"`seeds` = {seeds}: the seeds' records ({settings.n_steps + 1} times each) need "
+                            f"{rec / 2**30:.1f} GiB, more than 80 % of this machine's {phys / 2**30:.1f} GiB; "
+                            "use fewer seeds (the error bars shrink like seeds^-1/2) or a coarser grid.")
     if matrix_free and method != "sgf":
         raise SettingsError("matrix-free mode is implemented for --method sgf only (SGD touches a "
                             "few rows per step; store X, or use the SGF at the same tau).")
