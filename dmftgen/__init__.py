@@ -10,6 +10,10 @@ Public surface (pipeline order; the theory is docs/theory.md):
     Result, load                                                            results (xarray.Dataset)
     DmftgenError and subclasses                                             user errors
 """
+from .threads import sleep_when_idle
+
+sleep_when_idle()  # before numba starts its OpenMP workers (dmftgen/threads.py)
+
 from .comparison import compare  # light (numpy only); the module is dmftgen.comparison
 from .config import Settings
 from .dataset import load

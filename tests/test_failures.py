@@ -606,6 +606,17 @@ def test_results_identical_at_1_and_2_threads(linreg, logistic):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
+@pytest.mark.parametrize("env, policy", [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+                                         ({"GOMP_SPINCOUNT": "1000"}, None)])
+def test_idle_openmp_workers_sleep_unless_the_user_chose(env, policy):
+    """dmftgen/threads.py: spinning workers cost 3-6x the wall time of one thread on a busy 2-core
+    machine; the user's own OMP_WAIT_POLICY / GOMP_SPINCOUNT is never overridden."""
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", "import os, dmftgen; print(os.environ.get('OMP_WAIT_POLICY'))"],
+                         env={**base, **env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(policy)
+
+
 def test_concurrent_generate_never_corrupts(tmp_path):
     """Four processes regenerate the same kernels at once: the file is whole and loads."""
     env = dict(os.environ, DMFTGEN_GENERATED=str(tmp_path / "g"), PYTHONPATH=str(REPO))

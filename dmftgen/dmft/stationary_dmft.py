@@ -94,6 +94,7 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..observables import _sqrt_psd
+from ..threads import balanced
 from .stationary_lag import (StationaryGaussian, _R_tail, _det_cv_mean, _fft_len, _geom_tail, _lag_covariance,
                              _tail_misprediction, _theta_side)
 from .stationary_theta_mc import LagThetaMC
@@ -327,9 +328,10 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         bad = np.zeros(G, np.int64)
         gam_cv = np.ascontiguousarray(K[0])
         Rt = _R_tail(R) if tails else np.zeros((m, m))
-        run(np.ascontiguousarray(R), np.ascontiguousarray(Rt), w, s, zz, dB, p, inv_delta, dt, sq, B,
-            tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, dL, kl,
-            klcv, bad)
+        with balanced():  # groups handed out dynamically (dmftgen/threads.py)
+            run(np.ascontiguousarray(R), np.ascontiguousarray(Rt), w, s, zz, dB, p, inv_delta, dt, sq, B,
+                tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, dL, kl,
+                klcv, bad)
         if bad.any():
             return "the r-paths blew up: no stationary state at these settings (unstable tau or step)"
         Zb = _det_cv_mean(R, gam_cv, inv_delta, dt)

@@ -1,0 +1,44 @@
+"""How the parallel kernels share the cores: idle workers sleep, path groups are handed out dynamically.
+
+The DMFT path sweep (``dmft_paths``) and the stationary solver's paths (``dmft_stationary_paths``)
+are numba ``prange`` loops over path groups, launched once per time row; between two launches the
+main thread runs the serial theta-side. numba's OpenMP layer (libgomp) has two defaults that
+cost a great deal there:
+
+* idle workers spin-wait (``OMP_WAIT_POLICY`` unset) through the serial part, burning a core;
+* each worker gets a fixed share of the groups (static schedule), so a launch waits for the
+  slowest worker; when another job holds one core, that worker runs at half speed or less.
+
+Measured, committee (m = 2, delta 3, tau 0.2, T 5, dt 0.02, 2e4 paths) on the 2-core
+development machine while other jobs kept its load average at ~3: two spinning workers
+21.5 / 22.4 s wall (15.3 / 17.7 s CPU) against 5.9 / 5.0 s wall (4.8 / 5.0 s CPU) on one
+thread. :func:`sleep_when_idle` and :func:`balanced` address the two causes; docs/performance.md
+has the measurements on an idle machine too.
+
+Neither changes a result: each group writes its own slots of the group sums, which are reduced
+in a fixed order after the launch, so the same seed gives the same bytes at any thread count and
+under any schedule.
+"""
+from __future__ import annotations
+
+import os
+
+#: path groups handed to a worker at a time (numba's parallel chunk size; 0 would be static)
+CHUNK = 1
+
+
+def sleep_when_idle() -> None:
+    """Idle OpenMP workers sleep instead of spinning: ``OMP_WAIT_POLICY=PASSIVE``, unless the user
+    set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``. libgomp reads it once, when numba first starts
+    its workers, so this runs on ``import dmftgen`` (it has no effect if numba's parallel workers
+    were started earlier in the process)."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def balanced():
+    """Context for a parallel kernel launch: dynamic schedule, :data:`CHUNK` groups at a time
+    (``numba.parallel_chunksize``), so a worker slowed by another job takes fewer groups."""
+    import numba
+
+    return numba.parallel_chunksize(CHUNK)
