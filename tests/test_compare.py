@@ -519,7 +519,7 @@ def test_dmft_large_delta_reduces_to_online_odes():
     #  * Euler O(dt): removed by Richardson extrapolation (dt = 0.1 and 0.05; measured Q bias
     #    +0.006 at dt = 0.1, +0.0034 at dt = 0.05, i.e. first order), leaving O(dt^2) ~ 0.3 %;
     #  * finite delta: O(1/delta) = 0.5 %;
-    #  * Monte Carlo: err = sqrt(4 e_{dt/2}^2 + e_dt^2) (conservative: both solves share a seed).
+    #  * Monte Carlo: err = the spread of the 8 extrapolated replica curves / sqrt(8) (7 dof).
     # Tolerance 4 err + 1 % of the value.
     from dmftgen.codegen import load_kernels
     from dmftgen.dmft import solve

@@ -261,6 +261,32 @@ def test_richardson_removes_first_order_error(linreg):
     assert 0.3 * e_plain < disc < 1.5 * e_plain
 
 
+def test_richardson_errors_match_the_spread_over_seeds(linreg):
+    """``*_err`` of a Richardson pair of replica solves is the error of the extrapolated value: its
+    rms over 24 seeds against the sd of the value over the same seeds, at t = T (losses).
+
+    Derivation of the band: over n = 24 independent seeds, sd^2 / sigma^2 ~ chi2(23) / 23, whose
+    quantiles at 2.5e-4 and 1 - 2.5e-4 (1e-3 over the two tails, halved for the two losses) give
+    sd / sigma in [0.53, 1.54]; the rms of the claimed errors (7 dof each, averaged over 24 seeds)
+    scatters by ~5 % more, so rms(err) / sd in [0.95 / 1.54, 1.05 / 0.53] = [0.62, 1.99]. Measured:
+    1.26 (train), 1.06 (test). The previous sqrt(4 e(dt/2)^2 + e(dt)^2), which ignores that the two
+    solves share their noise, gave 2.99 and 2.58 here (1.6-3.0 on linreg and logistic, 12-24 seeds)."""
+    from scipy.stats import chi2
+
+    n = 24
+    lo, hi = np.sqrt(chi2.ppf([2.5e-4, 1 - 2.5e-4], n - 1) / (n - 1))
+    band = (0.95 / hi, 1.05 / lo)
+    vals, errs = [], []
+    for seed in range(n):
+        res = richardson(linreg, Settings(delta=2.0, tau=0.5, lam=0.1, T=2.0, dt=0.2, seed=seed), paths=4000)
+        assert res.ok, res.message
+        vals.append([res["train_loss"][-1], res["test_loss"][-1]])
+        errs.append([res["train_loss_err"][-1], res["test_loss_err"][-1]])
+    vals, errs = np.array(vals), np.array(errs)
+    ratio = np.sqrt((errs ** 2).mean(0)) / vals.std(0, ddof=1)
+    assert np.all((ratio > band[0]) & (ratio < band[1])), (ratio, band)
+
+
 # -------------------------------------------------------------------------------------------------
 # Failure reporting and input validation
 # -------------------------------------------------------------------------------------------------

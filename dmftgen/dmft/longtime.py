@@ -31,9 +31,11 @@ Alternatives considered (docs/longtime.md):
 
 Accuracy
 --------
-``*_err`` combines the Monte Carlo errors of both solves, sqrt(4 e_f^2 + e_c^2) (conservative:
-the coupled noise makes the true error smaller); ``*_disc`` = |f(dt/2) - f(dt)| is the first-order
-discretisation error of the fine solve, removed by the extrapolation. What is left is O(dt^2);
+``*_err`` is the Monte Carlo error of the extrapolated value: the between-replica standard error
+of the replicas' extrapolated curves 2 f_r(dt/2) - f_r(dt) (replica r of both solves shares its
+noise, so the coupling is in it; R - 1 degrees of freedom), or without replicas the conservative
+sqrt(4 e_f^2 + e_c^2) (:mod:`dmftgen.dmft.extrapolation`); ``*_disc`` = |f(dt/2) - f(dt)| is the
+first-order discretisation error of the fine solve, removed by the extrapolation. What is left is O(dt^2);
 it is measured against a fine uniform grid on a common horizon (tests/test_longtime.py,
 bench/bench_longtime.py, docs/longtime.md).
 """
