@@ -172,6 +172,21 @@ def test_dmft_result_keeps_each_replicas_curve(logistic):
     assert to_dataset(res)["Q_reps"].dims == ("replica", "t", "a", "b")
 
 
+def test_solve_long_takes_the_replicas_option(linreg):
+    """replicas="auto" (the documented default value) and an explicit R are solve options like any
+    other: they were refused (R > 1: "not supported", although the default runs 8 replicas) or
+    crashed (int("auto")). Each gives R extrapolated replica curves whose spread is ``*_err``."""
+    s = Settings(delta=DELTA, tau=TAU, lam=LAM, T=1.0, dt=0.2, seed=3)
+    auto = solve_long(linreg, s, paths=800)
+    for opt in ("auto", 8):
+        res = solve_long(linreg, s, paths=800, replicas=opt)
+        assert res.ok and np.array_equal(res["train_loss"], auto["train_loss"])
+    res = solve_long(linreg, s, paths=800, replicas=2)
+    reps = res["train_loss_reps"]
+    assert reps.shape == (2, len(res.t))
+    assert np.allclose(res["train_loss_err"], reps.std(0, ddof=1) / np.sqrt(2), rtol=1e-12, atol=0)
+
+
 # -------------------------------------------------------------------------------------------------
 # ridge regression: long horizon vs exact references and vs the uniform grid
 # -------------------------------------------------------------------------------------------------
