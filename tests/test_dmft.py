@@ -178,6 +178,25 @@ def test_sampled_tangents_match_deterministic_tangents(linreg):
     assert err_lin < 0.5 * err_none
 
 
+def test_replica_streams_do_not_share_numbers(linreg):
+    """Every random stream of every replica is its own: replica 0's Monte Carlo theta-side streams
+    were spawned from [seed, 4] + [1], which is replica 1's key [seed, 4, 1], so replica 0's
+    r-side input normals zeta were replica 1's input normals eta, number for number (and its
+    theta-paths replica 1's static draws). Checked: the first entries of replica 1's eta (float64
+    histories, unchunked) against replica 0's zeta stream, and the theta-side streams of the two
+    replicas against each other and against replica 1's theta-sample stream."""
+    from dmftgen.dmft import streams
+
+    P, N = 4, 3
+    a, b = (streams.draw(linreg, 7, r, P, N, 1, 1, 1, 0.1, 0.0, 1.0, histories="float64") for r in (0, 1))
+    eta1 = b.eta[0, 0, :N]                      # replica 1: path 0's first N input normals
+    zeta0 = a.rng_zeta.standard_normal(N)       # replica 0's r-side input stream, from its start
+    assert not np.allclose(eta1, zeta0)
+    first = [g.standard_normal(4) for g in (a.rng_theta_paths, a.rng_zeta, b.rng_theta_paths, b.rng_zeta,
+                                              b.rng_theta)]
+    assert len({tuple(np.round(x, 12)) for x in first}) == len(first)
+
+
 def test_replicas_give_consistent_values_and_errors(logistic):
     st = Settings(delta=2.0, tau=0.5, T=1.0, dt=0.1, seed=25)
     one = solve(logistic, st, paths=8000, replicas=1)  # one solve: within-solve errors

@@ -5,7 +5,8 @@ One ``SeedSequence([seed, 4])`` (stream 4 of the package: the DMFT solver; repli
 fields g0, label noises z), the standard normals eta of the Gaussian input, the Brownian increments
 dB of the r-process, and theta samples -- so that adding a draw to one purpose never shifts another.
 The Monte Carlo theta-side (declared regulariser H) has two more streams spawned from
-``[seed, 4, (r,) 1]``, so that every other model's numbers do not depend on it.
+``[seed, 4, r, 1]`` (r = 0 included: ``[seed, 4, 1]`` is replica 1's key), so that every other
+model's numbers do not depend on it.
 
 Static draws by randomised quasi-Monte Carlo (option ``static_qmc``; issue 12)
 -----------------------------------------------------------------------------
@@ -102,7 +103,10 @@ def draw(model, seed, replica, P, N, m, kk, nz, dt, init_std, teacher_std, refin
     if f > 1:
         eta = eta.reshape(P, N, f, m).sum(2).reshape(P, N * m) / math.sqrt(f)
         dB = dB.reshape(P, N, f).sum(2) / math.sqrt(f)
-    r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence(key + [1]).spawn(2))
+    # [seed, 4, r, 1] for every replica r, 0 included: [seed, 4] + [1] was replica 1's own key
+    # [seed, 4, 1], so replica 0's theta-paths and r-side input drew the very numbers of replica
+    # 1's static draws and input normals (the replicas of a declared-H solve were not independent)
+    r_tp, r_zeta = (np.random.default_rng(c) for c in np.random.SeedSequence([seed, 4, replica, 1]).spawn(2))
     # eta rounded to the r-side's history dtype here, so that the float64 draws are freed at once
     return Streams(s=s, g0=g0, z=np.ascontiguousarray(z), eta=to_chunks(eta, chunk_len(m), STORAGE[histories]),
                    dB=math.sqrt(dt) * dB, rng_theta=r_theta, rng_theta_paths=r_tp, rng_zeta=r_zeta)
