@@ -199,6 +199,19 @@ def test_show_says_model_files_are_executed(capsys):
     assert "executed on load" in (REPO / "README.md").read_text()
 
 
+def test_show_prints_the_init_and_teacher_laws_as_numbers(tmp_path, capsys):
+    """The default stds were printed as sympy Floats (`N(0, 1.00000000000000^2)`), 1/2 as `1/2^2`."""
+    f = tmp_path / "stds.py"
+    f.write_text(TWIN.replace('name="twin"', 'name="stds"').format(which="x", c=1))
+    assert main(["show", str(f)]) == 0
+    assert "theta0 ~ N(0, 0^2), theta* ~ N(0, 1^2)" in capsys.readouterr().out
+    f = tmp_path / "half.py"
+    f.write_text(TWIN.replace('name="twin"', 'name="half"').format(which="x", c=1)
+                 .replace("loss=", "init_std=sp.Rational(1, 2), loss="))
+    assert main(["show", str(f)]) == 0
+    assert "theta0 ~ N(0, 0.5^2)" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------------------
 # settings: NaN parameters, grids that do not end at T
 # ----------------------------------------------------------------------------------------------

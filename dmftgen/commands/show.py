@@ -28,6 +28,18 @@ def kernel_location(model) -> str:
     return "user cache: the model's folder is not writable"
 
 
+def _std(v) -> str:
+    """A standard deviation for ``N(0, s^2)``: a number as ``%g`` (the default 1.0 was printed as
+    sympy's 1.00000000000000, and Rational(1, 2) as the ambiguous 1/2^2), a parameter expression
+    in brackets unless it is a single symbol."""
+    import sympy as sp
+
+    v = sp.sympify(v)
+    if v.is_number:
+        return f"{float(v):g}"
+    return v.name if isinstance(v, sp.Symbol) else f"({sp.sstr(v)})"
+
+
 def run(args) -> int:
     import sympy as sp
 
@@ -47,7 +59,7 @@ def run(args) -> int:
     print("noise      " + (", ".join(f"{s.name} ~ {law}" for s, law in zip(model.noise_symbols, model.noise_laws))
                            or "none"))
     print("params     " + (", ".join(f"{s.name} = {v:g}" for s, v in model.params.items()) or "none"))
-    print(f"init       theta0 ~ N(0, {model.init_std}^2), theta* ~ N(0, {model.teacher_std}^2)")
+    print(f"init       theta0 ~ N(0, {_std(model.init_std)}^2), theta* ~ N(0, {_std(model.teacher_std)}^2)")
     if model.labels is not None:
         print(f"labels     y = {sp.sstr(model.labels)}")
     if model.loss is not None:
