@@ -146,6 +146,16 @@ def test_cli_stationary_writes_the_result_contract(tmp_path, capsys):
     assert "train_loss" in capsys.readouterr().out
 
 
+def test_cli_stationary_takes_any_dt(tmp_path, capsys):
+    """--T is not used by the stationary state; its old default T = 1 refused --dt 0.3 ("not a
+    whole number of steps")."""
+    out = tmp_path / "st.json"
+    rc = main(["stationary", "linreg", "--tau", "0", "--lam", "0.1", "--dt", "0.3", "--samples", "2000",
+               "--window", "10", "--starts", "1", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["status"] == "ok"
+
+
 def test_cli_stationary_bad_input_exits_2(tmp_path, capsys):
     assert main(["stationary", "linreg", "--replicas", "1", "--out", str(tmp_path / "x.json")]) == 2
     assert "replicas" in capsys.readouterr().err

@@ -12,14 +12,14 @@ def add_model_arg(parser: argparse.ArgumentParser, nargs=None) -> None:
                         help="built-in model name (see `dmftgen list`) or path to a model file")
 
 
-def add_settings_args(parser: argparse.ArgumentParser, *, T: float = 5.0, dt: float = 0.05,
-                      delta: float = 2.0, tau: float = 0.5) -> None:
-    """--delta --tau --lam --T --dt --seed --param NAME=VALUE."""
+def add_settings_args(parser: argparse.ArgumentParser, *, T: float | None = 5.0, dt: float = 0.05,
+                      delta: float = 2.0, tau: float = 0.5, T_help: str | None = None) -> None:
+    """--delta --tau --lam --T --dt --seed --param NAME=VALUE (``T_help`` replaces the help of --T)."""
     g = parser.add_argument_group("run settings")
     g.add_argument("--delta", type=float, default=delta, help=f"sample ratio n/d (default {delta})")
     g.add_argument("--tau", type=float, default=tau, help=f"temperature eta/B; 0 = gradient flow (default {tau})")
     g.add_argument("--lam", type=float, default=0.0, help="ridge strength lambda (default 0)")
-    g.add_argument("--T", type=float, default=T, help=f"horizon in SGF time t = k*eta/d (default {T})")
+    g.add_argument("--T", type=float, default=T, help=T_help or f"horizon in SGF time t = k*eta/d (default {T})")
     g.add_argument("--dt", type=float, default=dt, help=f"time step of the grid (default {dt})")
     g.add_argument("--seed", type=int, default=0, help="root random seed (default 0)")
     g.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",

@@ -29,7 +29,10 @@ def add_parser(sub):
                     "(the empirical-risk minimiser), at tau > 0 the lag-kernel fixed point. Error "
                     "bars: between independent replicas, plus the iteration and window-truncation errors (meta.error_budget).")
     add_model_arg(p)
-    add_settings_args(p, T=1.0, dt=0.2)
+    # the stationary state has no horizon: T is not used (stationary_dmft), and a fixed default
+    # refused every --dt that does not divide it (--dt 0.3: "T = 1 is not a whole number of steps")
+    add_settings_args(p, T=None, dt=0.2, T_help="not used: the stationary state has no horizon (default: one "
+                                                "step, --dt)")
     g = p.add_argument_group("stationary solver")
     g.add_argument("--paths", type=int, default=D["paths"], help=f"tau > 0: r-paths in total (default {D['paths']})")
     g.add_argument("--replicas", type=int, default=D["replicas"],
@@ -67,6 +70,8 @@ def run(args) -> int:
     out = result_path(args.out)
     # the options are checked by stationary() before it computes anything
     model = load_model(args.model)
+    if args.T is None:
+        args.T = args.dt
     settings = settings_from_args(args, model)
     if args.tau_curve is not None:
         return _curve(model, settings, args, out)
