@@ -193,3 +193,20 @@ def test_show_result_reads_real_results_and_tolerates_odd_metadata(tmp_path, cap
     rc, out, err = _cli(capsys, "show-result", odd.save(tmp_path / "odd.json"))
     assert rc == 0, err
     assert "worst x" in out
+
+
+def test_show_result_says_when_the_statistical_self_checks_were_not_run(tmp_path, capsys):
+    """Below 32 paths per path group a solve runs only the two round-off checks; show-result listed
+    those as if they were all of them, under an 'ok' status."""
+    det = [{"name": "kernel consistency", "what": "rows", "n": 3, "worst_z": 1e-16, "threshold": 1e-9,
+            "t_worst": 0.1, "ok": True},
+           {"name": "sampler factor", "what": "L L^T", "n": 1, "worst_z": 1e-16, "threshold": 1e-8, "ok": True}]
+    few = _result(checks=det, paths=2000, groups=20, replicas=8)
+    rc, out, err = _cli(capsys, "show-result", few.save(tmp_path / "few.json"))
+    assert rc == 0, err
+    assert "not run" in out and "12.5 paths per path group" in out and "--paths >= 5120" in out
+    stat = det + [{"name": "Q balance", "what": "Q", "n": 3, "worst_z": 1.0, "threshold": 5.0, "dof": 19,
+                   "t_worst": 0.2, "ok": True}]
+    many = _result(checks=stat, paths=8000, groups=20, replicas=8)
+    rc, out, err = _cli(capsys, "show-result", many.save(tmp_path / "many.json"))
+    assert rc == 0 and "not run" not in out

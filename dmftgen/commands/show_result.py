@@ -237,4 +237,25 @@ def run(args) -> int:
             where = f" at t = {tw:g}" if tw is not None and tw == tw else ""
             print(f"  {'ok  ' if c.get('ok') else 'FAIL'} {str(c.get('name', '?')):<26} worst {_g(c.get('worst_z'))} "
                   f"(threshold {_g(c.get('threshold'))}){where}: {c.get('what', '')}")
+        note = _skipped_checks_note(meta, checks)
+        if note:
+            print(note)
     return 0 if res.ok else 1
+
+
+def _skipped_checks_note(meta, checks):
+    """A solve whose path groups are too small for batch-means error bars runs only the
+    deterministic checks (dmftgen.dmft.checks.MIN_GROUP_PATHS); say so instead of listing two
+    round-off checks as if they were all of them."""
+    from ..dmft.checks import MIN_GROUP_PATHS
+
+    if any("dof" in c for c in checks):
+        return ""
+    paths, groups = _num(meta.get("paths")), _num(meta.get("groups"))
+    reps = _num(meta.get("replicas")) or 1
+    if not paths or not groups or paths / (groups * reps) >= MIN_GROUP_PATHS:
+        return ""
+    need = MIN_GROUP_PATHS * int(groups) * int(reps)
+    return (f"  note: the statistical self-checks (Q balance, M balance, ...) were not run: "
+            f"{paths / (groups * reps):.3g} paths per path group, fewer than {MIN_GROUP_PATHS} "
+            f"({int(paths)} paths in {int(reps)} replicas x {int(groups)} groups); use --paths >= {need}.")
