@@ -2,7 +2,7 @@
 
     dmftgen sweep logistic --grid delta=1,2,4 --grid tau=0.1,0.5 --what solve --paths 4000 --out phase.nc
     dmftgen sweep linreg --grid delta=0.5:4:8 --what simulate --d 512 --seeds 4 --out lr.nc
-    dmftgen sweep logistic --what stationary --lam 0.1 --grid delta=1,2,4 --grid tau=0,0.5,1 --out final.nc
+    dmftgen sweep logistic --what stationary --lam 0.1 --dt 0.2 --grid delta=1,2,4 --grid tau=0,0.5,1 --out final.nc
     dmftgen sweep logistic --grid beta=1,5 --grid delta=1,2 --scheduler tcp://head:8786 --out b.nc
 
 Re-running the same command resumes: finished points (in FILE.parts/) are not recomputed.
@@ -56,7 +56,7 @@ def add_parser(sub):
     o = p.add_argument_group("options of the single runs (as in `dmftgen simulate` / `dmftgen solve`)")
     o.add_argument("--d", type=int, default=None, help="simulate/compare: dimension d (default 1024)")
     o.add_argument("--seeds", type=int, default=None, help="simulate/compare: runs averaged per point (default 4)")
-    o.add_argument("--paths", type=int, default=None, help="solve/compare/stationary: DMFT Monte Carlo paths (default 20000)")
+    o.add_argument("--paths", type=int, default=None, help="solve/compare/stationary: DMFT Monte Carlo paths (default 20000; stationary 8000)")
     o.add_argument("--replicas", type=int, default=None, help="solve/stationary: independent replicas (error bars; default: solve auto, stationary 4)")
     o.add_argument("--method", choices=("sgd", "sgf"), default=None,
                    help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
