@@ -120,11 +120,14 @@ def assumption_warnings(model, kern, settings, p, *, method=None, batch=None, n=
         what = ("the SGF is unstable (Volterra criterion, exact for affine ell)" if exact else
                 "beyond the linearised stability limit (Volterra criterion with the typical slope "
                 "c = |E grad ell| over probes); the dynamics may blow up")
+        tcd = critical_tau(delta, lam / c, dt=c * dt)
         if tau * c >= tc:
+            # the advice includes the Euler grid's own limit (below tau_c): "below 2" at dt 0.05
+            # left tau = 1.95 unstable where the run's message said "below 1.924"
             out.append(f"tau = {tau:g} with slope c = {c:.3g}: tau*c = {tau * c:.3g} >= tau_c = {tc:.3g}: "
-                       f"{what}. Lower --tau below {tc / c:.3g}.")
+                       f"{what}. Lower --tau below {min(tc, tcd) / c:.4g}"
+                       + (f" (at dt = {dt:g}; {tc / c:.4g} as dt -> 0)." if tcd < tc else "."))
         else:
-            tcd = critical_tau(delta, lam / c, dt=c * dt)
             if tau * c >= tcd:
                 out.append(f"the Euler grid dt = {dt:g} {'is' if exact else 'may be'} unstable at "
                            f"tau = {tau:g} (discrete-time criterion tau*c < {tcd:.3g}, slope c = {c:.3g}); "
