@@ -494,6 +494,10 @@ def test_loglog_slope():
     d = np.array([256, 512, 1024, 2048])
     assert loglog_slope(d, 3.0 * d ** -0.5) == pytest.approx(-0.5, abs=1e-12)
     assert np.isnan(loglog_slope(d, [np.nan, 0, 0, 1]))
+    # the command says why a slope is missing (an excess of 0 at the floor printed "+nan")
+    from dmftgen.commands.w2 import fmt_slope
+
+    assert fmt_slope(-0.5) == "-0.500" and fmt_slope(float("nan")).startswith("n/a")
 
 
 def test_w2_command_small(tmp_path, capsys):

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import math
+
 from ._common import (add_model_arg, add_settings_args, beside_good_output, progress_enabled, settings_from_args,
                       write_output_dir)
 
@@ -67,6 +69,12 @@ def _holds_good_scan(path) -> bool:
         return False
 
 
+def fmt_slope(v) -> str:
+    """A log-log slope, or why there is none (dmftgen.w2.loglog_slope is NaN with fewer than two
+    positive values, e.g. an excess of 0 at the floor: printed as '+nan' before)."""
+    return f"{v:+.3f}" if math.isfinite(v) else "n/a (fewer than 2 sizes above 0)"
+
+
 def run(args) -> int:
     import io
     import json
@@ -99,8 +107,8 @@ def run(args) -> int:
         for j, d in enumerate(scan["d"]):
             lines.append(f"  {t:>6.3g} {d:>6d} {scan['w2'][q, j]:>10.4g} ± {scan['w2_sem'][q, j]:<6.2g}"
                          f"{scan['floor'][q, j]:>10.4g} ± {scan['floor_sem'][q, j]:<6.2g}{scan['excess'][q, j]:>9.3g}")
-        lines.append(f"  t = {t:g}: log-log slope of W2 {scan['slope'][q]:+.3f}, of the floor "
-                     f"{scan['floor_slope'][q]:+.3f}, of the excess {scan['excess_slope'][q]:+.3f}")
+        lines.append(f"  t = {t:g}: log-log slope of W2 {fmt_slope(scan['slope'][q])}, of the floor "
+                     f"{fmt_slope(scan['floor_slope'][q])}, of the excess {fmt_slope(scan['excess_slope'][q])}")
     for msg in scan.meta["messages"]:
         lines.append(f"  WARNING: {msg}")
     text = "\n".join(lines) + "\n"
