@@ -575,10 +575,20 @@ def builtin_names() -> list[str]:
 
 
 _CACHE: dict[str, Model] = {}
+_STAMPS: dict[str, tuple] = {}  # key -> (mtime_ns, size) of the model file when it was loaded
+
+
+def _stamp(path) -> tuple | None:
+    try:
+        st = Path(path).stat()
+    except (OSError, TypeError, ValueError):
+        return None
+    return (st.st_mtime_ns, st.st_size)
 
 
 def load_model(name_or_path) -> Model:
-    """Load a built-in model by name or a model file by path; cached per process.
+    """Load a built-in model by name or a model file by path; cached per process until the file
+    changes (an edited model file is read again, as a fresh process would).
 
     A model file is Python code and is executed on load (like an import): load only files you
     trust.
@@ -587,7 +597,7 @@ def load_model(name_or_path) -> Model:
     declare the same model name.
     """
     key = str(name_or_path)
-    if key in _CACHE:
+    if key in _CACHE and _STAMPS.get(key) == _stamp(_CACHE[key].source):
         return _CACHE[key]
     p = Path(key)
     if key.endswith(".py") or p.is_file() or "/" in key:
@@ -612,6 +622,7 @@ def load_model(name_or_path) -> Model:
         raise ModelError(f"{_display(model.source)}: declares name `{model.name}`, but built-in model files "
                          "must be named after their model (models/<name>.py).")
     _CACHE[key] = model
+    _STAMPS[key] = _stamp(model.source)
     return model
 
 

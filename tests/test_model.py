@@ -84,6 +84,26 @@ def test_duplicate_name_with_builtin(tmp_path):
         load_model(str(f))
 
 
+def test_an_edited_model_file_is_loaded_again(tmp_path):
+    """load_model cached a file per process for good: after editing the model (a notebook),
+    load_model("m.py") kept returning the old declaration while "./m.py" gave the new one."""
+    import os
+
+    f = tmp_path / "edited.py"
+    src = textwrap.dedent("""
+        from dmftgen import Model, student, teacher
+        r = student(1); s = teacher(1)
+        MODEL = Model(name="edited", student=r, teacher=s, loss=(r[0] - {c} * s[0]) ** 2 / 2)
+    """)
+    f.write_text(src.format(c=1))
+    first = load_model(str(f))
+    assert load_model(str(f)) is first  # unchanged file: the cached model
+    f.write_text(src.format(c=3))
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a coarse clock may not tick
+    assert "3*s0" in str(load_model(str(f)).loss)
+
+
 def test_cli_user_error_has_no_traceback(tmp_path):
     f = tmp_path / "bad.py"
     f.write_text(textwrap.dedent("""
