@@ -158,13 +158,15 @@ class Result:
         raise SettingsError(f"output file suffix {suffix!r} must be .json or .npz.")
 
     def save(self, path) -> Path:
-        """Write ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure.
+        """Write ``.nc``, ``.json`` or ``.npz`` (by suffix) atomically: an earlier file survives a failure.
 
         Same data, meta, status -> same bytes (timings are not written, see the module docstring).
         """
         path = Path(path)
         if path.suffix in NETCDF_SUFFIXES:
-            return write_netcdf(self.to_dataset(), path)
+            # without the timings, as .json/.npz (the .nc of two identical runs differed in wall_s)
+            stable = Result(self.data, stable_meta(self.meta), self.status, self.message)
+            return write_netcdf(stable.to_dataset(), path)
         if path.suffix not in (".json", ".npz"):
             raise SettingsError(f"output file {path} must end in .nc, .json or .npz.")
         atomic_write(path, self.to_bytes(path.suffix))
