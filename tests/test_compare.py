@@ -423,6 +423,25 @@ def test_warnings_unstable_tau_dt_and_discontinuous_labels():
     assert len(w) == 1 and "discontinuous" in w[0]
 
 
+def test_coarse_sgd_steps_are_reported_not_called_tiny():
+    """SGD with eta/d = 0.25 against dt = 0.05 (--batch 64 at d = 128): recorded up to 0.1 away
+    from the grid times and compared there without a word, and the budget said 'SGD steps eta/d
+    are tiny'."""
+    from dmftgen.analysis.verdict import budget_lines
+    from dmftgen.comparison.table import result_warnings
+    from dmftgen.results import Result
+
+    t = np.arange(11) * 0.05
+    coarse = Result({"t": t, "train_loss": 1 - t}, {"eta": 32.0, "t_actual": (np.round(t / 0.25) * 0.25).tolist()})
+    fine = Result({"t": t, "train_loss": 1 - t}, {"eta": 0.5, "t_actual": (t + 0.0015).tolist()})
+    w = result_warnings({"sgd": {128: coarse}}, None)
+    assert len(w) == 1 and "eta/d = 0.25 is not small" in w[0] and "up to 0.1 away" in w[0], w
+    assert result_warnings({"sgd": {128: fine}}, None) == []
+    v = {"word": "agreement", "budget": {"dt": {"size": 1.0, "rel": 0.01, "obs": "Q", "t": 0.5}}}
+    assert "are tiny" not in "".join(budget_lines(v, {"eta": 32.0, "d": 128, "d_list": [128], "dt": 0.05}))
+    assert "are tiny" in "".join(budget_lines(v, {"eta": 0.5, "d": 1024, "d_list": [1024], "dt": 0.05}))
+
+
 # ----------------------------------------------------------------------------------------------
 # W2
 # ----------------------------------------------------------------------------------------------

@@ -234,6 +234,20 @@ def result_warnings(sims_by_d: dict, dmft, dt_check=None) -> list:
                 out.append(f"{tag} {res.status}: {res.message}")
             elif res.meta.get("diverged_seeds"):
                 out.append(f"{tag}: {res.message}")
+            # SGD whose step eta/d does not divide the grid is recorded at the step nearest to each
+            # grid time (dmftgen/sim/driver.py): say so, the curves are then compared at other times
+            # (offsets below dt / 20, e.g. B = 1 at d = 128, are harmless and not reported)
+            t_act = res.meta.get("t_actual")
+            if t_act is not None and "t" in res and len(t_act) == len(res["t"]) >= 2:
+                t_grid = np.asarray(res["t"], dtype=float)
+                off = float(np.max(np.abs(np.asarray(t_act, dtype=float) - t_grid)))
+                if off > 0.05 * (t_grid[1] - t_grid[0]):
+                    eta = res.meta.get("eta")
+                    step = f"its step eta/d = {eta / d_:g}" if eta else "its step"
+                    out.append(f"{tag}: {step} is not small against the grid step dt: it is recorded at the "
+                               f"step nearest to each grid time, up to {off:.3g} away (meta t_actual), and "
+                               "compared with the DMFT at the grid time; use a smaller --eta / --batch "
+                               "(eta/d << dt) or a --dt that is a multiple of eta/d.")
     for what, r in (("DMFT solver", dmft), ("DMFT time-step check (2 dt)", dt_check)):
         if r is not None and not r.ok:
             out.append(f"{what} {r.status}: {r.message}")
