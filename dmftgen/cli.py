@@ -48,6 +48,17 @@ def main(argv=None) -> int:
         note = getattr(args, "interrupt_note", None) or "nothing was written; an earlier output is unchanged"
         print(f"dmftgen {args.command}: interrupted; {note}.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`dmftgen show MODEL | head`): stop quietly like other Unix tools,
+        # exit 128 + SIGPIPE; files are written before the summaries are printed. Point stdout at
+        # devnull so that the interpreter's final flush does not raise again.
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except MemoryError:
         print(f"dmftgen {args.command}: error: out of memory; nothing was written. Use fewer paths/seeds, "
               "a smaller d, or a coarser --dt / shorter --T.", file=sys.stderr)

@@ -200,6 +200,18 @@ def test_show_says_model_files_are_executed(capsys):
     assert "executed on load" in (REPO / "README.md").read_text()
 
 
+def test_a_closed_pipe_is_no_traceback(monkeypatch):
+    """`dmftgen show-result x.npz | head -1` ended in a BrokenPipeError traceback."""
+    import io
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["list"]) == 141
+
+
 def test_show_prints_the_init_and_teacher_laws_as_numbers(tmp_path, capsys):
     """The default stds were printed as sympy Floats (`N(0, 1.00000000000000^2)`), 1/2 as `1/2^2`."""
     f = tmp_path / "stds.py"
