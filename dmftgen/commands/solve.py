@@ -26,7 +26,8 @@ def add_parser(sub):
     g.add_argument("--damping", type=float, default=None, help="fixed point: damping in [0, 1) (default 0.3)")
     g.add_argument("--max-iter", type=int, default=None, help="fixed point: iteration cap (default 200)")
     g.add_argument("--tangent-paths", type=int, default=None,
-                   help="paths carrying the response tangents (default: all, or a cost budget for long grids)")
+                   help="paths carrying the response tangents (default: automatic, from paths/16 to all paths by a cost "
+                        "budget; the result's meta.tangents says how many)")
     g.add_argument("--replicas", default=None, metavar="R",
                    help="independent sub-solves of paths/R paths whose spread gives the error bars "
                         "(default auto: min(8, paths // 40); 1 = one solve with batch-means errors)")
