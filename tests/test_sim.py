@@ -376,6 +376,17 @@ def test_schedule_formula_and_errors(linreg):
     np.testing.assert_array_equal(slow["train_loss"][:2], fast["train_loss"][:2])  # gamma(0) = 1
     with pytest.raises(SettingsError, match="finite and >= 0"):
         simulate(model, s, d=64, seeds=1, schedule="1 - 2*t")
+    # the value as a number (it read "np.float64(-10.0)"), a pole without a RuntimeWarning
+    import warnings
+
+    from dmftgen.sim.schedule import Schedule
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SettingsError, match=r"at t = 0\.1 it is inf\.$"):
+            Schedule("1/(t - 0.1)")(np.array([0.1]))
+        with pytest.raises(SettingsError, match=r"at t = 0 it is -1\.$"):
+            Schedule("-1")(np.array([0.0]))
     with pytest.raises(SettingsError, match="only use the time `t`"):
         simulate(model, s, d=64, seeds=1, schedule="exp(-k*t)")
 

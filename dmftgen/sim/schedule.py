@@ -146,13 +146,14 @@ class Schedule:
 
     def __call__(self, t) -> np.ndarray:
         t = np.asarray(t, dtype=float)
-        g = np.asarray(self.fn(t), dtype=float)
+        with np.errstate(all="ignore"):  # a pole (1/(t - 0.1)) is reported below, not warned about
+            g = np.asarray(self.fn(t), dtype=float)
         g = np.broadcast_to(g, t.shape).astype(float)
         bad = ~np.isfinite(g) | (g < 0)
         if np.any(bad):
             i = int(np.flatnonzero(bad.ravel())[0])
             raise SettingsError(f"learning-rate schedule {self.text} must be finite and >= 0; "
-                                f"at t = {t.ravel()[i]:g} it is {g.ravel()[i]!r}.")
+                                f"at t = {t.ravel()[i]:g} it is {float(g.ravel()[i]):g}.")
         return g
 
 
