@@ -563,7 +563,9 @@ def _load_file(path: Path) -> Model:
                          f"{type(exc).__name__}: {exc}.") from exc
     model = getattr(module, "MODEL", None)
     if not isinstance(model, Model):
-        raise ModelError(f"{_display(path)}: defines no model. A model file must end with "
+        what = ("defines no model" if model is None and not hasattr(module, "MODEL") else
+                f"its MODEL is of type {type(model).__name__}, not a dmftgen.Model")
+        raise ModelError(f"{_display(path)}: {what}. A model file must end with "
                          "`MODEL = Model(...)` (see models/linreg.py).")
     if model.source != str(path):
         object.__setattr__(model, "source", str(path))

@@ -69,6 +69,10 @@ def test_missing_file_and_no_model(tmp_path):
     f.write_text("x = 1\n")
     with pytest.raises(ModelError, match="defines no model"):
         load_model(str(f))
+    f = tmp_path / "five.py"
+    f.write_text("MODEL = 5\n")  # it said "defines no model"
+    with pytest.raises(ModelError, match="its MODEL is of type int, not a dmftgen.Model"):
+        load_model(str(f))
     with pytest.raises(ModelError, match="unknown model `nosuch`"):
         load_model("nosuch")
 
