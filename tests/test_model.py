@@ -135,3 +135,17 @@ def test_stable_primitives_evaluate_at_irrational_arguments():
     m = make(loss=softplus(sp.erf(r[0] / sp.sqrt(2)) / 3) + (r[0] - s[0] - sigma * z) ** 2)
     assert m.m == 1
     assert abs(float(sp.N(softplus(sp.sqrt(2)))) - 1.6318352839548) < 1e-12
+
+
+def test_the_readme_declaration_loads_from_a_user_file(tmp_path):
+    """README "Declaring a model", copied into a file of one's own: it declared name="linreg",
+    which load_model refuses (a built-in's name)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"## Declaring a model\n\n```python\n(.*?)```", readme, re.S).group(1)
+    f = tmp_path / "mymodel.py"
+    f.write_text(block)
+    model = load_model(str(f))
+    assert model.m == 1 and model.k == 1
