@@ -112,6 +112,11 @@ def _check_dims(ds, value: str, sel: Mapping | None, mean: Sequence[str] | None,
         raise SettingsError(f"{flag}: the curves are over t already (--x t / --y t); drop {flag}.")
     if time_to is not None and not np.isfinite(float(time_to)):
         raise SettingsError(f"--time-to {time_to}: give a finite level of `{value}`.")
+    if (at_time is not None or time_to is not None) and not np.isfinite(np.asarray(ds["t"].values, float)).any():
+        # a `--what stationary` sweep has the one time t = inf: --time-to drew an empty figure
+        flag = "--at-time" if at_time is not None else "--time-to"
+        raise SettingsError(f"{flag}: this sweep has no time axis (t = inf: stationary states, --what "
+                            f"stationary); plot the stationary values without {flag}.")
     if at_time is not None:
         t = np.asarray(ds["t"].values, dtype=float)
         tol = 1e-9 * max(1.0, float(np.abs(t).max()))

@@ -210,3 +210,17 @@ def test_show_result_says_when_the_statistical_self_checks_were_not_run(tmp_path
     many = _result(checks=stat, paths=8000, groups=20, replicas=8)
     rc, out, err = _cli(capsys, "show-result", many.save(tmp_path / "many.json"))
     assert rc == 0 and "not run" not in out
+
+
+def test_plot_refuses_times_on_a_stationary_sweep(tmp_path, capsys):
+    """A `--what stationary` sweep has t = [inf]: --time-to drew an empty figure with exit 0."""
+    out = tmp_path / "st.nc"
+    spec = SweepSpec("linreg", "stationary", Settings(tau=0.0, T=0.2, dt=0.2), {"lam": [0.1, 0.2]},
+                     {"samples": 1000, "replicas": 2, "starts": 1, "window": 5.0})
+    run_sweep(spec, out, workers=0)
+    for flag in (["--time-to", "0.5"], ["--at-time", "1"]):
+        rc, _, err = _cli(capsys, "plot", out, "--kind", "curves", "--x", "lam", *flag, "--out", tmp_path / "p.png")
+        assert rc == 2 and "no time axis" in err, err
+        assert not (tmp_path / "p.png").exists()
+    rc, _, err = _cli(capsys, "plot", out, "--kind", "curves", "--x", "lam", "--out", tmp_path / "p.png")
+    assert rc == 0, err
