@@ -141,7 +141,8 @@ class Result:
 
     # -- files ----------------------------------------------------------------------------------
     def to_json_dict(self) -> dict:
-        out = {k: jsonable(v) for k, v in self.data.items()}
+        # infinities as "inf"/"-inf" (a stationary result's t = [inf] read back as NaN before)
+        out = {k: jsonable(v, keep_inf=True) for k, v in self.data.items()}
         out["meta"] = jsonable(stable_meta(self.meta))
         out["status"] = self.status
         out["message"] = self.message
@@ -312,13 +313,18 @@ def jsonable(v, keep_inf: bool = False):
     return v
 
 
+_INF_TEXT = {"inf": math.inf, "-inf": -math.inf}  # how to_json_dict writes infinities (keep_inf)
+
+
 def _numeric(v) -> bool:
     while isinstance(v, list) and v:
         v = v[0]
-    return v is None or isinstance(v, (int, float)) or v == []
+    return v is None or isinstance(v, (int, float)) or v == [] or (isinstance(v, str) and v in _INF_TEXT)
 
 
 def _from_json(v):
     if isinstance(v, list):
         return [_from_json(x) for x in v]
+    if isinstance(v, str) and v in _INF_TEXT:
+        return _INF_TEXT[v]
     return float("nan") if v is None else v

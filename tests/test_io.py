@@ -74,3 +74,15 @@ def test_failed_run_keeps_a_foreign_file_and_replaces_a_failed_one(tmp_path):
     _res("diverged").save(g)
     written, note = save_result(_res("unstable"), g)  # a failed run replaces only a failed run
     assert written == g and note == "" and Result.load(g).status == "unstable"
+
+
+def test_json_keeps_infinities(tmp_path):
+    """A stationary result's t = [inf] came back from .json as NaN (show-result: 'at t = nan')."""
+    import numpy as np
+
+    from dmftgen.results import Result
+
+    res = Result({"t": np.array([np.inf]), "x": np.array([1.0, -np.inf, np.nan])}, {"model": "m"})
+    back = Result.load(res.save(tmp_path / "r.json"))
+    assert back["t"][0] == np.inf
+    assert back["x"][0] == 1.0 and back["x"][1] == -np.inf and np.isnan(back["x"][2])
