@@ -417,6 +417,17 @@ def test_loss_growth_alone_flags_a_nonlinear_model(logistic):
 # ----------------------------------------------------------------------------------------------
 # memory estimate before allocating
 # ----------------------------------------------------------------------------------------------
+def test_a_stored_x_too_large_names_a_fix_the_command_has(tmp_path, capsys, monkeypatch):
+    """compare and w2 said "use --matrix-free (SGF)", an option only `simulate` has."""
+    import dmftgen.sim.driver as driver
+
+    monkeypatch.setattr(driver, "_physical_memory", lambda: 2.0**30)
+    rc = main(["compare", "linreg", "--d", "20000", "--seeds", "2", "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "GiB" in err and "`dmftgen simulate --method sgf --matrix-free`" in err, err
+    assert not (tmp_path / "c").exists()
+
+
 def test_solve_refuses_too_many_paths_with_the_figure(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DMFTGEN_MEMORY_LIMIT", "4G")
     import dmftgen.dmft.solver as solver

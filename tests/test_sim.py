@@ -498,7 +498,7 @@ def test_interrupt_keeps_finished_part(linreg):
     ({}, dict(batch=4), "only apply to --method sgd"),
     ({}, dict(seeds=0), "`seeds` must be >= 1"),
     ({}, dict(method="sgd", matrix_free=True), "matrix-free mode is implemented for --method sgf"),
-    ({}, dict(d=10 ** 7), "use --matrix-free"),
+    ({}, dict(d=10 ** 7), "--method sgf --matrix-free"),
     ({}, dict(seeds=10 ** 12), "the seeds' records"),  # 8 bytes x 3 times x 5 entries x 1e12 > any RAM
     (dict(params={"nope": 1.0}), {}, "no parameter `nope`"),
 ])

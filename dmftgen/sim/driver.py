@@ -74,8 +74,8 @@ def resolve_run(model, settings, *, d, seeds, method, batch, eta, replace, data,
     phys = _physical_memory()
     if not matrix_free and phys and need > 0.8 * phys:
         raise SettingsError(f"X (n x d = {n} x {d}) needs {need / 2**30:.1f} GiB, more than 80 % of "
-                            f"this machine's {phys / 2**30:.1f} GiB; use --matrix-free (SGF) or a "
-                            f"smaller d.")
+                            f"this machine's {phys / 2**30:.1f} GiB; use a smaller d, or `dmftgen "
+                            f"simulate --method sgf --matrix-free` (compare and w2 store X).")
     # every seed's record is kept until the average: train/test loss and metrics, Q, M and the
     # recorded theta rows at each of the N + 1 times (``--seeds 1e8`` asked for ~0.5 TB)
     width = 2 + 2 * len(model.metrics) + model.m * model.m + model.m * model.k + theta_rows * (model.m + model.k)
