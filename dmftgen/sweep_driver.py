@@ -154,6 +154,11 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
     saved = []
 
     def finished(p, payload):
+        if payload.get("status") == "interrupted":
+            # Ctrl-C reached the point's own run, which kept its finished part and returned: not a
+            # finished point (it was saved and then reused on every resume). Stop the sweep here;
+            # the points done so far are combined below and a rerun computes the rest.
+            raise KeyboardInterrupt
         save_part(out, p, payload, run_id)
         saved.append(p.key)
         if bar is not None:

@@ -54,6 +54,8 @@ def load_part(out, point: Point):
         return None
     if res.meta.get("sweep_point", {}).get("key") != point.key:
         return None
+    if res.status == "interrupted":  # Ctrl-C stopped it: not finished, computed again on resume
+        return None
     return res
 
 

@@ -352,3 +352,33 @@ def test_failed_sweep_never_replaces_a_good_out(tmp_path, monkeypatch, capsys):
     other = tmp_path / "new.nc"  # nor is an all-missing file left where there was none
     assert main(cmd[:-1] + [str(other)]) == 1
     assert not other.exists()
+
+
+def test_a_point_stopped_by_ctrl_c_is_not_kept_as_finished(tmp_path, monkeypatch):
+    """Ctrl-C during a serial sweep reached the point's solve, which returned status
+    'interrupted': the sweep saved it as a finished part, ran on, and every resume reused it."""
+    import dmftgen.sweep_driver as drv
+    from dmftgen.sweep_parts import load_part, save_part
+
+    real = drv.run_point
+    calls = []
+
+    def second_interrupted(model_ref, settings, what, options):
+        payload = real(model_ref, settings, what, options)
+        calls.append(settings)
+        return {**payload, "status": "interrupted"} if len(calls) == 2 else payload
+
+    monkeypatch.setattr(drv, "run_point", second_interrupted)
+    spec = SweepSpec("linreg", "solve", Settings(T=0.2, dt=0.1), {"delta": [1.0, 2.0, 3.0]}, {"paths": 400})
+    out = tmp_path / "s.nc"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, workers=0)
+    assert len(calls) == 2  # the sweep stops there
+    assert sorted(map(str, load_sweep(out)["status"].values)) == ["missing", "missing", "ok"]
+    # an interrupted part (written by an earlier version) is not a finished point either
+    p = spec.points()[1]
+    save_part(out, p, {**real(spec.model_ref, calls[1], "solve", p.options), "status": "interrupted"}, "old")
+    assert load_part(out, p) is None
+    monkeypatch.setattr(drv, "run_point", real)
+    ds = run_sweep(spec, out, workers=0)
+    assert sweep_meta(ds)["computed"] == 2 and set(map(str, ds["status"].values)) == {"ok"}
