@@ -423,6 +423,19 @@ def test_warnings_unstable_tau_dt_and_discontinuous_labels():
     assert len(w) == 1 and "discontinuous" in w[0]
 
 
+def test_richardson_with_the_sgf_is_flagged():
+    """The SGF at dt has the DMFT at the same dt as its exact limit (README); --richardson
+    compared it with the dt -> 0 extrapolation without a word."""
+    from dmftgen import compare
+
+    lin = load_model("linreg")
+    s = Settings(T=0.2, dt=0.1)
+    res = compare(lin, s, d=[32], seeds=2, paths=400, methods=("sgf",), richardson=True)
+    assert any("--richardson with the SGF" in w for w in res.warnings), res.warnings
+    res = compare(lin, s, d=[32], seeds=2, paths=400, methods=("sgf",))
+    assert not any("--richardson" in w for w in res.warnings)
+
+
 def test_coarse_sgd_steps_are_reported_not_called_tiny():
     """SGD with eta/d = 0.25 against dt = 0.05 (--batch 64 at d = 128): recorded up to 0.1 away
     from the grid times and compared there without a word, and the budget said 'SGD steps eta/d

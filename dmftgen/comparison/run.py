@@ -201,6 +201,12 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
     warn = assumption_warnings(model, kern, settings, p, method="sgd" if "sgd" in sims else None,
                                batch=opts.get("batch"), n=n)
     warn += result_warnings(by_d, dmft, dt_check)
+    if richardson and "sgf" in sims:
+        # README: the SGF is tested against the DMFT at the same dt (its exact limit), SGD at dt -> 0
+        warn.append("--richardson with the SGF: the SGF is simulated at dt, whose exact d -> infinity limit "
+                    "is the DMFT at the same dt, but it is compared here with the dt -> 0 extrapolation "
+                    "(an O(dt) bias, |f(dt/2) - f(dt)| in dmft.npz *_disc, not in the error budget); "
+                    "drop --richardson for --method sgf.")
     multi = {meth: byd for meth, byd in by_d.items() if len(byd) >= 2}
     table = build_table(model, sims, dmft, list(kern.METRICS), sims_by_d=multi,
                         dt_check=dt_check if (dt_check is not None and dt_check.ok) else None)
