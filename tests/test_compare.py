@@ -432,6 +432,7 @@ def test_richardson_with_the_sgf_is_flagged():
     s = Settings(T=0.2, dt=0.1)
     res = compare(lin, s, d=[32], seeds=2, paths=400, methods=("sgf",), richardson=True)
     assert any("--richardson with the SGF" in w for w in res.warnings), res.warnings
+    assert "8 replicas per solve" in res.summary  # it read "1 replicas" (they are in meta.fine)
     res = compare(lin, s, d=[32], seeds=2, paths=400, methods=("sgf",))
     assert not any("--richardson" in w for w in res.warnings)
 

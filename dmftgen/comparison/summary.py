@@ -47,6 +47,15 @@ def verdict_what(cmp) -> str:
     return f"{sim} vs {dm}"
 
 
+def _replicas(meta) -> str:
+    """"8 replicas": a Richardson solve keeps them in the meta of its two solves (it read "1 replicas")."""
+    r = meta.get("replicas")
+    if r is None and isinstance(meta.get("fine"), dict):
+        r = meta["fine"].get("replicas")
+    r = int(r) if r is not None else 1
+    return f"{r} replica{'s' if r != 1 else ''}" + (" per solve, Richardson dt and dt/2" if meta.get("richardson") else "")
+
+
 def summary_text(cmp: Comparison) -> str:
     """One screen: settings, final values, the verdict with its level and p-value, the error
     budget by source, hints, statuses and warnings."""
@@ -60,7 +69,7 @@ def summary_text(cmp: Comparison) -> str:
              + (f"  params: {params}" if params else ""),
              f"  d={','.join(map(str, dl))} n={o['n']} seeds={o['seeds']}"
              + (f" SGD B={o['batch']} eta={o['eta']:g}" if "sgd" in methods and o.get("eta") else "")
-             + f"  DMFT paths={o['paths']} ({o['dmft_method']}, {cmp.dmft.meta.get('replicas', 1)} replicas)"]
+             + f"  DMFT paths={o['paths']} ({o['dmft_method']}, {_replicas(cmp.dmft.meta)})"]
     if len(t):
         ep = f" (epochs {t[-1] / (s.delta * s.tau):.3g})" if s.tau > 0 else ""
         lines.append(f"  time t = k*eta/d in [0, {t[-1]:g}]{ep}; z = |sim - dmft| / sqrt(sem^2 + err^2) "
