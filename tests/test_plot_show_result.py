@@ -224,3 +224,14 @@ def test_plot_refuses_times_on_a_stationary_sweep(tmp_path, capsys):
         assert not (tmp_path / "p.png").exists()
     rc, _, err = _cli(capsys, "plot", out, "--kind", "curves", "--x", "lam", "--out", tmp_path / "p.png")
     assert rc == 0, err
+
+
+def test_show_result_reads_a_richardson_solve(tmp_path, capsys):
+    """`dmftgen solve --richardson` wrote a meta without the model's name, and show-result refused
+    its own file as "not a dmftgen result file"."""
+    out = tmp_path / "rich.json"
+    rc, _, err = _cli(capsys, "solve", "linreg", "--T", "0.2", "--dt", "0.1", "--paths", "400", "--richardson",
+                      "--out", out)
+    assert rc == 0, err
+    rc, text, err = _cli(capsys, "show-result", out)
+    assert rc == 0 and "model      linreg   status ok" in text, err

@@ -104,8 +104,11 @@ def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", pr
     keys = ["train_loss", "test_loss"] + [f"{p}_{q}" for q in model.metrics for p in ("train", "test")]
     data, _ = extrapolate(coarse, fine, keys + ["Q", "M"])
     status = "ok" if coarse.ok and fine.ok else (fine.status if not fine.ok else coarse.status)
-    meta = {"richardson": True, "coarse": coarse.meta, "fine": fine.meta,
-            "settings": settings.as_dict(), "method": method, "paths": paths}
+    # the model's name and hash as in every solve's meta (without them `dmftgen show-result` refused
+    # the file of `dmftgen solve --richardson` as "not a dmftgen result file")
+    meta = {"model": model.name, "source_hash": fine.meta.get("source_hash"), "richardson": True,
+            "coarse": coarse.meta, "fine": fine.meta, "settings": settings.as_dict(), "method": method,
+            "paths": paths}
     msg = "; ".join(x for x in (coarse.message if not coarse.ok else "",
                                 fine.message if not fine.ok else "") if x)
     return Result(data, meta, status=status, message=msg)
