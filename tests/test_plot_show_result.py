@@ -235,3 +235,13 @@ def test_show_result_reads_a_richardson_solve(tmp_path, capsys):
     assert rc == 0, err
     rc, text, err = _cli(capsys, "show-result", out)
     assert rc == 0 and "model      linreg   status ok" in text, err
+
+
+def test_show_result_lists_the_loss_of_a_compare_sweep(tmp_path, capsys):
+    """A `--what compare` sweep stores test_loss_dmft; show-result listed its points without a loss."""
+    out = tmp_path / "c.nc"
+    spec = SweepSpec("linreg", "compare", Settings(T=0.2, dt=0.1), {"tau": [0.5]},
+                     {"d": 32, "seeds": 2, "paths": 400})
+    run_sweep(spec, out, workers=0)
+    rc, text, err = _cli(capsys, "show-result", out)
+    assert rc == 0 and "tau=0.5: ok   test_loss_dmft " in text, text + err

@@ -166,10 +166,12 @@ def _show_sweep(ds, path) -> int:
     meta = meta if isinstance(meta, dict) else {}
     message = np.asarray(ds["message"].values).astype(str) if "message" in ds else None
     loss = None
-    if "test_loss" in ds and "t" in ds.dims and tuple(ds["test_loss"].dims) == tuple(names) + ("t",):
-        loss = np.asarray(ds["test_loss"].values, dtype=float)
-        lerr = np.asarray(ds["test_loss_err"].values, dtype=float) \
-            if "test_loss_err" in ds and ds["test_loss_err"].shape == loss.shape else None
+    # a `--what compare` sweep stores the DMFT's as test_loss_dmft (it listed no loss at all)
+    key = next((k for k in ("test_loss", "test_loss_dmft") if k in ds), "test_loss")
+    if key in ds and "t" in ds.dims and tuple(ds[key].dims) == tuple(names) + ("t",):
+        loss = np.asarray(ds[key].values, dtype=float)
+        lerr = np.asarray(ds[key + "_err"].values, dtype=float) \
+            if key + "_err" in ds and ds[key + "_err"].shape == loss.shape else None
     counts = Counter(status.ravel().tolist())
     print(f"file       {path}")
     print(f"model      {meta.get('model', ds.attrs.get('model', '?'))}   sweep of {meta.get('what', '?')} over "
@@ -191,7 +193,7 @@ def _show_sweep(ds, path) -> int:
             line += f": {message[i]}"
         if loss is not None and np.isfinite(loss[i][-1]):
             e = lerr[i][-1] if lerr is not None else np.nan
-            line += f"   test_loss {loss[i][-1]:.6g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
+            line += f"   {key} {loss[i][-1]:.6g}" + (f" ± {e:.2g}" if np.isfinite(e) else "")
         print(line)
     return 0 if status.size and counts.get("ok", 0) == status.size else 1
 
