@@ -92,7 +92,13 @@ def flag_instability(result, kern, model, settings):
     crit = None if result.meta.get("schedule") else criterion(kern, model, settings)
     growth = loss_growth(result)
     reasons = []
-    if crit is not None and not crit["stable"]:
+    # an Euler grid unstable at every tau (tau_c_dt = 0: gradient descent itself diverges) needs a
+    # smaller dt; "lower --tau below 0" was the advice
+    grid_bad = crit is not None and not crit["stable"] and settings.tau > 0 and crit["tau_c_dt"] <= 0
+    if grid_bad:
+        reasons.append(f"the Euler grid dt = {settings.dt:g} is unstable at any tau (gradient descent "
+                       f"included; slope c = {crit['c']:.4g})")
+    elif crit is not None and not crit["stable"]:
         lim = min(crit["tau_c"], crit["tau_c_dt"]) if settings.tau > 0 else None
         reasons.append(
             (f"tau = {settings.tau:g} is beyond the stability limit {lim:.4g} of this model (Volterra "
@@ -105,7 +111,8 @@ def flag_instability(result, kern, model, settings):
     result.meta["stability"] = {"criterion": crit, "loss_growth": None if growth is None else growth[0],
                                 "growth_threshold": GROWTH}
     if reasons:
-        hint = (f" Lower --tau below {min(crit['tau_c'], crit['tau_c_dt']):.4g}" if crit and settings.tau > 0
+        hint = (" Lower --dt" if grid_bad else
+                f" Lower --tau below {min(crit['tau_c'], crit['tau_c_dt']):.4g}" if crit and settings.tau > 0
                 else " Lower --tau or --dt")
         result.status = "unstable"
         result.message = ("unstable growth: " + "; ".join(reasons) + ". The curves are kept but are not a "

@@ -401,6 +401,17 @@ def test_linreg_beyond_tau_c_is_unstable(cmd, extra, tmp_path, capsys):
     assert Result.load(out).status == "ok"
 
 
+def test_an_unstable_euler_grid_asks_for_a_smaller_dt(linreg):
+    """dt = 0.8 is unstable for linreg at any tau (dt m_+ > 2): the advice was 'Lower --tau below 0'."""
+    from dmftgen.codegen import load_kernels
+    from dmftgen.stability import flag_instability
+
+    t = np.linspace(0, 1.6, 3)
+    res = Result({"t": t, "train_loss": 0.5 + 0 * t, "test_loss": 0.5 + 0 * t}, {})
+    flag_instability(res, load_kernels(linreg), linreg, Settings(T=1.6, dt=0.8))
+    assert res.status == "unstable" and "Lower --dt" in res.message and "below 0" not in res.message, res.message
+
+
 def test_loss_growth_alone_flags_a_nonlinear_model(logistic):
     """No exact criterion for nonlinear ell: growth by >= 1e6 alone marks the run unstable."""
     from dmftgen.codegen import load_kernels
