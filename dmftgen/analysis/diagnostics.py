@@ -125,8 +125,9 @@ def assumption_warnings(model, kern, settings, p, *, method=None, batch=None, n=
             # the advice includes the Euler grid's own limit (below tau_c): "below 2" at dt 0.05
             # left tau = 1.95 unstable where the run's message said "below 1.924"
             out.append(f"tau = {tau:g} with slope c = {c:.3g}: tau*c = {tau * c:.3g} >= tau_c = {tc:.3g}: "
-                       f"{what}. Lower --tau below {min(tc, tcd) / c:.4g}"
-                       + (f" (at dt = {dt:g}; {tc / c:.4g} as dt -> 0)." if tcd < tc else "."))
+                       f"{what}. Lower --tau below {(min(tc, tcd) if tcd > 0 else tc) / c:.4g}"
+                       + (f" (at dt = {dt:g}; {tc / c:.4g} as dt -> 0)." if 0 < tcd < tc else
+                          f" and --dt (the grid dt = {dt:g} is unstable at any tau)." if tcd <= 0 else "."))
         else:
             if tau * c >= tcd:
                 out.append(f"the Euler grid dt = {dt:g} {'is' if exact else 'may be'} unstable at "
