@@ -15,12 +15,22 @@ development machine while other jobs kept its load average at ~3: two spinning w
 thread. :func:`sleep_when_idle` and :func:`balanced` address the two causes; docs/performance.md
 has the measurements on an idle machine too.
 
-Neither changes a result: each group writes its own slots of the group sums, which are reduced
-in a fixed order after the launch, so the same seed gives the same bytes at any thread count and
-under any schedule.
+A third default costs CPU without buying time: OpenBLAS's own threads (two here) take the
+solver's few large products (the test observables' (2^16, m + k) products, the fixed point's
+two-time products) and then spin-wait through everything else. The Figure 1 solve (logistic,
+2e4 paths) on one numba thread: 0.60 s wall and 1.10 s CPU with two BLAS threads, 0.59 s wall and
+0.59 s CPU with one; the committee case above 3.2 s wall / 4.9 s CPU against 3.0 s / 4.1 s. So
+the DMFT solvers run with BLAS on one thread (:func:`serial_blas`); the simulators keep BLAS's
+threads, which buy them wall time (SGD, d = 1024, 4 seeds: 0.79 s wall with two, 0.92 s with one).
+
+None of this changes a result: each group writes its own slots of the group sums, which are
+reduced in a fixed order after the launch, so the same seed gives the same bytes at any thread
+count and under any schedule; the BLAS products run the same code on one thread or two
+(tests/test_failures.py compares the bytes).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 #: path groups handed to a worker at a time (numba's parallel chunk size; 0 would be static)
@@ -42,3 +52,17 @@ def balanced():
     import numba
 
     return numba.parallel_chunksize(CHUNK)
+
+
+def serial_blas(fn):
+    """Decorator: ``fn`` runs with BLAS on one thread (``threadpoolctl``; the previous limits are
+    restored when it returns or raises)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return run

@@ -94,7 +94,7 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..observables import _sqrt_psd
-from ..threads import balanced
+from ..threads import balanced, serial_blas
 from .stationary_lag import (StationaryGaussian, _R_tail, _det_cv_mean, _fft_len, _geom_tail, _lag_covariance,
                              _tail_misprediction, _theta_side)
 from .stationary_theta_mc import LagThetaMC
@@ -147,6 +147,7 @@ def init_from_static(st, lag, tau, delta, dt, W):
     return {"K": K, "S": S, "S_inf": S_inf, "M": st["M"]}
 
 
+@serial_blas  # its BLAS threads would only spin (dmftgen/threads.py)
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.0, max_iter: int = 100,
                      tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,

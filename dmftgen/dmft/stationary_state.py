@@ -68,6 +68,7 @@ import numpy as np
 
 from ..errors import SettingsError
 from ..results import Result, versions
+from ..threads import serial_blas
 from .stationary_lag import window_spans_decay
 
 STATUS_NO_STATE = "no-stationary-state"
@@ -190,6 +191,7 @@ def resolve_options(settings, options: dict) -> dict:
     return opts
 
 
+@serial_blas  # its BLAS threads would only spin (dmftgen/threads.py)
 def stationary(model, settings, **options) -> Result:
     """Stationary state of the discrete DMFT of ``model`` at ``settings`` (module docstring).
 
