@@ -155,17 +155,17 @@ def build_table(model, sims: dict, dmft, metrics, sims_by_d=None, dt_check=None)
                 entry["dmft_corr_dof"] = _min_dof([(4.0 * de[:K] ** 2, ddof), (berr ** 2, dmft_dof(dt_check))])
                 rv, rc = _reps_series(dmft, key, index), _reps_series(dt_check, key, index)
                 if rv is not None and rc is not None and rv.shape[0] == rc.shape[0] >= 2:
-                    # replica r of the 2 dt solve has replica r's noise aggregated pairwise (refine):
-                    # the corrected value 2 f(dt) - f(2 dt) is the mean of the replicas' own, whose
-                    # spread is its error, the coupling included (sqrt(4 e^2 + e_2dt^2) above
-                    # treats the solves as independent: 1.6-3.0 times the spread over seeds,
-                    # dmftgen.dmft.extrapolation)
-                    R = rv.shape[0]
-                    cr = 2.0 * rv[:, kk] - rc[:, kk // 2]
+                    from ..dmft.extrapolation import per_replica  # here: `import dmftgen` stays numba-free
+
+                    # the 2 dt solve's replica r has replica r's noise aggregated pairwise (refine):
+                    # the error of 2 f(dt) - f(2 dt) is the spread of the replicas' own, as for a
+                    # Richardson solve (sqrt(4 e^2 + e_2dt^2) above treats the solves as independent)
+                    _, err = per_replica(rc[:, kk // 2], rv[:, kk])
                     cerr = np.full(K, np.nan)
-                    cerr[kk] = cr.std(0, ddof=1) / np.sqrt(R)
+                    cerr[kk] = err
                     entry["dmft_corr_err"] = cerr
-                    entry["dmft_corr_dof"] = np.where(np.isfinite(cerr), float(R - 1), entry["dmft_corr_dof"])
+                    entry["dmft_corr_dof"] = np.where(np.isfinite(cerr), float(rv.shape[0] - 1),
+                                                      entry["dmft_corr_dof"])
         for meth, res in sims.items():
             sv, se = _series(res, key, index, "_sem")
             if sv is None:

@@ -30,6 +30,13 @@ REPS = "_reps"
 _CURVES_EXCLUDED = {"t", "rho", "theta_samples", "theta_star_samples", "theta0_samples"}
 
 
+def replica_error(reps):
+    """The between-replica standard error sd_r / sqrt(R) of the mean of R independent replica
+    curves ``reps`` (R, ...): Student t with R - 1 degrees of freedom."""
+    reps = np.asarray(reps)
+    return reps.std(0, ddof=1) / math.sqrt(reps.shape[0])
+
+
 def batch_means(arr, sizes, P):
     """(mean, standard error) of the per-path average whose group sums are ``arr`` (G, ...):
     mean = sum / P, error = sd of the group means / sqrt(G)."""
@@ -119,7 +126,7 @@ def combine_replicas(res, paths, *, two, kern, model, settings) -> Result:
         data[key] = arr.mean(0)
         if key in NO_ERR:
             continue
-        data[key + "_err"] = arr.std(0, ddof=1) / math.sqrt(R)
+        data[key + "_err"] = replica_error(arr)
         if arr.ndim > 1 and arr.shape[1] == n:
             # each replica's curve (R, n, ...): the errors' correlation in time, e.g. for the drift
             # of a plateau window (dmftgen.dmft.stationary)

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from ..results import Result
-from .errorbars import REPS
+from .errorbars import REPS, replica_error
 
 ERRORS = ("Monte Carlo: the between-replica standard error of the extrapolated replica curves "
           "2 f_r(dt/2) - f_r(dt) (replica r of both solves shares its noise; R - 1 degrees of "
@@ -77,20 +77,27 @@ def extrapolate(coarse, fine, keys, *, parts=False) -> tuple[dict, int]:
         data[key + "_disc"] = np.abs(ff - fc)
         rc, rf = coarse.get(key + REPS), fine.get(key + REPS)
         if rc is not None and rf is not None and len(rc) == len(rf):
-            # replica r of both solves has the same noise (coupled paths): extrapolated per replica
             rc, rf = np.asarray(rc)[:, :n], np.asarray(rf)[:, : 2 * n - 1: 2]
-            reps = data[key + REPS] = 2.0 * rf - rc
-            R = reps.shape[0]
-            if R >= 2 and key + "_err" in data:
-                # the extrapolated value is the mean of the R extrapolated replica curves, which are
-                # independent (replica r of each solve has its own streams): their spread is its
-                # error, with the coupling of the two solves in it; sqrt(4 e_f^2 + e_c^2) above
-                # treats them as independent and was 1.6-3.0 times the spread over seeds
-                # (extrapolate's module docstring)
-                data[key + "_err"] = reps.std(0, ddof=1) / np.sqrt(R)
+            data[key + REPS], err = per_replica(rc, rf)
+            if err is not None and key + "_err" in data:
+                data[key + "_err"] = err
             if parts:
                 data[key + "_coarse" + REPS], data[key + "_fine" + REPS] = rc, rf
     return data, n
+
+
+def per_replica(coarse_reps, fine_reps):
+    """(reps, err): the Richardson combination 2 f_r(dt/2) - f_r(dt) of each replica r (R, n) and
+    the error of their mean (None for R < 2), from both solves' replica curves on the coarse grid
+    (``fine_reps`` taken at the coarse times, same R).
+
+    Replica r of both solves has the same noise (coupled paths), so the extrapolated replica
+    curves are independent, their mean is the extrapolated value and their spread its error, the
+    coupling included: :func:`dmftgen.dmft.errorbars.replica_error`. sqrt(4 e_f^2 + e_c^2) treats
+    the two solves as independent and was 1.6-3.0 times the spread over seeds (module docstring).
+    Used by :func:`extrapolate` and by compare's 2 f(dt) - f(2 dt) (dmftgen.comparison.table)."""
+    reps = 2.0 * np.asarray(fine_reps) - np.asarray(coarse_reps)
+    return reps, (replica_error(reps) if reps.shape[0] >= 2 else None)
 
 
 def richardson(model, settings, *, paths: int = 20000, method: str = "sweep", progress: bool = False,
