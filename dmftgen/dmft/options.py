@@ -190,7 +190,7 @@ def _number(opts, name, kind):
     try:
         if isinstance(value, bool) or value is None:
             raise TypeError
-        conv = kind(value) if kind is float else _whole(value)
+        conv = kind(value) if kind is float else whole(value)
     except (TypeError, ValueError):
         what = "'auto' or an integer >= 1" if name == "replicas" else (
             "an integer" if kind is int else "a number")
@@ -200,7 +200,7 @@ def _number(opts, name, kind):
     return conv
 
 
-def _whole(value) -> int:
+def whole(value) -> int:
     """int(value) for an integer or a whole-number float/string; ValueError otherwise."""
     if isinstance(value, str):
         value = float(value) if any(c in value for c in ".eE") else int(value)

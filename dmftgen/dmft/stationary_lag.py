@@ -35,17 +35,18 @@ def _geom_blocks(X):
     return A, (float(np.sqrt((A ** 2).sum())) / nb if nb > 0 else 1.0), b
 
 
-def _geom_tail(X):
+def _geom_tail(X, blocks=None):
     """sum_{n > W} X(n) (m x m) of a lag kernel X(0..W) by geometric continuation of its last blocks.
 
-    With A, q from :func:`_geom_blocks` the continuation is A (q + q^2 + ...) = A q / (1 - q). A
-    tail that does not decay (q >= Q_MAX, or not estimable) gives 0: the window then does not span
-    the decay, and the stationary solve's status says so (:func:`window_spans_decay`).
+    With A, q from :func:`_geom_blocks` (or ``blocks``, their result) the continuation is
+    A (q + q^2 + ...) = A q / (1 - q). A tail that does not decay (q >= Q_MAX, or not estimable)
+    gives 0: the window then does not span the decay, and the stationary solve's status says so
+    (:func:`window_spans_decay`).
     """
-    A, q, _ = _geom_blocks(X)
-    if A is None:
+    A, q, _ = _geom_blocks(X) if blocks is None else blocks
+    if A is None or q >= Q_MAX:
         return np.zeros_like(X[-1])
-    return A * (q / (1.0 - q)) if q < Q_MAX else np.zeros_like(A)
+    return A * (q / (1.0 - q))
 
 
 def window_spans_decay(R, negligible=1e-3):
@@ -67,11 +68,11 @@ def window_spans_decay(R, negligible=1e-3):
       and 3.3 with 32000 paths: not Monte Carlo); the window-5 case of tests/test_stationary.py,
       tail 0.10, is covered by its window error.
     """
-    A, q, b = _geom_blocks(R)
+    A, q, b = blocks = _geom_blocks(R)
     S = R.sum(0)
     tot = float(np.linalg.norm(S))
     frac = float(np.linalg.norm(A)) / tot if A is not None and tot > 0 else 1.0
-    tail = _geom_tail(R)
+    tail = _geom_tail(R, blocks)
     eps = float(np.linalg.norm(tail)) / max(float(np.linalg.norm(S + tail)), 1e-300)
     if q >= Q_MAX and frac > negligible:
         return False, (f"the response R does not decay geometrically within the window: the last block of {b} "

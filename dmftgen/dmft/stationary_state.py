@@ -69,6 +69,8 @@ import numpy as np
 from ..errors import SettingsError
 from ..results import Result, versions
 from ..threads import serial_blas
+from .errorbars import replica_error
+from .options import whole
 from .stationary_lag import window_spans_decay
 
 STATUS_NO_STATE = "no-stationary-state"
@@ -170,13 +172,13 @@ def resolve_options(settings, options: dict) -> dict:
     for key, low in (("paths", 1), ("replicas", 2), ("samples", 1), ("theta_samples", 0), ("max_iter", 1),
                      ("groups", 1), ("targets", 1), ("anderson", 0), ("starts", 1)):
         try:  # numbers, or their text (the sweep's grid values)
-            v = math.nan if isinstance(opts[key], bool) else float(opts[key])
-        except (TypeError, ValueError):
-            v = math.nan
-        if not math.isfinite(v) or int(v) != v or v < low:
+            v = None if isinstance(opts[key], bool) else whole(opts[key])
+        except (TypeError, ValueError, OverflowError):
+            v = None
+        if v is None or v < low:
             raise bad(key, f"give a whole number >= {low}" + (" (error bars need two replicas)" if key == "replicas"
                                                                else ""))
-        opts[key] = int(v)
+        opts[key] = v
     for key in ("window", "tol", "damping"):
         try:
             opts[key] = float(opts[key])
@@ -317,7 +319,6 @@ def _observables(kern, model, settings, p, x, rho):
 
 def _combine(kern, model, settings, p, reps, opts):
     """Replica means and between-replica standard errors in the Result layout."""
-    R = len(reps)
     rho = reps[0]["rho"]
     k = rho.shape[0]
     rho_inv = np.linalg.inv(rho) if k else np.zeros((0, 0))
@@ -373,7 +374,7 @@ def _combine(kern, model, settings, p, reps, opts):
     budget = {}
     for key in per[0]:
         arr = np.array([np.asarray(d[key], float) for d in per])
-        stat = arr.std(0, ddof=1) / math.sqrt(R)
+        stat = replica_error(arr)
         # iteration and window errors are biases shared by the replicas (they start from each
         # other's kernels): their replica mean, not divided by sqrt(R); added in quadrature
         itr = np.mean([d[key] for d in iters], axis=0)
