@@ -182,11 +182,9 @@ class Result:
         so a foreign file passed for a finished run.)"""
         path = Path(path)
         if path.suffix in NETCDF_SUFFIXES:
-            import xarray as xr
+            from .dataset import load as load_dataset, to_result
 
-            from .dataset import to_result
-
-            ds = xr.load_dataset(path, engine="h5netcdf")
+            ds = load_dataset(path)
             if ds.attrs.get("dmftgen") != "result":
                 raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result'; a sweep's "
                                       "file is read by dmftgen.load).")
