@@ -12,7 +12,7 @@ cost a great deal there:
 Measured, committee (m = 2, delta 3, tau 0.2, T 5, dt 0.02, 2e4 paths) on the 2-core
 development machine while other jobs kept its load average at ~3: two spinning workers
 21.5 / 22.4 s wall (15.3 / 17.7 s CPU) against 5.9 / 5.0 s wall (4.8 / 5.0 s CPU) on one
-thread. :func:`sleep_when_idle` and :func:`balanced` address the two causes; docs/performance.md
+thread. :func:`sleep_when_idle` and :func:`solver_threads` address the two causes; docs/performance.md
 has the measurements on an idle machine too.
 
 A third default costs CPU without buying time: OpenBLAS's own threads (two here) take the
@@ -20,7 +20,7 @@ solver's few large products (the test observables' (2^16, m + k) products, the f
 two-time products) and then spin-wait through everything else. The Figure 1 solve (logistic,
 2e4 paths) on one numba thread: 0.60 s wall and 1.10 s CPU with two BLAS threads, 0.59 s wall and
 0.59 s CPU with one; the committee case above 3.2 s wall / 4.9 s CPU against 3.0 s / 4.1 s. So
-the DMFT solvers run with BLAS on one thread (:func:`serial_blas`); the simulators keep BLAS's
+the DMFT solvers run with BLAS on one thread (:func:`solver_threads`); the simulators keep BLAS's
 threads, which buy them wall time (SGD, d = 1024, 4 seeds: 0.79 s wall with two, 0.92 s with one).
 
 None of this changes a result: each group writes its own slots of the group sums, which are
@@ -46,23 +46,18 @@ def sleep_when_idle() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
-def balanced():
-    """Context for a parallel kernel launch: dynamic schedule, :data:`CHUNK` groups at a time
-    (``numba.parallel_chunksize``), so a worker slowed by another job takes fewer groups."""
-    import numba
-
-    return numba.parallel_chunksize(CHUNK)
-
-
-def serial_blas(fn):
-    """Decorator: ``fn`` runs with BLAS on one thread (``threadpoolctl``; the previous limits are
-    restored when it returns or raises)."""
+def solver_threads(fn):
+    """Decorator for a DMFT solver entry point: while ``fn`` runs, its parallel kernels hand out
+    path groups :data:`CHUNK` at a time (dynamic schedule, ``numba.parallel_chunksize``: a worker
+    slowed by another job takes fewer groups) and BLAS runs on one thread (``threadpoolctl``).
+    Both are set once per call, for the calling thread, and restored when it returns or raises."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
+        import numba
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(CHUNK):
             return fn(*args, **kwargs)
 
     return run

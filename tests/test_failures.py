@@ -667,21 +667,23 @@ def test_idle_openmp_workers_sleep_unless_the_user_chose(env, policy):
     assert out.stdout.strip() == str(policy)
 
 
-def test_the_dmft_solvers_run_blas_on_one_thread(monkeypatch, linreg):
-    """dmftgen/threads.py: BLAS threads only spin in a solve (CPU x1.9 at the same wall); the
-    limit holds inside solve and is lifted after it."""
+def test_the_dmft_solvers_set_their_threads_for_the_call_only(monkeypatch, linreg):
+    """dmftgen/threads.py: inside solve, BLAS runs on one thread (its threads only spun: CPU x1.9
+    at the same wall) and the path groups are handed out one at a time; both are lifted after it."""
+    import numba
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import dmftgen.dmft.solver as solver
 
-    def blas_threads():
-        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    def state():
+        return ({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"},
+                numba.get_parallel_chunksize())
 
     seen = []
-    monkeypatch.setattr(solver, "_solve", lambda *a, **k: seen.append(blas_threads()) or "stub")
+    monkeypatch.setattr(solver, "_solve", lambda *a, **k: seen.append(state()) or "stub")
     with threadpool_limits(limits=2, user_api="blas"):
         assert solver.solve(linreg, Settings(T=0.2, dt=0.1), paths=400) == "stub"
-        assert seen == [{1}] and blas_threads() == {2}
+        assert seen == [({1}, 1)] and state() == ({2}, 0)
 
 
 def test_concurrent_generate_never_corrupts(tmp_path):

@@ -95,8 +95,6 @@ import math
 
 import numpy as np
 
-from ..threads import balanced
-
 #: storage of the paths' histories eta, dL, b_hist (issue 12): bfloat16, the upper 16 bits of a
 #: float32, kept as uint16 (:func:`encode_hist`, :func:`decode_hist`; the kernel's ``hval`` /
 #: ``henc``). The sweep reads every path's whole history once per row (its Gaussian input, memory
@@ -321,10 +319,9 @@ class RSide:
         hist = np.float64 if self.dL.dtype == np.float64 else SUM
         Rk = np.ascontiguousarray(R[rows], dtype=hist)
         Wk = np.ascontiguousarray(W[rows], dtype=hist) if use_W else np.zeros((1, 1), dtype=hist)
-        with balanced():  # groups handed out dynamically (dmftgen/threads.py)
-            self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
-                                 wpre, Wk, use_W, self.eta, Rk, RT, self.s, self.z, self.dB, self.p,
-                                 self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
-                                 self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
-                                 self.su_sum, self.rl_sum, self.ll_sum, self.bad,
-                                 self.cv == "pathwise", self.Gcv, self.Gcv_g, self._klcv_arg)
+        self.kern.dmft_paths(k0, k1, self.N, self.bounds, self.n_tan_g, self.delta, self.dt, self.sq,
+                             wpre, Wk, use_W, self.eta, Rk, RT, self.s, self.z, self.dB, self.p,
+                             self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
+                             self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
+                             self.su_sum, self.rl_sum, self.ll_sum, self.bad,
+                             self.cv == "pathwise", self.Gcv, self.Gcv_g, self._klcv_arg)

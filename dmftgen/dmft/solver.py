@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import SettingsError, UnsupportedModelError
 from ..results import Result
 from ..stability import flag_instability
-from ..threads import serial_blas
+from ..threads import solver_threads
 from . import streams as _streams
 from .assemble import result as _result
 from .checks import pooled, verdict
@@ -157,7 +157,7 @@ class Solve:
         return _result(self, reached, status, message)
 
 
-@serial_blas  # its BLAS threads would only spin (dmftgen/threads.py)
+@solver_threads  # dynamic schedule, BLAS on one thread (dmftgen/threads.py)
 def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", theta_samples: int = 0,
           progress: bool = False, richardson: bool = False, allow_outside_theory: bool = False,
           **options) -> Result:

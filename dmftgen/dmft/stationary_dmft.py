@@ -94,7 +94,7 @@ import numpy as np
 
 from ..errors import SettingsError, UnsupportedModelError
 from ..observables import _sqrt_psd
-from ..threads import balanced, serial_blas
+from ..threads import solver_threads
 from .stationary_lag import (StationaryGaussian, _R_tail, _det_cv_mean, _fft_len, _geom_tail, _lag_covariance,
                              _tail_misprediction, _theta_side)
 from .stationary_theta_mc import LagThetaMC
@@ -147,7 +147,7 @@ def init_from_static(st, lag, tau, delta, dt, W):
     return {"K": K, "S": S, "S_inf": S_inf, "M": st["M"]}
 
 
-@serial_blas  # its BLAS threads would only spin (dmftgen/threads.py)
+@solver_threads  # dynamic schedule, BLAS on one thread (dmftgen/threads.py)
 def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0, burn: float | None = None,
                      samples: float | None = None, targets: int = 4, damping: float = 0.0, max_iter: int = 100,
                      tol: float = 1e-4, groups: int = 10, init="auto", init_time: float | None = None,
@@ -329,10 +329,9 @@ def solve_stationary(model, settings, *, paths: int = 4000, window: float = 30.0
         bad = np.zeros(G, np.int64)
         gam_cv = np.ascontiguousarray(K[0])
         Rt = _R_tail(R) if tails else np.zeros((m, m))
-        with balanced():  # groups handed out dynamically (dmftgen/threads.py)
-            run(np.ascontiguousarray(R), np.ascontiguousarray(Rt), w, s, zz, dB, p, inv_delta, dt, sq, B,
-                tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, dL, kl,
-                klcv, bad)
+        run(np.ascontiguousarray(R), np.ascontiguousarray(Rt), w, s, zz, dB, p, inv_delta, dt, sq, B,
+            tg, gam_cv, bounds, acc["gam"], acc["els"], acc["loss"], acc["rl"], acc["ll"], met, dL, kl,
+            klcv, bad)
         if bad.any():
             return "the r-paths blew up: no stationary state at these settings (unstable tau or step)"
         Zb = _det_cv_mean(R, gam_cv, inv_delta, dt)

@@ -68,7 +68,7 @@ import numpy as np
 
 from ..errors import SettingsError
 from ..results import Result, versions
-from ..threads import serial_blas
+from ..threads import solver_threads
 from .errorbars import replica_error
 from .options import whole
 from .stationary_lag import window_spans_decay
@@ -193,7 +193,7 @@ def resolve_options(settings, options: dict) -> dict:
     return opts
 
 
-@serial_blas  # its BLAS threads would only spin (dmftgen/threads.py)
+@solver_threads  # dynamic schedule, BLAS on one thread (dmftgen/threads.py)
 def stationary(model, settings, **options) -> Result:
     """Stationary state of the discrete DMFT of ``model`` at ``settings`` (module docstring).
 
