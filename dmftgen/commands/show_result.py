@@ -49,69 +49,41 @@ def _g(v, spec: str = ".3g") -> str:
     return format(x, spec) if x is not None else str(v)
 
 
-def _header_ok(meta, status) -> bool:
-    """The marks of a dmftgen result: a meta object naming the model, a status string."""
-    return (isinstance(meta, dict) and isinstance(meta.get("model"), str) and bool(meta.get("model"))
-            and isinstance(status, str) and bool(status))
-
-
 def _read(path):
-    """(Result or None, sweep Dataset or None); SettingsError for unreadable or foreign files."""
-    import json
+    """(Result or None, sweep Dataset or None); SettingsError for unreadable or foreign files.
 
-    import numpy as np
-
-    from ..dataset import NETCDF_SUFFIXES
+    Single runs are read by :meth:`dmftgen.results.Result.load` (its NotAResultError: a file
+    without a status); a result must also name its model. A .nc file is read once: a sweep is
+    shown as such, a single run converted as Result.load does."""
+    from ..dataset import NETCDF_SUFFIXES, to_result
     from ..errors import SettingsError
-    from ..results import Result
+    from ..results import NotAResultError, Result
 
-    def unreadable(exc):
-        return SettingsError(f"{path}: cannot be read as a dmftgen result ({type(exc).__name__}: {exc}); "
-                             "give a .json, .npz or .nc written by dmftgen.")
-
-    if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise unreadable(exc) from None
-        if not (isinstance(raw, dict) and _header_ok(raw.get("meta"), raw.get("status"))):
-            raise SettingsError(f"{path}: {NOT_RESULT} (it has no `meta` naming the model with a `status` "
-                                "string; compare's table.json and w2's w2.json are tables, not results).")
-    elif path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                head = json.loads(str(z["__meta__"])) if "__meta__" in z.files else None
-        except Exception as exc:  # not a zip, a damaged member, pickled objects
-            raise unreadable(exc) from None
-        if not (isinstance(head, dict) and _header_ok(head.get("meta"), head.get("status"))):
-            raise SettingsError(f"{path}: {NOT_RESULT} (no `__meta__` member naming the model and status).")
-    elif path.suffix in NETCDF_SUFFIXES:
-        import xarray as xr
-
-        try:
-            ds = xr.load_dataset(path, engine="h5netcdf")
-        except Exception as exc:  # garbage, truncated, another format
-            raise unreadable(exc) from None
-        kind = ds.attrs.get("dmftgen")
-        if kind == "sweep":
-            return None, ds
-        if kind != "result":
-            raise SettingsError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result' or 'sweep').")
-        from ..dataset import to_result
-
-        try:
-            res = to_result(ds)
-        except Exception as exc:
-            raise unreadable(exc) from None
-        if not isinstance(res.status, str) or not isinstance(res.meta, dict):
-            raise SettingsError(f"{path}: {NOT_RESULT} (damaged status or meta attribute).")
-        return res, None
-    else:
+    if path.suffix not in (".json", ".npz", *NETCDF_SUFFIXES):
         raise SettingsError(f"{path}: a dmftgen result file ends in .json, .npz or .nc.")
     try:
-        res = Result.load(path)
-    except Exception as exc:
-        raise unreadable(exc) from None
+        if path.suffix in NETCDF_SUFFIXES:
+            import xarray as xr
+
+            ds = xr.load_dataset(path, engine="h5netcdf")
+            kind = ds.attrs.get("dmftgen")
+            if kind == "sweep":
+                return None, ds
+            if kind != "result":
+                raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result' or 'sweep').")
+            res = to_result(ds)
+        else:
+            res = Result.load(path)
+    except NotAResultError as exc:
+        hint = ("; compare's table.json and w2's w2.json are tables, not results"
+                if path.suffix == ".json" else "")
+        raise SettingsError(f"{exc}".rstrip(".") + hint + ".") from None
+    except Exception as exc:  # garbage, truncated, damaged members, pickled objects
+        raise SettingsError(f"{path}: cannot be read as a dmftgen result ({type(exc).__name__}: {exc}); "
+                            "give a .json, .npz or .nc written by dmftgen.") from None
+    model = res.meta.get("model") if isinstance(res.meta, dict) else None
+    if not (isinstance(model, str) and model):
+        raise SettingsError(f"{path}: {NOT_RESULT} (its `meta` names no model).")
     return res, None
 
 
@@ -148,15 +120,15 @@ def _settings_line(settings, skip=()) -> str | None:
 
 def _show_sweep(ds, path) -> int:
     """A sweep file: model, grid, the count of each status and the status of the points."""
-    import json
     from collections import Counter
 
     import numpy as np
 
+    from ..dataset import meta_of
     from ..errors import SettingsError
 
     try:
-        meta = json.loads(ds.attrs.get("meta", "{}"))
+        meta = meta_of(ds)
         status = np.asarray(ds["status"].values).astype(str)
         names = list(ds["status"].dims)
         grid = [np.asarray(ds[n].values) for n in names]
