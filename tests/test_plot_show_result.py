@@ -174,11 +174,14 @@ def test_show_result_refuses_files_that_are_not_dmftgen_results(sweep_file, tmp_
     np.savez(tmp_path / "foreign.npz", a=np.arange(3))
     (tmp_path / "truncated.nc").write_bytes(sweep_file.read_bytes()[:3000])
     (tmp_path / "truncated.npz").write_bytes(_result().to_bytes(".npz")[:100])
-    for name in [*files, "foreign.npz", "truncated.nc", "truncated.npz"]:
+    (tmp_path / "no_model.json").write_text(json.dumps({"meta": {}, "status": "ok", "t": [0, 1]}))
+    unreadable = {"truncated.json", "garbage.nc", "truncated.nc", "truncated.npz"}
+    for name in [*files, "no_model.json", "foreign.npz", "truncated.nc", "truncated.npz"]:
         rc, out, err = _cli(capsys, "show-result", tmp_path / name)
         assert rc == 2, (name, out, err)
         assert str(tmp_path / name) in err, err
-        assert ("not a dmftgen result file" in err) or ("cannot be read as a dmftgen result" in err), err
+        expected = "cannot be read as a dmftgen result" if name in unreadable else "not a dmftgen result file"
+        assert expected in err, (name, err)
         assert "status ok" not in out
 
 
