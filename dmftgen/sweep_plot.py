@@ -110,8 +110,9 @@ def _check_dims(ds, value: str, sel: Mapping | None, mean: Sequence[str] | None,
     if "t" in keep and (at_time is not None or time_to is not None):
         flag = "--at-time" if at_time is not None else "--time-to"
         raise SettingsError(f"{flag}: the curves are over t already (--x t / --y t); drop {flag}.")
-    if time_to is not None and not np.isfinite(float(time_to)):
-        raise SettingsError(f"--time-to {time_to}: give a finite level of `{value}`.")
+    for flag, v in (("--at-time", at_time), ("--time-to", time_to)):
+        if v is not None and not np.isfinite(float(v)):
+            raise SettingsError(f"{flag} {v}: give a finite number.")
     if (at_time is not None or time_to is not None) and not np.isfinite(np.asarray(ds["t"].values, float)).any():
         # a `--what stationary` sweep has the one time t = inf: --time-to drew an empty figure
         flag = "--at-time" if at_time is not None else "--time-to"
@@ -120,7 +121,7 @@ def _check_dims(ds, value: str, sel: Mapping | None, mean: Sequence[str] | None,
     if at_time is not None:
         t = np.asarray(ds["t"].values, dtype=float)
         tol = 1e-9 * max(1.0, float(np.abs(t).max()))
-        if not (np.isfinite(float(at_time)) and t[0] - tol <= float(at_time) <= t[-1] + tol):
+        if not t[0] - tol <= float(at_time) <= t[-1] + tol:
             raise SettingsError(f"--at-time {at_time}: give a time in the sweep's grid range "
                                 f"{t[0]:g}..{t[-1]:g} (nearest grid time is used).")
 
@@ -183,9 +184,6 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
     for flag, name in (("--x", x), ("--y", y)):
         if name is not None and name not in ds.dims:
             raise SettingsError(f"{flag} {name}: not a dimension of the sweep; dims: {', '.join(ds.dims)}.")
-    if y is not None and x == y:
-        raise SettingsError(f"--x and --y are both {x}; give two different dimensions "
-                            f"(dims of the sweep: {', '.join(ds.dims)}).")
     if value in ds.data_vars and value not in _NOT_VALUES:
         for flag, name in (("--x", x), ("--y", y)):
             if name is not None and name not in ds[value].dims:
@@ -245,7 +243,6 @@ def plot_phase(ds, out_png, *, kind: str = "heatmap", x: str, y: str | None = No
     fixed = ", ".join(fixed)
     ax.set_title(title or f"{meta.get('model', '?')} ({meta.get('what', '?')}) {fixed}", fontsize=9)
     fig.tight_layout()
-    out_png = Path(out_png)
     try:
         with atomic_path(out_png) as tmp:  # an earlier figure survives a failed write
             fig.savefig(tmp, dpi=120, format=out_png.suffix[1:].lower())

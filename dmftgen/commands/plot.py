@@ -55,9 +55,6 @@ def run(args) -> int:
         if name.strip() in sel:
             raise SettingsError(f"--sel {name.strip()}: given twice; fix each dimension once.")
         sel[name.strip()] = value
-    for flag, v in (("--at-time", args.at_time), ("--time-to", args.time_to)):
-        if v is not None and not math.isfinite(v):
-            raise SettingsError(f"{flag} {v}: give a finite number.")
     if args.above and args.time_to is None:
         raise SettingsError("--above goes with --time-to LEVEL (first time the value is >= LEVEL); "
                             "add --time-to or drop --above.")
