@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SettingsError
-from .sweep_parts import combine, load_part, parts_dir, save_part, write_dataset
+from .sweep_parts import combine, load_part, parts_dir, save_part, sweep_meta, write_dataset
 from .sweep_task import run_point
 
 if TYPE_CHECKING:  # annotations only: dmftgen.sweep imports this module
@@ -220,7 +220,7 @@ def run_sweep(spec: SweepSpec, out, *, scheduler: str | None = None, workers: in
                     "failed": failed, "wall_s": wall}
         ds = combine(spec, out, points, run_meta=run_meta, two_time=two_time)
         target, note = _target(out, ds)
-        meta = json.loads(ds.attrs["meta"])
+        meta = sweep_meta(ds)
         meta.update(written=str(target) if target is not None else None, note=note)
         ds.attrs["meta"] = json.dumps(meta, allow_nan=False, default=str)
         if target is not None:

@@ -179,7 +179,7 @@ def load_sweep(path):
         what = "a single-run result, not a sweep" if kind == "result" else "not a dmftgen sweep file"
         raise SettingsError(f"sweep file {path}: {what} (no attribute dmftgen='sweep'); {need}.")
     try:
-        meta = json.loads(ds.attrs["meta"])
+        meta = sweep_meta(ds)
     except (KeyError, TypeError, ValueError):
         meta = None
     if not isinstance(meta, dict):
