@@ -123,16 +123,10 @@ def check_point(what, model, settings, options) -> None:
 
 
 def _check_solve(model, settings, paths, method, options) -> None:
-    from .dmft.memory import check_memory
     from .dmft.options import SolveOptions
-    from .dmft.solver import METHODS, check_paths
-    from .errors import SettingsError
+    from .dmft.solver import check_solve
 
-    if (method or "sweep") not in METHODS:
-        raise SettingsError(f"method {method!r}: use 'sweep' or 'fixed-point'.")
-    opts = SolveOptions.from_kwargs(options)
-    check_paths(paths, opts)
-    check_memory(model, settings, paths, opts, method or "sweep")
+    check_solve(model, settings, paths, method, SolveOptions.from_kwargs(options))
 
 
 def _stationary_point(model, settings, options):

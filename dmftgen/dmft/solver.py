@@ -55,6 +55,19 @@ def check_paths(paths: int, opts: SolveOptions) -> None:
                             f"use more paths or fewer replicas.")
 
 
+def check_solve(model, settings, paths, method, opts: SolveOptions) -> str:
+    """Everything :func:`solve` checks before computing, without running anything (also the sweep's
+    check of each point before any runs): the method, the paths per group and replica
+    (:func:`check_paths`), the memory at ``settings`` (:func:`dmftgen.dmft.memory.check_memory`).
+    Returns the method ("sweep" for None)."""
+    method = method or "sweep"
+    if method not in METHODS:
+        raise SettingsError(f"method {method!r}: use 'sweep' or 'fixed-point'.")
+    check_paths(paths, opts)
+    check_memory(model, settings, paths, opts, method)
+    return method
+
+
 class Solve:
     """The state of one DMFT solve: settings, options, draws, modes, the r-side and theta-side.
 
@@ -203,8 +216,7 @@ def solve(model, settings, *, paths: int = 20000, method: str | None = "sweep", 
 
     outside = require_theory(model, allow=allow_outside_theory)
     opts = SolveOptions.from_kwargs(options)
-    check_memory(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, opts,
-                 method or "sweep")
+    check_solve(model, settings.replace(dt=settings.dt / 2) if richardson else settings, paths, method, opts)
     if richardson:
         from .extrapolation import richardson as extrapolated
 
