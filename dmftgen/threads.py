@@ -50,14 +50,21 @@ def solver_threads(fn):
     """Decorator for a DMFT solver entry point: while ``fn`` runs, its parallel kernels hand out
     path groups :data:`CHUNK` at a time (dynamic schedule, ``numba.parallel_chunksize``: a worker
     slowed by another job takes fewer groups) and BLAS runs on one thread (``threadpoolctl``).
-    Both are set once per call, for the calling thread, and restored when it returns or raises."""
+    Both are set once per call, for the calling thread, and restored when it returns or raises;
+    calls nest (a Richardson solve runs two solves). Not ``with numba.parallel_chunksize(...)``:
+    that is one shared object keeping a single saved value, so a nested use left the outer
+    caller's thread at the inner chunk size."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
         import numba
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"), numba.parallel_chunksize(CHUNK):
-            return fn(*args, **kwargs)
+        with threadpool_limits(limits=1, user_api="blas"):
+            before = numba.set_parallel_chunksize(CHUNK)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                numba.set_parallel_chunksize(before)
 
     return run

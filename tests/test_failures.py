@@ -674,6 +674,7 @@ def test_the_dmft_solvers_set_their_threads_for_the_call_only(monkeypatch, linre
     from threadpoolctl import threadpool_info, threadpool_limits
 
     import dmftgen.dmft.solver as solver
+    from dmftgen.threads import solver_threads
 
     def state():
         return ({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"},
@@ -681,9 +682,21 @@ def test_the_dmft_solvers_set_their_threads_for_the_call_only(monkeypatch, linre
 
     seen = []
     monkeypatch.setattr(solver, "_solve", lambda *a, **k: seen.append(state()) or "stub")
-    with threadpool_limits(limits=2, user_api="blas"):
-        assert solver.solve(linreg, Settings(T=0.2, dt=0.1), paths=400) == "stub"
-        assert seen == [({1}, 1)] and state() == ({2}, 0)
+    old = numba.set_parallel_chunksize(0)  # a known state that every call must restore
+    try:
+        with threadpool_limits(limits=2, user_api="blas"):
+            assert solver.solve(linreg, Settings(T=0.2, dt=0.1), paths=400) == "stub"
+            assert seen == [({1}, 1)] and state() == ({2}, 0)
+
+            # nested calls (a Richardson solve runs two solves) restore the outer state too:
+            # numba.parallel_chunksize, one shared object with one saved value, left it at 1
+            @solver_threads
+            def outer():
+                return solver.solve(linreg, Settings(T=0.2, dt=0.1), paths=400)
+
+            assert outer() == "stub" and state() == ({2}, 0)
+    finally:
+        numba.set_parallel_chunksize(old)
 
 
 def test_concurrent_generate_never_corrupts(tmp_path):
