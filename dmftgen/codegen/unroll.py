@@ -29,28 +29,14 @@ def _zero(fmt: str) -> str:
     return " = ".join(_lanes(fmt)) + " = np.float32(0.0)"
 
 
-#: the three ranges of products every helper sums into the same accumulators: two of
-#: (RT, Zt, Zc) -- the adjoint's exact rows below the far field and above it -- and one of the
-#: far field's node rows and projections (RTc, Zh, Zch; dmftgen/dmft/farfield.py). The dense
-#: adjoint passes empty second and third ranges.
-RANGES = (("j0", "j1", {}), ("j2", "j3", {}), ("h0", "h1", {"RT[": "RTc[", "Zt[": "Zh[", "Zc[": "Zch["}))
-
-
 def _loop(ind, rows, loads, updates):
-    """``for j`` over the products of each range: the RT rows, the Z loads, then every
-    accumulator's lanes."""
-    out = []
-    for lo, hi, rename in RANGES:
-        def sub(expr):
-            for a, b in rename.items():
-                expr = expr.replace(a, b)
-            return expr
-        out += [f"{ind}for j in range({lo}, {hi}):"]
-        out += [f"{ind}    {var} = {sub(expr)}" for var, expr in rows]
-        for var, expr in loads:
-            out += [f"{ind}    {v} = {sub(e)}" for v, e in zip(_lanes(var), _lanes(expr))]
-        for acc, z, row in updates:
-            out += [f"{ind}    {a} += {sub(v)} * {row}" for a, v in zip(_lanes(acc), _lanes(z))]
+    """``for j`` over the products: the RT rows, the Z loads, then every accumulator's lanes."""
+    out = [f"{ind}for j in range(j0, j1):"]
+    out += [f"{ind}    {var} = {expr}" for var, expr in rows]
+    for var, expr in loads:
+        out += [f"{ind}    {v} = {e}" for v, e in zip(_lanes(var), _lanes(expr))]
+    for acc, z, row in updates:
+        out += [f"{ind}    {a} += {v} * {row}" for a, v in zip(_lanes(acc), _lanes(z))]
     return out
 
 
@@ -100,17 +86,16 @@ def adjoint_helpers(M: int) -> str:
     ac = [(a, c) for a in range(2) for c in range(2)]
     dots = _dots(
         [deco.format("ADJ_SIG"),
-         "    def adjoint_dots(RT, Zt, Zc, RTc, Zh, Zch, l, a, c, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc):  # pragma: no cover - compiled",
-         '        """acc3[a, c, :] = sum_j Zt[j, a, :] RT[l M + c, j] for the LANES lanes over j0 <= j < j1 and',
-         '        j2 <= j < j3, plus the same of Zh, RTc over h0 <= j < h1 (unroll.RANGES), and the same into',
-         '        accc for the control variate Zc, Zch (one pass: the loads of RT shared)."""',
+         "    def adjoint_dots(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled",
+         '        """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[l M + c, j] for the LANES lanes, and',
+         '        the same into accc for the control variate Zc (one pass: the loads of RT shared)."""',
          "        rrow = l * M + c"],
         [("rv", "RT[rrow, j]")],
         ([], [("u{}", "Zt[j, a, {}]", "rv")], [("acc3[a, c, {}]", "u{}")]),
         ([], [("w{}", "Zc[j, a, {}]", "rv")], [("accc[a, c, {}]", "w{}")]))
     dots2 = _dots(
         [deco.format("ADJ_SIG"),
-         "    def adjoint_dots2(RT, Zt, Zc, RTc, Zh, Zch, l, a, c, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc):  # pragma: no cover - compiled",
+         "    def adjoint_dots2(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled",
          '        """M = 2: adjoint_dots for every (a, c) in one pass (each load of Zt, Zc, RT shared; eight',
          '        independent SIMD accumulators with the control variate, four without); ``a``, ``c`` unused."""',
          "        r0 = l * 2",
@@ -124,8 +109,8 @@ def adjoint_helpers(M: int) -> str:
          [(f"accc[{a}, {c}, {{}}]", f"w{a}{c}_{{}}") for a, c in ac]))
     dots1p = _dots(
         [deco.format("ADJ1P_SIG"),
-         "    def adjoint_dots1p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover",
-         '        """M = 1: the sums of rows l and l - 1 in one pass over the ranges (j0 = l + 1): acc3 /',
+         "    def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover",
+         '        """M = 1: the sums of rows l and l - 1 in one pass over j0 <= j < j1 (j0 = l + 1): acc3 /',
          "        accc complete for row l, accp / acccp row l - 1 without its j = l term (added once Z_l is",
          '        known). Four independent SIMD accumulators with the control variate instead of two."""',
          "        r1 = l - 1"],
@@ -139,8 +124,8 @@ def adjoint_helpers(M: int) -> str:
     # l - 1: 2l - 2, 2l - 1)
     dots2p = _dots(
         [deco.format("ADJ1P_SIG"),
-         "    def adjoint_dots2p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover",
-         '        """M = 2: adjoint_dots2 of rows l and l - 1 in one pass over the ranges (j0 = 2 (l + 1)):',
+         "    def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover",
+         '        """M = 2: adjoint_dots2 of rows l and l - 1 in one pass over j0 <= j < j1 (j0 = 2 (l + 1)):',
          "        acc3 / accc complete for row l, accp / acccp row l - 1 without its j = 2 l, 2 l + 1 terms",
          '        (added once Z_l is known)."""',
          "        r0 = l * 2",

@@ -137,19 +137,19 @@ def metrics_row(r, s, z, p, out):  # pragma: no cover
 
 # stand-ins for the unrolled inner products the emitter writes in place of the marker line below
 # (dmftgen/codegen/unroll.py)
-def adjoint_dots(RT, Zt, Zc, RTc, Zh, Zch, l, a, c, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc):  # pragma: no cover
+def adjoint_dots(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover
     raise NotImplementedError
 
 
-def adjoint_dots2(RT, Zt, Zc, RTc, Zh, Zch, l, a, c, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc):  # pragma: no cover
+def adjoint_dots2(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc):  # pragma: no cover
     raise NotImplementedError
 
 
-def adjoint_dots1p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+def adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
     raise NotImplementedError
 
 
-def adjoint_dots2p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+def adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
     raise NotImplementedError
 
 
@@ -230,11 +230,9 @@ LANES = 16
 # (stride-(M LANES) loads and shuffles), at less than half the speed (issue 12,
 # bench/bench_adjoint.py).
 # float32 Zt, Zc, RT and accumulators (issue 12: 16 lanes per zmm instead of 8).
-ADJ_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], float32[:, :], float32[:, :, ::1], "
-           "float32[:, :, ::1], int64, int64, int64, int64, int64, int64, int64, int64, int64, "
+ADJ_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, int64, int64, "
            "boolean, float32[:, :, ::1], float32[:, :, ::1])")
-ADJ1P_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], float32[:, :], float32[:, :, ::1], "
-             "float32[:, :, ::1], int64, int64, int64, int64, int64, int64, int64, boolean, "
+ADJ1P_SIG = ("void(float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64, int64, int64, boolean, "
              "float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1], float32[:, :, ::1])")
 _slp_before = _numba_config.SLP_VECTORIZE
 _numba_config.SLP_VECTORIZE = 1
@@ -245,26 +243,38 @@ finally:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def adjoint_row(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc):  # pragma: no cover
-    """acc3[a, c, :] = sum_j Zt[j, a, :] RT[l M + c, j] over j0 <= j < j1 and j2 <= j < j3, plus
-    the same of Zh, RTc over h0 <= j < h1, for every (a, c) (accc from Zc, Zch): one row of the
-    adjoint's sums (dmftgen/codegen/unroll.py, RANGES)."""
+def adjoint_row(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled
+    """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[l M + c, j] for every (a, c) (accc from Zc)."""
     if M == 2:
-        adjoint_dots2(RT, Zt, Zc, RTc, Zh, Zch, l, 0, 0, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc)
+        adjoint_dots2(RT, Zt, Zc, l, 0, 0, j0, j1, use_cv, acc3, accc)
     else:
         for a in range(M):
             for c in range(M):
-                adjoint_dots(RT, Zt, Zc, RTc, Zh, Zch, l, a, c, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc)
+                adjoint_dots(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def adjoint_row2(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover
+def adjoint_row2(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover - compiled
     """adjoint_row of rows l and l - 1 in one pass (M <= 2): acc3 / accc row l, accp / acccp row
-    l - 1 (without its terms of Z_l: j0 = (l + 1) M)."""
+    l - 1 (without its terms of Z_l: j0 >= (l + 1) M)."""
     if M == 2:
-        adjoint_dots2p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp)
+        adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp)
     else:
-        adjoint_dots1p(RT, Zt, Zc, RTc, Zh, Zch, l, j0, j1, j2, j3, h0, h1, use_cv, acc3, accc, accp, acccp)
+        adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def adjoint_add(acc3, accc, accx, accxc, use_cv):  # pragma: no cover - compiled
+    """acc3 += accx (and accc += accxc with the control variate): the far field's sums over its
+    three ranges (exact rows below the far blocks and above them, the far blocks' nodes) are
+    three helper calls, added (one helper summing all three ranges doubled the helpers' eager
+    compilation, 12 -> 23 s per generated module, for the same speed)."""
+    for a in range(M):
+        for c in range(M):
+            for ln in range(LANES):
+                acc3[a, c, ln] += accx[a, c, ln]
+                if use_cv:
+                    accc[a, c, ln] += accxc[a, c, ln]
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
@@ -539,6 +549,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
         Zch = np.empty((max(off[n_ff] * M, 1), M, LANES), dtype=np.float32)
         accx = np.zeros((M, M, LANES), dtype=np.float32)
         accxc = np.zeros((M, M, LANES), dtype=np.float32)
+        accxp = np.zeros((M, M, LANES), dtype=np.float32)
+        accxcp = np.zeros((M, M, LANES), dtype=np.float32)
         pix = np.zeros(LANES, dtype=np.int64)
         gid = np.zeros(LANES, dtype=np.int64)     # lane -> its group
         last = np.zeros(LANES, dtype=np.bool_)    # lane ends its group's run in the block
@@ -584,17 +596,23 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                     # are then exactly those of its own ranges, whatever the pairing)
                     far_next = n_ff > 0 and l >= 1 and (l - 1 + D_ff + B_ff - 1) // B_ff < n_whole
                     if j_far < n_whole and not pend and M <= 2 and l >= 1 and (l - 1 + D_ff + B_ff - 1) // B_ff == j_far:
-                        # rows l and l - 1 in one pass (as adjoint_dots*p below; l - 1 without its
-                        # m = l term, added once Z_l is known: pend): exact rows l < m < J B and
-                        # from n_whole B on, the far blocks J..n_whole-1 by their node rows
-                        adjoint_row2(RT, Zt, Zc, RTc, Zh, Zch, l, (l + 1) * M, j_far * B_ff * M,
-                                     n_whole * B_ff * M, kM + M, off[j_far] * M, off[n_whole] * M,
-                                     use_cv, acc3, accc, accp, acccp)
+                        # rows l and l - 1 in one pass over each range (as adjoint_dots*p below;
+                        # l - 1 without its m = l term, added once Z_l is known: pend): exact rows
+                        # l < m < J B and from n_whole B on, the far blocks J..n_whole-1 by their nodes
+                        adjoint_row2(RT, Zt, Zc, l, (l + 1) * M, j_far * B_ff * M, use_cv, acc3, accc, accp, acccp)
+                        adjoint_row2(RT, Zt, Zc, l, n_whole * B_ff * M, kM + M, use_cv, accx, accxc, accxp, accxcp)
+                        adjoint_add(acc3, accc, accx, accxc, use_cv)
+                        adjoint_add(accp, acccp, accxp, accxcp, use_cv)
+                        adjoint_row2(RTc, Zh, Zch, l, off[j_far] * M, off[n_whole] * M, use_cv, accx, accxc, accxp, accxcp)
+                        adjoint_add(acc3, accc, accx, accxc, use_cv)
+                        adjoint_add(accp, acccp, accxp, accxcp, use_cv)
                         pend = True
                     elif j_far < n_whole and not pend:
-                        adjoint_row(RT, Zt, Zc, RTc, Zh, Zch, l, (l + 1) * M, j_far * B_ff * M,
-                                    n_whole * B_ff * M, kM + M, off[j_far] * M, off[n_whole] * M,
-                                    use_cv, acc3, accc)
+                        adjoint_row(RT, Zt, Zc, l, (l + 1) * M, j_far * B_ff * M, use_cv, acc3, accc)
+                        adjoint_row(RT, Zt, Zc, l, n_whole * B_ff * M, kM + M, use_cv, accx, accxc)
+                        adjoint_add(acc3, accc, accx, accxc, use_cv)
+                        adjoint_row(RTc, Zh, Zch, l, off[j_far] * M, off[n_whole] * M, use_cv, accx, accxc)
+                        adjoint_add(acc3, accc, accx, accxc, use_cv)
                     elif M == 2 and pend:
                         # row l's sums from the pass of row l + 1, plus its j = 2 (l + 1), 2 (l + 1) + 1
                         # terms (Z_{l+1}, known now)
@@ -608,10 +626,10 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                     accc[a, c, ln] = acccp[a, c, ln] + Zc[jn, a, ln] * ra + Zc[jn + 1, a, ln] * rb
                         pend = False
                     elif M == 2 and l >= 1 and not far_next:
-                        adjoint_dots2p(RT, Zt, Zc, RT, Zt, Zc, l, (l + 1) * M, kM + M, 0, 0, 0, 0, use_cv, acc3, accc, accp, acccp)
+                        adjoint_dots2p(RT, Zt, Zc, l, (l + 1) * M, kM + M, use_cv, acc3, accc, accp, acccp)
                         pend = True
                     elif M == 2:
-                        adjoint_dots2(RT, Zt, Zc, RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, 0, 0, 0, 0, use_cv, acc3, accc)
+                        adjoint_dots2(RT, Zt, Zc, l, 0, 0, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     elif M == 1 and pend:
                         # row l's sum from the pass of row l + 1, plus its j = l + 1 term
                         rl = RT[l, l + 1]
@@ -620,12 +638,12 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
                         pend = False
                     elif M == 1 and l >= 1 and not far_next:
-                        adjoint_dots1p(RT, Zt, Zc, RT, Zt, Zc, l, l + 1, k + 1, 0, 0, 0, 0, use_cv, acc3, accc, accp, acccp)
+                        adjoint_dots1p(RT, Zt, Zc, l, l + 1, k + 1, use_cv, acc3, accc, accp, acccp)
                         pend = True
                     else:
                         for a in range(M):
                             for c in range(M):
-                                adjoint_dots(RT, Zt, Zc, RT, Zt, Zc, l, a, c, (l + 1) * M, kM + M, 0, 0, 0, 0, use_cv, acc3, accc)
+                                adjoint_dots(RT, Zt, Zc, l, a, c, (l + 1) * M, kM + M, use_cv, acc3, accc)
                     # lanes -> Z_l; group sums in lane order (the lanes of one group are contiguous):
                     # t is float64 (float32 acc3 times float64 a_hist), summed before its rounding
                     # to float32 in Zt
@@ -669,7 +687,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                         zv = Zt[l * M:(l + B_ff) * M]
                         zcv = Zc[l * M:(l + B_ff) * M]
                         for pp in range(off[jb + 1] - o):
-                            adjoint_row(Sff[jb], zv, zcv, Sff[jb], zv, zcv, pp, 0, B_ff * M, 0, 0, 0, 0, use_cv, accx, accxc)
+                            adjoint_row(Sff[jb], zv, zcv, pp, 0, B_ff * M, use_cv, accx, accxc)
                             for a in range(M):
                                 for c in range(M):
                                     for ln in range(LANES):
