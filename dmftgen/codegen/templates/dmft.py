@@ -73,6 +73,15 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   written at rows 0..M-1; the caller zeroes them before the step and reads them after it). The
   mode is told by the shape (second axis M instead of N M / (N+1) M; for N = 1 the two layouts
   coincide), so the signature is unchanged. Memory O(G K m^2) instead of O(G K^2 m^2).
+* The adjoint's far field (``dmftgen/dmft/farfield.py``, docs/theory.md §3): ``RTc`` (N_M, n
+  nodes M) float32, the columns of R_theta^T of the node rows of the decided blocks (block J's
+  nodes at columns off[J] M .. off[J + 1] M); ``Sff`` (blocks, B M, B M) float32, block J's
+  interpolation weights as a matrix the adjoint's sums take (row p M + c, column x M + c');
+  ``off`` (blocks + 1,) int64; ``n_ff`` the blocks decided (0: the dense adjoint; then B = 1 and
+  the arrays are placeholders); ``D_ff`` the separation. For step l of row k, the rows m of the
+  whole decided blocks J >= ceil((l + D_ff) / B) are replaced by their nodes, weighted with the
+  projections Zh = Sff[J] Z (formed when the recursion has passed block J); rows l < m < J B and
+  the rows of the block that holds k stay exact.
 * Control variate for the tangents (``use_cv``): Zc, the same adjoint recursion with grad ell
   replaced by fixed matrices (``Gcv_g[k]`` at the row's own time, ``Gcv[l]`` in a_l; estimates of
   Gamma known before the step) but the path's
