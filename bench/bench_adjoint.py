@@ -30,8 +30,6 @@ import time
 
 import numpy as np
 
-FAR_TOL, FAR_SHAPE = 0.0, ()   # the adjoint's far field off unless --far
-
 
 def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
     from dmftgen.dmft.rside import HIST, SUM, chunk_len, to_chunks  # the solver's chunked history layout
@@ -62,12 +60,6 @@ def setup(kern, P, N, G, ntan, use_cv, seed=0, psi=False):
         bad=np.full(G, N + 1, dtype=np.int64), use_cv=use_cv,
         Gcv=rng.standard_normal((N + 1, m, m)), Gcv_g=rng.standard_normal((N + 1, m, m)),
         klcv=np.zeros((1, 1, 1)))
-    # the adjoint's far field (dmftgen/dmft/farfield.py): every block interpolated when far_tol is
-    # huge (--far; R here is random, so only the timing means anything), off when 0
-    from dmftgen.dmft.farfield import FarField
-    far = FarField(N + 1, m, FAR_TOL, *FAR_SHAPE)
-    far.update(R.astype(float), d["RT"], N + 1)
-    d["far"] = far
     return d
 
 
@@ -82,8 +74,7 @@ def call(kern, d, k):
                     Wk, d["use_W"], d["eta"], Rk, d["RT"], d["s"], d["z"], d["dB"], d["p"],
                     d["do_psi"], d["dL"], d["a_hist"], d["g_hist"], d["b_hist"], d["loss_sum"],
                     d["met_sum"], d["gam_sum"], d["kl_sum"], d["ells_sum"], d["dsl_sum"], d["su_sum"],
-                    d["rl_sum"], d["ll_sum"], d["bad"], d["use_cv"], d["Gcv"], d["Gcv_g"], d["klcv"],
-                    d["far"].RTc, d["far"].S, d["far"].off, d["far"].ready, d["far"].D)
+                    d["rl_sum"], d["ll_sum"], d["bad"], d["use_cv"], d["Gcv"], d["Gcv_g"], d["klcv"])
 
 
 def timed(kern, d, rows, repeat):
@@ -115,12 +106,7 @@ def main():
     ap.add_argument("--no-psi", action="store_true", help="rside: without the pathwise-nu tangent psi "
                     "(the committee solve runs it: nu pathwise)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--far", type=int, nargs=3, metavar=("B", "r", "D"), default=None,
-                    help="the adjoint's far field with every block interpolated (block B, r nodes, separation D)")
     a = ap.parse_args()
-    global FAR_TOL, FAR_SHAPE
-    if a.far:
-        FAR_TOL, FAR_SHAPE = 1e300, tuple(a.far)
     kern = load_kernels(load_model(a.model))
     m, G, N = int(kern.M), a.groups, a.N
     nrows = a.rows[1] - a.rows[0]

@@ -101,7 +101,6 @@ if "timings" in meta:
     out["theta_s"] = meta["timings"].get("theta_s")
     out["total_s"] = meta["timings"].get("total_s")
     out["tangents"] = meta.get("tangents")
-    out["far"] = meta.get("adjoint_far_field")
     out["errors"] = meta.get("errors", "")[:60]
 if kind == "solve":
     from dmftgen.dmft.memory import estimate_bytes
@@ -253,11 +252,6 @@ def section_c(quick, out):
     r = run("solve", "committee", st, paths=20000)
     print("   " + fmt("committee dt=0.01 P=2e4", r) + f"  paths_s {r['paths_s']:.2f}  [{r['tangents']}]  "
           "(goal <= 15 s CPU, <= 1 GB)", flush=True)
-    far = r.get("far")
-    if far:
-        print(f"   adjoint far field: {far['interpolated']} of {far['blocks']} blocks of {far['block']} steps "
-              f"interpolated from {far['nodes']} rows, largest change {far['max_error']:.1e} of max |R_theta| "
-              f"(adjoint_tol {far['tol']:g})", flush=True)
     out["c"] = r
 
 

@@ -8,7 +8,6 @@ from dmftgen.config import Settings
 from dmftgen.dmft import solve
 from dmftgen.model import load_model
 from dmftgen.observables import replica_test_observables, test_observables
-from dmftgen.dmft.farfield import dense_args
 
 
 def test_replica_test_observables_match_the_per_replica_evaluation():
@@ -168,7 +167,7 @@ def test_history_sums_of_the_chunked_sweep(name, k):
                         psi, dL, np.zeros((1, 1, m, m)), np.zeros((1, N + 1, m, m)), b_hist, sums["loss"],
                         sums["met"], sums["gam"], sums["kl"], sums["ells"], sums["dsl"], sums["su"], sums["rl"],
                         sums["ll"], np.full(G, N + 1, dtype=np.int64), False, np.zeros((N + 1, m, m)),
-                        np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)), *dense_args(m))
+                        np.zeros((N + 1, m, m)), np.zeros((1, 1, 1)))
         return sums
 
     flat_eta, flat_dL = from_chunks(eta, NI).astype(float), from_chunks(dL, NI).astype(float)

@@ -6,7 +6,6 @@ import pytest
 
 from dmftgen import Settings, solve
 from dmftgen.dmft import solver as S
-from dmftgen.dmft.farfield import dense_args
 from dmftgen.dmft.tangents import LANES, tangent_paths_per_group, total_tangent_paths, whole_lanes
 
 
@@ -142,41 +141,17 @@ def _synthetic(kern, bounds, n_tan_g, N, seed=0):
             np.zeros((G, N + 1, m, m)), np.zeros((G, NN, NN)), np.zeros((G, N + 1, m, kk)),
             np.zeros((G, N + 1, m, kk)), np.zeros((G, NI, NI)), np.zeros((G, N + 1, m, m)),
             np.zeros((G, N + 1, m, m)), np.full(G, N + 1, dtype=np.int64), True,
-            rng.standard_normal((N + 1, m, m)), rng.standard_normal((N + 1, m, m)), np.zeros((1, 1, 1)),
-            *dense_args(m)]
+            rng.standard_normal((N + 1, m, m)), rng.standard_normal((N + 1, m, m)), np.zeros((1, 1, 1))]
 
 
-def _far_R(R, far, k, m):
-    """R_theta as the far field's adjoint of row k uses it (dmftgen/dmft/farfield.py), float64,
-    and its absolute-value counterpart for the round-off bound: the rows of a whole decided block
-    J (J < min((k + 1) // B, ready)) replaced, at the columns l <= J B - D it is far from, by
-    sum_p S[x, p] R[J B + x_p, l] (|S| |R| for the bound)."""
-    R = R.astype(float)
-    Reff, Rabs = R.copy(), np.abs(R)
-    B, D = far.B, far.D
-    for J in range(min((k + 1) // B, far.ready)):
-        ncol = (J * B - D + 1) * m
-        if ncol <= 0:
-            continue
-        r = far.off[J + 1] - far.off[J]
-        x, S = (far.x, far.S_lagrange) if r == len(far.x) else (np.arange(B), np.eye(B))
-        rows = R[J * B * m:(J + 1) * B * m, :ncol].reshape(B, m, ncol)
-        nodes = rows[x]                                             # (r, m, ncol)
-        Reff[J * B * m:(J + 1) * B * m, :ncol] = np.einsum("xp,pal->xal", S, nodes).reshape(B * m, ncol)
-        Rabs[J * B * m:(J + 1) * B * m, :ncol] = np.einsum("xp,pal->xal", np.abs(S), np.abs(nodes)).reshape(B * m, ncol)
-    return Reff, Rabs
-
-
-def _adjoint_reference(args, far=None):
+def _adjoint_reference(args):
     """kl_sum of ``dmft_paths`` (control variate on) recomputed in numpy from the a_hist / g_hist the
     kernel wrote: per tangent path and row k, Z_k = grad ell_k, Z_l = -(1/delta) (sum_{l<j<=k} Z_j
     R[j, l]) a_l, and the same with grad ell -> Gcv_g[k], a_l -> Gcv[l] (dt + sq dB_l).
 
     Also returns the float32 round-off bound of the kernel's estimate (see the test below): per
     path and entry (k, l), (k - l + 1) ((k - l) m + 3) u (A_l + Ac_l), u = 2^-24, with A, Ac the
-    same recursions in absolute values. With ``far`` (a decided farfield.FarField), the adjoint
-    of row k reads R_theta as :func:`_far_R` gives it, and the projections' B m more terms per sum
-    enter the bound's constant."""
+    same recursions in absolute values."""
     N, bounds, ntg, delta, dt, sq = args[2], args[3], args[4], args[5], args[6], args[7]
     R, dB, a_hist, g_hist, Gcv, Gcv_g = args[12], args[16], args[20], args[21], args[34], args[35]
     m = a_hist.shape[2]
@@ -184,8 +159,6 @@ def _adjoint_reference(args, far=None):
     u = 2.0 ** -24
     out = np.zeros((G, (N + 1) * m, (N + 1) * m))
     bound = np.zeros_like(out)
-    Rk = {k: (_far_R(R, far, k, m) if far is not None else (R, np.abs(R))) for k in range(1, N + 1)}
-    extra = far.B * m if far is not None else 0
     for g in range(G):
         for ti in range(ntg):
             t, i = g * ntg + ti, bounds[g] + ti
@@ -199,8 +172,7 @@ def _adjoint_reference(args, far=None):
                 Ac[k * m:(k + 1) * m] = np.abs(Gcv_g[k].T)
                 for l in range(k - 1, -1, -1):
                     hi = slice((l + 1) * m, (k + 1) * m)
-                    Rl = Rk[k][0][hi, l * m:(l + 1) * m]
-                    Rla = Rk[k][1][hi, l * m:(l + 1) * m]
+                    Rl = R[hi, l * m:(l + 1) * m]
                     fac = dt + sq * dB[i, l]
                     acc = (Rl.T @ Z[hi]).T     # (a, c)
                     accc = (Rl.T @ Zc[hi]).T
@@ -208,10 +180,10 @@ def _adjoint_reference(args, far=None):
                     Zcl = -(accc @ Gcv[l]) / delta * fac
                     Z[l * m:(l + 1) * m], Zc[l * m:(l + 1) * m] = Zl.T, Zcl.T
                     out[g, k * m:(k + 1) * m, l * m:(l + 1) * m] += Zl - Zcl
-                    Al = (Rla.T @ A[hi]).T @ np.abs(a_hist[t, l]) / delta
-                    Acl = (Rla.T @ Ac[hi]).T @ np.abs(Gcv[l]) / delta * abs(fac)
+                    Al = (np.abs(Rl).T @ A[hi]).T @ np.abs(a_hist[t, l]) / delta
+                    Acl = (np.abs(Rl).T @ Ac[hi]).T @ np.abs(Gcv[l]) / delta * abs(fac)
                     A[l * m:(l + 1) * m], Ac[l * m:(l + 1) * m] = Al.T, Acl.T
-                    c = (k - l + 1) * ((k - l) * m + 3 + extra) * u
+                    c = (k - l + 1) * ((k - l) * m + 3) * u
                     bound[g, k * m:(k + 1) * m, l * m:(l + 1) * m] += c * (Al + Acl)
     return out, bound
 
@@ -260,38 +232,3 @@ def test_packed_adjoint_blocks_equal_one_group_at_a_time(n_tan_g, name):
             one[j] = np.ascontiguousarray(one[j][:1])
         kern.dmft_paths(*one)
         assert np.array_equal(one[26][0], kl_all[g]), g
-
-
-@pytest.mark.parametrize("name", ["committee", "logistic"])   # M = 2 and M = 1 (separate inner loops)
-@pytest.mark.parametrize("n_tan_g", [1, 8, 11])
-def test_far_field_adjoint_equals_its_reference(n_tan_g, name):
-    """The adjoint with the far field (dmftgen/dmft/farfield.py; every block interpolated, tol
-    huge, so that R here -- random, not smooth -- is changed a lot) against the float64 recursion
-    over the R_theta it stands for (:func:`_far_R`), with blocks of 4 steps, 3 nodes and
-    separation 2 on 25 steps: rows paired and single, block boundaries, whole and partial lanes.
-    Tolerance: the round-off bound of the test above, whose sums now carry up to B m more terms
-    (the projections Zhat = sum_x S[x, p] Z_x and then the node rows: |S| |R| in the
-    absolute-value recursion). A wrong block, offset or weight moves entries by O(their terms)
-    -- and the result differs from the dense adjoint's beyond that bound (asserted: the test
-    compares against the far field's own R_theta, not against a reference it would also pass
-    without a far field)."""
-    from dmftgen.codegen import load_kernels
-    from dmftgen.dmft.farfield import FarField
-    from dmftgen.model import load_model
-
-    kern = load_kernels(load_model(name))
-    m = int(kern.M)
-    N, G, per = 24, 5, 13
-    bounds = np.arange(G + 1, dtype=np.int64) * per
-    args = _synthetic(kern, bounds, n_tan_g, N)
-    far = FarField(N + 1, m, 1e300, block=4, nodes=3, separation=2)
-    far.update(args[12].astype(float), args[13], N + 1)
-    assert far.ready == far.interpolated == (N + 1) // 4
-    args[-5:] = far.kernel_args()
-    kern.dmft_paths(*args)
-    kl = args[26]
-    ref, bound = _adjoint_reference(args, far)
-    err = np.abs(kl - ref)
-    assert np.all(err <= bound + 1e-12 * np.abs(ref)), (err / (bound + 1e-300)).max()
-    dense, _ = _adjoint_reference(args)
-    assert np.any(np.abs(kl - dense) > bound + 1e-12 * np.abs(dense))

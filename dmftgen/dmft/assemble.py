@@ -96,8 +96,6 @@ def result(sv, reached, status, message) -> Result:
         "paths": P, "groups": G, "method": sv.method, "nu_estimator": sv.modes.nu_mode,
         "tangents": "deterministic" if sv.modes.A is not None else f"adjoint on {r.n_tan_g * G} paths",
         "tangent_cv": r.cv,
-        # the adjoint's far field (farfield.py): blocks of R_theta's rows interpolated, largest change
-        "adjoint_far_field": r.far.summary() if r.far.n_blocks else None,
         "theta_side": "Monte Carlo theta-paths" if sv.reg else "deterministic (h = lam theta)",
         "n_steps": N, "reached_steps": n, "t_reached": float(sv.settings.times[n - 1]) if n else 0.0,
         "timings": dict(sv.timing, total_s=time.perf_counter() - sv.t_start,

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..results import Result
 from .estimators import kernels, theta_from
-from .farfield import combine
 
 #: two-time arrays (their own second time axis; no between-replica error bar)
 TWO_TIME = ("C_theta", "R_theta", "K_ell", "R_ell", "S_U")
@@ -155,7 +154,6 @@ def combine_replicas(res, paths, *, two, kern, model, settings) -> Result:
     t0 = res[0].meta.get("timings", {})
     meta["timings"] = {key: (float(sum(x.meta.get("timings", {}).get(key, 0.0) for x in res))
                              if key.endswith("_s") else val) for key, val in t0.items()}
-    meta["adjoint_far_field"] = combine([x.meta.get("adjoint_far_field") for x in res])
     meta.update({"paths": paths, "replicas": R, "replica_meta": [x.meta for x in res[1:]], "tangents": tangents,
                  "reached_steps": n, "t_reached": float(data["t"][-1]) if n else 0.0,
                  "err_dof": R - 1,

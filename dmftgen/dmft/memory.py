@@ -39,7 +39,6 @@ from __future__ import annotations
 import os
 
 from ..errors import SettingsError
-from . import farfield
 from .options import as_options
 from .sampler import keep_exact_increments
 from .tangents import tangent_paths_per_group
@@ -98,8 +97,6 @@ def estimate_bytes(model, settings, paths: int, options: dict | None = None, met
     else:
         group = G * NI * NI + (G * NN * NN if PJ else 0)
     theta_side = 11.5 * NN * NN  # 10 square arrays + the packed halves of R, L, W
-    if PJ and opts.adjoint_tol > 0 and N + 1 >= 3 * farfield.BLOCK:
-        theta_side += 0.5 * NN * NN  # the adjoint's far field: node columns of R^T, float32 (farfield.py)
     solver = 8.0 * (P * per_path + tangents + group + theta_side)
     # + the common quasi-Monte Carlo sample of the test observables and its gradient copies (~4 MiB):
     # with replicas they are evaluated once, after the replicas' solvers are gone (issue 12)

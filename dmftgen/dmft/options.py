@@ -85,12 +85,6 @@ class SolveOptions:
         bars, typically 5e-3, docs/performance.md); "float64" stores them exactly, as a check or for a solve that must
         equal another to round-off (the fixed point, which writes float64 increments itself:
         ``dmftgen.dmft.rside.RSide.alloc``).
-    adjoint_tol : float
-        [1e-5] the adjoint's far field (:mod:`dmftgen.dmft.farfield`): a block of R_theta's rows is
-        interpolated from a few of them, in the adjoint tangent recursion only, where that changes
-        none of the entries it reads by more than adjoint_tol times max |R_theta| (checked on every
-        block; the largest change used is in the result's meta); 0: the dense adjoint, exact to
-        float32 round-off. In [0, 1).
     check_alpha : float
         [1e-3] family-wise false-alarm rate of the solve's statistical self-checks, in (0, 1): the
         probability that a correct solve is reported ``inaccurate`` (:mod:`dmftgen.dmft.checks`;
@@ -117,7 +111,6 @@ class SolveOptions:
     tangent_cv: bool | str = True
     static_qmc: bool = True
     histories: str = "bfloat16"
-    adjoint_tol: float = 1e-5
     check_alpha: float = 1e-3
 
     @classmethod
@@ -143,7 +136,7 @@ class SolveOptions:
         for name in ("tangent_budget", "tol", "blowup"):
             if not 0.0 < _number(self, name, float) < math.inf:
                 raise SettingsError(f"option {name}={getattr(self, name)}: must be a finite number > 0.")
-        for name in ("pivot_tol", "qr_tol", "adjoint_tol"):
+        for name in ("pivot_tol", "qr_tol"):
             if not 0.0 <= _number(self, name, float) < 1.0:
                 raise SettingsError(f"option {name}={getattr(self, name)}: must be in [0, 1) (a relative tolerance).")
         if not 0.0 < _number(self, "check_alpha", float) < 1.0:

@@ -95,8 +95,6 @@ import math
 
 import numpy as np
 
-from .farfield import FarField
-
 #: storage of the paths' histories eta, dL, b_hist (issue 12): bfloat16, the upper 16 bits of a
 #: float32, kept as uint16 (:func:`encode_hist`, :func:`decode_hist`; the kernel's ``hval`` /
 #: ``henc``). The sweep reads every path's whole history once per row (its Gaussian input, memory
@@ -230,7 +228,7 @@ class RSide:
         self-checks need from them.
     """
 
-    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, cv, row_sums=False, far_tol=0.0):
+    def __init__(self, kern, p, streams, bounds, settings, m, kk, modes, cv, row_sums=False):
         self.kern, self.p = kern, p
         # eta comes in the kernel's chunked layout (:func:`to_chunks`: the streams draw it so, and
         # a Monte Carlo theta-side that replaces it before alloc chunks its own)
@@ -251,8 +249,6 @@ class RSide:
             self.eps_bar = self.sq * self.dB[tan].mean(0) / self.dt
         self.row_sums = bool(row_sums)
         self.Gcv = None
-        # the adjoint's far field (dmftgen/dmft/farfield.py): only where there are tangents to run
-        self.far = FarField(self.N + 1, m, far_tol if self.n_tan_g > 0 else 0.0)
 
 
     def alloc(self, exact_increments: bool = False):
@@ -320,10 +316,6 @@ class RSide:
         The kernel gets the rows of R and W of these steps only, in the precision of its history
         sums: :data:`SUM` over bfloat16 histories, float64 where a QR sampler keeps dL float64."""
         rows = slice(k0 * self.m, k1 * self.m)
-        far = self.far
-        if k0 == 0:
-            far.reset()   # a new R_theta (a sweep's first row, a fixed-point iterate)
-        far.update(R, RT, k1)
         hist = np.float64 if self.dL.dtype == np.float64 else SUM
         Rk = np.ascontiguousarray(R[rows], dtype=hist)
         Wk = np.ascontiguousarray(W[rows], dtype=hist) if use_W else np.zeros((1, 1), dtype=hist)
@@ -332,5 +324,4 @@ class RSide:
                              self.do_psi, self.dL, self.a_hist, self.g_hist, self.b_hist, self.loss_sum,
                              self.met_sum, self.gam_sum, self.kl_sum, self.ells_sum, self.dsl_sum,
                              self.su_sum, self.rl_sum, self.ll_sum, self.bad,
-                             self.cv == "pathwise", self.Gcv, self.Gcv_g, self._klcv_arg,
-                             *far.kernel_args())
+                             self.cv == "pathwise", self.Gcv, self.Gcv_g, self._klcv_arg)

@@ -131,8 +131,7 @@ class Solve:
         self.modes = detect(kern, self.p, self.streams.s, self.streams.z, self.bounds, self.N, opts, self.reg,
                             self.tau, self.n_replicas)
         self.rside = RSide(kern, self.p, self.streams, self.bounds, settings, self.m, self.kk, self.modes,
-                           control_variate(opts, self.tau, self.n_replicas), row_sums=self.use_row_sums(),
-                           far_tol=opts.adjoint_tol)
+                           control_variate(opts, self.tau, self.n_replicas), row_sums=self.use_row_sums())
         # filled by the driver (rows: the self-checks' checks.RowRecord in row mode)
         self.th = self.S_U = self.L_S = self.W_in = self.gram = self.k_done = self.rows = None
         self.n_clipped, self.timing, self.residuals, self.converged = 0, {}, [], None

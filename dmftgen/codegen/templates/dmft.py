@@ -73,15 +73,6 @@ Layout (all C-contiguous float64; "flat" block matrices have row k*M + a, column
   written at rows 0..M-1; the caller zeroes them before the step and reads them after it). The
   mode is told by the shape (second axis M instead of N M / (N+1) M; for N = 1 the two layouts
   coincide), so the signature is unchanged. Memory O(G K m^2) instead of O(G K^2 m^2).
-* The adjoint's far field (``dmftgen/dmft/farfield.py``, docs/theory.md §3): ``RTc`` (N_M, n
-  nodes M) float32, the columns of R_theta^T of the node rows of the decided blocks (block J's
-  nodes at columns off[J] M .. off[J + 1] M); ``Sff`` (blocks, B M, B M) float32, block J's
-  interpolation weights as a matrix the adjoint's sums take (row p M + c, column x M + c');
-  ``off`` (blocks + 1,) int64; ``n_ff`` the blocks decided (0: the dense adjoint; then B = 1 and
-  the arrays are placeholders); ``D_ff`` the separation. For step l of row k, the rows m of the
-  whole decided blocks J >= ceil((l + D_ff) / B) are replaced by their nodes, weighted with the
-  projections Zh = Sff[J] Z (formed when the recursion has passed block J); rows l < m < J B and
-  the rows of the block that holds k stay exact.
 * Control variate for the tangents (``use_cv``): Zc, the same adjoint recursion with grad ell
   replaced by fixed matrices (``Gcv_g[k]`` at the row's own time, ``Gcv[l]`` in a_l; estimates of
   Gamma known before the step) but the path's
@@ -251,45 +242,10 @@ finally:
     _numba_config.SLP_VECTORIZE = _slp_before
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def adjoint_row(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc):  # pragma: no cover - compiled
-    """acc3[a, c, :] = sum_{j0 <= j < j1} Zt[j, a, :] RT[l M + c, j] for every (a, c) (accc from Zc)."""
-    if M == 2:
-        adjoint_dots2(RT, Zt, Zc, l, 0, 0, j0, j1, use_cv, acc3, accc)
-    else:
-        for a in range(M):
-            for c in range(M):
-                adjoint_dots(RT, Zt, Zc, l, a, c, j0, j1, use_cv, acc3, accc)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def adjoint_row2(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp):  # pragma: no cover - compiled
-    """adjoint_row of rows l and l - 1 in one pass (M <= 2): acc3 / accc row l, accp / acccp row
-    l - 1 (without its terms of Z_l: j0 >= (l + 1) M)."""
-    if M == 2:
-        adjoint_dots2p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp)
-    else:
-        adjoint_dots1p(RT, Zt, Zc, l, j0, j1, use_cv, acc3, accc, accp, acccp)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def adjoint_add(acc3, accc, accx, accxc, use_cv):  # pragma: no cover - compiled
-    """acc3 += accx (and accc += accxc with the control variate): the far field's sums over its
-    three ranges (exact rows below the far blocks and above them, the far blocks' nodes) are
-    three helper calls, added (one helper summing all three ranges doubled the helpers' eager
-    compilation, 12 -> 23 s per generated module, for the same speed)."""
-    for a in range(M):
-        for c in range(M):
-            for ln in range(LANES):
-                acc3[a, c, ln] += accx[a, c, ln]
-                if use_cv:
-                    accc[a, c, ln] += accxc[a, c, ln]
-
-
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R, RT, s, z, dB, p,
                do_psi, dL, a_hist, g_hist, b_hist, loss_sum, met_sum, gam_sum, kl_sum, ells_sum, dsl_sum,
-               su_sum, rl_sum, ll_sum, bad, use_cv, Gcv, Gcv_g, klcv_sum, RTc, Sff, off, n_ff, D_ff):
+               su_sum, rl_sum, ll_sum, bad, use_cv, Gcv, Gcv_g, klcv_sum):
     """Advance every DMFT r-path over the steps k0 <= k < k1 and accumulate the kernels.
 
     The forward sweep calls it with k1 = k0 + 1 (R_theta row k known, later rows not yet); the
@@ -538,28 +494,15 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
     # computed lane is wasted when n_tan_g divides LANES (dmftgen/dmft/tangents.py rounds it so).
     # One prange iteration owns a chunk of whole groups: no two iterations touch one kl_sum[g],
     # and each group's lanes are summed in lane order (deterministic at any thread count).
-    B_ff = Sff.shape[1] // M   # far-field block length (steps); n_ff blocks decided, 0: dense adjoint
     gpc = max(LANES // n_tan_g, 1) if n_tan_g > 0 else 1
     nchunk = (G + gpc - 1) // gpc if n_tan_g > 0 else 0
     for ch in prange(nchunk):
-        # Zt, Zc uninitialised (issue 12: zeroing (N + 1) M x M x LANES floats twice per call and
-        # block was ~1 GB/s of memset in a K = 500 sweep): a row writes every entry it reads,
-        # lanes < nl; the unused lanes >= nl of a short block are zeroed below
-        Zt = np.empty((NN, M, LANES), dtype=np.float32)
+        Zt = np.zeros((NN, M, LANES), dtype=np.float32)
         acc3 = np.zeros((M, M, LANES), dtype=np.float32)
-        Zc = np.empty((NN, M, LANES), dtype=np.float32)
+        Zc = np.zeros((NN, M, LANES), dtype=np.float32)
         accc = np.zeros((M, M, LANES), dtype=np.float32)
         accp = np.zeros((M, M, LANES), dtype=np.float32)    # M <= 2: row l - 1's partial sums (adjoint_dots1p/2p)
         acccp = np.zeros((M, M, LANES), dtype=np.float32)
-        # far field (dmftgen/dmft/farfield.py): block projections Zhat_{J,p} = sum_x S[x, p] Z_{JB+x}
-        # of Zt and Zc, at the node offsets off[J], and a second accumulator for the extra ranges
-        # (the decided blocks' nodes only, and empty: a row writes each projection before reading it)
-        Zh = np.empty((max(off[n_ff] * M, 1), M, LANES), dtype=np.float32)
-        Zch = np.empty((max(off[n_ff] * M, 1), M, LANES), dtype=np.float32)
-        accx = np.zeros((M, M, LANES), dtype=np.float32)
-        accxc = np.zeros((M, M, LANES), dtype=np.float32)
-        accxp = np.zeros((M, M, LANES), dtype=np.float32)
-        accxcp = np.zeros((M, M, LANES), dtype=np.float32)
         pix = np.zeros(LANES, dtype=np.int64)
         gid = np.zeros(LANES, dtype=np.int64)     # lane -> its group
         last = np.zeros(LANES, dtype=np.bool_)    # lane ends its group's run in the block
@@ -574,12 +517,6 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
             else:
                 t0 = cg0 * n_tan_g + blk * LANES
                 nl = min(LANES, n_tan_g - blk * LANES)
-            if nl < LANES:  # lanes no path uses: computed, never read out; zero, not garbage
-                for j in range(min(k1 * M, NN)):
-                    for a in range(M):
-                        for ln in range(nl, LANES):
-                            Zt[j, a, ln] = np.float32(0.0)
-                            Zc[j, a, ln] = np.float32(0.0)
             # per lane, once per block (no integer division in the l loop)
             for ln in range(nl):
                 tt = t0 + ln
@@ -595,34 +532,8 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             Zt[kM + b, a, ln] = g_hist[t0 + ln, k, a, b]
                             Zc[kM + b, a, ln] = Gcv_g[k, a, b]
                 pend = False
-                # far-field blocks usable in this row: whole (all their rows <= k) and decided
-                n_whole = min((k + 1) // B_ff, n_ff) if n_ff > 0 else 0
                 for l in range(k - 1, -1, -1):
-                    # first block far from l (its rows m >= l + D_ff); the far field is exact rows
-                    # l < m < JB, interpolated blocks J..n_whole-1, exact rows from n_whole B on
-                    j_far = (l + D_ff + B_ff - 1) // B_ff if n_ff > 0 else 0
-                    # row l - 1 takes the far field: not paired with a dense row l (each row's sums
-                    # are then exactly those of its own ranges, whatever the pairing)
-                    far_next = n_ff > 0 and l >= 1 and (l - 1 + D_ff + B_ff - 1) // B_ff < n_whole
-                    if j_far < n_whole and not pend and M <= 2 and l >= 1 and (l - 1 + D_ff + B_ff - 1) // B_ff == j_far:
-                        # rows l and l - 1 in one pass over each range (as adjoint_dots*p below;
-                        # l - 1 without its m = l term, added once Z_l is known: pend): exact rows
-                        # l < m < J B and from n_whole B on, the far blocks J..n_whole-1 by their nodes
-                        adjoint_row2(RT, Zt, Zc, l, (l + 1) * M, j_far * B_ff * M, use_cv, acc3, accc, accp, acccp)
-                        adjoint_row2(RT, Zt, Zc, l, n_whole * B_ff * M, kM + M, use_cv, accx, accxc, accxp, accxcp)
-                        adjoint_add(acc3, accc, accx, accxc, use_cv)
-                        adjoint_add(accp, acccp, accxp, accxcp, use_cv)
-                        adjoint_row2(RTc, Zh, Zch, l, off[j_far] * M, off[n_whole] * M, use_cv, accx, accxc, accxp, accxcp)
-                        adjoint_add(acc3, accc, accx, accxc, use_cv)
-                        adjoint_add(accp, acccp, accxp, accxcp, use_cv)
-                        pend = True
-                    elif j_far < n_whole and not pend:
-                        adjoint_row(RT, Zt, Zc, l, (l + 1) * M, j_far * B_ff * M, use_cv, acc3, accc)
-                        adjoint_row(RT, Zt, Zc, l, n_whole * B_ff * M, kM + M, use_cv, accx, accxc)
-                        adjoint_add(acc3, accc, accx, accxc, use_cv)
-                        adjoint_row(RTc, Zh, Zch, l, off[j_far] * M, off[n_whole] * M, use_cv, accx, accxc)
-                        adjoint_add(acc3, accc, accx, accxc, use_cv)
-                    elif M == 2 and pend:
+                    if M == 2 and pend:
                         # row l's sums from the pass of row l + 1, plus its j = 2 (l + 1), 2 (l + 1) + 1
                         # terms (Z_{l+1}, known now)
                         jn = (l + 1) * 2
@@ -634,7 +545,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                     acc3[a, c, ln] = accp[a, c, ln] + Zt[jn, a, ln] * ra + Zt[jn + 1, a, ln] * rb
                                     accc[a, c, ln] = acccp[a, c, ln] + Zc[jn, a, ln] * ra + Zc[jn + 1, a, ln] * rb
                         pend = False
-                    elif M == 2 and l >= 1 and not far_next:
+                    elif M == 2 and l >= 1:
                         adjoint_dots2p(RT, Zt, Zc, l, (l + 1) * M, kM + M, use_cv, acc3, accc, accp, acccp)
                         pend = True
                     elif M == 2:
@@ -646,7 +557,7 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                             acc3[0, 0, ln] = accp[0, 0, ln] + Zt[l + 1, 0, ln] * rl
                             accc[0, 0, ln] = acccp[0, 0, ln] + Zc[l + 1, 0, ln] * rl
                         pend = False
-                    elif M == 1 and l >= 1 and not far_next:
+                    elif M == 1 and l >= 1:
                         adjoint_dots1p(RT, Zt, Zc, l, l + 1, k + 1, use_cv, acc3, accc, accp, acccp)
                         pend = True
                     else:
@@ -687,18 +598,3 @@ def dmft_paths(k0, k1, N, bounds, n_tan_g, delta, dt, sq, wpre, W, use_W, eta, R
                                     if last[ln]:
                                         kl_sum[gid[ln], krow + a, l * M + b] -= tot
                                         tot = 0.0
-                    if l % B_ff == 0 and l // B_ff < n_whole:
-                        # Z of block l // B_ff complete: its projections Zhat_{J,p}, read by the
-                        # steps l' <= l - D_ff; as adjoint sums over the block's rows with the
-                        # weights' matrix Sff[J] (row p M + c, column x M + c': S[x, p] if c = c')
-                        jb = l // B_ff
-                        o = off[jb]
-                        zv = Zt[l * M:(l + B_ff) * M]
-                        zcv = Zc[l * M:(l + B_ff) * M]
-                        for pp in range(off[jb + 1] - o):
-                            adjoint_row(Sff[jb], zv, zcv, pp, 0, B_ff * M, use_cv, accx, accxc)
-                            for a in range(M):
-                                for c in range(M):
-                                    for ln in range(LANES):
-                                        Zh[(o + pp) * M + c, a, ln] = accx[a, c, ln]
-                                        Zch[(o + pp) * M + c, a, ln] = accxc[a, c, ln]
