@@ -224,7 +224,18 @@ class Model:
                     f"model `{self.name}` has no parameter `{k}` (known: {known}); "
                     f"see `dmftgen show {self.name}`.")
             values[k] = float(v)
-        return np.array([values[n] for n in self.param_names], dtype=np.float64)
+        p = np.array([values[n] for n in self.param_names], dtype=np.float64)
+        if overrides:
+            # a standard deviation that depends on a parameter: the model file's check (>= 0 at
+            # the defaults, _validate) does not cover a value given on the command line
+            for role in ("init_std", "teacher_std"):
+                v = self._value(getattr(self, role), p)
+                if not (math.isfinite(v) and v >= 0.0):
+                    given = ", ".join(f"{k}={float(x):g}" for k, x in dict(overrides).items())
+                    raise SettingsError(
+                        f"model `{self.name}`: {role} = {v:g} with the parameters given ({given}); "
+                        f"it is a standard deviation and must be a finite number >= 0: change the parameter.")
+        return p
 
     def _value(self, expr, p: np.ndarray) -> float:
         e = sp.sympify(expr).subs(dict(zip(self.param_symbols, [float(x) for x in p])))

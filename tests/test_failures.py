@@ -239,6 +239,22 @@ def test_nan_parameter_is_refused_like_nan_delta(capsys, monkeypatch):
         Settings(delta=float("nan"))
 
 
+def test_negative_standard_deviation_parameter_is_refused(capsys, monkeypatch):
+    """committee's init_std is a parameter: a negative value given on the command line (the
+    model file's own check covers only the defaults) is one clear error, exit 2, before any work;
+    0 is a valid standard deviation."""
+    from dmftgen.model import load_model
+
+    _no_compute(monkeypatch)
+    committee = load_model("committee")
+    with pytest.raises(SettingsError, match=r"init_std = -0.3 .*init_std=-0.3.*>= 0"):
+        committee.param_vector({"init_std": -0.3})
+    assert committee.param_vector({"init_std": 0.0})[committee.param_names.index("init_std")] == 0.0
+    assert main(["solve", "committee", "--param", "init_std=-0.3", "--out", "/tmp/never.json"]) == 2
+    err = capsys.readouterr().err
+    assert "init_std = -0.3" in err and "Traceback" not in err
+
+
 def test_grid_must_end_at_T():
     with pytest.raises(SettingsError, match=r"not a whole number of steps.*--T 0.9 or --T 1.2, or --dt 0.25"):
         Settings(T=1.0, dt=0.3)
