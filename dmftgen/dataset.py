@@ -158,7 +158,7 @@ def to_result(ds):
             data[var.attrs["key"]] = np.asarray(var.values)
     for name, var in ds.data_vars.items():
         data[var.attrs.get("key", name)] = np.asarray(var.values)
-    meta = json.loads(ds.attrs.get("meta", "{}"))
+    meta = meta_of(ds)
     status = ds.attrs.get("status")
     if not isinstance(status, str):  # every saved result records one (Result.load: the same rule)
         from .results import NOT_RESULT, NotAResultError

@@ -174,6 +174,17 @@ class Result:
         return path
 
     @classmethod
+    def from_dataset(cls, ds, path) -> "Result":
+        """The Result held by a single-run Dataset read from ``path`` (a .nc file):
+        :class:`NotAResultError` for any other Dataset (a sweep is read by ``dmftgen.load``)."""
+        from .dataset import to_result
+
+        if ds.attrs.get("dmftgen") != "result":
+            raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result'; a sweep's "
+                                  "file is read by dmftgen.load).")
+        return to_result(ds)
+
+    @classmethod
     def load(cls, path) -> "Result":
         """The Result saved at ``path`` (.json, .npz or .nc).
 
@@ -182,13 +193,9 @@ class Result:
         so a foreign file passed for a finished run.)"""
         path = Path(path)
         if path.suffix in NETCDF_SUFFIXES:
-            from .dataset import load as load_dataset, to_result
+            from .dataset import load as load_dataset
 
-            ds = load_dataset(path)
-            if ds.attrs.get("dmftgen") != "result":
-                raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result'; a sweep's "
-                                      "file is read by dmftgen.load).")
-            return to_result(ds)
+            return cls.from_dataset(load_dataset(path), path)
         if path.suffix == ".json":
             raw = json.loads(path.read_text())
             if not isinstance(raw, dict):

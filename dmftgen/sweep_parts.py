@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .dataset import meta_of as sweep_meta  # the sweep's metadata: its `meta` attribute, a JSON object
 from .errors import SettingsError
 from .sweep_task import _time_axis
 
@@ -179,8 +180,8 @@ def load_sweep(path):
         what = "a single-run result, not a sweep" if kind == "result" else "not a dmftgen sweep file"
         raise SettingsError(f"sweep file {path}: {what} (no attribute dmftgen='sweep'); {need}.")
     try:
-        meta = sweep_meta(ds)
-    except (KeyError, TypeError, ValueError):
+        meta = sweep_meta(ds) if "meta" in ds.attrs else None
+    except (TypeError, ValueError):
         meta = None
     if not isinstance(meta, dict):
         raise SettingsError(f"sweep file {path}: its `meta` attribute is missing or not a JSON object "
@@ -188,8 +189,6 @@ def load_sweep(path):
     return ds
 
 
-def sweep_meta(ds) -> dict:
-    return json.loads(ds.attrs["meta"])
 
 
 def point_meta(ds, **coords) -> dict:

@@ -55,7 +55,7 @@ def _read(path):
     Single runs are read by :meth:`dmftgen.results.Result.load` (its NotAResultError: a file
     without a status); a result must also name its model. A .nc file is read once: a sweep is
     shown as such, a single run converted as Result.load does."""
-    from ..dataset import NETCDF_SUFFIXES, to_result
+    from ..dataset import NETCDF_SUFFIXES, load
     from ..errors import SettingsError
     from ..results import NotAResultError, Result
 
@@ -63,15 +63,10 @@ def _read(path):
         raise SettingsError(f"{path}: a dmftgen result file ends in .json, .npz or .nc.")
     try:
         if path.suffix in NETCDF_SUFFIXES:
-            import xarray as xr
-
-            ds = xr.load_dataset(path, engine="h5netcdf")
-            kind = ds.attrs.get("dmftgen")
-            if kind == "sweep":
+            ds = load(path)
+            if ds.attrs.get("dmftgen") == "sweep":
                 return None, ds
-            if kind != "result":
-                raise NotAResultError(f"{path}: {NOT_RESULT} (no attribute dmftgen='result' or 'sweep').")
-            res = to_result(ds)
+            res = Result.from_dataset(ds, path)
         else:
             res = Result.load(path)
     except NotAResultError as exc:
