@@ -64,6 +64,19 @@ def criterion(kern, model, settings) -> dict | None:
     return {"c": c, "tau_c": tc, "tau_c_dt": tcd, "stable": bool(stable)}
 
 
+def advice(tau, tau_c, tau_c_dt, dt) -> str:
+    """What to lower for a run at temperature ``tau`` > 0 that is beyond a limit: ``tau_c`` the
+    flow's, ``tau_c_dt`` the Euler grid's at ``dt`` (both in units of tau, as :func:`criterion`
+    gives them). The limit to quote is the smaller; a grid unstable at every tau (tau_c_dt = 0,
+    gradient descent included) needs a smaller dt, not a smaller tau. Used by
+    :func:`flag_instability` and the pre-run warnings (dmftgen.analysis.diagnostics)."""
+    if tau_c_dt <= 0:
+        return (f"Lower --dt (the grid dt = {dt:g} is unstable at any tau)"
+                + (f" and --tau below {tau_c:.4g}" if tau >= tau_c else ""))
+    return (f"Lower --tau below {min(tau_c, tau_c_dt):.4g}"
+            + (f" (at dt = {dt:g}; {tau_c:.4g} as dt -> 0)" if tau_c_dt < tau_c else ""))
+
+
 def loss_growth(result) -> tuple[float, str] | None:
     """(largest max_t L(t) / L(0) over train and test loss, which), None if not measurable."""
     best = None
@@ -111,8 +124,7 @@ def flag_instability(result, kern, model, settings):
     result.meta["stability"] = {"criterion": crit, "loss_growth": None if growth is None else growth[0],
                                 "growth_threshold": GROWTH}
     if reasons:
-        hint = (" Lower --dt" if grid_bad else
-                f" Lower --tau below {min(crit['tau_c'], crit['tau_c_dt']):.4g}" if crit and settings.tau > 0
+        hint = (" " + advice(settings.tau, crit["tau_c"], crit["tau_c_dt"], settings.dt) if crit and settings.tau > 0
                 else " Lower --tau or --dt")
         result.status = "unstable"
         result.message = ("unstable growth: " + "; ".join(reasons) + ". The curves are kept but are not a "

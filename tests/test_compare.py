@@ -414,7 +414,7 @@ def test_warnings_unstable_tau_dt_and_discontinuous_labels():
     # its advice includes the Euler grid's limit (1.924 at dt 0.05, the run's own message), not 2
     assert any("Lower --tau below 1.924 (at dt = 0.05; 2 as dt -> 0)" in x for x in w), w
     w = assumption_warnings(lin, kl, Settings(tau=2.5, dt=0.8, T=1.6), p)  # a grid unstable at any tau
-    assert any("below 2 and --dt" in x for x in w), w
+    assert any("Lower --dt (the grid dt = 0.8 is unstable at any tau) and --tau below 2." in x for x in w), w
     assert assumption_warnings(lin, kl, Settings(tau=1.9, dt=0.01), p) == []
     # a stable flow on an unstable Euler grid: dt (lam + m_+) > 2 with m_+ = (1 + 2^-1/2)^2 = 2.91
     w = assumption_warnings(lin, kl, Settings(tau=0.5, dt=0.8, T=4.8), p)

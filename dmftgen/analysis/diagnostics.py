@@ -84,6 +84,7 @@ def assumption_warnings(model, kern, settings, p, *, method=None, batch=None, n=
     See the module docstring for the checks and their justification.
     """
     from ..reference.volterra import critical_tau
+    from ..stability import advice
 
     out = []
     probe = lipschitz_probe(model, kern, p)
@@ -125,9 +126,7 @@ def assumption_warnings(model, kern, settings, p, *, method=None, batch=None, n=
             # the advice includes the Euler grid's own limit (below tau_c): "below 2" at dt 0.05
             # left tau = 1.95 unstable where the run's message said "below 1.924"
             out.append(f"tau = {tau:g} with slope c = {c:.3g}: tau*c = {tau * c:.3g} >= tau_c = {tc:.3g}: "
-                       f"{what}. Lower --tau below {(min(tc, tcd) if tcd > 0 else tc) / c:.4g}"
-                       + (f" (at dt = {dt:g}; {tc / c:.4g} as dt -> 0)." if 0 < tcd < tc else
-                          f" and --dt (the grid dt = {dt:g} is unstable at any tau)." if tcd <= 0 else "."))
+                       f"{what}. {advice(tau, tc / c, tcd / c, dt)}.")
         else:
             if tau * c >= tcd:
                 out.append(f"the Euler grid dt = {dt:g} {'is' if exact else 'may be'} unstable at "
