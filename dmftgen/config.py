@@ -14,6 +14,16 @@ from .errors import SettingsError
 MAX_STEPS = 10 ** 7
 
 
+def whole(value) -> int:
+    """int(value) for an integer or a whole-number float/string; ValueError otherwise (the one
+    integer reader of options and settings that the CLI and the sweep pass as text or float)."""
+    if isinstance(value, str):
+        value = float(value) if any(c in value for c in ".eE") else int(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
 class Params(Mapping):
     """Read-only parameter overrides name -> float, sorted by name; hashable and picklable.
 

@@ -257,9 +257,6 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
         raise SettingsError(f"--d needs at least two different dimensions >= 2 (the log-log slope against d "
                             f"needs two), got {dims}; e.g. --d 256,512,1024.")
     dims = sorted(dims)
-    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
-        raise SettingsError(f"--seeds (simulations per d) must be a positive integer, got {seeds!r}; e.g. --seeds 4.")
-    seeds = int(seeds)
     grid = settings.times
     if times is None:
         times = (grid[-1] / 2, grid[-1])
@@ -280,9 +277,9 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
                             "two disjoint DMFT subsamples of size d.")
     from .sim import resolve_run, simulate
 
-    for d in dims:  # every simulation's options (method, batch, eta, memory) before the solve
-        resolve_run(model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=True,
-                    data="gaussian", theta_rows=d)
+    for d in dims:  # every simulation's options (seeds, method, batch, eta, memory) before the solve
+        seeds = resolve_run(model, settings, d=d, seeds=seeds, method=method, batch=batch, eta=eta, replace=True,
+                            data="gaussian", theta_rows=d)[2]
     messages = []
     status = "ok"
     if dmft is None:

@@ -497,6 +497,8 @@ def test_interrupt_keeps_finished_part(linreg):
     ({}, dict(data="uniform"), "unknown data law"),
     ({}, dict(batch=4), "only apply to --method sgd"),
     ({}, dict(seeds=0), "`seeds` must be >= 1"),
+    ({}, dict(seeds=2.5), "`seeds` must be an integer, got 2.5"),
+    ({}, dict(d="many"), "`d` must be an integer, got 'many'"),
     ({}, dict(method="sgd", matrix_free=True), "matrix-free mode is implemented for --method sgf"),
     ({}, dict(d=10 ** 7), "--method sgf --matrix-free"),
     ({}, dict(seeds=10 ** 12), "the seeds' records"),  # 8 bytes x 3 times x 5 entries x 1e12 > any RAM
@@ -506,6 +508,26 @@ def test_bad_settings_are_named(linreg, settings_kw, kw, pattern):
     model = linreg[0]
     with pytest.raises(SettingsError, match=pattern):
         simulate(model, Settings(**{"T": 0.2, "dt": 0.1, **settings_kw}), **{"d": 20, **kw})
+
+
+def test_whole_numbers_as_float_or_text_are_integers(linreg):
+    """The simulators' integer options take a whole number in any form the CLI or a sweep's grid
+    passes (``config.whole``, the one integer reader): 4.0 and "4" are 4, and the same run."""
+    from dmftgen.sim import resolve_run
+
+    model = linreg[0]
+    s = Settings(T=0.2, dt=0.1)
+    for d, seeds in ((20.0, "2"), ("20", 2.0)):
+        got = resolve_run(model, s, d=d, seeds=seeds, method="sgf", batch=None, eta=None, replace=True,
+                          data="gaussian", theta_rows=0)
+        assert got[0] == 20 and got[2] == 2 and type(got[0]) is int and type(got[2]) is int
+
+
+def test_w2_checks_its_seeds_like_simulate(linreg):
+    from dmftgen.w2 import w2_scan
+
+    with pytest.raises(SettingsError, match="`seeds` must be >= 1"):
+        w2_scan(linreg[0], Settings(T=0.2, dt=0.1), dims=(8, 16), seeds=0, paths=400)
 
 
 def test_cli_simulate_writes_json_and_npz(tmp_path, capsys):

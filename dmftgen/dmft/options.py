@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+from ..config import whole
 from ..errors import SettingsError
 
 #: replicas of the default error bars (7 degrees of freedom; measured calibration in README).
@@ -198,12 +199,3 @@ def _number(opts, name, kind):
     if conv != value or type(conv) is not type(value):
         object.__setattr__(opts, name, conv)
     return conv
-
-
-def whole(value) -> int:
-    """int(value) for an integer or a whole-number float/string; ValueError otherwise."""
-    if isinstance(value, str):
-        value = float(value) if any(c in value for c in ".eE") else int(value)
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError(value)
-    return int(value)

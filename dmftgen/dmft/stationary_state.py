@@ -66,11 +66,11 @@ import time
 
 import numpy as np
 
+from ..config import whole
 from ..errors import SettingsError
 from ..results import Result, versions
 from ..threads import solver_threads
 from .errorbars import replica_error
-from .options import whole
 from .stationary_lag import window_spans_decay
 
 STATUS_NO_STATE = "no-stationary-state"

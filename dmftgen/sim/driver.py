@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..config import whole
 from ..errors import SettingsError
 from .data import DATA_KINDS, DYNAMICS, draw_data, stream
 from .sgd import run_sgd, sgd_step_indices
@@ -17,12 +18,14 @@ METHODS = ("sgf", "sgd")
 
 
 def _as_int(name, v, lo, hint):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        else:
-            raise SettingsError(f"`{name}` must be an integer, got {v!r}. {hint}")
-    v = int(v)
+    """``v`` as an int >= ``lo`` (an integer, or a whole number as float or text: the sweep's grid
+    values; :func:`dmftgen.dmft.options.whole`), else a SettingsError naming ``name``."""
+    try:
+        if isinstance(v, bool) or v is None:
+            raise TypeError
+        v = whole(v)
+    except (TypeError, ValueError):
+        raise SettingsError(f"`{name}` must be an integer, got {v!r}. {hint}") from None
     if v < lo:
         raise SettingsError(f"`{name}` must be >= {lo}, got {v}. {hint}")
     return v
