@@ -535,6 +535,20 @@ def test_loglog_slope():
     assert fmt_slope(-0.5) == "-0.500" and fmt_slope(float("nan")).startswith("n/a")
 
 
+def test_w2_command_refuses_too_few_paths_before_simulating(tmp_path, capsys, monkeypatch):
+    """--paths too few for the solve's path groups (20 groups need >= 40) is the solve's own
+    check (dmft.solver.check_paths), exit 2 before any simulation (the command had a narrower
+    check of its own, >= 2, in front of it)."""
+    import dmftgen.sim as sim
+
+    monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("simulated before the paths check"))
+    rc = main(["w2", "linreg", "--d", "32,64", "--T", "0.4", "--dt", "0.1", "--paths", "10",
+               "--seeds", "2", "--out", str(tmp_path / "w2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "paths=10 is too few for 20 path groups" in err and "Traceback" not in err, err
+    assert not (tmp_path / "w2").exists()
+
+
 def test_w2_command_small(tmp_path, capsys):
     out = tmp_path / "w2"
     rc = main(["w2", "linreg", "--d", "32,64", "--T", "0.4", "--dt", "0.1", "--paths", "200",

@@ -82,7 +82,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from .._io import check_output_dir, replace_dir
-    from ..errors import SettingsError
     from ..results import jsonable
     from ..model import load_model
     from ..w2 import plot_w2, scan_payload, w2_scan
@@ -90,8 +89,6 @@ def run(args) -> int:
     check_output_dir(args.out, allowed=lambda n: n in NAMES)  # before computing
     model = load_model(args.model)
     settings = settings_from_args(args, model)
-    if args.paths < 2:
-        raise SettingsError(f"--paths (DMFT Monte Carlo paths) must be >= 2, got {args.paths}; e.g. --paths 20000.")
     scan = w2_scan(model, settings, dims=_ints(args.d), times=None if args.times is None else _floats(args.times),
                    seeds=args.seeds, method=args.method, batch=args.batch, eta=args.eta, paths=args.paths,
                    theta_samples=args.theta_samples, progress=progress_enabled())
