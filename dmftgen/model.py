@@ -229,6 +229,8 @@ class Model:
             # a standard deviation that depends on a parameter: the model file's check (>= 0 at
             # the defaults, _validate) does not cover a value given on the command line
             for role in ("init_std", "teacher_std"):
+                if not sp.sympify(getattr(self, role)).free_symbols:
+                    continue  # a number, checked when the model was loaded
                 v = self._value(getattr(self, role), p)
                 if not (math.isfinite(v) and v >= 0.0):
                     given = ", ".join(f"{k}={float(x):g}" for k, x in dict(overrides).items())
