@@ -536,9 +536,10 @@ def test_loglog_slope():
 
 
 def test_w2_command_refuses_too_few_paths_before_simulating(tmp_path, capsys, monkeypatch):
-    """--paths too few for the solve's path groups (20 groups need >= 40) is the solve's own
-    check (dmft.solver.check_paths), exit 2 before any simulation (the command had a narrower
-    check of its own, >= 2, in front of it)."""
+    """--paths too few for the solve's path groups (20 groups need >= 40): the solve's own check
+    (dmft.solver.check_paths, run by w2_scan with its other options), exit 2 before any
+    simulation (the command had a narrower check of its own, >= 2, that let 2..39 through to the
+    solve)."""
     import dmftgen.sim as sim
 
     monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("simulated before the paths check"))
