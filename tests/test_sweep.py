@@ -320,6 +320,32 @@ def test_sweep_stationary_and_replicas_options_are_forwarded(tmp_path):
         spec("--what", "simulate", "--replicas", "2")
 
 
+def test_sweep_simulate_defaults_to_the_simulate_command_dynamics(tmp_path, capsys):
+    """--what simulate without --method runs what `dmftgen simulate` runs: SGD at tau > 0, SGF at
+    tau = 0 (was: the Python function's SGF everywhere, so a sweep point and the same command
+    differed); a tau grid across 0 has no one default and is refused, naming --method."""
+    from dmftgen.cli import build_parser, main
+    from dmftgen.commands._common import default_dynamics
+    from dmftgen.commands.sweep import spec_from_args
+
+    def spec(*extra):
+        args = build_parser().parse_args(["sweep", "linreg", *TINY, *extra, "--out", str(tmp_path / "x.nc")])
+        return spec_from_args(args)
+
+    sim = build_parser().parse_args(["simulate", "linreg", "--T", "0.2", "--dt", "0.1", "--out", "x.nc"])
+    assert spec("--what", "simulate").options["method"] == default_dynamics(sim.method, sim.tau) == "sgd"
+    assert spec("--what", "simulate", "--grid", "tau=0.1,0.5").options["method"] == "sgd"
+    assert spec("--what", "simulate", "--grid", "tau=0").options["method"] == "sgf"
+    assert spec("--what", "simulate", "--method", "sgf").options["method"] == "sgf"
+    assert spec("--what", "simulate", "--grid", "tau=0,0.5", "--method", "sgf").options["method"] == "sgf"
+    with pytest.raises(SettingsError, match="give --method sgf"):
+        spec("--what", "simulate", "--grid", "tau=0,0.5")
+    out = tmp_path / "y.nc"
+    assert main(["sweep", "linreg", *TINY, "--what", "simulate", "--grid", "tau=0,0.5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--method sgf" in err and "Traceback" not in err and not out.exists()
+
+
 def test_failed_sweep_never_replaces_a_good_out(tmp_path, monkeypatch, capsys):
     """A sweep that is not all ok goes beside a good OUT (<stem>.failed.nc); one where no point
     finished writes nothing; the summary names the file written (was: OUT overwritten with

@@ -9,8 +9,8 @@ Re-running the same command resumes: finished points (in FILE.parts/) are not re
 """
 from __future__ import annotations
 
-from ._common import (DYNAMICS_HELP, add_model_arg, add_settings_args, add_theory_arg, progress_enabled,
-                      settings_from_args)
+from ._common import (DYNAMICS_HELP, add_model_arg, add_settings_args, add_theory_arg, default_dynamics,
+                      progress_enabled, settings_from_args)
 
 #: Options forwarded to the single-run function, per --what (None = not given, use its default).
 FORWARD = {
@@ -59,8 +59,8 @@ def add_parser(sub):
     o.add_argument("--paths", type=int, default=None, help="solve/compare/stationary: DMFT Monte Carlo paths (default 20000; stationary 8000)")
     o.add_argument("--replicas", type=int, default=None, help="solve/stationary: independent replicas (error bars; default: solve auto, stationary 4)")
     o.add_argument("--method", choices=("sgd", "sgf"), default=None,
-                   help="simulate/compare: " + DYNAMICS_HELP + " (default: that of the Python function: "
-                        "simulate() sgf, compare() sgd, or sgf at tau = 0)")
+                   help="simulate/compare: " + DYNAMICS_HELP + " (default as in `dmftgen simulate` and "
+                        "`dmftgen compare`: sgd, or sgf at tau = 0)")
     o.add_argument("--scheme", choices=("sweep", "fixed-point"), default=None,
                    help="solve/compare: DMFT scheme (default sweep)")
     o.add_argument("--batch", type=int, default=None, help="simulate/compare --method sgd: minibatch size B (default 1, or eta/tau)")
@@ -98,6 +98,8 @@ def spec_from_args(args):
         options["allow_outside_theory"] = True
     if "methods" in options:
         options["methods"] = [options["methods"]]
+    if args.what == "simulate" and args.method is None:
+        options["method"] = simulate_dynamics(base.tau, grid)
     unused = [n for n in ("d", "seeds", "paths", "replicas", "method", "scheme", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
     if unused:
@@ -106,6 +108,23 @@ def spec_from_args(args):
     spec = SweepSpec(args.model, args.what, base, grid, options)
     spec.points()  # validate every point now
     return spec
+
+
+def simulate_dynamics(tau: float, grid: dict) -> str:
+    """``--what simulate`` without ``--method``: the dynamics of ``dmftgen simulate``
+    (:func:`default_dynamics`: SGD, SGF at tau = 0), one for every point. The Python function
+    ``simulate()`` defaults to SGF; the sweep command follows the command, not the function, so
+    that a sweep's point and the same ``dmftgen simulate`` run agree. A tau grid with 0 and
+    positive values has no one default (SGD needs tau = eta/B > 0): refused, naming the fix."""
+    from ..errors import SettingsError
+
+    taus = [float(v) for v in grid.get("tau", [tau])]
+    kinds = {default_dynamics(None, t) for t in taus}
+    if len(kinds) > 1:
+        raise SettingsError("--grid tau has tau = 0, where only the stochastic gradient flow exists (SGD "
+                            "needs tau = eta/B > 0), and tau > 0, where `dmftgen simulate` runs SGD: give "
+                            "--method sgf to simulate every point with the flow, or split the grid.")
+    return kinds.pop()
 
 
 def _sigterm_as_interrupt():
