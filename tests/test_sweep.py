@@ -344,6 +344,19 @@ def test_sweep_simulate_defaults_to_the_simulate_command_dynamics(tmp_path, caps
     assert main(["sweep", "linreg", *TINY, "--what", "simulate", "--grid", "tau=0,0.5", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--method sgf" in err and "Traceback" not in err and not out.exists()
+    # a sweep begun with the earlier default (no method: the Python function's SGF) resumes as SGF
+    old = tmp_path / "old.nc"
+    cmd = ["sweep", "linreg", *TINY, "--what", "simulate", "--d", "32", "--seeds", "1"]
+    begun = spec_from_args(build_parser().parse_args([*cmd, "--out", str(old)]))
+    begun.options.pop("method")
+    run_sweep(SweepSpec(begun.model_ref, "simulate", begun.base, {"delta": [2.0]}, begun.options), old, workers=0)
+    resumed = spec_from_args(build_parser().parse_args([*cmd, "--out", str(old)]))
+    assert "method" not in resumed.options
+    capsys.readouterr()
+    assert main([*cmd, "--out", str(old)]) == 0
+    err = capsys.readouterr().err
+    assert "resuming with SGF" in err and "1 already done" in err
+    assert json.loads(load_sweep(old).attrs["meta"])["options"] == begun.options
 
 
 def test_failed_sweep_never_replaces_a_good_out(tmp_path, monkeypatch, capsys):

@@ -98,7 +98,7 @@ def spec_from_args(args):
         options["allow_outside_theory"] = True
     if "methods" in options:
         options["methods"] = [options["methods"]]
-    if args.what == "simulate" and args.method is None:
+    if args.what == "simulate" and args.method is None and not _begun_with_flow(args, base, grid, options):
         options["method"] = simulate_dynamics(base.tau, grid)
     unused = [n for n in ("d", "seeds", "paths", "replicas", "method", "scheme", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
@@ -114,8 +114,9 @@ def simulate_dynamics(tau: float, grid: dict) -> str:
     """``--what simulate`` without ``--method``: the dynamics of ``dmftgen simulate``
     (:func:`default_dynamics`: SGD, SGF at tau = 0), one for every point. The Python function
     ``simulate()`` defaults to SGF; the sweep command follows the command, not the function, so
-    that a sweep's point and the same ``dmftgen simulate`` run agree. A tau grid with 0 and
-    positive values has no one default (SGD needs tau = eta/B > 0): refused, naming the fix."""
+    that a sweep's point and the same ``dmftgen simulate`` run agree (a sweep begun before, with
+    SGF, resumes with SGF: :func:`_begun_with_flow`). A tau grid with 0 and positive values has no
+    one default (SGD needs tau = eta/B > 0): refused, naming the fix."""
     from ..errors import SettingsError
 
     taus = [float(v) for v in grid.get("tau", [tau])]
@@ -125,6 +126,17 @@ def simulate_dynamics(tau: float, grid: dict) -> str:
                             "needs tau = eta/B > 0), and tau > 0, where `dmftgen simulate` runs SGD: give "
                             "--method sgf to simulate every point with the flow, or split the grid.")
     return kinds.pop()
+
+
+def _begun_with_flow(args, base, grid, options) -> bool:
+    """OUT's parts hold points of this very sweep begun when a simulate sweep without --method
+    ran the flow (SGF, the Python function's default; before 2026-12-07): it resumes as it
+    began, SGF, instead of starting over with SGD beside them (the run says so)."""
+    from ..sweep import SweepSpec
+    from ..sweep_parts import part_path
+
+    earlier = SweepSpec(args.model, args.what, base, grid, dict(options))
+    return any(part_path(args.out, p.key).is_file() for p in earlier.points())
 
 
 def _sigterm_as_interrupt():
@@ -148,6 +160,10 @@ def run(args) -> int:
 
     spec = spec_from_args(args)
     args.interrupt_note = f"finished points are kept in {args.out}.parts/; rerun the same command to resume"
+    if spec.what == "simulate" and "method" not in spec.options:
+        print(f"dmftgen sweep: {args.out}.parts/ holds points of this sweep simulated with SGF (the "
+              "default of a simulate sweep before 2026-12-07): resuming with SGF; give --method sgd "
+              "and another --out to simulate SGD, the default now.", file=sys.stderr)
     _sigterm_as_interrupt()
     log = lambda msg: print(f"dmftgen sweep: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     ds = run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
