@@ -189,8 +189,6 @@ def load_sweep(path):
     return ds
 
 
-
-
 def point_meta(ds, **coords) -> dict:
     """The full single-run metadata of one point, e.g. ``point_meta(ds, delta=1, tau=0.5)``."""
     s = ds["point_meta"].sel(coords).values

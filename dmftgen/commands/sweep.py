@@ -98,15 +98,15 @@ def spec_from_args(args):
         options["allow_outside_theory"] = True
     if "methods" in options:
         options["methods"] = [options["methods"]]
-    if args.what == "simulate" and args.method is None and not _begun_with_flow(args, base, grid, options):
-        options["method"] = simulate_dynamics(base.tau, grid)
     unused = [n for n in ("d", "seeds", "paths", "replicas", "method", "scheme", "batch", "eta", "data")
               if getattr(args, n) is not None and n not in FORWARD[args.what]]
     if unused:
         raise SettingsError(f"--{unused[0]} does not apply to --what {args.what}; options of {args.what}: "
                             f"{', '.join('--' + n for n in FORWARD[args.what])}.")
     spec = SweepSpec(args.model, args.what, base, grid, options)
-    spec.points()  # validate every point now
+    points = spec.points()  # validate every point now
+    if args.what == "simulate" and args.method is None and not _begun_with_flow(args.out, points):
+        spec = SweepSpec(args.model, args.what, base, grid, {**options, "method": simulate_dynamics(base.tau, grid)})
     return spec
 
 
@@ -128,15 +128,14 @@ def simulate_dynamics(tau: float, grid: dict) -> str:
     return kinds.pop()
 
 
-def _begun_with_flow(args, base, grid, options) -> bool:
-    """OUT's parts hold points of this very sweep begun when a simulate sweep without --method
-    ran the flow (SGF, the Python function's default; before 2026-12-07): it resumes as it
-    began, SGF, instead of starting over with SGD beside them (the run says so)."""
-    from ..sweep import SweepSpec
+def _begun_with_flow(out, points) -> bool:
+    """OUT's parts hold some of ``points`` (a simulate sweep's, keyed without a method): the sweep
+    was begun when a simulate sweep without --method ran the flow (SGF, the Python function's
+    default; before 2026-12-07). It resumes as it began, SGF, instead of starting over with SGD
+    beside them (the run says so)."""
     from ..sweep_parts import part_path
 
-    earlier = SweepSpec(args.model, args.what, base, grid, dict(options))
-    return any(part_path(args.out, p.key).is_file() for p in earlier.points())
+    return any(part_path(out, p.key).is_file() for p in points)
 
 
 def _sigterm_as_interrupt():

@@ -19,7 +19,7 @@ METHODS = ("sgf", "sgd")
 
 def _as_int(name, v, lo, hint):
     """``v`` as an int >= ``lo`` (an integer, or a whole number as float or text: the sweep's grid
-    values; :func:`dmftgen.dmft.options.whole`), else a SettingsError naming ``name``."""
+    values; :func:`dmftgen.config.whole`), else a SettingsError naming ``name``."""
     try:
         if isinstance(v, bool) or v is None:
             raise TypeError
