@@ -51,7 +51,11 @@ dmftgen.dmft.solve = _solve_hook
 """
 
 PRELUDE = """
-import sys, time
+import signal, sys, time
+# Python keeps SIGINT ignored when it starts with it ignored (a background job of a shell without
+# job control, nohup): restore the interactive default so that the test does not depend on how
+# pytest itself was started
+signal.signal(signal.SIGINT, signal.default_int_handler)
 def wait():
     print("READY", flush=True)
     for _ in range(1200):
