@@ -80,8 +80,12 @@ def local_cluster(workers: int | None = None, threads_per_task: int = 1):
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": env,
                               "distributed.worker.daemon": True}):
+            # no dashboard; the scheduler's HTTP server (health routes) still starts, on port 8787
+            # unless told otherwise: a free local port, so that two sweeps (or a notebook's
+            # cluster) on one machine do not warn "Port 8787 is already in use"
             return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                dashboard_address=None, silence_logs=logging.CRITICAL)
+                                dashboard_address=None, silence_logs=logging.CRITICAL,
+                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     finally:
         # The nannies live in this process and distributed applies pre-spawn-environ to its
         # os.environ: put it back once the workers are spawned, or every later numba compilation

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,23 @@ def test_local_cluster_leaves_this_process_environment_alone():
         assert {k: os.environ.get(k) for k in keys} == before
     finally:
         cluster.close()
+
+
+def test_two_local_clusters_at_once_do_not_fight_over_a_port():
+    """Two sweeps on one machine (or a sweep beside a notebook's cluster): the scheduler's HTTP
+    server, started even without a dashboard, took port 8787 and the second one warned "Port 8787
+    is already in use. Perhaps you already have a cluster running?" (seen with pytest -n 2)."""
+    from dmftgen.sweep import local_cluster
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        first = local_cluster(1)
+        try:
+            second = local_cluster(1)
+            second.close()
+        finally:
+            first.close()
+    assert not [w for w in seen if "already in use" in str(w.message)]
 
 
 def _parts(out):
