@@ -219,7 +219,7 @@ def test_checks_pass_on_a_correct_solve_and_are_in_the_file(logistic, tmp_path):
 
 
 def test_self_check_errors_are_calibrated_and_the_false_alarm_rate_is_the_solves(logistic):
-    """The two halves of the checks' stated false-alarm rate (docs/theory.md section 8).
+    """The two halves of the checks' stated false-alarm rate (docs/theory.md section 7).
 
     1. The batch-means error of a residual is honest: over 32 seeds x 8 replicas of correct solves
        the z = value / err of the time-averaged Q balance (one entry per replica, ~t with 19 dof)

@@ -107,7 +107,7 @@ def compare(model, settings, *, d=1024, seeds=8, methods=("sgd",), batch=None, e
     paths : int
         Monte Carlo paths of the DMFT solver (default error bars: 8 replicas of paths/8).
     dmft_method : {"sweep", "fixed-point"}, optional
-        Default "sweep" (exact at every tau, docs/theory.md section 8).
+        Default "sweep" (exact at every tau, docs/theory.md section 7).
     dt_bias : {"auto", "off"}
         "auto": with SGD, also solve at 2 dt on coupled noise (about a quarter of the cost) to
         estimate the DMFT's O(dt) bias f(2dt) - f(dt) and to test 2 f(dt) - f(2dt) (dt -> 0).

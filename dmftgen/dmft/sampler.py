@@ -1,7 +1,7 @@
 """The causal factor of the Gaussian input's covariance, built one block row at a time.
 
 The forward sweep needs xi ~ N(0, S) causally: a lower-triangular L with L L^T = S whose row
-block k uses only S[k, <=k], which the paths have just produced (docs/theory.md section 8).
+block k uses only S[k, <=k], which the paths have just produced (docs/theory.md section 7).
 
 * Cholesky (``gram = "cholesky"``): the incremental, pivot-clipped Cholesky of S
   (:func:`dmftgen.dmft._linalg.chol_append`). For tau > 0 the white part tau dt <ell ell^T> keeps
