@@ -275,14 +275,11 @@ def w2_scan(model, settings, *, dims=(256, 512, 1024, 2048), times=None, seeds=4
     if theta_samples < need:
         raise SettingsError(f"--theta-samples {theta_samples} < 2 * max(d) = {need}: the sampling floor needs "
                             "two disjoint DMFT subsamples of size d.")
-    if dmft is None:  # the solve's own check of its paths, before anything runs
+    if dmft is None:  # what the solve checks before computing (paths, memory), before anything runs
         from .dmft.options import SolveOptions
-        from .dmft.solver import check_paths
+        from .dmft.solver import check_solve
 
-        try:
-            check_paths(paths, SolveOptions())
-        except SettingsError as exc:
-            raise SettingsError(f"--paths: {exc}") from None
+        check_solve(model, settings, paths, None, SolveOptions())
     from .sim import resolve_run, simulate
 
     for d in dims:  # every simulation's options (seeds, method, batch, eta, memory) before the solve

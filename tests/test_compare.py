@@ -535,18 +535,26 @@ def test_loglog_slope():
     assert fmt_slope(-0.5) == "-0.500" and fmt_slope(float("nan")).startswith("n/a")
 
 
-def test_w2_command_refuses_too_few_paths_before_simulating(tmp_path, capsys, monkeypatch):
-    """--paths too few for the solve's path groups (20 groups need >= 40): the solve's own check
-    (dmft.solver.check_paths, run by w2_scan with its other options), exit 2 before any
-    simulation (the command had a narrower check of its own, >= 2, that let 2..39 through to the
-    solve)."""
+@pytest.mark.parametrize("extra, env, said", [
+    (["--paths", "10"], {}, "paths=10 (--paths) is too few for 20 path groups"),
+    (["--paths", "400"], {"DMFTGEN_MEMORY_LIMIT": "1M"}, "memory"),
+])
+def test_w2_command_refuses_what_the_solve_would_refuse_before_computing(tmp_path, capsys, monkeypatch,
+                                                                         extra, env, said):
+    """What the DMFT solve checks before computing (dmft.solver.check_solve: paths per path group,
+    memory) is checked by w2_scan before any solve or simulation starts, exit 2 (the command had a
+    narrower check of its own, --paths >= 2, that let 2..39 paths through to the solve)."""
+    import dmftgen.dmft as dmft
     import dmftgen.sim as sim
 
-    monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("simulated before the paths check"))
-    rc = main(["w2", "linreg", "--d", "32,64", "--T", "0.4", "--dt", "0.1", "--paths", "10",
-               "--seeds", "2", "--out", str(tmp_path / "w2")])
+    monkeypatch.setattr(dmft, "solve", lambda *a, **k: pytest.fail("solved before the checks"))
+    monkeypatch.setattr(sim, "simulate", lambda *a, **k: pytest.fail("simulated before the checks"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    rc = main(["w2", "linreg", "--d", "32,64", "--T", "0.4", "--dt", "0.1", "--seeds", "2",
+               "--out", str(tmp_path / "w2"), *extra])
     err = capsys.readouterr().err
-    assert rc == 2 and "paths=10 is too few for 20 path groups" in err and "Traceback" not in err, err
+    assert rc == 2 and said in err and "Traceback" not in err, err
     assert not (tmp_path / "w2").exists()
 
 

@@ -47,12 +47,12 @@ def check_paths(paths: int, opts: SolveOptions) -> None:
     (``opts.replicas``, "auto" resolved as the solve does); also used by the sweep before it runs."""
     paths, G = int(paths), opts.groups
     if paths < 2 * G:
-        raise SettingsError(f"paths={paths} is too few for {G} path groups; use paths >= {2 * G} "
+        raise SettingsError(f"paths={paths} (--paths) is too few for {G} path groups; use paths >= {2 * G} "
                             "(typically 10^4 or more).")
     R = opts.n_replicas(paths)
     if R > 1 and paths // R < 2 * G:
         raise SettingsError(f"replicas={R}: each replica needs >= {2 * G} paths; "
-                            f"use more paths or fewer replicas.")
+                            f"use more paths (--paths) or fewer replicas (--replicas).")
 
 
 def check_solve(model, settings, paths, method, opts: SolveOptions) -> str:
